@@ -1,0 +1,13 @@
+//! Cache and fan-out adapters: the `MenuCache` port (menu snapshots by
+//! store) and the `LiveFeed` port (live order events to SSE subscribers).
+//!
+//! Embedded backends are in-process: [`MemoryMenuCache`] on moka and
+//! [`BroadcastFeed`] on a tokio broadcast channel. In scale mode Redis backs
+//! both (an L2 under the same L1, and pub/sub across instances); that
+//! adapter lives here too, so one crate owns the Redis client.
+
+pub mod feed;
+pub mod memory;
+
+pub use feed::BroadcastFeed;
+pub use memory::MemoryMenuCache;

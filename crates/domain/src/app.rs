@@ -1,0 +1,286 @@
+//! The use-cases the HTTP API and the CLI drive: browse menus, place an
+//! order, read and list orders, move them through their lifecycle, 86 items.
+//!
+//! `Rushhour` holds one handle per port and nothing else; it is cheap to
+//! share (`Arc`) between request handlers.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::events::{LiveEvent, LogEvent, OrderPlacedV1, PlacedLineV1};
+use crate::ids::{OrderId, StoreId};
+use crate::menu::{MenuSnapshot, StoreInfo};
+use crate::money::Money;
+use crate::order::{self, Action, FieldError, Order, OrderDraft, OrderStatus, Timestamps, TransitionError};
+use crate::ports::{
+    AppendOutcome, AppendRequest, Clock, EventLog, EventScope, IdempotencyClaim, LiveFeed, MenuCache, OrderFilter,
+    OrderSummary, PortError, Store,
+};
+
+#[derive(Debug, Clone)]
+pub struct RushhourConfig {
+    /// How long a lifecycle action on an order that is durable in the log
+    /// but not yet applied by a processor waits for it before answering 503.
+    pub apply_wait: Duration,
+}
+
+impl Default for RushhourConfig {
+    fn default() -> Self {
+        Self {
+            apply_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Transition(TransitionError),
+    /// The order is durable but its processor has not applied it yet.
+    #[error("the order is still being processed; retry shortly")]
+    NotReady,
+    #[error(transparent)]
+    Backend(#[from] PortError),
+}
+
+impl From<TransitionError> for AppError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::OrderNotFound(_) => AppError::NotFound("order"),
+            TransitionError::Backend(p) => AppError::Backend(p),
+            other => AppError::Transition(other),
+        }
+    }
+}
+
+/// The body of an intake `202`, stored with the idempotency key and replayed
+/// byte for byte on a retry.
+#[derive(Debug, Serialize)]
+pub struct IntakeReceipt {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub total: Money,
+    pub links: ReceiptLinks,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReceiptLinks {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub events: String,
+}
+
+#[derive(Debug)]
+pub enum IntakeOutcome {
+    /// Durable now; `body` is an `IntakeReceipt`.
+    Accepted { id: OrderId, body: Vec<u8> },
+    /// The same key and request were seen before: answer as then.
+    Replayed { status: u16, body: Vec<u8> },
+}
+
+pub struct Rushhour {
+    pub log: Arc<dyn EventLog>,
+    pub store: Arc<dyn Store>,
+    pub menus: Arc<dyn MenuCache>,
+    pub feed: Arc<dyn LiveFeed>,
+    pub clock: Arc<dyn Clock>,
+    pub config: RushhourConfig,
+}
+
+impl Rushhour {
+    pub async fn stores(&self) -> Result<Vec<StoreInfo>, AppError> {
+        Ok(self.store.list_stores().await?)
+    }
+
+    /// The store's menu snapshot, from cache; loaded once on a miss.
+    pub async fn menu(&self, store: &StoreId) -> Result<Arc<MenuSnapshot>, AppError> {
+        let db = self.store.clone();
+        let id = store.clone();
+        let load = Box::pin(async move {
+            match db.load_menu(&id).await? {
+                Some(m) => Ok(Arc::new(MenuSnapshot::new(m))),
+                None => Err(PortError::NotFound),
+            }
+        });
+        match self.menus.get_or_load(store, load).await {
+            Ok(m) => Ok(m),
+            Err(PortError::NotFound) => Err(AppError::NotFound("store")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Validate and price `draft`, then make it durable in the log. Returns
+    /// only after the append is durable; the processors do the rest.
+    pub async fn place_order(&self, draft: OrderDraft, idempotency_key: Option<String>) -> Result<IntakeOutcome, AppError> {
+        let fingerprint = idempotency_key.as_ref().map(|_| fingerprint(&draft));
+        if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint)
+            && let Some(rec) = self.log.idempotency(key).await?
+        {
+            return replay(rec, fp);
+        }
+        let mine = fingerprint.clone().unwrap_or_default();
+        let store_field = || {
+            AppError::Validation(vec![FieldError {
+                field: "store".into(),
+                code: "unknown_store",
+                message: format!("no store '{}'", draft.store),
+            }])
+        };
+        let store = StoreId::parse(&draft.store).ok_or_else(store_field)?;
+        let menu = match self.menu(&store).await {
+            Err(AppError::NotFound(_)) => return Err(store_field()),
+            other => other?,
+        };
+        let (lines, total) = order::price(&draft, &menu).map_err(AppError::Validation)?;
+        let id = OrderId::new();
+        let currency = menu.store().currency.clone();
+        let placed = OrderPlacedV1 {
+            order_id: id,
+            store,
+            customer: draft.customer.clone(),
+            currency: currency.clone(),
+            total,
+            lines: lines.iter().map(PlacedLineV1::from).collect(),
+            placed_at: self.clock.now_ms(),
+        };
+        let receipt = IntakeReceipt {
+            id,
+            status: OrderStatus::Placed,
+            total: Money::new(total, currency),
+            links: ReceiptLinks {
+                this: format!("/v1/orders/{id}"),
+                events: format!("/v1/orders/{id}/events"),
+            },
+        };
+        let body = serde_json::to_vec(&receipt).expect("receipt serializes");
+        let req = AppendRequest {
+            key: id.to_string(),
+            payload: LogEvent::OrderPlacedV1(placed).encode(),
+            idempotency: idempotency_key.zip(fingerprint).map(|(key, fingerprint)| IdempotencyClaim {
+                key,
+                fingerprint,
+                status: 202,
+                response: body.clone(),
+            }),
+        };
+        match self.log.append(req).await? {
+            AppendOutcome::Appended(_) => Ok(IntakeOutcome::Accepted { id, body }),
+            // A concurrent request with the same key won the race.
+            AppendOutcome::Duplicate(rec) => replay(rec, &mine),
+        }
+    }
+
+    /// Read-your-writes: the store's view, or, for an order the processors
+    /// have not applied yet, the view from its log record.
+    pub async fn order(&self, id: OrderId) -> Result<Order, AppError> {
+        if let Some(o) = self.store.get_order(id).await? {
+            return Ok(o);
+        }
+        match self.log.find(&id.to_string()).await? {
+            Some(rec) => match LogEvent::decode(&rec.payload) {
+                Ok(LogEvent::OrderPlacedV1(p)) => Ok(placed_view(&p)),
+                Err(e) => Err(PortError::Invalid(format!("log record for {id}: {e}")).into()),
+            },
+            None => Err(AppError::NotFound("order")),
+        }
+    }
+
+    pub async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderSummary>, AppError> {
+        Ok(self.store.list_orders(filter).await?)
+    }
+
+    /// Apply a lifecycle action and publish the events it produced.
+    pub async fn act(&self, id: OrderId, action: Action) -> Result<Order, AppError> {
+        let deadline = Instant::now() + self.config.apply_wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.store.transition(id, action, self.clock.now_ms()).await {
+                Ok((order, events)) => {
+                    self.publish(&events).await;
+                    return Ok(order);
+                }
+                Err(TransitionError::OrderNotFound(_)) => {
+                    // Durable in the log but not applied yet: wait for the
+                    // processor rather than lose the action.
+                    if self.log.find(&id.to_string()).await?.is_none() {
+                        return Err(AppError::NotFound("order"));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(AppError::NotReady);
+                    }
+                    self.clock.sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// 86 an item (or bring it back) and drop the cached menu.
+    pub async fn set_availability(&self, store: &StoreId, sku: &str, available: bool) -> Result<(), AppError> {
+        if !self.store.set_availability(store, sku, available).await? {
+            return Err(AppError::NotFound("item"));
+        }
+        self.menus.invalidate(store).await?;
+        Ok(())
+    }
+
+    pub async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> Result<Vec<LiveEvent>, AppError> {
+        Ok(self.store.events_after(scope, after, limit).await?)
+    }
+
+    /// Fan events out to live subscribers. Failure is logged, not returned:
+    /// the change is committed, and subscribers catch up from the store.
+    pub async fn publish(&self, events: &[LiveEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.feed.publish(events).await {
+            tracing::warn!(error = %e, "live feed publish failed; subscribers will catch up from the store");
+        }
+    }
+}
+
+fn replay(rec: crate::ports::IdempotencyRecord, fingerprint: &str) -> Result<IntakeOutcome, AppError> {
+    if rec.fingerprint == fingerprint {
+        Ok(IntakeOutcome::Replayed {
+            status: rec.status,
+            body: rec.response,
+        })
+    } else {
+        Err(AppError::IdempotencyKeyReused)
+    }
+}
+
+/// Canonical hash of a request: the parsed draft re-serialized, so
+/// whitespace and key order in the client's JSON do not matter.
+pub fn fingerprint(draft: &OrderDraft) -> String {
+    let canonical = serde_json::to_vec(draft).expect("draft serializes");
+    hex::encode(Sha256::digest(&canonical))
+}
+
+fn placed_view(p: &OrderPlacedV1) -> Order {
+    Order {
+        id: p.order_id,
+        store: p.store.clone(),
+        customer: p.customer.clone(),
+        status: OrderStatus::Placed,
+        reject_reason: None,
+        payment_status: "unpaid".into(),
+        currency: p.currency.clone(),
+        total: p.total,
+        lines: p.lines.iter().map(|l| l.to_line(None)).collect(),
+        at: Timestamps {
+            placed_at: p.placed_at,
+            ..Timestamps::default()
+        },
+    }
+}

@@ -1,0 +1,135 @@
+//! What crosses process boundaries: the versioned records written to the
+//! event log, and the live events streamed to customers and staff boards.
+//!
+//! Log payloads are wire types, never serialized entities: a future binary
+//! must read a log written today, so `OrderPlacedV1` only ever gains
+//! optional fields, and a breaking change becomes `OrderPlacedV2` with its
+//! own `type` tag.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OrderId, StoreId};
+use crate::menu::Station;
+use crate::order::{OrderLine, OrderStatus, TicketStatus};
+
+/// The record appended to the log at intake, keyed by order id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum LogEvent {
+    #[serde(rename = "order_placed.v1")]
+    OrderPlacedV1(OrderPlacedV1),
+}
+
+impl LogEvent {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("log events serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlacedV1 {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    pub currency: String,
+    pub total: i64,
+    pub lines: Vec<PlacedLineV1>,
+    /// Epoch milliseconds at intake.
+    pub placed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedLineV1 {
+    pub line: u32,
+    pub sku: String,
+    pub name: String,
+    pub station: Station,
+    pub size: String,
+    #[serde(default)]
+    pub modifiers: Vec<String>,
+    pub qty: u32,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+impl From<&OrderLine> for PlacedLineV1 {
+    fn from(l: &OrderLine) -> Self {
+        Self {
+            line: l.line,
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            station: l.station,
+            size: l.size.clone(),
+            modifiers: l.modifiers.clone(),
+            qty: l.qty,
+            unit_price: l.unit_price,
+            line_total: l.line_total,
+        }
+    }
+}
+
+impl PlacedLineV1 {
+    pub fn to_line(&self, ticket: Option<TicketStatus>) -> OrderLine {
+        OrderLine {
+            line: self.line,
+            sku: self.sku.clone(),
+            name: self.name.clone(),
+            station: self.station,
+            size: self.size.clone(),
+            modifiers: self.modifiers.clone(),
+            qty: self.qty,
+            unit_price: self.unit_price,
+            line_total: self.line_total,
+            ticket,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveEventKind {
+    /// The order's status changed.
+    Status,
+    /// One ticket (line) changed.
+    Ticket,
+}
+
+/// A change to an order, as streamed over SSE. `id` is assigned by the store
+/// when the change commits and grows monotonically, so it doubles as the
+/// SSE event id for `Last-Event-ID` resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveEvent {
+    pub id: i64,
+    pub kind: LiveEventKind,
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub status: OrderStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<Station>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketStatus>,
+    pub at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_records_written_today_stay_readable() {
+        let raw = br#"{"type":"order_placed.v1","order_id":"0190f0d2-5b1c-7cc3-a1b2-000000000001",
+            "store":"demo-downtown","currency":"USD","total":420,"placed_at":1,
+            "lines":[{"line":1,"sku":"latte","name":"Latte","station":"barista","size":"small",
+            "qty":1,"unit_price":420,"line_total":420}]}"#;
+        let LogEvent::OrderPlacedV1(p) = LogEvent::decode(raw).unwrap();
+        assert_eq!(p.lines[0].modifiers, Vec::<String>::new());
+        assert_eq!(LogEvent::decode(&LogEvent::OrderPlacedV1(p.clone()).encode()).unwrap(), LogEvent::OrderPlacedV1(p));
+    }
+}

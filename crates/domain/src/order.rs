@@ -1,0 +1,580 @@
+//! Orders: intake validation and pricing against a menu snapshot, and the
+//! guarded lifecycle of an order and its tickets.
+//!
+//! Every state change is planned here as a pure function (`plan`) and then
+//! persisted by a `Store` adapter inside one transaction, so the rules live
+//! in one place whatever the backend, and property tests can hammer them
+//! without a database.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::ids::{OrderId, StoreId};
+use crate::menu::{MenuSnapshot, Station};
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QTY: i64 = 20;
+pub const MAX_MODIFIERS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Placed,
+    Confirmed,
+    Rejected,
+    InProgress,
+    Ready,
+    PickedUp,
+    Cancelled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 8] = [
+        OrderStatus::Placed,
+        OrderStatus::Confirmed,
+        OrderStatus::Rejected,
+        OrderStatus::InProgress,
+        OrderStatus::Ready,
+        OrderStatus::PickedUp,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "placed",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::InProgress => "in_progress",
+            OrderStatus::Ready => "ready",
+            OrderStatus::PickedUp => "picked_up",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Rejected | OrderStatus::PickedUp | OrderStatus::Cancelled | OrderStatus::Expired
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Queued,
+    Started,
+    Done,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Queued => "queued",
+            TicketStatus::Started => "started",
+            TicketStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(TicketStatus::Queued),
+            "started" => Some(TicketStatus::Started),
+            "done" => Some(TicketStatus::Done),
+            _ => None,
+        }
+    }
+}
+
+/// One priced line of an order; its ticket status is `None` until the order
+/// is confirmed (and stays `None` for a rejected order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// 1-based position in the order; also the ticket's id within the order.
+    pub line: u32,
+    pub sku: String,
+    pub name: String,
+    pub station: Station,
+    pub size: String,
+    pub modifiers: Vec<String>,
+    pub qty: u32,
+    pub unit_price: i64,
+    pub line_total: i64,
+    pub ticket: Option<TicketStatus>,
+}
+
+/// Timestamps per transition, epoch milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timestamps {
+    pub placed_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub rejected_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub ready_at: Option<i64>,
+    pub picked_up_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    pub expired_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub store: StoreId,
+    pub customer: Option<String>,
+    pub status: OrderStatus,
+    pub reject_reason: Option<String>,
+    pub payment_status: String,
+    pub currency: String,
+    pub total: i64,
+    pub lines: Vec<OrderLine>,
+    pub at: Timestamps,
+}
+
+/// A state change requested by staff, a customer or the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Cancel,
+    StartLine(u32),
+    FinishLine(u32),
+    PickUp,
+    Expire,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancel",
+            Action::StartLine(_) => "start",
+            Action::FinishLine(_) => "done",
+            Action::PickUp => "pickup",
+            Action::Expire => "expire",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("order {0} not found")]
+    OrderNotFound(OrderId),
+    #[error("order has no line {0}")]
+    LineNotFound(u32),
+    #[error("cannot {action} an order that is {from}")]
+    InvalidTransition { action: &'static str, from: String },
+    #[error(transparent)]
+    Backend(#[from] crate::ports::PortError),
+}
+
+/// What an `Action` changes. The store writes exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub status: Option<OrderStatus>,
+    pub ticket: Option<(u32, TicketStatus)>,
+}
+
+/// Decide what `action` does to `order`, or why it is not allowed.
+pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
+    use OrderStatus::*;
+    let invalid = |from: &str| TransitionError::InvalidTransition {
+        action: action.name(),
+        from: from.to_owned(),
+    };
+    let ticket_of = |n: u32| -> Result<TicketStatus, TransitionError> {
+        let line = order
+            .lines
+            .iter()
+            .find(|l| l.line == n)
+            .ok_or(TransitionError::LineNotFound(n))?;
+        line.ticket.ok_or_else(|| invalid(order.status.as_str()))
+    };
+    match action {
+        Action::Cancel => match order.status {
+            Placed | Confirmed => Ok(Plan { status: Some(Cancelled), ticket: None }),
+            s => Err(invalid(s.as_str())),
+        },
+        Action::StartLine(n) => {
+            if !matches!(order.status, Confirmed | InProgress) {
+                return Err(invalid(order.status.as_str()));
+            }
+            match ticket_of(n)? {
+                TicketStatus::Queued => Ok(Plan {
+                    status: (order.status == Confirmed).then_some(InProgress),
+                    ticket: Some((n, TicketStatus::Started)),
+                }),
+                t => Err(invalid(&format!("line {n} {}", t.as_str()))),
+            }
+        }
+        Action::FinishLine(n) => {
+            if order.status != InProgress {
+                return Err(invalid(order.status.as_str()));
+            }
+            match ticket_of(n)? {
+                TicketStatus::Started => {
+                    let all_done = order
+                        .lines
+                        .iter()
+                        .all(|l| l.line == n || l.ticket == Some(TicketStatus::Done));
+                    Ok(Plan {
+                        status: all_done.then_some(Ready),
+                        ticket: Some((n, TicketStatus::Done)),
+                    })
+                }
+                t => Err(invalid(&format!("line {n} {}", t.as_str()))),
+            }
+        }
+        Action::PickUp => match order.status {
+            Ready => Ok(Plan { status: Some(PickedUp), ticket: None }),
+            s => Err(invalid(s.as_str())),
+        },
+        Action::Expire => match order.status {
+            Ready => Ok(Plan { status: Some(Expired), ticket: None }),
+            s => Err(invalid(s.as_str())),
+        },
+    }
+}
+
+/// Apply a plan to an in-memory order (the store does the same in SQL; this
+/// is what tests and read models use).
+pub fn apply(order: &mut Order, plan: &Plan, now: i64) {
+    if let Some((n, t)) = plan.ticket
+        && let Some(l) = order.lines.iter_mut().find(|l| l.line == n)
+    {
+        l.ticket = Some(t);
+    }
+    if let Some(s) = plan.status {
+        order.status = s;
+        stamp(&mut order.at, s, now);
+    }
+}
+
+/// Record when `status` was entered.
+pub fn stamp(at: &mut Timestamps, status: OrderStatus, now: i64) {
+    let slot = match status {
+        OrderStatus::Placed => return at.placed_at = now,
+        OrderStatus::Confirmed => &mut at.confirmed_at,
+        OrderStatus::Rejected => &mut at.rejected_at,
+        OrderStatus::InProgress => &mut at.started_at,
+        OrderStatus::Ready => &mut at.ready_at,
+        OrderStatus::PickedUp => &mut at.picked_up_at,
+        OrderStatus::Cancelled => &mut at.cancelled_at,
+        OrderStatus::Expired => &mut at.expired_at,
+    };
+    *slot = Some(now);
+}
+
+/// An order as the client sent it, before validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDraft {
+    pub store: String,
+    pub customer: Option<String>,
+    pub lines: Vec<LineDraft>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineDraft {
+    pub sku: String,
+    pub size: Option<String>,
+    pub modifiers: Vec<String>,
+    pub qty: i64,
+}
+
+/// One reason a draft was refused, naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Validate `draft` against `menu` and price every line server-side. Prices
+/// in the request are never looked at (the request type has none).
+pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>, i64), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if draft.lines.is_empty() {
+        errors.push(FieldError::new("lines", "required", "an order needs at least one line"));
+    }
+    if draft.lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            "too_many_lines",
+            format!("at most {MAX_LINES} lines per order"),
+        ));
+        return Err(errors);
+    }
+    if let Some(c) = &draft.customer
+        && (c.is_empty() || c.len() > 128)
+    {
+        errors.push(FieldError::new("customer", "invalid", "customer must be 1 to 128 characters"));
+    }
+    let mut lines = Vec::with_capacity(draft.lines.len());
+    let mut total: i64 = 0;
+    for (i, d) in draft.lines.iter().enumerate() {
+        let f = |name: &str| format!("lines[{i}].{name}");
+        if !(1..=MAX_QTY).contains(&d.qty) {
+            errors.push(FieldError::new(f("qty"), "out_of_range", format!("qty must be 1 to {MAX_QTY}")));
+        }
+        let Some(item) = menu.item(&d.sku) else {
+            errors.push(FieldError::new(f("sku"), "unknown_sku", format!("no item '{}' on this menu", d.sku)));
+            continue;
+        };
+        if !item.available {
+            errors.push(FieldError::new(f("sku"), "unavailable", format!("'{}' is not available right now", d.sku)));
+        }
+        let size = match &d.size {
+            Some(code) => item.size(code),
+            None if item.sizes.len() == 1 => item.sizes.first(),
+            None => None,
+        };
+        let Some(size) = size else {
+            let (code, msg) = match &d.size {
+                Some(s) => ("unknown_size", format!("'{}' has no size '{s}'", d.sku)),
+                None => ("required", format!("'{}' comes in several sizes; choose one", d.sku)),
+            };
+            errors.push(FieldError::new(f("size"), code, msg));
+            continue;
+        };
+        if d.modifiers.len() > MAX_MODIFIERS {
+            errors.push(FieldError::new(
+                f("modifiers"),
+                "too_many_modifiers",
+                format!("at most {MAX_MODIFIERS} modifiers per line"),
+            ));
+            continue;
+        }
+        let mut unit = size.price;
+        let mut ok = true;
+        for (j, code) in d.modifiers.iter().enumerate() {
+            match item.modifier(code) {
+                Some(m) => unit += m.price_delta,
+                None => {
+                    ok = false;
+                    errors.push(FieldError::new(
+                        format!("lines[{i}].modifiers[{j}]"),
+                        "unknown_modifier",
+                        format!("'{}' has no modifier '{code}'", d.sku),
+                    ));
+                }
+            }
+        }
+        if !ok || !(1..=MAX_QTY).contains(&d.qty) {
+            continue;
+        }
+        let qty = d.qty as u32;
+        let line_total = unit * d.qty;
+        total += line_total;
+        lines.push(OrderLine {
+            line: (i + 1) as u32,
+            sku: item.sku.clone(),
+            name: item.name.clone(),
+            station: item.station,
+            size: size.code.clone(),
+            modifiers: d.modifiers.clone(),
+            qty,
+            unit_price: unit,
+            line_total,
+            ticket: None,
+        });
+    }
+    if errors.is_empty() { Ok((lines, total)) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::menu::{MenuSnapshot, demo_menu};
+    use proptest::prelude::*;
+
+    fn draft(lines: Vec<LineDraft>) -> OrderDraft {
+        OrderDraft { store: "demo-downtown".into(), customer: None, lines }
+    }
+
+    fn line(sku: &str, size: Option<&str>, mods: &[&str], qty: i64) -> LineDraft {
+        LineDraft {
+            sku: sku.into(),
+            size: size.map(Into::into),
+            modifiers: mods.iter().map(|m| (*m).into()).collect(),
+            qty,
+        }
+    }
+
+    #[test]
+    fn prices_come_from_the_menu() {
+        let menu = MenuSnapshot::new(demo_menu());
+        let (lines, total) = price(
+            &draft(vec![line("latte", Some("large"), &["oat-milk"], 2), line("croissant", None, &[], 1)]),
+            &menu,
+        )
+        .unwrap();
+        // latte 420 + large 90 + oat 60 = 570, x2 = 1140; croissant 320
+        assert_eq!(lines[0].unit_price, 570);
+        assert_eq!(lines[0].line_total, 1140);
+        assert_eq!(lines[1].station, Station::Kitchen);
+        assert_eq!(total, 1460);
+    }
+
+    #[test]
+    fn bad_lines_name_their_field() {
+        let menu = MenuSnapshot::new(demo_menu());
+        let errs = price(
+            &draft(vec![
+                line("nope", None, &[], 1),
+                line("latte", Some("huge"), &[], 1),
+                line("latte", Some("small"), &["gold-flakes"], 1),
+                line("latte", Some("small"), &[], 21),
+                line("latte", None, &[], 1),
+            ]),
+            &menu,
+        )
+        .unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("lines[0].sku", "unknown_sku"),
+                ("lines[1].size", "unknown_size"),
+                ("lines[2].modifiers[0]", "unknown_modifier"),
+                ("lines[3].qty", "out_of_range"),
+                ("lines[4].size", "required"),
+            ]
+        );
+        let too_many = draft((0..51).map(|_| line("espresso", Some("small"), &[], 1)).collect());
+        assert_eq!(price(&too_many, &menu).unwrap_err()[0].code, "too_many_lines");
+        assert_eq!(price(&draft(vec![]), &menu).unwrap_err()[0].code, "required");
+    }
+
+    fn order_with(stations: &[Station]) -> Order {
+        Order {
+            id: OrderId::new(),
+            store: StoreId("s".into()),
+            customer: None,
+            status: OrderStatus::Confirmed,
+            reject_reason: None,
+            payment_status: "unpaid".into(),
+            currency: "USD".into(),
+            total: 0,
+            lines: stations
+                .iter()
+                .enumerate()
+                .map(|(i, s)| OrderLine {
+                    line: i as u32 + 1,
+                    sku: "x".into(),
+                    name: "x".into(),
+                    station: *s,
+                    size: "small".into(),
+                    modifiers: vec![],
+                    qty: 1,
+                    unit_price: 1,
+                    line_total: 1,
+                    ticket: Some(TicketStatus::Queued),
+                })
+                .collect(),
+            at: Timestamps::default(),
+        }
+    }
+
+    #[test]
+    fn happy_path_reaches_picked_up() {
+        let mut o = order_with(&[Station::Barista, Station::Barista]);
+        for a in [
+            Action::StartLine(1),
+            Action::StartLine(2),
+            Action::FinishLine(2),
+            Action::FinishLine(1),
+            Action::PickUp,
+        ] {
+            let p = plan(&o, a).unwrap();
+            apply(&mut o, &p, 1);
+        }
+        assert_eq!(o.status, OrderStatus::PickedUp);
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused() {
+        let o = order_with(&[Station::Barista]);
+        assert!(matches!(plan(&o, Action::PickUp), Err(TransitionError::InvalidTransition { .. })));
+        assert!(matches!(plan(&o, Action::FinishLine(1)), Err(TransitionError::InvalidTransition { .. })));
+        assert_eq!(plan(&o, Action::StartLine(9)), Err(TransitionError::LineNotFound(9)));
+        let mut c = o.clone();
+        apply(&mut c, &plan(&o, Action::Cancel).unwrap(), 1);
+        assert!(plan(&c, Action::Cancel).is_err());
+        assert!(plan(&c, Action::StartLine(1)).is_err());
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            Just(Action::Cancel),
+            (1u32..5).prop_map(Action::StartLine),
+            (1u32..5).prop_map(Action::FinishLine),
+            Just(Action::PickUp),
+            Just(Action::Expire),
+        ]
+    }
+
+    proptest! {
+        /// Whatever staff click, in whatever order, the order never reaches
+        /// a state that contradicts its tickets, and terminal states stick.
+        #[test]
+        fn lifecycle_invariants_hold(n in 1usize..5, actions in proptest::collection::vec(action(), 0..40)) {
+            let mut o = order_with(&vec![Station::Barista; n]);
+            for a in actions {
+                let before = o.clone();
+                match plan(&o, a) {
+                    Ok(p) => {
+                        prop_assert!(!before.status.is_terminal(), "{a:?} moved a terminal order");
+                        apply(&mut o, &p, 1);
+                    }
+                    Err(_) => prop_assert_eq!(&o, &before),
+                }
+                let done = o.lines.iter().all(|l| l.ticket == Some(TicketStatus::Done));
+                let untouched = o.lines.iter().all(|l| l.ticket == Some(TicketStatus::Queued));
+                match o.status {
+                    OrderStatus::Ready | OrderStatus::PickedUp | OrderStatus::Expired => prop_assert!(done),
+                    OrderStatus::Confirmed => prop_assert!(untouched),
+                    OrderStatus::InProgress => prop_assert!(!done && !untouched),
+                    OrderStatus::Cancelled => prop_assert!(untouched),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Decide a placed order at processing time: every line's item must still
+/// exist and be available (it may have been 86'd since intake). Prices are
+/// kept as quoted at intake, so the total a customer saw never changes.
+pub fn decide(placed: &crate::events::OrderPlacedV1, menu: Option<&MenuSnapshot>) -> crate::ports::Decision {
+    use crate::ports::Decision;
+    let Some(menu) = menu else {
+        return Decision::Reject(format!("store '{}' no longer exists", placed.store));
+    };
+    for l in &placed.lines {
+        match menu.item(&l.sku) {
+            None => return Decision::Reject(format!("'{}' is no longer on the menu", l.sku)),
+            Some(item) if !item.available => return Decision::Reject(format!("'{}' is sold out", l.name)),
+            Some(_) => {}
+        }
+    }
+    Decision::Confirm
+}

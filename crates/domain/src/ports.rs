@@ -1,0 +1,293 @@
+//! The port traits: everything the domain needs from the outside world.
+//!
+//! Each port has an embedded backend (SQLite, in-process) and a scale
+//! backend (PostgreSQL, Redis, Kafka); `testkit` holds one contract suite per
+//! port that every backend must pass. Every port has `health()` for
+//! `/health/ready`, and every fallible call returns `PortError`, which says
+//! whether retrying can help; adapters translate their client's errors at
+//! the boundary so no driver error type leaks past them.
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::{LiveEvent, OrderPlacedV1};
+use crate::ids::{OrderId, StoreId};
+use crate::menu::{Menu, MenuSnapshot, StoreInfo};
+use crate::order::{Action, Order, OrderStatus, TransitionError};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The backend could not be reached or timed out; retrying may help.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// Data violated a constraint; retrying the same call will not help.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    /// Stored data could not be read back (corrupt, or written by a newer
+    /// binary); retrying will not help.
+    #[error("invalid data: {0}")]
+    Invalid(String),
+}
+
+impl PortError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PortError::Unavailable(_))
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// Time, injectable so tests can move it. The runtime-backed implementation
+/// lives with the runtime (`worker::TokioClock`); this crate knows none.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Milliseconds since the Unix epoch from the system clock.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- EventLog
+
+/// Where a record landed in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// An idempotency key claimed atomically with an append: either both the
+/// record and the claim become durable, or neither does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    /// Hash of the canonical request; a reuse with another body is refused.
+    pub fingerprint: String,
+    pub status: u16,
+    pub response: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub fingerprint: String,
+    pub status: u16,
+    pub response: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    /// Partitioning key (the order id); records with one key stay in order.
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Durable at this position.
+    Appended(Position),
+    /// The idempotency key was already claimed; nothing was appended.
+    Duplicate(IdempotencyRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub partition: u32,
+    pub offset: u64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub appended_at: i64,
+}
+
+/// A partitioned, durable, append-only log of records.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    fn partitions(&self) -> u32;
+
+    /// Append one record; returns only once it is durable (or refused as a
+    /// duplicate idempotency key). Backends gather concurrent appends into
+    /// shared durable writes (group commit).
+    async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome>;
+
+    async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>>;
+
+    /// The newest record with this key, for read-your-writes before the
+    /// processors have applied it.
+    async fn find(&self, key: &str) -> PortResult<Option<LogRecord>>;
+
+    /// Up to `max` records of `partition` from offset `from` on, in order.
+    /// When none are there yet, waits up to `wait` for the first to arrive.
+    async fn read(&self, partition: u32, from: u64, max: usize, wait: Duration) -> PortResult<Vec<LogRecord>>;
+
+    /// The offset the next record of `partition` will get.
+    async fn end_offset(&self, partition: u32) -> PortResult<u64>;
+
+    /// Tell the log that `group` has durably consumed `partition` below
+    /// `next`. The consumer's own position lives in the `Store`, written in
+    /// the same transaction as the batch; this is what the log may prune by.
+    async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()>;
+
+    async fn health(&self) -> PortResult<()>;
+}
+
+// ------------------------------------------------------------------- Store
+
+/// What a processor decided about a placed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Confirm,
+    Reject(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub placed: OrderPlacedV1,
+    pub decision: Decision,
+}
+
+/// A record that could not be applied and was set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub group: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub attempts: u32,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub store: Option<StoreId>,
+    pub status: Option<OrderStatus>,
+    /// Keyset cursor: only orders with a smaller id (older) than this.
+    pub before: Option<OrderId>,
+    pub limit: u32,
+}
+
+/// An order without its lines, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub id: OrderId,
+    pub store: StoreId,
+    pub status: OrderStatus,
+    pub customer: Option<String>,
+    pub currency: String,
+    pub total: i64,
+    pub placed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventScope {
+    Order(OrderId),
+    Store(StoreId),
+}
+
+/// Everything written to a batch by `Store::apply_batch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchApplied {
+    /// Orders that were new (replays of already-applied records are skipped).
+    pub inserted: usize,
+    pub events: Vec<LiveEvent>,
+}
+
+/// Durable state: stores, menus, orders, tickets, consumer positions.
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn list_stores(&self) -> PortResult<Vec<StoreInfo>>;
+
+    /// The store's menu with current availability, or `None` for an unknown store.
+    async fn load_menu(&self, store: &StoreId) -> PortResult<Option<Menu>>;
+
+    /// Create or replace a store and its whole menu.
+    async fn upsert_menu(&self, menu: &Menu) -> PortResult<()>;
+
+    /// 86 an item or bring it back. `false` if the store has no such sku.
+    async fn set_availability(&self, store: &StoreId, sku: &str, available: bool) -> PortResult<bool>;
+
+    /// Where `group` should resume reading `partition` (0 if never read).
+    async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64>;
+
+    /// In one transaction: insert the decided orders with their lines and
+    /// tickets (an order already present is skipped, so a replayed batch
+    /// changes nothing), store the dead letters, and move `group`'s position
+    /// on `partition` to `next_offset`.
+    async fn apply_batch(
+        &self,
+        group: &str,
+        partition: u32,
+        next_offset: u64,
+        orders: &[Decided],
+        dead: &[DeadLetter],
+        now: i64,
+    ) -> PortResult<BatchApplied>;
+
+    async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>>;
+
+    /// Newest first, keyset-paginated.
+    async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>>;
+
+    /// Apply a guarded lifecycle action in one transaction (rules from
+    /// `order::plan`); returns the new order and the events it produced.
+    async fn transition(&self, id: OrderId, action: Action, now: i64) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
+
+    /// Events in `scope` with an id greater than `after`, oldest first.
+    async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;
+
+    async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>>;
+
+    async fn health(&self) -> PortResult<()>;
+}
+
+// --------------------------------------------------------------- MenuCache
+
+pub type MenuLoad<'a> = BoxFuture<'a, PortResult<Arc<MenuSnapshot>>>;
+
+/// Menu snapshots by store. Implementations load a missing entry at most
+/// once at a time per store (single flight): a hundred concurrent misses
+/// cause one store query.
+#[async_trait]
+pub trait MenuCache: Send + Sync {
+    async fn get_or_load(&self, store: &StoreId, load: MenuLoad<'_>) -> PortResult<Arc<MenuSnapshot>>;
+
+    /// Drop the store's entry everywhere (every instance, in scale mode).
+    async fn invalidate(&self, store: &StoreId) -> PortResult<()>;
+
+    async fn clear(&self) -> PortResult<()>;
+
+    async fn health(&self) -> PortResult<()>;
+}
+
+// ---------------------------------------------------------------- LiveFeed
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedItem {
+    Event(LiveEvent),
+    /// The subscriber fell behind and missed events; re-read from the store.
+    Lagged,
+}
+
+/// Fan-out of committed live events to every SSE subscriber (every
+/// instance, in scale mode). Best effort: the store is the source of truth
+/// and subscribers resume from it.
+#[async_trait]
+pub trait LiveFeed: Send + Sync {
+    async fn publish(&self, events: &[LiveEvent]) -> PortResult<()>;
+
+    async fn subscribe(&self) -> PortResult<BoxStream<'static, FeedItem>>;
+}

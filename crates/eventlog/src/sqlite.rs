@@ -1,0 +1,561 @@
+//! The embedded event log: SQLite (through rusqlite) with group commit.
+//!
+//! Why one writer thread: SQLite allows one writer at a time, so several
+//! writers would only queue on its lock and each pay their own fsync. A
+//! dedicated thread owns the write connection; appends reach it over a
+//! bounded channel, and each time it wakes it takes *everything* that queued
+//! up while the previous transaction was committing (up to `max_batch`,
+//! optionally lingering a little for more), writes it in one transaction and
+//! pays one fsync for all of it. Each waiting caller is answered only after
+//! that commit returned: a 202 is never sent for a record that is not on
+//! disk. Turning `group_commit` off makes every append its own transaction,
+//! so the difference can be measured (`rushhour bench suite`).
+//!
+//! Why rusqlite and not sqlx here: this path is one thread doing many small
+//! synchronous statements; sqlx's SQLite driver runs every statement through
+//! its own worker thread and channel, which costs more than the insert
+//! itself. The measurement is in `docs/adr/0002-rusqlite-for-the-embedded-log.md`.
+//!
+//! Durability: `synchronous=FULL` (default) fsyncs the WAL on every commit
+//! and survives power loss; `NORMAL` survives a process crash (`kill -9`)
+//! but may lose the last commits on power loss, in exchange for cheaper
+//! commits. Readers use their own connections; WAL lets them read while the
+//! writer writes.
+
+use async_trait::async_trait;
+use domain::ports::{
+    AppendOutcome, AppendRequest, EventLog, IdempotencyRecord, LogRecord, PortError, PortResult, Position,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// fsync on every commit: survives power loss.
+    Full,
+    /// survives a process crash; the last commits may be lost on power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteLogOptions {
+    pub partitions: u32,
+    /// Gather concurrent appends into one transaction. Off = one per append.
+    pub group_commit: bool,
+    /// Most records in one group-commit transaction.
+    pub max_batch: usize,
+    /// How long the writer waits for more appends once it has some. Zero
+    /// (the default) relies on natural batching: whatever arrives while a
+    /// commit is in flight forms the next batch, so an idle system adds no
+    /// latency and a busy one batches more.
+    pub linger: Duration,
+    pub synchronous: Synchronous,
+    /// Bound of the append queue; a full queue makes appends wait
+    /// (backpressure) rather than grow memory.
+    pub queue_capacity: usize,
+}
+
+impl Default for SqliteLogOptions {
+    fn default() -> Self {
+        Self {
+            partitions: 8,
+            group_commit: true,
+            max_batch: 1024,
+            linger: Duration::ZERO,
+            synchronous: Synchronous::Full,
+            queue_capacity: 16 * 1024,
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    partition   INTEGER NOT NULL,
+    offset      INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    appended_at INTEGER NOT NULL,
+    PRIMARY KEY (partition, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_key ON records (key);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key         TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    response    BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commits (
+    grp         TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, partition)
+) WITHOUT ROWID;
+";
+
+enum Job {
+    Append {
+        req: AppendRequest,
+        reply: oneshot::Sender<PortResult<AppendOutcome>>,
+    },
+    Commit {
+        group: String,
+        partition: u32,
+        next: u64,
+        reply: oneshot::Sender<PortResult<()>>,
+    },
+}
+
+/// A partitioned durable log in one SQLite file. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteEventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: flume::Sender<Job>,
+    partitions: u32,
+    /// Next offset per partition, published by the writer after each commit.
+    ends: Vec<watch::Receiver<u64>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> PortError {
+    PortError::Unavailable(format!("sqlite log: {e}"))
+}
+
+fn map_err(e: rusqlite::Error) -> PortError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(ConstraintViolation) => PortError::Conflict(e.to_string()),
+        Some(DatabaseCorrupt | NotADatabase) => PortError::Invalid(e.to_string()),
+        _ => unavailable(e),
+    }
+}
+
+fn now_ms() -> i64 {
+    domain::ports::system_now_ms()
+}
+
+fn open_conn(path: &Path, sync: Synchronous) -> Result<Connection, PortError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(map_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
+    let sync = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;"
+    ))
+    .map_err(map_err)?;
+    Ok(conn)
+}
+
+impl SqliteEventLog {
+    /// Open (creating if needed) the log at `path` and start its writer thread.
+    pub fn open(path: &Path, opts: SqliteLogOptions) -> Result<Self, PortError> {
+        if opts.partitions == 0 {
+            return Err(PortError::Invalid("log partitions must be at least 1".into()));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("create {}: {e}", dir.display())))?;
+        }
+        let conn = open_conn(path, opts.synchronous)?;
+        conn.execute_batch(SCHEMA).map_err(map_err)?;
+        check_partitions(&conn, opts.partitions)?;
+        let mut next = vec![0u64; opts.partitions as usize];
+        {
+            let mut st = conn
+                .prepare("SELECT partition, MAX(offset) + 1 FROM records GROUP BY partition")
+                .map_err(map_err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(map_err)?;
+            for row in rows {
+                let (p, n) = row.map_err(map_err)?;
+                if let Some(slot) = next.get_mut(p as usize) {
+                    *slot = n as u64;
+                }
+            }
+        }
+        let (senders, ends): (Vec<_>, Vec<_>) = next.iter().map(|&n| watch::channel(n)).unzip();
+        let (tx, rx) = flume::bounded(opts.queue_capacity.max(1));
+        let max_batch = if opts.group_commit { opts.max_batch.max(1) } else { 1 };
+        let writer = Writer {
+            conn,
+            next,
+            ends: senders,
+            partitions: opts.partitions,
+            max_batch,
+            linger: opts.linger,
+        };
+        std::thread::Builder::new()
+            .name("eventlog-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| unavailable(format!("spawn writer: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jobs: tx,
+                partitions: opts.partitions,
+                ends,
+                readers: Mutex::new(Vec::new()),
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// Run `f` on a pooled read connection, off the async runtime.
+    async fn with_reader<T, F>(&self, f: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(map_err)?;
+                    c.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
+                    c
+                }
+            };
+            let out = f(&conn).map_err(map_err);
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < 8
+            {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| unavailable(format!("reader task: {e}")))?
+    }
+
+    fn submit(&self, job: Job) -> impl Future<Output = PortResult<()>> + '_ {
+        async move {
+            self.inner
+                .jobs
+                .send_async(job)
+                .await
+                .map_err(|_| unavailable("writer thread has stopped"))
+        }
+    }
+}
+
+/// Refuse to reopen a log with another partition count: keys would move to
+/// other partitions and per-order ordering would break.
+fn check_partitions(conn: &Connection, partitions: u32) -> Result<(), PortError> {
+    let existing: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'partitions'", [], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?;
+    match existing {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('partitions', ?1)",
+                params![partitions.to_string()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        }
+        Some(v) if v == partitions.to_string() => Ok(()),
+        Some(v) => Err(PortError::Invalid(format!(
+            "this log was created with {v} partitions but {partitions} are configured; \
+             changing the partition count of an existing log would reorder orders"
+        ))),
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    next: Vec<u64>,
+    ends: Vec<watch::Sender<u64>>,
+    partitions: u32,
+    max_batch: usize,
+    linger: Duration,
+}
+
+enum Reply {
+    Append(oneshot::Sender<PortResult<AppendOutcome>>, PortResult<AppendOutcome>),
+    Commit(oneshot::Sender<PortResult<()>>, PortResult<()>),
+}
+
+impl Writer {
+    fn run(mut self, rx: flume::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        // `recv` keeps returning queued jobs after every sender is gone, so
+        // everything accepted before shutdown is still written.
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            if !self.linger.is_zero() && batch.len() < self.max_batch {
+                let deadline = Instant::now() + self.linger;
+                while batch.len() < self.max_batch {
+                    match rx.recv_deadline(deadline) {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.write(&mut batch);
+        }
+    }
+
+    fn write(&mut self, batch: &mut Vec<Job>) {
+        let started = Instant::now();
+        let size = batch.len();
+        let saved = self.next.clone();
+        let mut replies = Vec::with_capacity(size);
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            for job in batch.drain(..) {
+                match job {
+                    Job::Append { req, reply } => {
+                        let out = append_one(&tx, &mut self.next, self.partitions, req, now);
+                        replies.push(Reply::Append(reply, out));
+                    }
+                    Job::Commit {
+                        group,
+                        partition,
+                        next,
+                        reply,
+                    } => {
+                        let out = tx
+                            .prepare_cached(
+                                "INSERT INTO commits (grp, partition, next_offset) VALUES (?1, ?2, ?3)
+                                 ON CONFLICT (grp, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                            )
+                            .and_then(|mut st| st.execute(params![group, partition, next as i64]))
+                            .map(drop)
+                            .map_err(map_err);
+                        replies.push(Reply::Commit(reply, out));
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                for (p, end) in self.ends.iter().enumerate() {
+                    end.send_if_modified(|v| {
+                        let changed = *v != self.next[p];
+                        *v = self.next[p];
+                        changed
+                    });
+                }
+                for r in replies {
+                    match r {
+                        Reply::Append(tx, out) => drop(tx.send(out)),
+                        Reply::Commit(tx, out) => drop(tx.send(out)),
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing of this batch is durable: undo the offsets we
+                // handed out and fail every waiter, who may retry.
+                self.next = saved;
+                let err = map_err(e);
+                tracing::error!(error = %err, size, "event log commit failed");
+                for r in replies {
+                    match r {
+                        Reply::Append(tx, _) => drop(tx.send(Err(err.clone()))),
+                        Reply::Commit(tx, _) => drop(tx.send(Err(err.clone()))),
+                    }
+                }
+            }
+        }
+        metrics::histogram!(telemetry::names::LOG_GROUP_COMMIT_SIZE).record(size as f64);
+        metrics::histogram!(telemetry::names::LOG_COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// One append inside the group transaction. A failing statement answers its
+/// own caller and leaves the rest of the batch alone (SQLite keeps the
+/// transaction open after a failed statement).
+fn append_one(
+    tx: &rusqlite::Transaction<'_>,
+    next: &mut [u64],
+    partitions: u32,
+    req: AppendRequest,
+    now: i64,
+) -> PortResult<AppendOutcome> {
+    if let Some(claim) = &req.idempotency {
+        let claimed = tx
+            .prepare_cached(
+                "INSERT INTO idempotency (key, fingerprint, status, response, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute(params![claim.key, claim.fingerprint, claim.status, claim.response, now]))
+            .map_err(map_err)?;
+        if claimed == 0 {
+            return read_idempotency(tx, &claim.key)
+                .map_err(map_err)?
+                .map(AppendOutcome::Duplicate)
+                .ok_or_else(|| PortError::Conflict("idempotency key vanished".into()));
+        }
+    }
+    let partition = domain::ids::partition_for(req.key.as_bytes(), partitions);
+    let offset = next[partition as usize];
+    let inserted = tx
+        .prepare_cached("INSERT INTO records (partition, offset, key, payload, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut st| st.execute(params![partition, offset as i64, req.key, req.payload, now]));
+    if let Err(e) = inserted {
+        // Release the claim made above so a retry is not mistaken for a replay.
+        if let Some(claim) = &req.idempotency {
+            let _ = tx.execute("DELETE FROM idempotency WHERE key = ?1", params![claim.key]);
+        }
+        return Err(map_err(e));
+    }
+    next[partition as usize] = offset + 1;
+    Ok(AppendOutcome::Appended(Position { partition, offset }))
+}
+
+fn read_idempotency(conn: &Connection, key: &str) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    conn.prepare_cached("SELECT fingerprint, status, response, created_at FROM idempotency WHERE key = ?1")?
+        .query_row(params![key], |r| {
+            Ok(IdempotencyRecord {
+                fingerprint: r.get(0)?,
+                status: r.get(1)?,
+                response: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })
+        .optional()
+}
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRecord> {
+    Ok(LogRecord {
+        partition: r.get(0)?,
+        offset: r.get::<_, i64>(1)? as u64,
+        key: r.get(2)?,
+        payload: r.get(3)?,
+        appended_at: r.get(4)?,
+    })
+}
+
+/// How often a waiting reader re-checks the file for records appended by
+/// another process (`api` and `worker` run separately on one SQLite log);
+/// appends from this process wake readers at once.
+const CROSS_PROCESS_POLL: Duration = Duration::from_millis(25);
+
+#[async_trait]
+impl EventLog for SqliteEventLog {
+    fn partitions(&self) -> u32 {
+        self.inner.partitions
+    }
+
+    async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
+        let started = Instant::now();
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Append { req, reply }).await?;
+        let out = rx.await.map_err(|_| unavailable("writer thread dropped the append"))?;
+        metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {
+        let key = key.to_owned();
+        self.with_reader(move |c| read_idempotency(c, &key)).await
+    }
+
+    async fn find(&self, key: &str) -> PortResult<Option<LogRecord>> {
+        let key = key.to_owned();
+        self.with_reader(move |c| {
+            c.prepare_cached(
+                "SELECT partition, offset, key, payload, appended_at FROM records
+                 WHERE key = ?1 ORDER BY offset DESC LIMIT 1",
+            )?
+            .query_row(params![key], record_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn read(&self, partition: u32, from: u64, max: usize, wait: Duration) -> PortResult<Vec<LogRecord>> {
+        if partition >= self.inner.partitions {
+            return Err(PortError::Invalid(format!("no partition {partition}")));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut end = self.inner.ends[partition as usize].clone();
+        loop {
+            // Mark the current end as seen before reading, so an append that
+            // commits after the read below still wakes us.
+            end.borrow_and_update();
+            let rows = self
+                .with_reader(move |c| {
+                    let mut st = c.prepare_cached(
+                        "SELECT partition, offset, key, payload, appended_at FROM records
+                         WHERE partition = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
+                    )?;
+                    st.query_map(params![partition, from as i64, max as i64], record_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            let now = tokio::time::Instant::now();
+            if !rows.is_empty() || now >= deadline {
+                return Ok(rows);
+            }
+            // Appends from this process wake us through `end`; appends by
+            // another process are found by the periodic re-read.
+            let nap = CROSS_PROCESS_POLL.min(deadline - now);
+            let _ = tokio::time::timeout(nap, end.changed()).await;
+        }
+    }
+
+    async fn end_offset(&self, partition: u32) -> PortResult<u64> {
+        if partition >= self.inner.partitions {
+            return Err(PortError::Invalid(format!("no partition {partition}")));
+        }
+        let local = *self.inner.ends[partition as usize].borrow();
+        let stored: Option<i64> = self
+            .with_reader(move |c| {
+                c.prepare_cached("SELECT MAX(offset) + 1 FROM records WHERE partition = ?1")?
+                    .query_row(params![partition], |r| r.get(0))
+            })
+            .await?;
+        Ok(local.max(stored.unwrap_or(0) as u64))
+    }
+
+    async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Commit {
+            group: group.to_owned(),
+            partition,
+            next,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| unavailable("writer thread dropped the commit"))?
+    }
+
+    async fn health(&self) -> PortResult<()> {
+        if self.inner.jobs.is_disconnected() {
+            return Err(unavailable("writer thread has stopped"));
+        }
+        self.with_reader(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?;
+        Ok(())
+    }
+}

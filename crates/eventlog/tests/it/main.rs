@@ -1,0 +1,94 @@
+//! Integration tests of the embedded event log: the shared `EventLog`
+//! contract suite, plus what only a file-backed log can show (reopening,
+//! group commit actually batching, partition-count guard).
+
+use domain::ports::{AppendOutcome, AppendRequest, EventLog};
+use eventlog::{SqliteEventLog, SqliteLogOptions};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use testkit::eventlog as contract;
+
+
+fn open(dir: &TempDir, opts: SqliteLogOptions) -> SqliteEventLog {
+    SqliteEventLog::open(&dir.path().join("log.db"), opts).expect("open log")
+}
+
+fn fresh() -> (TempDir, Arc<dyn EventLog>) {
+    let dir = TempDir::new().unwrap();
+    let log = open(&dir, SqliteLogOptions::default());
+    (dir, Arc::new(log))
+}
+
+macro_rules! contract_cases {
+    ($($case:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $case() {
+            let (_dir, log) = fresh();
+            contract::$case(log).await;
+        }
+    )*};
+}
+
+contract_cases!(
+    appends_are_ordered_per_key,
+    concurrent_appends_get_distinct_positions,
+    idempotency_claims_are_atomic,
+    idempotency_race_has_one_winner,
+    find_returns_the_record_for_a_key,
+    read_waits_for_new_records,
+    commits_and_health,
+);
+
+fn req(key: String) -> AppendRequest {
+    AppendRequest {
+        key,
+        payload: vec![1, 2, 3],
+        idempotency: None,
+    }
+}
+
+#[tokio::test]
+async fn contract_holds_without_group_commit() {
+    let dir = TempDir::new().unwrap();
+    let opts = SqliteLogOptions {
+        group_commit: false,
+        ..Default::default()
+    };
+    contract::concurrent_appends_get_distinct_positions(Arc::new(open(&dir, opts))).await;
+}
+
+#[tokio::test]
+async fn reopened_log_keeps_records_and_continues_offsets() {
+    let dir = TempDir::new().unwrap();
+    let first = {
+        let log = open(&dir, SqliteLogOptions::default());
+        let AppendOutcome::Appended(p) = log.append(req("k".into())).await.unwrap() else {
+            panic!("appended")
+        };
+        p
+    };
+    let log = open(&dir, SqliteLogOptions::default());
+    let AppendOutcome::Appended(second) = log.append(req("k".into())).await.unwrap() else {
+        panic!("appended")
+    };
+    assert_eq!(second.partition, first.partition);
+    assert_eq!(second.offset, first.offset + 1);
+    assert_eq!(log.read(first.partition, 0, 10, Duration::ZERO).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn changing_the_partition_count_is_refused() {
+    let dir = TempDir::new().unwrap();
+    drop(open(&dir, SqliteLogOptions::default()));
+    let err = SqliteEventLog::open(
+        &dir.path().join("log.db"),
+        SqliteLogOptions {
+            partitions: 3,
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("partitions"), "{err}");
+}

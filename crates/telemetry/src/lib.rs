@@ -1,0 +1,91 @@
+//! Observability setup shared by every rushhour process: the tracing
+//! subscriber (human or JSON logs) and the Prometheus recorder.
+//!
+//! Every metric name rushhour emits is defined in [`names`], so dashboards
+//! and alert rules have one place to look and a typo cannot mint a new
+//! series silently.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tracing_subscriber::EnvFilter;
+
+pub mod names {
+    //! Metric names. Histograms are in seconds, per Prometheus convention.
+
+    /// HTTP request latency, labels `path` (route template), `method`, `status`.
+    pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
+    /// Requests refused by load shedding, label `path`.
+    pub const HTTP_SHED: &str = "http_requests_shed_total";
+    /// Time for one append to become durable in the event log (as a caller sees it).
+    pub const LOG_APPEND_DURATION: &str = "log_append_duration_seconds";
+    /// Records per group-commit transaction of the embedded log.
+    pub const LOG_GROUP_COMMIT_SIZE: &str = "log_group_commit_size";
+    /// Duration of one group-commit transaction (including fsync).
+    pub const LOG_COMMIT_DURATION: &str = "log_commit_duration_seconds";
+    /// Records per processor micro-batch, label `partition`.
+    pub const BATCH_SIZE: &str = "processor_batch_size";
+    /// Time to apply one micro-batch to the store, label `partition`.
+    pub const BATCH_APPLY_DURATION: &str = "processor_batch_apply_seconds";
+    /// Records in the log not yet applied, label `partition`.
+    pub const PROCESSOR_LAG: &str = "processor_lag_records";
+    /// Orders applied by processors, label `outcome` (`confirmed`, `rejected`, `duplicate`).
+    pub const ORDERS_APPLIED: &str = "orders_applied_total";
+    /// Records moved to the dead-letter table.
+    pub const DEAD_LETTERS: &str = "processor_dead_letters_total";
+    /// Failed batch applies that will be retried, label `partition`.
+    pub const BATCH_RETRIES: &str = "processor_batch_retries_total";
+    /// Menu cache lookups, label `result` (`hit`, `miss`).
+    pub const CACHE_REQUESTS: &str = "cache_requests_total";
+    /// Menu cache invalidations.
+    pub const CACHE_INVALIDATIONS: &str = "cache_invalidations_total";
+    /// Orders accepted at intake (durable), label `outcome` (`accepted`, `replayed`).
+    pub const ORDERS_INTAKE: &str = "orders_intake_total";
+    /// Build info gauge (always 1), labels `version`.
+    pub const BUILD_INFO: &str = "rushhour_build_info";
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Install the global tracing subscriber. `filter` uses `RUST_LOG` syntax;
+/// the `RUST_LOG` variable wins when set. Safe to call more than once (the
+/// later calls do nothing), which tests rely on.
+pub fn init_tracing(filter: &str, format: LogFormat) {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(env).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the process-wide Prometheus recorder (once) and return the handle
+/// `/metrics` renders from. Histogram buckets are tuned for a service whose
+/// requests take well under a millisecond to a few seconds.
+pub fn prometheus() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let latency = [
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let sizes = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &sizes))
+                .expect("static bucket lists are non-empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests that build
+            // several apps in one process); the handle still renders ours.
+            let _ = metrics::set_global_recorder(recorder);
+            metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}

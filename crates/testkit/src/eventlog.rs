@@ -1,0 +1,149 @@
+//! Contract suite for the `EventLog` port: every backend (SQLite now, Kafka
+//! in scale mode) must pass these same bodies. Each case gets a fresh, empty
+//! log from the caller.
+
+use domain::ports::{AppendOutcome, AppendRequest, EventLog, IdempotencyClaim, Position};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Log = Arc<dyn EventLog>;
+
+fn req(key: &str, payload: &str) -> AppendRequest {
+    AppendRequest {
+        key: key.into(),
+        payload: payload.as_bytes().to_vec(),
+        idempotency: None,
+    }
+}
+
+fn claimed(key: &str, idem: &str, fingerprint: &str) -> AppendRequest {
+    AppendRequest {
+        idempotency: Some(IdempotencyClaim {
+            key: idem.into(),
+            fingerprint: fingerprint.into(),
+            status: 202,
+            response: format!("{{\"for\":\"{key}\"}}").into_bytes(),
+        }),
+        ..req(key, key)
+    }
+}
+
+async fn appended(log: &Log, r: AppendRequest) -> Position {
+    match log.append(r).await.expect("append") {
+        AppendOutcome::Appended(p) => p,
+        other => panic!("expected Appended, got {other:?}"),
+    }
+}
+
+/// Records with one key share a partition and keep their order; offsets
+/// grow by one; `read` returns them in order and `end_offset` follows.
+pub async fn appends_are_ordered_per_key(log: Log) {
+    let mut positions = Vec::new();
+    for i in 0..5 {
+        positions.push(appended(&log, req("order-a", &format!("a{i}"))).await);
+    }
+    let p = positions[0].partition;
+    assert!(positions.iter().all(|x| x.partition == p), "one key, one partition");
+    let offsets: Vec<u64> = positions.iter().map(|x| x.offset).collect();
+    assert_eq!(offsets, (offsets[0]..offsets[0] + 5).collect::<Vec<_>>());
+    let recs = log.read(p, offsets[0], 100, Duration::ZERO).await.unwrap();
+    let payloads: Vec<String> = recs.iter().map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
+    assert_eq!(payloads, vec!["a0", "a1", "a2", "a3", "a4"]);
+    assert!(recs.iter().all(|r| r.key == "order-a" && r.partition == p));
+    assert_eq!(log.end_offset(p).await.unwrap(), offsets[4] + 1);
+    let limited = log.read(p, offsets[0] + 1, 2, Duration::ZERO).await.unwrap();
+    assert_eq!(limited.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![offsets[1], offsets[2]]);
+}
+
+/// Many concurrent appends all become durable at distinct positions, and
+/// every partition's records are contiguous from 0.
+pub async fn concurrent_appends_get_distinct_positions(log: Log) {
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move { appended(&log, req(&format!("k{i}"), "x")).await }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        let p = t.await.unwrap();
+        assert!(seen.insert((p.partition, p.offset)), "position handed out twice: {p:?}");
+    }
+    let mut total = 0;
+    for part in 0..log.partitions() {
+        let recs = log.read(part, 0, 10_000, Duration::ZERO).await.unwrap();
+        let offsets: Vec<u64> = recs.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..recs.len() as u64).collect::<Vec<_>>(), "gap in partition {part}");
+        total += recs.len();
+    }
+    assert_eq!(total, 400);
+    assert!(log.partitions() > 1, "the log should be partitioned");
+}
+
+/// A claimed idempotency key appends once; later appends with the same key
+/// append nothing and get the stored record back.
+pub async fn idempotency_claims_are_atomic(log: Log) {
+    appended(&log, claimed("order-1", "idem-1", "fp-1")).await;
+    match log.append(claimed("order-2", "idem-1", "fp-2")).await.unwrap() {
+        AppendOutcome::Duplicate(rec) => {
+            assert_eq!(rec.fingerprint, "fp-1");
+            assert_eq!(rec.status, 202);
+            assert_eq!(rec.response, b"{\"for\":\"order-1\"}".to_vec());
+        }
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+    assert!(log.find("order-2").await.unwrap().is_none(), "a refused duplicate must not be appended");
+    let rec = log.idempotency("idem-1").await.unwrap().expect("claim stored");
+    assert_eq!(rec.fingerprint, "fp-1");
+    assert!(log.idempotency("idem-unknown").await.unwrap().is_none());
+}
+
+/// Racing requests with one key: exactly one wins, whatever the batching.
+pub async fn idempotency_race_has_one_winner(log: Log) {
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            log.append(claimed(&format!("race-{i}"), "same-key", "fp")).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), AppendOutcome::Appended(_)) {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+/// `find` returns the newest record for a key (read-your-writes).
+pub async fn find_returns_the_record_for_a_key(log: Log) {
+    appended(&log, req("order-x", "first")).await;
+    let p = appended(&log, req("order-x", "second")).await;
+    let rec = log.find("order-x").await.unwrap().expect("found");
+    assert_eq!(rec.payload, b"second".to_vec());
+    assert_eq!((rec.partition, rec.offset), (p.partition, p.offset));
+    assert!(log.find("order-none").await.unwrap().is_none());
+}
+
+/// A reader waiting on an empty partition wakes up when a record arrives.
+pub async fn read_waits_for_new_records(log: Log) {
+    let p = domain::ids::partition_for(b"late", log.partitions());
+    assert!(log.read(p, 0, 10, Duration::ZERO).await.unwrap().is_empty());
+    let reader = {
+        let log = log.clone();
+        tokio::spawn(async move { log.read(p, 0, 10, Duration::from_secs(10)).await.unwrap() })
+    };
+    appended(&log, req("late", "hello")).await;
+    let got = reader.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, b"hello".to_vec());
+}
+
+pub async fn commits_and_health(log: Log) {
+    appended(&log, req("c", "x")).await;
+    log.commit("group-a", 0, 1).await.unwrap();
+    log.commit("group-a", 0, 1).await.unwrap();
+    log.health().await.unwrap();
+    assert!(log.read(log.partitions(), 0, 1, Duration::ZERO).await.is_err(), "unknown partition is an error");
+}

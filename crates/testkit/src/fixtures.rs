@@ -1,0 +1,39 @@
+//! Fixtures: placed orders built from the demo menu, as intake would build them.
+
+use domain::events::{OrderPlacedV1, PlacedLineV1};
+use domain::ids::OrderId;
+use domain::menu::{MenuSnapshot, demo_menu};
+use domain::order::{LineDraft, OrderDraft, price};
+
+/// A priced order for the demo store with `n` lines cycling through drinks
+/// and food, as `OrderPlacedV1`.
+pub fn placed_order(n: usize, placed_at: i64) -> OrderPlacedV1 {
+    let menu = MenuSnapshot::new(demo_menu());
+    let skus = ["latte", "croissant", "flat-white", "avocado-toast", "espresso"];
+    let draft = OrderDraft {
+        store: menu.store().id.0.clone(),
+        customer: Some("loyalty-42".into()),
+        lines: (0..n)
+            .map(|i| {
+                let sku = skus[i % skus.len()];
+                let item = menu.item(sku).expect("demo sku");
+                LineDraft {
+                    sku: sku.into(),
+                    size: Some(item.sizes[0].code.clone()),
+                    modifiers: item.modifiers.first().map(|m| vec![m.code.clone()]).unwrap_or_default(),
+                    qty: (i % 3 + 1) as i64,
+                }
+            })
+            .collect(),
+    };
+    let (lines, total) = price(&draft, &menu).expect("fixture prices");
+    OrderPlacedV1 {
+        order_id: OrderId::new(),
+        store: menu.store().id.clone(),
+        customer: draft.customer,
+        currency: menu.store().currency.clone(),
+        total,
+        lines: lines.iter().map(PlacedLineV1::from).collect(),
+        placed_at,
+    }
+}

@@ -1,0 +1,30 @@
+//! Shared test support: the contract suite of each port, run unchanged
+//! against every backend of that port (embedded now, scale backends next),
+//! plus fixtures and the service-gating helper.
+//!
+//! A suite is a set of `async fn`s taking a factory that builds a fresh,
+//! empty backend; an adapter crate's `tests/it` calls each one with its
+//! backend. That way a new backend proves itself by passing the very same
+//! test bodies, as ripgrep runs each test with both regex engines.
+
+pub mod cache;
+pub mod eventlog;
+pub mod fixtures;
+pub mod store;
+
+/// For tests that need an external service (PostgreSQL, Redis, Kafka):
+/// returns the URL from `var` if set. When it is not set the test should
+/// return early; this prints a loud notice, and panics instead when
+/// `RUSHHOUR_REQUIRE_SERVICES=1` so CI can never skip silently.
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("RUSHHOUR_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: {var} is not set but RUSHHOUR_REQUIRE_SERVICES=1");
+            }
+            eprintln!("\n!!! SKIPPED {test}: set {var} to run it against a real service !!!\n");
+            None
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Order processors: one task per log partition, each reading micro-batches
+//! and applying every batch to the store in ONE transaction together with
+//! the consumer position, then telling the log it may move on.
+//!
+//! Ordering and exactly-once effect: a partition is processed by one task,
+//! strictly in offset order; the position moves in the same transaction as
+//! the rows, and inserts skip orders already present, so a crash anywhere
+//! replays at most the last batch and changes nothing twice.
+//!
+//! Failure policy: a backend that is unavailable is retried forever with
+//! capped exponential backoff (an outage must not throw orders away). A
+//! record that is itself bad — undecodable, or refused by the store — is
+//! retried `max_attempts` times, then the batch is applied record by record
+//! and the culprit goes to the dead-letter table, so it cannot block its
+//! partition.
+
+use domain::events::LogEvent;
+use domain::ports::{Decided, DeadLetter, LogRecord, PortError};
+use domain::{MenuSnapshot, Rushhour, StoreId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use telemetry::names;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Consumer group name; positions are stored per group.
+    pub group: String,
+    /// Most records per micro-batch.
+    pub max_batch: usize,
+    /// After the first record of a batch arrives, wait up to this long for
+    /// the batch to fill. Zero takes whatever is there (lowest latency; a
+    /// busy log still yields full batches).
+    pub linger: Duration,
+    /// Attempts at a batch that fails for a non-transient reason before the
+    /// culprit record is dead-lettered.
+    pub max_attempts: u32,
+    /// How long one idle read waits for records (bounds shutdown latency).
+    pub poll_wait: Duration,
+    /// First retry delay; doubles up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            group: "order-processors".into(),
+            max_batch: 100,
+            linger: Duration::ZERO,
+            max_attempts: 5,
+            poll_wait: Duration::from_millis(250),
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Start one processor task per partition on `tracker`; they stop after
+/// finishing their current batch once `shutdown` is cancelled.
+pub fn spawn_processors(
+    app: Arc<Rushhour>,
+    config: ProcessorConfig,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) {
+    for partition in 0..app.log.partitions() {
+        let (app, config, shutdown) = (app.clone(), config.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut backoff = config.backoff;
+            // The starting position comes from the store; retry until it answers.
+            let mut worker = loop {
+                match PartitionWorker::start(app.clone(), config.clone(), partition).await {
+                    Ok(w) => break w,
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "processor cannot load its position; retrying");
+                        if sleep_or_cancel(backoff, &shutdown).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(config.max_backoff);
+                    }
+                }
+            };
+            worker.run(shutdown).await;
+        });
+    }
+}
+
+/// Returns true if cancelled.
+async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.cancelled() => true,
+    }
+}
+
+/// The processor of one partition. `run_once` is one step, so tests and the
+/// drain benchmark can drive it without timers.
+pub struct PartitionWorker {
+    app: Arc<Rushhour>,
+    config: ProcessorConfig,
+    partition: u32,
+    next: u64,
+    /// Failed attempts at the batch starting at `next`.
+    attempts: u32,
+    partition_label: String,
+}
+
+impl PartitionWorker {
+    pub async fn start(app: Arc<Rushhour>, config: ProcessorConfig, partition: u32) -> Result<Self, PortError> {
+        let next = app.store.consumer_position(&config.group, partition).await?;
+        Ok(Self {
+            app,
+            config,
+            partition,
+            next,
+            attempts: 0,
+            partition_label: partition.to_string(),
+        })
+    }
+
+    /// The next offset this worker will read.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    async fn run(&mut self, shutdown: CancellationToken) {
+        let mut backoff = self.config.backoff;
+        tracing::debug!(partition = self.partition, from = self.next, "processor started");
+        while !shutdown.is_cancelled() {
+            match self.run_once(self.config.poll_wait).await {
+                Ok(_) => backoff = self.config.backoff,
+                Err(e) => {
+                    metrics::counter!(names::BATCH_RETRIES, "partition" => self.partition_label.clone()).increment(1);
+                    tracing::warn!(partition = self.partition, offset = self.next, error = %e, "batch failed; retrying");
+                    if sleep_or_cancel(backoff, &shutdown).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+        tracing::debug!(partition = self.partition, at = self.next, "processor stopped");
+    }
+
+    /// Read one micro-batch (waiting up to `wait` for the first record) and
+    /// apply it. Returns how many log records were consumed; 0 if none came.
+    pub async fn run_once(&mut self, wait: Duration) -> Result<usize, PortError> {
+        let log = &self.app.log;
+        let max = self.config.max_batch;
+        let mut records = log.read(self.partition, self.next, max, wait).await?;
+        if records.is_empty() {
+            self.report_lag().await;
+            return Ok(0);
+        }
+        if !self.config.linger.is_zero() {
+            let deadline = Instant::now() + self.config.linger;
+            while records.len() < max {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let from = self.next + records.len() as u64;
+                let more = log.read(self.partition, from, max - records.len(), left).await?;
+                if more.is_empty() {
+                    break;
+                }
+                records.extend(more);
+            }
+        }
+        let n = records.len();
+        let started = Instant::now();
+        let applied = if self.attempts >= self.config.max_attempts {
+            self.apply_one_by_one(&records).await
+        } else {
+            self.apply(&records).await
+        };
+        match applied {
+            Ok(()) => {
+                self.attempts = 0;
+                self.next += n as u64;
+                let p = self.partition_label.clone();
+                metrics::histogram!(names::BATCH_SIZE, "partition" => p.clone()).record(n as f64);
+                metrics::histogram!(names::BATCH_APPLY_DURATION, "partition" => p).record(started.elapsed().as_secs_f64());
+                // The store holds the authoritative position; the log's copy
+                // only allows pruning, so a failure here loses nothing.
+                if let Err(e) = log.commit(&self.config.group, self.partition, self.next).await {
+                    tracing::warn!(partition = self.partition, error = %e, "log commit failed");
+                }
+                self.report_lag().await;
+                Ok(n)
+            }
+            Err(e) => {
+                if !e.is_retryable() {
+                    self.attempts += 1;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn report_lag(&self) {
+        if let Ok(end) = self.app.log.end_offset(self.partition).await {
+            metrics::gauge!(names::PROCESSOR_LAG, "partition" => self.partition_label.clone())
+                .set(end.saturating_sub(self.next) as f64);
+        }
+    }
+
+    /// Decode and decide every record, then write them all in one
+    /// transaction. Undecodable records are dead-lettered right away:
+    /// retrying cannot make them readable.
+    async fn apply(&self, records: &[LogRecord]) -> Result<(), PortError> {
+        let now = self.app.clock.now_ms();
+        let mut menus: HashMap<StoreId, Option<Arc<MenuSnapshot>>> = HashMap::new();
+        let mut decided = Vec::with_capacity(records.len());
+        let mut dead = Vec::new();
+        for rec in records {
+            match LogEvent::decode(&rec.payload) {
+                Ok(LogEvent::OrderPlacedV1(placed)) => {
+                    if !menus.contains_key(&placed.store) {
+                        let menu = match self.app.menu(&placed.store).await {
+                            Ok(m) => Some(m),
+                            Err(domain::AppError::NotFound(_)) => None,
+                            Err(domain::AppError::Backend(e)) => return Err(e),
+                            Err(e) => return Err(PortError::Unavailable(e.to_string())),
+                        };
+                        menus.insert(placed.store.clone(), menu);
+                    }
+                    let decision = domain::order::decide(&placed, menus[&placed.store].as_deref());
+                    decided.push(Decided { placed, decision });
+                }
+                Err(e) => dead.push(self.dead_letter(rec, format!("undecodable record: {e}"), 1, now)),
+            }
+        }
+        let end = records.last().map_or(self.next, |r| r.offset + 1);
+        let out = self
+            .app
+            .store
+            .apply_batch(&self.config.group, self.partition, end, &decided, &dead, now)
+            .await?;
+        let confirmed = decided.iter().filter(|d| d.decision == domain::ports::Decision::Confirm).count();
+        metrics::counter!(names::ORDERS_APPLIED, "outcome" => "confirmed").increment(confirmed as u64);
+        metrics::counter!(names::ORDERS_APPLIED, "outcome" => "rejected").increment((decided.len() - confirmed) as u64);
+        metrics::counter!(names::ORDERS_APPLIED, "outcome" => "duplicate")
+            .increment((decided.len() - out.inserted.min(decided.len())) as u64);
+        if !dead.is_empty() {
+            metrics::counter!(names::DEAD_LETTERS).increment(dead.len() as u64);
+        }
+        self.app.publish(&out.events).await;
+        Ok(())
+    }
+
+    /// The batch keeps failing: isolate the culprit by applying records one
+    /// at a time; whichever still fails is dead-lettered with its error.
+    async fn apply_one_by_one(&self, records: &[LogRecord]) -> Result<(), PortError> {
+        for rec in records {
+            if let Err(e) = self.apply(std::slice::from_ref(rec)).await {
+                if e.is_retryable() {
+                    return Err(e);
+                }
+                let now = self.app.clock.now_ms();
+                let dl = self.dead_letter(rec, e.to_string(), self.attempts, now);
+                tracing::error!(partition = self.partition, offset = rec.offset, error = %e, "record dead-lettered");
+                self.app
+                    .store
+                    .apply_batch(&self.config.group, self.partition, rec.offset + 1, &[], &[dl], now)
+                    .await?;
+                metrics::counter!(names::DEAD_LETTERS).increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, rec: &LogRecord, error: String, attempts: u32, now: i64) -> DeadLetter {
+        DeadLetter {
+            group: self.config.group.clone(),
+            partition: self.partition,
+            offset: rec.offset,
+            key: rec.key.clone(),
+            payload: rec.payload.clone(),
+            error,
+            attempts,
+            at: now,
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod store;
 /// returns the URL from `var` if set. When it is not set the test should
 /// return early; this prints a loud notice, and panics instead when
 /// `RUSHHOUR_REQUIRE_SERVICES=1` so CI can never skip silently.
+#[allow(clippy::disallowed_methods)] // the one sanctioned env read in tests
 pub fn service_url(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),

@@ -1,0 +1,156 @@
+//! The HTTP edge of rushhour: the axum router, its handlers and DTOs, and the
+//! mapping of every error to `application/problem+json`.
+//!
+//! This is the only crate that knows HTTP. Handlers are thin: they parse and
+//! validate the request, call one `domain::Rushhour` use-case and render the
+//! result; every rule lives in `domain`. The binary builds one [`router`]
+//! and serves it; it never reaches into the modules below.
+//!
+//! Layering, outermost first: request metrics → tracing span → panic
+//! catcher → body limit → (per route) timeout or load shedding → handler.
+//! Metrics sit outside the panic catcher so a panic is still counted as a
+//! 500, and the timeout sits on routes rather than the whole router because
+//! Server-Sent Event streams must be allowed to live for hours.
+
+mod auth;
+mod error;
+mod events;
+mod extract;
+mod health;
+mod metrics;
+mod openapi;
+mod orders;
+mod protect;
+mod stores;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use domain::Rushhour;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use openapi::ApiDoc;
+
+/// What the binary decides about the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted (64 KiB in the shipped config).
+    pub max_body_bytes: usize,
+    /// Intake requests (`POST /v1/orders`) allowed in flight at once; more
+    /// are refused at once with 503 rather than queued.
+    pub max_inflight_intake: usize,
+    /// Deadline for every request except the Server-Sent Event streams.
+    pub request_timeout: Duration,
+    /// The Bearer key staff routes require.
+    pub staff_key: String,
+    /// Interval of SSE keep-alive comments.
+    pub sse_heartbeat: Duration,
+    /// Cancelled at shutdown; open SSE streams end so the server can drain.
+    pub shutdown: CancellationToken,
+}
+
+/// Everything a handler needs, shared behind one `Arc` so cloning the state
+/// per request is a reference-count bump.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
+    pub app: Arc<Rushhour>,
+    pub metrics: PrometheusHandle,
+    pub max_body_bytes: usize,
+    pub staff_key: String,
+    pub sse_heartbeat: Duration,
+    pub shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Build the whole HTTP API.
+pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) -> Router {
+    let state = AppState(Arc::new(Shared {
+        app,
+        metrics,
+        max_body_bytes: config.max_body_bytes,
+        staff_key: config.staff_key,
+        sse_heartbeat: config.sse_heartbeat,
+        shutdown: config.shutdown,
+    }));
+    // A semaphore rather than tower's `ConcurrencyLimit`: that one queues
+    // waiters, and a queue is exactly what must not grow during a rush.
+    let intake = Arc::new(Semaphore::new(
+        config.max_inflight_intake.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+
+    let timed = Router::new()
+        .route(
+            "/v1/orders",
+            get(orders::list_orders).merge(
+                post(orders::place_order)
+                    .route_layer(axum::middleware::from_fn_with_state(intake, protect::shed_intake)),
+            ),
+        )
+        .route("/v1/orders/{id}", get(orders::get_order))
+        .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/v1/orders/{id}/lines/{line}/start", post(orders::start_line))
+        .route("/v1/orders/{id}/lines/{line}/done", post(orders::finish_line))
+        .route("/v1/orders/{id}/pickup", post(orders::pick_up))
+        .route("/v1/stores", get(stores::list_stores))
+        .route("/v1/stores/{id}/menu", get(stores::menu))
+        .route(
+            "/v1/stores/{id}/items/{sku}/availability",
+            put(stores::set_availability),
+        )
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .merge(openapi::swagger_ui())
+        // `route_layer`, not `layer`: the fallback must stay untouched so
+        // the merge below and the 404 handler keep working.
+        .route_layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            protect::timeout,
+        ));
+
+    // Streams live as long as the client (or the shutdown token) allows.
+    let streams = Router::new()
+        .route("/v1/orders/{id}/events", get(events::order_events))
+        .route("/v1/stores/{id}/board", get(events::store_board));
+
+    timed
+        .merge(streams)
+        .fallback(protect::route_not_found)
+        // Must come after every route: axum applies it to the routes that
+        // exist when it is called.
+        .method_not_allowed_fallback(protect::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(protect::panic_response))
+        // One span per request. Failures are logged at DEBUG only: a 503
+        // shed during a rush is the system working, and a line per shed
+        // request would flood the logs exactly when they matter; real
+        // causes are logged where they are known (`ApiError::Internal`,
+        // the backend warnings).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,83 @@
+//! The OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
+//!
+//! The document is derived from the handlers' `#[utoipa::path]` attributes
+//! and the DTOs' `ToSchema`, so it cannot drift from what the code serves
+//! as long as every route is listed in `paths(...)` below; a test checks
+//! that every route of the router appears in it. Swagger UI's assets are
+//! vendored into the binary: nothing is downloaded at build or run time.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::AppState;
+use crate::{error, events, health, metrics, orders, stores};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rushhour",
+        description = "Coffee ordering for the rush. Every error is `application/problem+json` with a stable `code`."
+    ),
+    paths(
+        orders::place_order,
+        orders::list_orders,
+        orders::get_order,
+        orders::cancel_order,
+        orders::start_line,
+        orders::finish_line,
+        orders::pick_up,
+        events::order_events,
+        events::store_board,
+        stores::list_stores,
+        stores::menu,
+        stores::set_availability,
+        health::live,
+        health::ready,
+        metrics::render,
+        openapi_json,
+        docs,
+    ),
+    components(schemas(error::Problem, error::FieldProblem)),
+    modifiers(&StaffKey),
+    tags(
+        (name = "orders", description = "Placing and following orders"),
+        (name = "stores", description = "Stores and menus"),
+        (name = "staff", description = "Staff routes; `Authorization: Bearer <staff key>`"),
+        (name = "ops", description = "Health, metrics and documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Registers the `staff_key` Bearer scheme the staff routes refer to.
+struct StaffKey;
+
+impl utoipa::Modify for StaffKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "staff_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Swagger UI at `/docs`; it also serves the document at `/openapi.json`,
+/// so that route must not be registered anywhere else.
+pub fn swagger_ui() -> Router<AppState> {
+    SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()).into()
+}
+
+// The two routes below are served by `SwaggerUi`; these functions exist only
+// to carry their documentation, so that the document lists every route.
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+#[allow(dead_code)]
+fn openapi_json() {}
+
+/// Swagger UI for this document.
+#[utoipa::path(get, path = "/docs", tag = "ops", responses((status = 303, description = "Redirect to the Swagger UI page")))]
+#[allow(dead_code)]
+fn docs() {}

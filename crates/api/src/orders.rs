@@ -1,0 +1,684 @@
+//! Order routes: intake (`POST /v1/orders`), reads and listings, and the
+//! lifecycle actions (cancel; staff: start, done, pickup), with their DTOs.
+//!
+//! The DTOs are the HTTP contract, separate from the domain types on
+//! purpose: the domain can rename a field without breaking clients, and the
+//! OpenAPI schema is derived from what is actually sent. Money goes out as
+//! `{amount, currency}` in minor units and times as RFC 3339 strings.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use domain::order::{LineDraft, OrderDraft, Timestamps};
+use domain::ports::{OrderFilter, OrderSummary};
+use domain::{Action, IntakeOutcome, Order, OrderId, OrderLine, OrderStatus, StoreId, TicketStatus};
+use serde::{Deserialize, Serialize};
+use telemetry::names;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Staff;
+use crate::error::{ApiError, Problem};
+use crate::extract::{IdempotencyKey, Json, Path, Query};
+use crate::stores::StationDto;
+
+// ------------------------------------------------------------------ DTOs
+
+/// An order as a client places it. Prices are never part of a request: the
+/// server prices every line from its menu.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    #[schema(example = "demo-downtown")]
+    pub store: String,
+    /// Loyalty account or free-form customer reference.
+    #[serde(default)]
+    pub customer: Option<String>,
+    /// 1 to 50 lines.
+    pub lines: Vec<LineRequest>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    #[schema(example = "latte")]
+    pub sku: String,
+    /// Required when the item comes in several sizes.
+    #[serde(default)]
+    #[schema(example = "large")]
+    pub size: Option<String>,
+    #[serde(default)]
+    #[schema(example = json!(["oat-milk"]))]
+    pub modifiers: Vec<String>,
+    /// 1 to 20.
+    #[schema(example = 2)]
+    pub qty: i64,
+}
+
+impl From<PlaceOrderRequest> for OrderDraft {
+    fn from(r: PlaceOrderRequest) -> Self {
+        OrderDraft {
+            store: r.store,
+            customer: r.customer,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|l| LineDraft {
+                    sku: l.sku,
+                    size: l.size,
+                    modifiers: l.modifiers,
+                    qty: l.qty,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The 202 body of an accepted order (rendered by the domain and replayed
+/// byte for byte on an idempotent retry; this type documents it).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub status: OrderStatusDto,
+    pub total: MoneyDto,
+    pub links: OrderLinks,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyDto {
+    /// Minor units (cents).
+    #[schema(example = 1140)]
+    pub amount: i64,
+    #[schema(example = "USD")]
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLinks {
+    #[serde(rename = "self")]
+    #[schema(example = "/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001")]
+    pub this: String,
+    #[schema(example = "/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001/events")]
+    pub events: String,
+}
+
+impl OrderLinks {
+    fn of(id: OrderId) -> Self {
+        OrderLinks {
+            this: format!("/v1/orders/{id}"),
+            events: format!("/v1/orders/{id}/events"),
+        }
+    }
+}
+
+/// Mirrors `domain::OrderStatus`; the exhaustive `From` below makes a new
+/// domain status a compile error here rather than an undocumented value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatusDto {
+    Placed,
+    Confirmed,
+    Rejected,
+    InProgress,
+    Ready,
+    PickedUp,
+    Cancelled,
+    Expired,
+}
+
+impl From<OrderStatus> for OrderStatusDto {
+    fn from(s: OrderStatus) -> Self {
+        match s {
+            OrderStatus::Placed => Self::Placed,
+            OrderStatus::Confirmed => Self::Confirmed,
+            OrderStatus::Rejected => Self::Rejected,
+            OrderStatus::InProgress => Self::InProgress,
+            OrderStatus::Ready => Self::Ready,
+            OrderStatus::PickedUp => Self::PickedUp,
+            OrderStatus::Cancelled => Self::Cancelled,
+            OrderStatus::Expired => Self::Expired,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatusDto {
+    Queued,
+    Started,
+    Done,
+}
+
+impl From<TicketStatus> for TicketStatusDto {
+    fn from(t: TicketStatus) -> Self {
+        match t {
+            TicketStatus::Queued => Self::Queued,
+            TicketStatus::Started => Self::Started,
+            TicketStatus::Done => Self::Done,
+        }
+    }
+}
+
+/// An order with its lines and the time of every transition so far.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: Uuid,
+    #[schema(example = "demo-downtown")]
+    pub store: String,
+    pub status: OrderStatusDto,
+    pub customer: Option<String>,
+    pub reject_reason: Option<String>,
+    #[schema(example = "unpaid")]
+    pub payment_status: String,
+    pub total: MoneyDto,
+    pub lines: Vec<LineView>,
+    /// RFC 3339, UTC.
+    #[schema(example = "2026-01-02T08:15:00.123Z")]
+    pub placed_at: String,
+    pub confirmed_at: Option<String>,
+    pub rejected_at: Option<String>,
+    /// When the first line was started.
+    pub started_at: Option<String>,
+    pub ready_at: Option<String>,
+    pub picked_up_at: Option<String>,
+    pub cancelled_at: Option<String>,
+    pub expired_at: Option<String>,
+    pub links: OrderLinks,
+}
+
+/// One priced line; it is also the ticket its station works on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineView {
+    /// 1-based; the `{line}` of the staff routes.
+    pub line: u32,
+    pub sku: String,
+    pub name: String,
+    pub station: StationDto,
+    pub size: String,
+    pub modifiers: Vec<String>,
+    pub qty: u32,
+    /// Minor units of the order's currency.
+    pub unit_price: i64,
+    /// `unit_price * qty`, minor units.
+    pub line_total: i64,
+    /// `null` until the order is confirmed.
+    pub ticket: Option<TicketStatusDto>,
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        let Timestamps {
+            placed_at,
+            confirmed_at,
+            rejected_at,
+            started_at,
+            ready_at,
+            picked_up_at,
+            cancelled_at,
+            expired_at,
+        } = o.at;
+        let at = |t: Option<i64>| t.map(rfc3339);
+        OrderView {
+            id: o.id.0,
+            store: o.store.0,
+            status: o.status.into(),
+            customer: o.customer,
+            reject_reason: o.reject_reason,
+            payment_status: o.payment_status,
+            total: MoneyDto {
+                amount: o.total,
+                currency: o.currency,
+            },
+            lines: o.lines.into_iter().map(LineView::from).collect(),
+            placed_at: rfc3339(placed_at),
+            confirmed_at: at(confirmed_at),
+            rejected_at: at(rejected_at),
+            started_at: at(started_at),
+            ready_at: at(ready_at),
+            picked_up_at: at(picked_up_at),
+            cancelled_at: at(cancelled_at),
+            expired_at: at(expired_at),
+            links: OrderLinks::of(o.id),
+        }
+    }
+}
+
+impl From<OrderLine> for LineView {
+    fn from(l: OrderLine) -> Self {
+        LineView {
+            line: l.line,
+            sku: l.sku,
+            name: l.name,
+            station: l.station.into(),
+            size: l.size,
+            modifiers: l.modifiers,
+            qty: l.qty,
+            unit_price: l.unit_price,
+            line_total: l.line_total,
+            ticket: l.ticket.map(Into::into),
+        }
+    }
+}
+
+/// An order without its lines, for listings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderSummaryView {
+    pub id: Uuid,
+    pub store: String,
+    pub status: OrderStatusDto,
+    pub customer: Option<String>,
+    pub total: MoneyDto,
+    pub placed_at: String,
+    pub links: OrderLinks,
+}
+
+impl From<OrderSummary> for OrderSummaryView {
+    fn from(s: OrderSummary) -> Self {
+        OrderSummaryView {
+            id: s.id.0,
+            store: s.store.0,
+            status: s.status.into(),
+            customer: s.customer,
+            total: MoneyDto {
+                amount: s.total,
+                currency: s.currency,
+            },
+            placed_at: rfc3339(s.placed_at),
+            links: OrderLinks::of(s.id),
+        }
+    }
+}
+
+/// One page of orders, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderSummaryView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+pub const DEFAULT_PAGE: u32 = 20;
+pub const MAX_PAGE: u32 = 100;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this store's orders.
+    pub store: Option<String>,
+    /// Only orders in this status (`placed`, `confirmed`, …).
+    pub status: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+}
+
+impl ListQuery {
+    /// The store filter to ask for. `limit` is one more than the page so
+    /// the answer says whether another page exists without a count query.
+    fn filter(&self) -> Result<(OrderFilter, u32), ApiError> {
+        let bad = |m: String| ApiError::InvalidQuery(m);
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(bad(format!("limit must be 1 to {MAX_PAGE}")));
+        }
+        let store = match self.store.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(StoreId::parse(s).ok_or_else(|| bad(format!("'{s}' is not a store id")))?),
+        };
+        let status = match self.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+                bad(format!("unknown status '{s}'; one of {}", all.join(", ")))
+            })?),
+        };
+        let before = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(OrderId::parse(c).ok_or_else(|| bad(format!("'{c}' is not a cursor")))?),
+        };
+        Ok((
+            OrderFilter {
+                store,
+                status,
+                before,
+                limit: limit + 1,
+            },
+            limit,
+        ))
+    }
+}
+
+// -------------------------------------------------------------- handlers
+
+/// Place an order. Answers only once the order is durable.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    request_body(content = PlaceOrderRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1–255 visible ASCII characters; a retry with the same key and body gets the original answer")),
+    responses(
+        (status = 202, description = "Durable; processing continues in the background", body = Receipt,
+            headers(("Location" = String, description = "/v1/orders/{id}"))),
+        (status = "2XX", description = "Replay of an earlier answer to the same Idempotency-Key", body = Receipt,
+            headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "malformed_json, invalid_idempotency_key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_body, validation_failed, idempotency_key_reused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "overloaded, unavailable, timeout (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn place_order(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(req): Json<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    let outcome = state.app.place_order(req.into(), key).await?;
+    Ok(match outcome {
+        IntakeOutcome::Accepted { id, body } => {
+            metrics::counter!(names::ORDERS_INTAKE, "outcome" => "accepted").increment(1);
+            let mut resp = json_response(StatusCode::ACCEPTED, body);
+            set_location(&mut resp, id.0);
+            resp
+        }
+        IntakeOutcome::Replayed { status, body } => {
+            metrics::counter!(names::ORDERS_INTAKE, "outcome" => "replayed").increment(1);
+            let status = StatusCode::from_u16(status).unwrap_or_else(|_| {
+                tracing::warn!(status, "stored idempotent status is not an HTTP status; answering 202");
+                StatusCode::ACCEPTED
+            });
+            let id = receipt_id(&body);
+            let mut resp = json_response(status, body);
+            if let Some(id) = id {
+                set_location(&mut resp, id);
+            }
+            resp.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            resp
+        }
+    })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn set_location(resp: &mut Response, id: Uuid) {
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/orders/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+}
+
+/// The order id inside a stored receipt, for the replay's `Location`.
+fn receipt_id(body: &[u8]) -> Option<Uuid> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Uuid,
+    }
+    serde_json::from_slice::<IdOnly>(body).ok().map(|r| r.id)
+}
+
+/// Read one order. Read-your-writes: an order just answered 202 is visible.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Path(id): Path<OrderId>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    Ok(axum::Json(state.app.order(id).await?.into()))
+}
+
+/// List orders, newest first, with keyset pagination.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = OrderPage),
+        (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    let (filter, limit) = q.filter()?;
+    let mut rows = state.app.list_orders(&filter).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.0)
+    } else {
+        None
+    };
+    Ok(axum::Json(OrderPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+async fn act(state: &AppState, id: OrderId, action: Action) -> Result<axum::Json<OrderView>, ApiError> {
+    Ok(axum::Json(state.app.act(id, action).await?.into()))
+}
+
+/// Cancel an order that is still `placed` or `confirmed`.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/cancel",
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "not_ready: not yet applied by a processor (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    Path(id): Path<OrderId>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&state, id, Action::Cancel).await
+}
+
+/// Staff: start working on a line (its ticket goes `queued` → `started`).
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/lines/{line}/start",
+    tag = "staff",
+    security(("staff_key" = [])),
+    params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "order_not_found, line_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn start_line(
+    _: Staff,
+    State(state): State<AppState>,
+    Path((id, line)): Path<(OrderId, u32)>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&state, id, Action::StartLine(line)).await
+}
+
+/// Staff: finish a line (`started` → `done`); the last one makes the order `ready`.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/lines/{line}/done",
+    tag = "staff",
+    security(("staff_key" = [])),
+    params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "order_not_found, line_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn finish_line(
+    _: Staff,
+    State(state): State<AppState>,
+    Path((id, line)): Path<(OrderId, u32)>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&state, id, Action::FinishLine(line)).await
+}
+
+/// Staff: hand a `ready` order over.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/pickup",
+    tag = "staff",
+    security(("staff_key" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The picked-up order", body = OrderView),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn pick_up(
+    _: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<OrderId>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&state, id, Action::PickUp).await
+}
+
+// ------------------------------------------------------------------ time
+
+/// Epoch milliseconds as RFC 3339 in UTC with millisecond precision, e.g.
+/// `2026-01-02T08:15:00.123Z`. Hand-rolled (Howard Hinnant's
+/// civil-from-days) because it is the only date arithmetic this crate does;
+/// a date library would be a dependency for twenty lines.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::Money;
+    use domain::app::{IntakeReceipt, ReceiptLinks};
+
+    #[test]
+    fn timestamps_render_as_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(1_709_164_800_000), "2024-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn list_queries_are_validated() {
+        let q = |store: Option<&str>, status: Option<&str>, cursor: Option<&str>, limit: Option<u32>| ListQuery {
+            store: store.map(Into::into),
+            status: status.map(Into::into),
+            cursor: cursor.map(Into::into),
+            limit,
+        };
+        let (f, limit) = q(None, None, None, None).filter().unwrap();
+        assert_eq!((f.limit, limit), (DEFAULT_PAGE + 1, DEFAULT_PAGE));
+        let id = OrderId::new();
+        let (f, _) = q(
+            Some("demo-downtown"),
+            Some("in_progress"),
+            Some(&id.to_string()),
+            Some(100),
+        )
+        .filter()
+        .unwrap();
+        assert_eq!(f.status, Some(OrderStatus::InProgress));
+        assert_eq!(f.before, Some(id));
+        assert_eq!(f.limit, 101);
+        for bad in [
+            q(None, None, None, Some(0)),
+            q(None, None, None, Some(101)),
+            q(None, Some("brewing"), None, None),
+            q(Some("Not A Store"), None, None, None),
+            q(None, None, Some("nope"), None),
+        ] {
+            assert_eq!(bad.filter().unwrap_err().code(), "invalid_query");
+        }
+    }
+
+    #[test]
+    fn receipt_dto_matches_what_the_domain_renders() {
+        let id = OrderId::new();
+        let body = serde_json::to_vec(&IntakeReceipt {
+            id,
+            status: OrderStatus::Placed,
+            total: Money::new(1140, "USD"),
+            links: ReceiptLinks {
+                this: format!("/v1/orders/{id}"),
+                events: format!("/v1/orders/{id}/events"),
+            },
+        })
+        .unwrap();
+        let r: Receipt = serde_json::from_slice(&body).expect("the documented schema matches");
+        assert_eq!(r.status, OrderStatusDto::Placed);
+        assert_eq!(receipt_id(&body), Some(id.0));
+        assert_eq!(receipt_id(b"not json"), None);
+    }
+
+    #[test]
+    fn order_requests_refuse_unknown_fields_and_default_modifiers() {
+        let r: PlaceOrderRequest = serde_json::from_str(r#"{"store":"s","lines":[{"sku":"latte","qty":1}]}"#).unwrap();
+        let d = OrderDraft::from(r);
+        assert_eq!(d.lines[0].modifiers, Vec::<String>::new());
+        assert_eq!(d.lines[0].size, None);
+        assert!(serde_json::from_str::<PlaceOrderRequest>(r#"{"store":"s","lines":[],"price":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<PlaceOrderRequest>(r#"{"store":"s","lines":[{"sku":"x","qty":1,"unit_price":1}]}"#)
+                .is_err()
+        );
+    }
+}

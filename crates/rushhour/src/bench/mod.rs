@@ -1,0 +1,132 @@
+//! `rushhour bench`: the built-in HTTP load generator (closed and open
+//! loop, weighted mixes, presets from quiet to rush, HDR percentiles) and
+//! `bench suite`, the one-run benchmark behind the numbers in
+//! `docs/benchmarks.md`.
+//!
+//! It lives in the binary rather than in a separate tool so that anyone with
+//! the binary can reproduce a published number, and so that the suite can
+//! start servers from the very executable it measures.
+//!
+//! Map: `config` (flags, presets, mixes; pure), `order` (valid random orders
+//! from the served menu), `load` (the engine), `stats` (recording and the
+//! report), `suite` (servers, runs, ratios against the goals).
+
+mod config;
+mod load;
+mod order;
+mod stats;
+mod suite;
+
+use std::time::Duration;
+
+pub use config::{LoadConfig, Mix, Mode, Op, Preset};
+pub use load::{LoadReport, RunOptions, run_load};
+pub use suite::SuiteArgs;
+
+use config::{DEFAULT_STORE, Overrides, parse_duration, resolve};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub cmd: Option<BenchCmd>,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// One run that measures the headline ratios (HTTP ceiling, durable
+    /// intake, cached menu, group commit on/off, processor drain) against
+    /// their goals, on servers it starts itself.
+    Suite(SuiteArgs),
+    /// In-process processor drain vs raw SQLite insert.
+    Drain(crate::drain::DrainArgs),
+}
+
+/// Load-generate against a running server. Flags left out come from
+/// `--preset` (or the defaults: closed loop, 64 connections, 10 s, the
+/// everyday mix).
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// Base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Named load shape: quiet and steady are open-loop, busy and rush closed-loop.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// closed: N workers back-to-back (capacity). open: a fixed request rate (latency at a load).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Closed loop: workers, each with its own keep-alive connection.
+    /// Open loop: most requests in flight.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Open loop: requests per second (implies --mode open). Latency is
+    /// measured from each request's scheduled send time.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured time, e.g. 10s, 2m.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Unmeasured time first (connections, caches) [default: 2s].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Weights per operation, e.g. orders=20,status=30,menu=50 (also: live).
+    #[arg(long, conflicts_with = "scenario")]
+    pub mix: Option<Mix>,
+    /// A single operation instead of a mix.
+    #[arg(long, value_enum)]
+    pub scenario: Option<Op>,
+    /// Store whose menu is read and ordered from.
+    #[arg(long, default_value = DEFAULT_STORE)]
+    pub store: String,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the report as JSON on stdout (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.cmd {
+        Some(BenchCmd::Drain(drain)) => crate::drain::run(&drain).await,
+        Some(BenchCmd::Suite(suite)) => {
+            // Dropping the suite's future drops its server children, and
+            // they are `kill_on_drop`: Ctrl-C leaves no orphan servers.
+            tokio::select! {
+                r = suite::run(&suite) => r,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; servers stopped"),
+            }
+        }
+        None => run_load_command(&args.load).await,
+    }
+}
+
+async fn run_load_command(args: &LoadArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        preset: args.preset,
+        mode: args.mode,
+        connections: args.connections,
+        rate: args.rate,
+        duration: args.duration,
+        warmup: args.warmup,
+        mix: args.mix.clone(),
+        scenario: args.scenario,
+    };
+    let cfg = resolve(&args.url, &args.store, args.timeout, &overrides)?;
+    let opts = RunOptions {
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        stop_on_ctrl_c: true,
+    };
+    let report = run_load(&cfg, opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

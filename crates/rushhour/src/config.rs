@@ -1,0 +1,261 @@
+//! Configuration: the compiled-in `config/default.toml`, then an optional
+//! `--config FILE`, then `RUSHHOUR__SECTION__KEY` environment variables
+//! (figment merges them in that order). Backends are chosen by URL.
+//!
+//! This is the only module that reads the environment for settings.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub store: StoreConfig,
+    pub processor: ProcessorSection,
+    pub cache: CacheConfig,
+    pub telemetry: TelemetryConfig,
+    pub demo: DemoConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub max_inflight_intake: usize,
+    pub sse_heartbeat_secs: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub staff_key: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig").field("staff_key", &"[redacted]").finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sync {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub url: String,
+    pub partitions: u32,
+    pub group_commit: bool,
+    pub max_batch: usize,
+    pub linger_us: u64,
+    pub synchronous: Sync,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub url: String,
+    pub synchronous: Sync,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSection {
+    pub enabled: bool,
+    pub group: String,
+    pub max_batch: usize,
+    pub linger_ms: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub menu_ttl_secs: u64,
+    pub max_stores: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub log_format: String,
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    pub seed: bool,
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOverride>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpOverride {
+    pub addr: SocketAddr,
+}
+
+impl Config {
+    /// Defaults, then `file`, then the environment, then `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig
+            .merge(Env::prefixed("RUSHHOUR__").split("__").lowercase(true))
+            .merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.log.partitions == 0 || self.log.partitions > 1024 {
+            bail!("log.partitions must be 1 to 1024");
+        }
+        if self.processor.max_batch == 0 || self.log.max_batch == 0 {
+            bail!("processor.max_batch and log.max_batch must be at least 1");
+        }
+        if self.http.max_inflight_intake == 0 {
+            bail!("http.max_inflight_intake must be at least 1");
+        }
+        self.log_backend()?;
+        self.store_backend()?;
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.request_timeout_ms)
+    }
+
+    pub fn log_backend(&self) -> anyhow::Result<Backend> {
+        backend(&self.log.url, &self.data_dir, "log.db", "log.url")
+    }
+
+    pub fn store_backend(&self) -> anyhow::Result<Backend> {
+        backend(&self.store.url, &self.data_dir, "rushhour.db", "store.url")
+    }
+
+    /// The configuration as TOML with secrets replaced.
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        let mut c = self.clone();
+        if !c.auth.staff_key.is_empty() {
+            c.auth.staff_key = "[redacted]".into();
+        }
+        for url in [&mut c.log.url, &mut c.store.url] {
+            *url = redact_url(url);
+        }
+        toml::to_string_pretty(&c).context("render config")
+    }
+}
+
+/// Which engine a URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
+    Kafka(String),
+}
+
+fn backend(url: &str, data_dir: &Path, default_file: &str, key: &str) -> anyhow::Result<Backend> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = if rest.is_empty() {
+            data_dir.join(default_file)
+        } else {
+            PathBuf::from(rest)
+        };
+        return Ok(Backend::Sqlite(path));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Backend::Postgres(url.to_owned()));
+    }
+    if url.starts_with("kafka://") {
+        return Ok(Backend::Kafka(url.to_owned()));
+    }
+    bail!("{key} = {:?}: expected sqlite://, postgres:// or kafka://", redact_url(url))
+}
+
+/// Hide a password in `scheme://user:password@host`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:[redacted]{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_select_embedded_backends() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.log_backend().unwrap(), Backend::Sqlite(c.data_dir.join("log.db")));
+        assert_eq!(c.http.max_body_bytes, 64 * 1024);
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            data_dir: Some("/tmp/x".into()),
+            http: Some(HttpOverride {
+                addr: "127.0.0.1:9999".parse().unwrap(),
+            }),
+        };
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.http.addr.port(), 9999);
+        assert_eq!(c.store_backend().unwrap(), Backend::Sqlite("/tmp/x/rushhour.db".into()));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::load(None, &Overrides::default()).unwrap();
+        c.auth.staff_key = "s3cret".into();
+        c.store.url = "postgres://app:hunter2@db:5432/rushhour".into();
+        let out = c.redacted_toml().unwrap();
+        assert!(!out.contains("s3cret") && !out.contains("hunter2"), "{out}");
+        assert!(out.contains("postgres://app:[redacted]@db:5432/rushhour"));
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        let mut c = Config::load(None, &Overrides::default()).unwrap();
+        c.log.url = "mysql://x".into();
+        assert!(c.validate().is_err());
+    }
+}

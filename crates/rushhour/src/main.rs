@@ -1,0 +1,119 @@
+//! `rushhour`: the coffee-ordering backend's one binary. Parses the command
+//! line, loads configuration and dispatches to a subcommand.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rushhour::config::{Config, HttpOverride, Overrides};
+use rushhour::wiring::{self, Roles};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "rushhour", version, about = "Coffee-ordering backend built for the morning rush")]
+struct Cli {
+    /// Extra configuration file (TOML) merged over the defaults.
+    #[arg(long, global = true, env = "RUSHHOUR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address the HTTP API listens on (overrides http.addr).
+    #[arg(long, global = true)]
+    addr: Option<SocketAddr>,
+    /// Directory for the embedded mode's files (overrides data_dir).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything in one process: API, order processors (the default mode).
+    Serve,
+    /// Run only the HTTP API (intake, reads, live events).
+    Api,
+    /// Run only the order processors.
+    Worker,
+    /// Create or upgrade the schemas (and seed the demo menu when enabled), then exit.
+    Migrate,
+    /// Print the effective configuration with secrets redacted.
+    Config,
+    /// Load-generate against a running server, or run the benchmark suite.
+    Bench(rushhour::bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        http: cli.addr.map(|addr| HttpOverride { addr }),
+    };
+    let cfg = Config::load(cli.config.as_deref(), &overrides)?;
+    let format = if cfg.telemetry.log_format == "json" {
+        telemetry::LogFormat::Json
+    } else {
+        telemetry::LogFormat::Pretty
+    };
+    telemetry::init_tracing(&cfg.telemetry.log_filter, format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(&cfg, Roles { api: true, processors: true }).await,
+            Command::Api => serve(&cfg, Roles { api: true, processors: false }).await,
+            Command::Worker => serve(&cfg, Roles { api: false, processors: true }).await,
+            Command::Migrate => {
+                wiring::build(&cfg).await?;
+                println!("migrations applied under {}", cfg.data_dir.display());
+                Ok(())
+            }
+            Command::Config => {
+                print!("{}", cfg.redacted_toml()?);
+                Ok(())
+            }
+            Command::Bench(args) => rushhour::bench::run(args).await,
+        }
+    })
+}
+
+async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
+    let built = wiring::build(cfg).await?;
+    if built.generated_key {
+        println!(
+            "Generated a staff API key (stored in {}): {}",
+            cfg.data_dir.join("staff.key").display(),
+            built.staff_key
+        );
+    }
+    let listener = if roles.api {
+        let l = tokio::net::TcpListener::bind(cfg.http.addr)
+            .await
+            .with_context(|| format!("listen on {}", cfg.http.addr))?;
+        tracing::info!(addr = %cfg.http.addr, data_dir = %cfg.data_dir.display(), "rushhour is listening");
+        Some(l)
+    } else {
+        None
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on_stop(shutdown.clone()));
+    wiring::run(cfg, &built, listener, roles, shutdown).await
+}
+
+/// Cancel on Ctrl-C or SIGTERM.
+async fn signal_on_stop(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,219 @@
+//! Wiring: the one place that knows every adapter. It turns a `Config` into
+//! ports (`build`), and runs the roles of a process — HTTP API, order
+//! processors — under one cancellation token and task tracker (`run`), so
+//! SIGTERM drains: stop accepting, finish in-flight batches, commit, exit.
+
+use anyhow::{Context, bail};
+use domain::ports::{EventLog, Store};
+use domain::{Rushhour, RushhourConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Backend, Config, Sync};
+
+/// A process's ports, built from config.
+pub struct Built {
+    pub app: Arc<Rushhour>,
+    pub staff_key: String,
+    /// Set when this start generated the staff key (print it once).
+    pub generated_key: bool,
+}
+
+fn log_sync(s: Sync) -> eventlog::Synchronous {
+    match s {
+        Sync::Full => eventlog::Synchronous::Full,
+        Sync::Normal => eventlog::Synchronous::Normal,
+    }
+}
+
+fn store_sync(s: Sync) -> store::Synchronous {
+    match s {
+        Sync::Full => store::Synchronous::Full,
+        Sync::Normal => store::Synchronous::Normal,
+    }
+}
+
+fn scale_mode_missing(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what}: this build has no scale-mode backend for it yet; \
+         use sqlite:// (the embedded default) for now"
+    )
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match cfg.store_backend()? {
+        Backend::Sqlite(path) => {
+            let opts = store::SqliteStoreOptions {
+                synchronous: store_sync(cfg.store.synchronous),
+                ..Default::default()
+            };
+            let s = tokio::task::spawn_blocking(move || store::SqliteStore::open(&path, opts))
+                .await?
+                .context("open the SQLite store")?;
+            Ok(Arc::new(s))
+        }
+        Backend::Postgres(_) => Err(scale_mode_missing("store.url = postgres://")),
+        Backend::Kafka(_) => bail!("store.url cannot be kafka://"),
+    }
+}
+
+pub async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+    match cfg.log_backend()? {
+        Backend::Sqlite(path) => {
+            let opts = eventlog::SqliteLogOptions {
+                partitions: cfg.log.partitions,
+                group_commit: cfg.log.group_commit,
+                max_batch: cfg.log.max_batch,
+                linger: Duration::from_micros(cfg.log.linger_us),
+                synchronous: log_sync(cfg.log.synchronous),
+                ..Default::default()
+            };
+            let l = tokio::task::spawn_blocking(move || eventlog::SqliteEventLog::open(&path, opts))
+                .await?
+                .context("open the SQLite event log")?;
+            Ok(Arc::new(l))
+        }
+        Backend::Kafka(_) => Err(scale_mode_missing("log.url = kafka://")),
+        Backend::Postgres(_) => bail!("log.url cannot be postgres://"),
+    }
+}
+
+/// Build every port from config, migrate, and seed the demo store if the
+/// store is empty and `demo.seed` is on.
+pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    let store = open_store(cfg).await?;
+    let log = open_log(cfg).await?;
+    if cfg.demo.seed && store.list_stores().await.context("list stores")?.is_empty() {
+        store
+            .upsert_menu(&domain::menu::demo_menu())
+            .await
+            .context("seed the demo menu")?;
+        tracing::info!("seeded the demo store 'demo-downtown' and its menu");
+    }
+    let (staff_key, generated_key) = staff_key(cfg)?;
+    let app = Arc::new(Rushhour {
+        log,
+        store,
+        menus: Arc::new(cache::MemoryMenuCache::new(
+            Duration::from_secs(cfg.cache.menu_ttl_secs),
+            cfg.cache.max_stores,
+        )),
+        feed: Arc::new(cache::BroadcastFeed::new(4096)),
+        clock: Arc::new(worker::TokioClock),
+        config: RushhourConfig::default(),
+    });
+    Ok(Built {
+        app,
+        staff_key,
+        generated_key,
+    })
+}
+
+/// The configured staff key, or the one stored under the data dir, or a new
+/// random one written there (mode 0600).
+fn staff_key(cfg: &Config) -> anyhow::Result<(String, bool)> {
+    if !cfg.auth.staff_key.is_empty() {
+        return Ok((cfg.auth.staff_key.clone(), false));
+    }
+    let path = cfg.data_dir.join("staff.key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim().to_owned();
+        if !k.is_empty() {
+            return Ok((k, false));
+        }
+    }
+    let key = format!("rh_{}", hex_key());
+    write_secret(&path, &key).with_context(|| format!("write {}", path.display()))?;
+    Ok((key, true))
+}
+
+fn hex_key() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 24];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{value}")
+}
+
+/// Which roles this process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub api: bool,
+    pub processors: bool,
+}
+
+pub fn processor_config(cfg: &Config) -> worker::ProcessorConfig {
+    worker::ProcessorConfig {
+        group: cfg.processor.group.clone(),
+        max_batch: cfg.processor.max_batch,
+        linger: Duration::from_millis(cfg.processor.linger_ms),
+        max_attempts: cfg.processor.max_attempts,
+        ..Default::default()
+    }
+}
+
+pub fn api_config(cfg: &Config, staff_key: &str, shutdown: CancellationToken) -> api::ApiConfig {
+    api::ApiConfig {
+        max_body_bytes: cfg.http.max_body_bytes,
+        max_inflight_intake: cfg.http.max_inflight_intake,
+        request_timeout: cfg.request_timeout(),
+        staff_key: staff_key.to_owned(),
+        sse_heartbeat: Duration::from_secs(cfg.http.sse_heartbeat_secs),
+        shutdown,
+    }
+}
+
+/// Run the roles until `shutdown` is cancelled, then drain: the HTTP server
+/// stops accepting and finishes in-flight requests, processors finish and
+/// commit their current batch; returns when everything has stopped.
+pub async fn run(
+    cfg: &Config,
+    built: &Built,
+    listener: Option<TcpListener>,
+    roles: Roles,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    if roles.processors && cfg.processor.enabled {
+        worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone());
+    }
+    if let (true, Some(listener)) = (roles.api, listener) {
+        let router = api::router(
+            built.app.clone(),
+            telemetry::prometheus(),
+            api_config(cfg, &built.staff_key, shutdown.clone()),
+        );
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    tracker.close();
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining requests and batches");
+    tracker.wait().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Black-box tests of the whole application: the real wiring, real SQLite
+//! files and a real HTTP server on a loopback port, driven over HTTP — plus
+//! the crash test, which runs the real binary as a child and `kill -9`s it.
+
+mod crash;
+mod http_errors;
+mod http_orders;
+mod http_reads;
+mod support;

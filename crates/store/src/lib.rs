@@ -1,0 +1,13 @@
+//! Adapters of the `domain::ports::Store` port: durable stores, menus,
+//! orders, tickets, live events, consumer positions and dead letters.
+//!
+//! `sqlite` is the embedded backend (one file under `./data/`, nothing to
+//! install); the PostgreSQL backend for scale mode will live next to it and
+//! pass the same contract suite (`testkit::store`). `baseline` is not a
+//! backend: it is the "raw SQLite" insert ceiling that benchmarks compare the
+//! processors' drain rate to, kept here because it must share the schema.
+
+pub mod baseline;
+pub mod sqlite;
+
+pub use sqlite::{SqliteStore, SqliteStoreOptions, Synchronous};

@@ -1,0 +1,592 @@
+//! `SqliteStore`: the embedded backend of the `Store` port, one SQLite file
+//! in WAL mode with one writer and a small pool of readers.
+//!
+//! # Durability
+//!
+//! The store defaults to `synchronous=NORMAL`, which in WAL mode means a
+//! commit is not fsynced at once: a power loss (not a process crash, which
+//! loses nothing) may drop the last few transactions. That is safe here
+//! because the store is not the source of truth for orders. The event log is
+//! a separate file written with `synchronous=FULL`, and every processor
+//! batch commits its consumer position in the same transaction as the rows
+//! it wrote. If power loss drops a batch, its position goes back with it, so
+//! on restart the processor re-reads those records from the log and
+//! re-applies them; inserts are idempotent (`ON CONFLICT DO NOTHING`), so
+//! nothing is applied twice. Staff transitions committed in the lost window
+//! are the one thing that can be lost (a ticket may show `queued` again);
+//! `Synchronous::Full` trades write latency for not losing those either.
+//!
+//! # Hot path
+//!
+//! `apply_batch` is what bounds the processors' drain rate: one `IMMEDIATE`
+//! transaction per batch, cached prepared statements, no per-row `SELECT`
+//! (a replay is detected by the order insert changing no row), and the
+//! row encoding done before the write is queued (see `rows::NewOrder`).
+
+mod conn;
+mod error;
+pub(crate) mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::events::{LiveEvent, LiveEventKind};
+use domain::ids::{OrderId, StoreId};
+use domain::menu::{Menu, StoreInfo};
+use domain::order::{self, Action, Order, OrderStatus, TransitionError};
+use domain::ports::{
+    BatchApplied, DeadLetter, Decided, EventScope, OrderFilter, OrderSummary, PortError, PortResult, Store,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+
+use conn::{Readers, Writer};
+pub(crate) use error::Error;
+use rows::NewOrder;
+
+pub(crate) use conn::open_writer;
+
+/// How long `health()` waits for a read connection and `SELECT 1`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// SQLite's `synchronous` setting for the store's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync on every commit: nothing committed is lost on power loss.
+    Full,
+    /// fsync at WAL checkpoints only: a power loss may drop the last
+    /// commits, which the processors re-apply from the log (module docs).
+    Normal,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStoreOptions {
+    pub synchronous: Synchronous,
+    /// Read connections in the pool (at least one is opened). Reads beyond
+    /// this many wait asynchronously for a free connection.
+    pub read_connections: usize,
+}
+
+impl Default for SqliteStoreOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            read_connections: 4,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open the store at `path`, creating the file and its folder if
+    /// needed, switching to WAL and applying pending migrations. Blocking:
+    /// call it at startup (or from `spawn_blocking`).
+    pub fn open(path: &Path, opts: SqliteStoreOptions) -> Result<Self, PortError> {
+        let writer = open_writer(path, opts.synchronous)?;
+        let readers = (0..opts.read_connections.max(1))
+            .map(|_| conn::open_reader(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            writer: Writer::spawn(writer)?,
+            readers: Readers::new(readers),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T, F>(&self, f: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        Ok(self.readers.run(f).await??)
+    }
+
+    async fn write<T, F>(&self, f: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        Ok(self.writer.run(f).await??)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn list_stores(&self) -> PortResult<Vec<StoreInfo>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, name, time_zone, currency FROM stores ORDER BY id")?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rows::store_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn load_menu(&self, store: &StoreId) -> PortResult<Option<Menu>> {
+        let store = store.0.clone();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            rows::load_menu(&tx, &store)
+        })
+        .await
+    }
+
+    async fn upsert_menu(&self, menu: &Menu) -> PortResult<()> {
+        let menu = menu.clone();
+        let encoded = menu
+            .items
+            .iter()
+            .map(|i| {
+                Ok((
+                    rows::to_json("item sizes", &i.sizes)?,
+                    rows::to_json("item modifiers", &i.modifiers)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let s = &menu.store;
+            // An upsert, not `INSERT OR REPLACE`: replacing would delete the
+            // row and cascade to the categories and items mid-transaction.
+            tx.execute(
+                "INSERT INTO stores (id, name, time_zone, currency) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone, \
+                 currency = excluded.currency",
+                params![s.id.0, s.name, s.time_zone, s.currency],
+            )?;
+            tx.execute("DELETE FROM categories WHERE store_id = ?1", params![s.id.0])?;
+            tx.execute("DELETE FROM items WHERE store_id = ?1", params![s.id.0])?;
+            {
+                let mut cat = tx.prepare_cached(
+                    "INSERT INTO categories (store_id, code, name, position) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for c in &menu.categories {
+                    cat.execute(params![s.id.0, c.code, c.name, c.position])?;
+                }
+                let mut item = tx.prepare_cached(
+                    "INSERT INTO items (store_id, sku, ord, name, category, station, available, sizes, modifiers) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for (ord, (i, (sizes, modifiers))) in menu.items.iter().zip(&encoded).enumerate() {
+                    item.execute(params![
+                        s.id.0,
+                        i.sku,
+                        ord as i64,
+                        i.name,
+                        i.category,
+                        i.station.as_str(),
+                        i.available,
+                        sizes,
+                        modifiers
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_availability(&self, store: &StoreId, sku: &str, available: bool) -> PortResult<bool> {
+        let (store, sku) = (store.0.clone(), sku.to_owned());
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached("UPDATE items SET available = ?1 WHERE store_id = ?2 AND sku = ?3")?;
+            Ok(stmt.execute(params![available, store, sku])? > 0)
+        })
+        .await
+    }
+
+    async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64> {
+        let group = group.to_owned();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT next_offset FROM consumer_positions WHERE grp = ?1 AND log_partition = ?2")?;
+            let next: Option<i64> = stmt.query_row(params![group, partition], |r| r.get(0)).optional()?;
+            match next {
+                None => Ok(0),
+                Some(n) => u64::try_from(n).map_err(|_| Error::Invalid(format!("unreadable consumer position: {n}"))),
+            }
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group, partition, orders = orders.len(), dead = dead.len()))]
+    async fn apply_batch(
+        &self,
+        group: &str,
+        partition: u32,
+        next_offset: u64,
+        orders: &[Decided],
+        dead: &[DeadLetter],
+        now: i64,
+    ) -> PortResult<BatchApplied> {
+        let batch = orders
+            .iter()
+            .map(|d| NewOrder::new(&d.placed, &d.decision))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let dead = dead
+            .iter()
+            .map(|d| Ok((d.clone(), rows::i64_of("dead letter offset", d.offset)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let next = rows::i64_of("consumer position", next_offset)?;
+        let group = group.to_owned();
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let applied = insert_orders(&tx, &batch, now)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO dead_letters (grp, log_partition, log_offset, key, payload, error, attempts, at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (d, offset) in &dead {
+                    stmt.execute(params![
+                        d.group,
+                        d.partition,
+                        offset,
+                        d.key,
+                        d.payload,
+                        d.error,
+                        d.attempts,
+                        d.at
+                    ])?;
+                }
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO consumer_positions (grp, log_partition, next_offset, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (grp, log_partition) DO UPDATE \
+                     SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+                )?;
+                stmt.execute(params![group, partition, next, now])?;
+            }
+            tx.commit()?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>> {
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            rows::load_order(&tx, &id.to_string())
+        })
+        .await
+    }
+
+    async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>> {
+        // One SQL text per filter shape (eight at most), each cached: the
+        // values are always bound, never formatted into the SQL.
+        let mut sql = format!("SELECT {} FROM orders", rows::SUMMARY_COLUMNS);
+        let mut args: Vec<Value> = Vec::with_capacity(4);
+        let mut clauses: Vec<&str> = Vec::with_capacity(3);
+        if let Some(store) = &filter.store {
+            clauses.push("store_id = ?");
+            args.push(Value::Text(store.0.clone()));
+        }
+        if let Some(status) = filter.status {
+            clauses.push("status = ?");
+            args.push(Value::Text(status.as_str().to_owned()));
+        }
+        if let Some(before) = filter.before {
+            clauses.push("id < ?");
+            args.push(Value::Text(before.to_string()));
+        }
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(Value::Integer(i64::from(filter.limit)));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rows::summary_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(order = %id, action = action.name()))]
+    async fn transition(
+        &self,
+        id: OrderId,
+        action: Action,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
+        let result = self.writer.run(move |c| transition(c, id, action, now)).await?;
+        Ok(result?)
+    }
+
+    async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>> {
+        let (sql, key) = match scope {
+            EventScope::Order(id) => ("order_id", id.to_string()),
+            EventScope::Store(s) => ("store_id", s.0.clone()),
+        };
+        let sql = format!(
+            "SELECT {} FROM events WHERE {sql} = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            rows::EVENT_COLUMNS
+        );
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![key, after, limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rows::event_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {} FROM dead_letters ORDER BY id DESC LIMIT ?1",
+                rows::DEAD_LETTER_COLUMNS
+            ))?;
+            let mut rows = stmt.query(params![limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rows::dead_letter_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn health(&self) -> PortResult<()> {
+        if !self.writer.is_running() {
+            return Err(PortError::Unavailable("the store writer has stopped".into()));
+        }
+        let probe = self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?));
+        match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
+            Ok(Ok(1)) => Ok(()),
+            Ok(Ok(other)) => Err(PortError::Invalid(format!("SELECT 1 returned {other}"))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(PortError::Unavailable(format!(
+                "no answer from the store within {HEALTH_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+/// Insert a batch's orders, lines and `status` events inside the caller's
+/// transaction. An order whose insert changes no row is already there (a
+/// replayed record): its lines and event were written the first time, so it
+/// is skipped entirely.
+fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchApplied, Error> {
+    let mut order_stmt = c.prepare_cached(
+        "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
+         placed_at, confirmed_at, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut line_stmt = c.prepare_cached(
+        "INSERT INTO order_lines (order_id, line, sku, name, station, size, modifiers, qty, unit_price, \
+         line_total, ticket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut applied = BatchApplied {
+        inserted: 0,
+        events: Vec::with_capacity(batch.len()),
+    };
+    for o in batch {
+        let (confirmed_at, rejected_at) = o.decided_at(now);
+        let changed = order_stmt.execute(params![
+            o.id_text,
+            o.store.0,
+            o.customer,
+            o.status.as_str(),
+            o.reject_reason,
+            UNPAID,
+            o.currency,
+            o.total,
+            o.placed_at,
+            confirmed_at,
+            rejected_at,
+        ])?;
+        if changed == 0 {
+            continue;
+        }
+        applied.inserted += 1;
+        let ticket = o.ticket();
+        for l in &o.lines {
+            line_stmt.execute(params![
+                o.id_text,
+                l.line,
+                l.sku,
+                l.name,
+                l.station,
+                l.size,
+                l.modifiers,
+                l.qty,
+                l.unit_price,
+                l.line_total,
+                ticket,
+            ])?;
+        }
+        applied.events.push(insert_event(
+            c,
+            EventDraft {
+                kind: LiveEventKind::Status,
+                order: o.id,
+                order_text: &o.id_text,
+                store: &o.store,
+                status: o.status,
+                ticket: None,
+                at: now,
+            },
+        )?);
+    }
+    Ok(applied)
+}
+
+/// Payment status of a freshly applied order; payments move it later.
+const UNPAID: &str = "unpaid";
+
+struct EventDraft<'a> {
+    kind: LiveEventKind,
+    order: OrderId,
+    order_text: &'a str,
+    store: &'a StoreId,
+    /// The order's status after the change.
+    status: OrderStatus,
+    /// `(line, station, ticket)` for a ticket event.
+    ticket: Option<(u32, domain::Station, domain::TicketStatus)>,
+    at: i64,
+}
+
+fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO events (order_id, store_id, kind, status, line, station, ticket, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let (line, station, ticket) = match e.ticket {
+        Some((l, s, t)) => (Some(l), Some(s), Some(t)),
+        None => (None, None, None),
+    };
+    stmt.execute(params![
+        e.order_text,
+        e.store.0,
+        rows::kind_str(e.kind),
+        e.status.as_str(),
+        line,
+        station.map(|s| s.as_str()),
+        ticket.map(|t| t.as_str()),
+        e.at,
+    ])?;
+    Ok(LiveEvent {
+        // The connection is ours alone (the writer thread), so the last
+        // rowid is this insert's.
+        id: c.last_insert_rowid(),
+        kind: e.kind,
+        order_id: e.order,
+        store: e.store.clone(),
+        status: e.status,
+        line,
+        station,
+        ticket,
+        at: e.at,
+    })
+}
+
+/// One lifecycle action in one `IMMEDIATE` transaction: taking the write
+/// lock up front means the order read here cannot change before it is
+/// written back, whoever else (another process) shares the file. The rules
+/// are the domain's (`order::plan`), and the new state is computed by
+/// `order::apply`, so this only persists what it says.
+fn transition(c: &mut Connection, id: OrderId, action: Action, now: i64) -> Result<(Order, Vec<LiveEvent>), Error> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id_text = id.to_string();
+    let mut order = rows::load_order(&tx, &id_text)?.ok_or(Error::Rule(TransitionError::OrderNotFound(id)))?;
+    let plan = order::plan(&order, action).map_err(Error::Rule)?;
+    order::apply(&mut order, &plan, now);
+    let mut events = Vec::with_capacity(2);
+    if let Some((line, ticket)) = plan.ticket {
+        let station = order
+            .lines
+            .iter()
+            .find(|l| l.line == line)
+            .map(|l| l.station)
+            .ok_or(Error::Rule(TransitionError::LineNotFound(line)))?;
+        let mut stmt = tx.prepare_cached("UPDATE order_lines SET ticket = ?1 WHERE order_id = ?2 AND line = ?3")?;
+        stmt.execute(params![ticket.as_str(), id_text, line])?;
+        events.push(insert_event(
+            &tx,
+            EventDraft {
+                kind: LiveEventKind::Ticket,
+                order: id,
+                order_text: &id_text,
+                store: &order.store,
+                status: order.status,
+                ticket: Some((line, station, ticket)),
+                at: now,
+            },
+        )?);
+    }
+    if let Some(status) = plan.status {
+        // Every timestamp is written back from the order `order::stamp`
+        // updated, rather than picking the column here, so which transition
+        // sets which column is decided in exactly one place.
+        let at = &order.at;
+        let mut stmt = tx.prepare_cached(
+            "UPDATE orders SET status = ?1, confirmed_at = ?2, rejected_at = ?3, started_at = ?4, ready_at = ?5, \
+             picked_up_at = ?6, cancelled_at = ?7, expired_at = ?8 WHERE id = ?9",
+        )?;
+        stmt.execute(params![
+            status.as_str(),
+            at.confirmed_at,
+            at.rejected_at,
+            at.started_at,
+            at.ready_at,
+            at.picked_up_at,
+            at.cancelled_at,
+            at.expired_at,
+            id_text,
+        ])?;
+        events.push(insert_event(
+            &tx,
+            EventDraft {
+                kind: LiveEventKind::Status,
+                order: id,
+                order_text: &id_text,
+                store: &order.store,
+                status,
+                ticket: None,
+                at: now,
+            },
+        )?);
+    }
+    tx.commit()?;
+    Ok((order, events))
+}

@@ -1,0 +1,325 @@
+//! Mapping between SQL rows and domain values, both ways.
+//!
+//! Reading never panics: a value the domain cannot represent (an unknown
+//! status, a malformed id or JSON column, a negative quantity) becomes
+//! `Error::Invalid` naming the column, because a database file may have
+//! been written by another binary or edited by hand.
+
+use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1};
+use domain::ids::{OrderId, StoreId};
+use domain::menu::{Category, Item, StoreInfo};
+use domain::order::{Order, OrderLine, OrderStatus, TicketStatus, Timestamps};
+use domain::ports::{DeadLetter, Decision, OrderSummary};
+use domain::{Menu, Station};
+use rusqlite::{Connection, Row, params};
+
+use super::error::Error;
+
+// --------------------------------------------------------------- decoding
+
+fn invalid(column: &str, value: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("unreadable {column}: {value}"))
+}
+
+pub(crate) fn order_id(s: &str) -> Result<OrderId, Error> {
+    OrderId::parse(s).ok_or_else(|| invalid("order id", s))
+}
+
+fn status(s: &str) -> Result<OrderStatus, Error> {
+    OrderStatus::parse(s).ok_or_else(|| invalid("order status", s))
+}
+
+fn station(s: &str) -> Result<Station, Error> {
+    Station::parse(s).ok_or_else(|| invalid("station", s))
+}
+
+fn ticket(s: Option<String>) -> Result<Option<TicketStatus>, Error> {
+    s.map(|t| TicketStatus::parse(&t).ok_or_else(|| invalid("ticket status", t)))
+        .transpose()
+}
+
+fn kind(s: &str) -> Result<LiveEventKind, Error> {
+    match s {
+        "status" => Ok(LiveEventKind::Status),
+        "ticket" => Ok(LiveEventKind::Ticket),
+        other => Err(invalid("event kind", other)),
+    }
+}
+
+pub(crate) fn kind_str(k: LiveEventKind) -> &'static str {
+    match k {
+        LiveEventKind::Status => "status",
+        LiveEventKind::Ticket => "ticket",
+    }
+}
+
+fn u32_of(column: &str, v: i64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| invalid(column, v))
+}
+
+fn u64_of(column: &str, v: i64) -> Result<u64, Error> {
+    u64::try_from(v).map_err(|_| invalid(column, v))
+}
+
+/// SQLite integers are signed; an offset beyond `i64::MAX` cannot be stored.
+pub(crate) fn i64_of(what: &str, v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::OutOfRange(format!("{what} {v} does not fit in a signed 64-bit integer")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T, Error> {
+    serde_json::from_str(s).map_err(|e| invalid(column, e))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(column: &str, v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot encode {column}: {e}")))
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, store_id, customer, status, reject_reason, payment_status, currency, total, \
+     placed_at, confirmed_at, rejected_at, started_at, ready_at, picked_up_at, cancelled_at, expired_at";
+
+/// An order row (`ORDER_COLUMNS`), without its lines.
+fn order_row(r: &Row<'_>) -> Result<Order, Error> {
+    Ok(Order {
+        id: order_id(&r.get::<_, String>(0)?)?,
+        store: StoreId(r.get(1)?),
+        customer: r.get(2)?,
+        status: status(&r.get::<_, String>(3)?)?,
+        reject_reason: r.get(4)?,
+        payment_status: r.get(5)?,
+        currency: r.get(6)?,
+        total: r.get(7)?,
+        lines: Vec::new(),
+        at: Timestamps {
+            placed_at: r.get(8)?,
+            confirmed_at: r.get(9)?,
+            rejected_at: r.get(10)?,
+            started_at: r.get(11)?,
+            ready_at: r.get(12)?,
+            picked_up_at: r.get(13)?,
+            cancelled_at: r.get(14)?,
+            expired_at: r.get(15)?,
+        },
+    })
+}
+
+const LINE_COLUMNS: &str = "line, sku, name, station, size, modifiers, qty, unit_price, line_total, ticket";
+
+fn line_row(r: &Row<'_>) -> Result<OrderLine, Error> {
+    Ok(OrderLine {
+        line: u32_of("line number", r.get(0)?)?,
+        sku: r.get(1)?,
+        name: r.get(2)?,
+        station: station(&r.get::<_, String>(3)?)?,
+        size: r.get(4)?,
+        modifiers: json("line modifiers", &r.get::<_, String>(5)?)?,
+        qty: u32_of("quantity", r.get(6)?)?,
+        unit_price: r.get(7)?,
+        line_total: r.get(8)?,
+        ticket: ticket(r.get(9)?)?,
+    })
+}
+
+/// An order with its lines, in two queries. Callers run it inside a
+/// transaction so the order and its lines are one snapshot.
+pub(crate) fn load_order(conn: &Connection, id: &str) -> Result<Option<Order>, Error> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))?;
+    let mut rows = stmt.query(params![id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut order = order_row(row)?;
+    drop(rows);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = ?1 ORDER BY line"
+    ))?;
+    let mut rows = stmt.query(params![id])?;
+    while let Some(row) = rows.next()? {
+        order.lines.push(line_row(row)?);
+    }
+    Ok(Some(order))
+}
+
+pub(crate) const SUMMARY_COLUMNS: &str = "id, store_id, status, customer, currency, total, placed_at";
+
+pub(crate) fn summary_row(r: &Row<'_>) -> Result<OrderSummary, Error> {
+    Ok(OrderSummary {
+        id: order_id(&r.get::<_, String>(0)?)?,
+        store: StoreId(r.get(1)?),
+        status: status(&r.get::<_, String>(2)?)?,
+        customer: r.get(3)?,
+        currency: r.get(4)?,
+        total: r.get(5)?,
+        placed_at: r.get(6)?,
+    })
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "id, kind, order_id, store_id, status, line, station, ticket, at";
+
+pub(crate) fn event_row(r: &Row<'_>) -> Result<LiveEvent, Error> {
+    Ok(LiveEvent {
+        id: r.get(0)?,
+        kind: kind(&r.get::<_, String>(1)?)?,
+        order_id: order_id(&r.get::<_, String>(2)?)?,
+        store: StoreId(r.get(3)?),
+        status: status(&r.get::<_, String>(4)?)?,
+        line: r
+            .get::<_, Option<i64>>(5)?
+            .map(|l| u32_of("event line", l))
+            .transpose()?,
+        station: r.get::<_, Option<String>>(6)?.map(|s| station(&s)).transpose()?,
+        ticket: ticket(r.get(7)?)?,
+        at: r.get(8)?,
+    })
+}
+
+pub(crate) const DEAD_LETTER_COLUMNS: &str = "grp, log_partition, log_offset, key, payload, error, attempts, at";
+
+pub(crate) fn dead_letter_row(r: &Row<'_>) -> Result<DeadLetter, Error> {
+    Ok(DeadLetter {
+        group: r.get(0)?,
+        partition: u32_of("dead letter partition", r.get(1)?)?,
+        offset: u64_of("dead letter offset", r.get(2)?)?,
+        key: r.get(3)?,
+        payload: r.get(4)?,
+        error: r.get(5)?,
+        attempts: u32_of("dead letter attempts", r.get(6)?)?,
+        at: r.get(7)?,
+    })
+}
+
+pub(crate) fn store_row(r: &Row<'_>) -> Result<StoreInfo, Error> {
+    Ok(StoreInfo {
+        id: StoreId(r.get(0)?),
+        name: r.get(1)?,
+        time_zone: r.get(2)?,
+        currency: r.get(3)?,
+    })
+}
+
+/// A store's whole menu, in three queries. Callers run it inside a
+/// transaction so a concurrent `upsert_menu` cannot be seen half-applied.
+pub(crate) fn load_menu(conn: &Connection, store: &str) -> Result<Option<Menu>, Error> {
+    let mut stmt = conn.prepare_cached("SELECT id, name, time_zone, currency FROM stores WHERE id = ?1")?;
+    let info = {
+        let mut rows = stmt.query(params![store])?;
+        match rows.next()? {
+            Some(r) => store_row(r)?,
+            None => return Ok(None),
+        }
+    };
+    let mut categories = Vec::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT code, name, position FROM categories WHERE store_id = ?1 ORDER BY position, code")?;
+    let mut rows = stmt.query(params![store])?;
+    while let Some(r) = rows.next()? {
+        categories.push(Category {
+            code: r.get(0)?,
+            name: r.get(1)?,
+            position: r.get(2)?,
+        });
+    }
+    let mut items = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT sku, name, category, station, sizes, modifiers, available FROM items WHERE store_id = ?1 ORDER BY ord",
+    )?;
+    let mut rows = stmt.query(params![store])?;
+    while let Some(r) = rows.next()? {
+        items.push(Item {
+            sku: r.get(0)?,
+            name: r.get(1)?,
+            category: r.get(2)?,
+            station: station(&r.get::<_, String>(3)?)?,
+            sizes: json("item sizes", &r.get::<_, String>(4)?)?,
+            modifiers: json("item modifiers", &r.get::<_, String>(5)?)?,
+            available: r.get(6)?,
+        });
+    }
+    Ok(Some(Menu {
+        store: info,
+        categories,
+        items,
+    }))
+}
+
+// --------------------------------------------------------------- encoding
+
+/// A decided order in the shape its rows are written in. Built on the
+/// caller's task, before the write is queued, so the JSON encoding and
+/// string formatting of many processors run in parallel and the single
+/// writer thread only binds and steps statements.
+pub(crate) struct NewOrder {
+    pub(crate) id: OrderId,
+    pub(crate) id_text: String,
+    pub(crate) store: StoreId,
+    pub(crate) customer: Option<String>,
+    pub(crate) status: OrderStatus,
+    pub(crate) reject_reason: Option<String>,
+    pub(crate) currency: String,
+    pub(crate) total: i64,
+    pub(crate) placed_at: i64,
+    pub(crate) lines: Vec<NewLine>,
+}
+
+pub(crate) struct NewLine {
+    pub(crate) line: i64,
+    pub(crate) sku: String,
+    pub(crate) name: String,
+    pub(crate) station: &'static str,
+    pub(crate) size: String,
+    pub(crate) modifiers: String,
+    pub(crate) qty: i64,
+    pub(crate) unit_price: i64,
+    pub(crate) line_total: i64,
+}
+
+impl NewOrder {
+    pub(crate) fn new(placed: &OrderPlacedV1, decision: &Decision) -> Result<Self, Error> {
+        let (status, reject_reason) = match decision {
+            Decision::Confirm => (OrderStatus::Confirmed, None),
+            Decision::Reject(reason) => (OrderStatus::Rejected, Some(reason.clone())),
+        };
+        let lines = placed
+            .lines
+            .iter()
+            .map(|l| {
+                Ok(NewLine {
+                    line: i64::from(l.line),
+                    sku: l.sku.clone(),
+                    name: l.name.clone(),
+                    station: l.station.as_str(),
+                    size: l.size.clone(),
+                    modifiers: to_json("line modifiers", &l.modifiers)?,
+                    qty: i64::from(l.qty),
+                    unit_price: l.unit_price,
+                    line_total: l.line_total,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Self {
+            id: placed.order_id,
+            id_text: placed.order_id.to_string(),
+            store: placed.store.clone(),
+            customer: placed.customer.clone(),
+            status,
+            reject_reason,
+            currency: placed.currency.clone(),
+            total: placed.total,
+            placed_at: placed.placed_at,
+            lines,
+        })
+    }
+
+    /// Tickets start `queued` when the order is confirmed; a rejected
+    /// order's lines never get one.
+    pub(crate) fn ticket(&self) -> Option<&'static str> {
+        (self.status == OrderStatus::Confirmed).then_some(TicketStatus::Queued.as_str())
+    }
+
+    /// `(confirmed_at, rejected_at)` for a decision taken at `now`.
+    pub(crate) fn decided_at(&self, now: i64) -> (Option<i64>, Option<i64>) {
+        match self.status {
+            OrderStatus::Confirmed => (Some(now), None),
+            _ => (None, Some(now)),
+        }
+    }
+}

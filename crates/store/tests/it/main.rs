@@ -1,0 +1,247 @@
+//! Integration tests of the store crate: the `Store` contract suite run
+//! against `SqliteStore` (one test per case, so failures are named), the
+//! SQLite-specific behaviour the suite cannot see (files, migrations,
+//! pragmas, unreadable rows), and the raw-insert baseline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use domain::ports::{PortError, Store};
+use store::{SqliteStore, SqliteStoreOptions, Synchronous, baseline};
+use tempfile::TempDir;
+use testkit::fixtures::placed_order;
+
+/// A fresh store in its own directory; the directory lives as long as the
+/// returned guard.
+fn fresh() -> (TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("store.db"), SqliteStoreOptions::default()).expect("open");
+    (dir, Arc::new(store))
+}
+
+macro_rules! sqlite_contract {
+    ($($case:ident),* $(,)?) => {
+        mod contract {
+            $(
+                // Multi-threaded so the concurrency cases race for real.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (_dir, store) = super::fresh();
+                    testkit::store::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+testkit::store_contract_cases!(sqlite_contract);
+
+#[tokio::test]
+async fn run_all_runs_every_case_on_a_fresh_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = AtomicUsize::new(0);
+    testkit::store::run_all(|| {
+        let n = made.fetch_add(1, Ordering::SeqCst);
+        let path = dir.path().join(format!("store-{n}.db"));
+        async move {
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap());
+            store
+        }
+    })
+    .await;
+    assert_eq!(made.load(Ordering::SeqCst), testkit::store::CASES.len());
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+fn count(conn: &rusqlite::Connection, table: &str) -> i64 {
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn open_creates_folders_uses_wal_and_keeps_data_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/data/store.db");
+    let order = placed_order(2, 1_000);
+    {
+        let store = SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap();
+        assert_eq!(store.path(), path);
+        let decided = domain::ports::Decided {
+            placed: order.clone(),
+            decision: domain::ports::Decision::Confirm,
+        };
+        store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    }
+    let conn = raw(&path);
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 1, "one migration applied");
+    drop(conn);
+
+    // Reopening runs no migration twice and sees the data, with the other
+    // durability setting too.
+    let store = SqliteStore::open(
+        &path,
+        SqliteStoreOptions {
+            synchronous: Synchronous::Full,
+            read_connections: 1,
+        },
+    )
+    .unwrap();
+    let got = store
+        .get_order(order.order_id)
+        .await
+        .unwrap()
+        .expect("order survives reopen");
+    assert_eq!(got.lines.len(), 2);
+    assert_eq!(store.consumer_position("g", 0).await.unwrap(), 1);
+    store.health().await.unwrap();
+}
+
+#[test]
+fn a_schema_from_a_newer_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap());
+    raw(&path).execute_batch("PRAGMA user_version = 99").unwrap();
+    match SqliteStore::open(&path, SqliteStoreOptions::default()) {
+        Err(PortError::Invalid(msg)) => assert!(msg.contains("99"), "{msg}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path, SqliteStoreOptions::default()),
+        Err(PortError::Invalid(_))
+    ));
+}
+
+/// Rows the domain cannot represent come back as `Invalid`, never a panic.
+#[tokio::test]
+async fn unreadable_rows_are_invalid_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap();
+    let order = placed_order(1, 1_000);
+    let decided = domain::ports::Decided {
+        placed: order.clone(),
+        decision: domain::ports::Decision::Confirm,
+    };
+    store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    let id = order.order_id.to_string();
+    let conn = raw(&path);
+    conn.execute("UPDATE orders SET status = 'teleported' WHERE id = ?1", [&id])
+        .unwrap();
+    assert!(matches!(
+        store.get_order(order.order_id).await,
+        Err(PortError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .list_orders(&domain::ports::OrderFilter {
+                store: None,
+                status: None,
+                before: None,
+                limit: 10
+            })
+            .await,
+        Err(PortError::Invalid(_))
+    ));
+    conn.execute("UPDATE orders SET status = 'confirmed' WHERE id = ?1", [&id])
+        .unwrap();
+    conn.execute(
+        "UPDATE order_lines SET modifiers = 'not json' WHERE order_id = ?1",
+        [&id],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.get_order(order.order_id).await,
+        Err(PortError::Invalid(_))
+    ));
+    // A transition must load the order first, so it reports the same.
+    assert!(matches!(
+        store
+            .transition(order.order_id, domain::Action::StartLine(1), 3_000)
+            .await,
+        Err(domain::TransitionError::Backend(PortError::Invalid(_)))
+    ));
+    conn.execute(
+        "UPDATE order_lines SET modifiers = '[]', qty = -1 WHERE order_id = ?1",
+        [&id],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.get_order(order.order_id).await,
+        Err(PortError::Invalid(_))
+    ));
+}
+
+#[test]
+fn raw_insert_writes_the_rows_a_processor_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baseline/raw.db");
+    // 250 orders: two full 100-row statements and a shorter one; lines
+    // cycle through 1..=4 per order.
+    let orders: Vec<_> = (0..250).map(|i| placed_order(1 + i % 4, 1_000 + i as i64)).collect();
+    let lines: usize = orders.iter().map(|o| o.lines.len()).sum();
+    let elapsed = baseline::raw_insert(&path, &orders).unwrap();
+    assert!(elapsed.as_nanos() > 0);
+
+    let conn = raw(&path);
+    assert_eq!(count(&conn, "orders"), 250);
+    assert_eq!(count(&conn, "order_lines"), lines as i64);
+    assert_eq!(count(&conn, "events"), 250);
+    assert_eq!(
+        conn.query_row("SELECT count(*) FROM order_lines WHERE ticket = 'queued'", [], |r| r
+            .get::<_, i64>(0))
+            .unwrap(),
+        lines as i64
+    );
+    assert_eq!(
+        count(&conn, "consumer_positions"),
+        0,
+        "the baseline records no position"
+    );
+
+    // A fresh database is required.
+    assert!(matches!(
+        baseline::raw_insert(&path, &orders),
+        Err(PortError::Conflict(_))
+    ));
+}
+
+/// The baseline writes the store's schema faithfully: the store reads its
+/// rows back as confirmed orders with queued tickets.
+#[tokio::test]
+async fn raw_insert_rows_read_back_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.db");
+    let orders: Vec<_> = (0..3).map(|i| placed_order(2, 1_000 + i)).collect();
+    baseline::raw_insert(&path, &orders).unwrap();
+    let store = SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap();
+    for o in &orders {
+        let got = store.get_order(o.order_id).await.unwrap().expect("baseline order");
+        assert_eq!(got.status, domain::OrderStatus::Confirmed);
+        assert_eq!(got.total, o.total);
+        let want: Vec<_> = o
+            .lines
+            .iter()
+            .map(|l| l.to_line(Some(domain::TicketStatus::Queued)))
+            .collect();
+        assert_eq!(got.lines, want);
+    }
+    let events = store
+        .events_after(&domain::ports::EventScope::Store(orders[0].store.clone()), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+}

@@ -400,6 +400,24 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
     if errors.is_empty() { Ok((lines, total)) } else { Err(errors) }
 }
 
+/// Decide a placed order at processing time: every line's item must still
+/// exist and be available (it may have been 86'd since intake). Prices are
+/// kept as quoted at intake, so the total a customer saw never changes.
+pub fn decide(placed: &crate::events::OrderPlacedV1, menu: Option<&MenuSnapshot>) -> crate::ports::Decision {
+    use crate::ports::Decision;
+    let Some(menu) = menu else {
+        return Decision::Reject(format!("store '{}' no longer exists", placed.store));
+    };
+    for l in &placed.lines {
+        match menu.item(&l.sku) {
+            None => return Decision::Reject(format!("'{}' is no longer on the menu", l.sku)),
+            Some(item) if !item.available => return Decision::Reject(format!("'{}' is sold out", l.name)),
+            Some(_) => {}
+        }
+    }
+    Decision::Confirm
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,22 +577,25 @@ mod tests {
             }
         }
     }
-}
 
-/// Decide a placed order at processing time: every line's item must still
-/// exist and be available (it may have been 86'd since intake). Prices are
-/// kept as quoted at intake, so the total a customer saw never changes.
-pub fn decide(placed: &crate::events::OrderPlacedV1, menu: Option<&MenuSnapshot>) -> crate::ports::Decision {
-    use crate::ports::Decision;
-    let Some(menu) = menu else {
-        return Decision::Reject(format!("store '{}' no longer exists", placed.store));
-    };
-    for l in &placed.lines {
-        match menu.item(&l.sku) {
-            None => return Decision::Reject(format!("'{}' is no longer on the menu", l.sku)),
-            Some(item) if !item.available => return Decision::Reject(format!("'{}' is sold out", l.name)),
-            Some(_) => {}
-        }
+    #[test]
+    fn decide_rejects_what_was_86d_since_intake() {
+        use crate::ports::Decision;
+        let menu = MenuSnapshot::new(demo_menu());
+        let (lines, total) = price(&draft(vec![line("croissant", None, &[], 1)]), &menu).unwrap();
+        let placed = crate::events::OrderPlacedV1 {
+            order_id: OrderId::new(),
+            store: StoreId("demo-downtown".into()),
+            customer: None,
+            currency: "USD".into(),
+            total,
+            lines: lines.iter().map(crate::events::PlacedLineV1::from).collect(),
+            placed_at: 0,
+        };
+        assert_eq!(decide(&placed, Some(&menu)), Decision::Confirm);
+        let mut m = demo_menu();
+        m.items.iter_mut().find(|i| i.sku == "croissant").unwrap().available = false;
+        assert!(matches!(decide(&placed, Some(&MenuSnapshot::new(m))), Decision::Reject(r) if r.contains("sold out")));
+        assert!(matches!(decide(&placed, None), Decision::Reject(_)));
     }
-    Decision::Confirm
 }

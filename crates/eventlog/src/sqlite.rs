@@ -248,14 +248,12 @@ impl SqliteEventLog {
         .map_err(|e| unavailable(format!("reader task: {e}")))?
     }
 
-    fn submit(&self, job: Job) -> impl Future<Output = PortResult<()>> + '_ {
-        async move {
-            self.inner
-                .jobs
-                .send_async(job)
-                .await
-                .map_err(|_| unavailable("writer thread has stopped"))
-        }
+    async fn submit(&self, job: Job) -> PortResult<()> {
+        self.inner
+            .jobs
+            .send_async(job)
+            .await
+            .map_err(|_| unavailable("writer thread has stopped"))
     }
 }
 

@@ -38,7 +38,7 @@ enum Command {
     /// Print the effective configuration with secrets redacted.
     Config,
     /// Load-generate against a running server, or run the benchmark suite.
-    Bench(rushhour::bench::BenchArgs),
+    Bench(Box<rushhour::bench::BenchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", cfg.redacted_toml()?);
                 Ok(())
             }
-            Command::Bench(args) => rushhour::bench::run(args).await,
+            Command::Bench(args) => rushhour::bench::run(*args).await,
         }
     })
 }

@@ -111,7 +111,7 @@ impl SqliteStore {
             .map(|_| conn::open_reader(path))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            writer: Writer::spawn(writer)?,
+            writer: Writer::spawn(writer, conn::open_checkpointer(path)?)?,
             readers: Readers::new(readers),
             path: path.to_owned(),
         })

@@ -7,12 +7,9 @@
 //! between a scheduler and senders), order bodies rendered before the clock
 //! starts, and sharded recording (see `stats.rs`).
 //!
-//! The HTTP client is one `reqwest::Client` (HTTP/1 only, keep-alive, pool
-//! sized to the worker count). Driving hyper directly would save reqwest's
-//! per-request URL clone, header map and boxed future, a few hundred
-//! nanoseconds against tens of microseconds of server work per request;
-//! not enough to justify maintaining our own connection handling, so
-//! reqwest it is until a profile says otherwise.
+//! Each worker owns one keep-alive connection (`client.rs` says why that is
+//! hyper rather than reqwest); connections are opened before the clock
+//! starts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,12 +21,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use reqwest::{Client, Response, StatusCode, Url};
+use hyper::header::HeaderValue;
+use hyper::{StatusCode, Uri};
+use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::client::{Conn, Target};
 use super::config::{LoadConfig, Mix, Mode, Op, Picker};
 use super::order::{BODY_POOL, OrderMenu};
 use super::stats::{ErrorKind, OpReport, OpStats, Outcome, Recorder, render_table};
@@ -48,10 +47,11 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// How long an open loop keeps working off a backlog after the schedule
 /// ends. Requests still unsent then are reported as `missed`.
 const OPEN_LOOP_GRACE: Duration = Duration::from_secs(2);
+/// Pause after a failed connect, so that a dead server turns a closed loop
+/// into a slow trickle of `connect` errors rather than a busy loop.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
 /// Progress bar refresh period.
 const TICK: Duration = Duration::from_millis(250);
-
-static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// How the caller wants the run to interact with the terminal.
 #[derive(Debug, Clone, Copy)]
@@ -122,17 +122,24 @@ impl LoadReport {
 
 /// Run one load test against `cfg.url` and report on the measured window.
 pub async fn run_load(cfg: &LoadConfig, opts: RunOptions) -> anyhow::Result<LoadReport> {
-    let client = build_client(cfg)?;
+    let target = Target::parse(&cfg.url).context("--url")?;
     let urls = Urls::new(cfg)?;
     let mut rng = SmallRng::from_rng(&mut rand::rng());
-    let (bodies, seed_ids) = prepare(&client, &urls, cfg, &mut rng).await?;
+    let (bodies, seed_ids) = prepare(&build_client(cfg)?, &urls, cfg, &mut rng).await?;
+    let mut conns = Vec::with_capacity(cfg.connections);
+    for _ in 0..cfg.connections {
+        let conn = Conn::open(&target)
+            .await
+            .with_context(|| format!("connecting to {}", cfg.url))?;
+        conns.push(conn);
+    }
 
     let start = Instant::now();
     let warm_end = start + cfg.warmup;
     let end = warm_end + cfg.duration;
     let scheduled = cfg.rate.map(|rate| scheduled_count(cfg.warmup + cfg.duration, rate));
     let ctx = Arc::new(Ctx {
-        client,
+        target,
         urls,
         bodies,
         seed_ids,
@@ -142,6 +149,7 @@ pub async fn run_load(cfg: &LoadConfig, opts: RunOptions) -> anyhow::Result<Load
         warm_end,
         end,
         rate: cfg.rate,
+        timeout: cfg.timeout,
         scheduled: scheduled.unwrap_or(0),
         next_ticket: AtomicU64::new(0),
         sent: AtomicU64::new(0),
@@ -151,12 +159,17 @@ pub async fn run_load(cfg: &LoadConfig, opts: RunOptions) -> anyhow::Result<Load
     });
 
     let mut workers = JoinSet::new();
-    for id in 0..cfg.connections {
-        let ctx = Arc::clone(&ctx);
-        let seed = rng.random();
+    for (id, conn) in conns.into_iter().enumerate() {
+        let worker = Worker {
+            ctx: Arc::clone(&ctx),
+            id,
+            rng: SmallRng::seed_from_u64(rng.random()),
+            ids: IdRing::new(),
+            conn: Some(conn),
+        };
         match cfg.mode {
-            Mode::Closed => workers.spawn(closed_worker(ctx, id, seed)),
-            Mode::Open => workers.spawn(open_worker(ctx, id, seed)),
+            Mode::Closed => workers.spawn(worker.closed()),
+            Mode::Open => workers.spawn(worker.open()),
         };
     }
     let progress = opts.progress.then(|| spawn_progress(Arc::clone(&ctx)));
@@ -221,14 +234,13 @@ async fn join_all(set: &mut JoinSet<()>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn build_client(cfg: &LoadConfig) -> anyhow::Result<Client> {
+/// The client for setup requests (menu, seed orders), off the clock.
+fn build_client(cfg: &LoadConfig) -> anyhow::Result<Client> {
     Client::builder()
         .http1_only()
         // A proxy from the environment would put a third process in the
         // measurement; the target is always reached directly.
         .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(cfg.connections)
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("rushhour-bench/", env!("CARGO_PKG_VERSION")))
@@ -236,26 +248,25 @@ pub fn build_client(cfg: &LoadConfig) -> anyhow::Result<Client> {
         .context("building the HTTP client")
 }
 
-/// Parsed once so the hot path clones a `Url` instead of parsing a string.
+/// Request targets, parsed once: the hot path clones a `Uri` (reference
+/// counts, no parsing). The `*_url` forms are for the setup client.
 struct Urls {
-    live: Url,
-    menu: Url,
-    orders: Url,
-    /// `…/v1/orders/`, to which a status read appends the id.
-    order_prefix: String,
+    live: Uri,
+    menu: Uri,
+    orders: Uri,
+    menu_url: String,
+    orders_url: String,
 }
 
 impl Urls {
     fn new(cfg: &LoadConfig) -> anyhow::Result<Self> {
-        let parse = |path: &str| {
-            let s = format!("{}{path}", cfg.url);
-            Url::parse(&s).with_context(|| format!("'{s}' is not a valid URL (check --url)"))
-        };
+        let menu = format!("/v1/stores/{}/menu", cfg.store);
         Ok(Self {
-            live: parse("/health/live")?,
-            menu: parse(&format!("/v1/stores/{}/menu", cfg.store))?,
-            orders: parse("/v1/orders")?,
-            order_prefix: format!("{}/v1/orders/", cfg.url),
+            live: Uri::from_static("/health/live"),
+            menu: Uri::try_from(menu.as_str()).with_context(|| format!("'{}' is not a valid store id", cfg.store))?,
+            orders: Uri::from_static("/v1/orders"),
+            menu_url: format!("{}{menu}", cfg.url),
+            orders_url: format!("{}/v1/orders", cfg.url),
         })
     }
 }
@@ -272,14 +283,14 @@ async fn prepare(
         return Ok((Vec::new(), Vec::new()));
     }
     let resp = client
-        .get(urls.menu.clone())
+        .get(&urls.menu_url)
         .send()
         .await
-        .with_context(|| format!("fetching the menu from {}", urls.menu))?;
+        .with_context(|| format!("fetching the menu from {}", urls.menu_url))?;
     let status = resp.status();
     let body = resp.bytes().await.context("reading the menu")?;
-    if status != StatusCode::OK {
-        bail!("GET {} answered {status}: {}", urls.menu, snippet(&body));
+    if status != reqwest::StatusCode::OK {
+        bail!("GET {} answered {status}: {}", urls.menu_url, snippet(&body));
     }
     let menu = OrderMenu::from_json(&cfg.store, &body)?;
     let bodies = menu.body_pool(rng, BODY_POOL);
@@ -287,19 +298,24 @@ async fn prepare(
     let mut seed_ids = Vec::new();
     if cfg.mix.contains(Op::Status) {
         for body in bodies.iter().take(SEED_ORDERS) {
-            let resp = place(client, urls, body.clone(), rng)
+            let resp = client
+                .post(&urls.orders_url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("idempotency-key", idempotency_key(rng))
+                .body(body.clone())
+                .send()
                 .await
-                .with_context(|| format!("placing a seed order at {}", urls.orders))?;
+                .with_context(|| format!("placing a seed order at {}", urls.orders_url))?;
             let status = resp.status();
             let bytes = resp.bytes().await.context("reading a seed order's answer")?;
             match status {
-                StatusCode::ACCEPTED => {
+                reqwest::StatusCode::ACCEPTED => {
                     let placed: Placed = serde_json::from_slice(&bytes)
                         .with_context(|| format!("202 without an order id: {}", snippet(&bytes)))?;
                     seed_ids.push(placed.id);
                 }
-                StatusCode::SERVICE_UNAVAILABLE => {}
-                _ => bail!("POST {} answered {status}: {}", urls.orders, snippet(&bytes)),
+                reqwest::StatusCode::SERVICE_UNAVAILABLE => {}
+                _ => bail!("POST {} answered {status}: {}", urls.orders_url, snippet(&bytes)),
             }
         }
         if seed_ids.is_empty() {
@@ -322,28 +338,17 @@ struct Placed {
     id: String,
 }
 
-fn place(
-    client: &Client,
-    urls: &Urls,
-    body: Bytes,
-    rng: &mut SmallRng,
-) -> impl Future<Output = reqwest::Result<Response>> + use<> {
-    // A fresh key per request: a reused key would be answered from the
-    // idempotency store and measure a replay, not an intake. Random bytes
-    // from the worker's RNG avoid the OS entropy call of `Uuid::new_v4`.
+/// A fresh key per request: a reused key would be answered from the
+/// idempotency store and measure a replay, not an intake. Random bytes from
+/// the worker's RNG avoid the OS entropy call of `Uuid::new_v4`.
+fn idempotency_key(rng: &mut SmallRng) -> HeaderValue {
     let key = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let key = HeaderValue::from_str(key.hyphenated().encode_lower(&mut buf)).expect("a uuid is a valid header value");
-    client
-        .post(urls.orders.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(IDEMPOTENCY_KEY.clone(), key)
-        .body(body)
-        .send()
+    HeaderValue::from_str(key.hyphenated().encode_lower(&mut buf)).expect("a uuid is a valid header value")
 }
 
 struct Ctx {
-    client: Client,
+    target: Target,
     urls: Urls,
     bodies: Vec<Bytes>,
     seed_ids: Vec<String>,
@@ -353,6 +358,7 @@ struct Ctx {
     warm_end: Instant,
     end: Instant,
     rate: Option<f64>,
+    timeout: Duration,
     /// Open loop: number of requests on the schedule (warm-up included).
     scheduled: u64,
     /// Open loop: the next schedule slot a free worker takes.
@@ -389,65 +395,149 @@ impl IdRing {
     }
 }
 
-impl Ctx {
-    async fn send(&self, op: Op, rng: &mut SmallRng, ids: &mut IdRing) -> Outcome {
-        let sent = match op {
-            Op::Live => self.client.get(self.urls.live.clone()).send().await,
-            Op::Menu => self.client.get(self.urls.menu.clone()).send().await,
+/// One worker: its connection, RNG and the ids it placed.
+struct Worker {
+    ctx: Arc<Ctx>,
+    id: usize,
+    rng: SmallRng,
+    ids: IdRing,
+    /// `None` after a failure: the next request reconnects.
+    conn: Option<Conn>,
+}
+
+impl Worker {
+    fn pick(&mut self) -> Op {
+        let picker = &self.ctx.picker;
+        picker.pick(self.rng.random_range(0..picker.total()))
+    }
+
+    /// Send one request of kind `op` and classify the answer. Never fails:
+    /// every failure is an outcome to count.
+    async fn send(&mut self, op: Op) -> Outcome {
+        let ctx = Arc::clone(&self.ctx);
+        let req = match op {
+            Op::Live => ctx.target.get(ctx.urls.live.clone()),
+            Op::Menu => ctx.target.get(ctx.urls.menu.clone()),
             Op::Status => {
-                let id = ids.ids.choose(rng).or_else(|| self.seed_ids.choose(rng));
+                let id = self.ids.ids.choose(&mut self.rng).or_else(|| ctx.seed_ids.choose(&mut self.rng));
                 let id = id.expect("prepare() seeds ids when the mix reads status");
-                let url = format!("{}{id}", self.urls.order_prefix);
-                self.client.get(url).send().await
+                match Uri::try_from(format!("/v1/orders/{id}")) {
+                    Ok(uri) => ctx.target.get(uri),
+                    // An id the server made that is not a valid path.
+                    Err(_) => return Outcome::Error(ErrorKind::Decode),
+                }
             }
             Op::Orders => {
-                let body = self.bodies.choose(rng).expect("prepare() renders bodies").clone();
-                match place(&self.client, &self.urls, body, rng).await {
-                    Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
-                        return match resp.bytes().await {
-                            Ok(b) => match serde_json::from_slice::<Placed>(&b) {
-                                Ok(placed) => {
-                                    ids.push(placed.id);
-                                    Outcome::Ok
-                                }
-                                Err(_) => Outcome::Error(ErrorKind::Decode),
-                            },
-                            Err(e) => Outcome::Error(transport_kind(&e)),
-                        };
-                    }
-                    other => other,
+                let body = ctx.bodies.choose(&mut self.rng).expect("prepare() renders bodies").clone();
+                let key = idempotency_key(&mut self.rng);
+                ctx.target.post_json(ctx.urls.orders.clone(), body, key)
+            }
+        };
+        let (status, body) = match tokio::time::timeout(ctx.timeout, self.exchange(req, op == Op::Orders)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(kind)) => {
+                self.conn = None;
+                if kind == ErrorKind::Connect {
+                    tokio::time::sleep(CONNECT_BACKOFF).await;
                 }
+                return Outcome::Error(kind);
+            }
+            // The connection may still carry the late answer; never reuse it.
+            Err(_) => {
+                self.conn = None;
+                return Outcome::Error(ErrorKind::Timeout);
             }
         };
         let expected = if op == Op::Orders { StatusCode::ACCEPTED } else { StatusCode::OK };
-        match sent {
-            Ok(resp) => finish(resp, expected).await,
-            Err(e) => Outcome::Error(transport_kind(&e)),
+        let outcome = classify(status, expected);
+        if op == Op::Orders && outcome == Outcome::Ok {
+            match serde_json::from_slice::<Placed>(&body) {
+                Ok(placed) => self.ids.push(placed.id),
+                Err(_) => return Outcome::Error(ErrorKind::Decode),
+            }
+        }
+        outcome
+    }
+
+    /// Reconnect if the server closed the connection, then exchange.
+    async fn exchange(&mut self, req: hyper::Request<http_body_util::Full<Bytes>>, keep_body: bool) -> Result<(StatusCode, Bytes), ErrorKind> {
+        let reusable = match self.conn.as_mut() {
+            Some(conn) => conn.ready().await,
+            None => false,
+        };
+        if !reusable {
+            self.conn = None;
+            let conn = Conn::open(&self.ctx.target).await.map_err(|_| ErrorKind::Connect)?;
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        conn.exchange(req, keep_body).await
+    }
+
+    fn record(&self, op: Op, outcome: Outcome, latency: Duration) {
+        self.ctx.recorder.record(self.id, op, outcome, latency);
+    }
+
+    /// Closed loop: send, wait for the answer, send again, until the window
+    /// ends. Latency is from send to answer; a request counts when it was
+    /// sent inside the measured window.
+    async fn closed(mut self) {
+        loop {
+            let sent_at = Instant::now();
+            if sent_at >= self.ctx.end || self.ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let op = self.pick();
+            let outcome = self.send(op).await;
+            self.ctx.note(outcome);
+            if sent_at >= self.ctx.warm_end {
+                self.record(op, outcome, sent_at.elapsed());
+            }
         }
     }
 
+    /// Open loop: a free worker takes the next slot of a fixed schedule,
+    /// sleeps until it is due and sends. When all workers are busy, due
+    /// slots wait, and that wait is part of their latency (see
+    /// `open_loop_latency`).
+    async fn open(mut self) {
+        let ctx = Arc::clone(&self.ctx);
+        let rate = ctx.rate.expect("open loop has a rate");
+        loop {
+            if ctx.stop.load(Ordering::Relaxed) || Instant::now() >= ctx.end + OPEN_LOOP_GRACE {
+                break;
+            }
+            let i = ctx.next_ticket.fetch_add(1, Ordering::Relaxed);
+            if i >= ctx.scheduled {
+                break;
+            }
+            let intended = ctx.start + intended_offset(i, rate);
+            let wake = intended.checked_sub(TIMER_SLACK).unwrap_or(intended);
+            if wake > Instant::now() {
+                tokio::time::sleep_until(wake).await;
+            }
+            if ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let op = self.pick();
+            let sent_at = Instant::now();
+            ctx.sent.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.send(op).await;
+            ctx.note(outcome);
+            if intended >= ctx.warm_end {
+                self.record(op, outcome, open_loop_latency(intended, sent_at, Instant::now()));
+            }
+        }
+    }
+}
+
+impl Ctx {
     fn note(&self, outcome: Outcome) {
         self.completed.fetch_add(1, Ordering::Relaxed);
         if outcome != Outcome::Ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-/// Read the body to its end, whatever the status: hyper only returns a
-/// connection to the pool once its response body is consumed, so skipping
-/// this would turn every error into a reconnect. Chunks are dropped as
-/// they come rather than concatenated with `bytes()`.
-async fn finish(mut resp: Response, expected: StatusCode) -> Outcome {
-    let status = resp.status();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => return Outcome::Error(transport_kind(&e)),
-        }
-    }
-    classify(status, expected)
 }
 
 fn classify(status: StatusCode, expected: StatusCode) -> Outcome {
@@ -457,38 +547,6 @@ fn classify(status: StatusCode, expected: StatusCode) -> Outcome {
         Outcome::Shed
     } else {
         Outcome::Error(ErrorKind::Status(status.as_u16()))
-    }
-}
-
-fn transport_kind(e: &reqwest::Error) -> ErrorKind {
-    if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_connect() {
-        ErrorKind::Connect
-    } else if e.is_body() || e.is_decode() {
-        ErrorKind::Body
-    } else {
-        ErrorKind::Transport
-    }
-}
-
-/// Closed loop: send, wait for the answer, send again, until the window
-/// ends. Latency is from send to answer; a request counts when it was sent
-/// inside the measured window.
-async fn closed_worker(ctx: Arc<Ctx>, worker: usize, seed: u64) {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut ids = IdRing::new();
-    loop {
-        let sent_at = Instant::now();
-        if sent_at >= ctx.end || ctx.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let op = ctx.picker.pick(rng.random_range(0..ctx.picker.total()));
-        let outcome = ctx.send(op, &mut rng, &mut ids).await;
-        ctx.note(outcome);
-        if sent_at >= ctx.warm_end {
-            ctx.recorder.record(worker, op, outcome, sent_at.elapsed());
-        }
     }
 }
 
@@ -521,41 +579,6 @@ pub fn scheduled_count(total: Duration, rate: f64) -> u64 {
 /// the two, in both cases.
 pub fn open_loop_latency(intended: Instant, sent_at: Instant, done: Instant) -> Duration {
     done.saturating_duration_since(intended.min(sent_at))
-}
-
-/// Open loop: free workers take the next slot of a fixed schedule, sleep
-/// until it is due and send. When all workers are busy, due slots wait and
-/// that wait is part of their latency (see `open_loop_latency`).
-async fn open_worker(ctx: Arc<Ctx>, worker: usize, seed: u64) {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut ids = IdRing::new();
-    let rate = ctx.rate.expect("open loop has a rate");
-    loop {
-        if ctx.stop.load(Ordering::Relaxed) || Instant::now() >= ctx.end + OPEN_LOOP_GRACE {
-            break;
-        }
-        let i = ctx.next_ticket.fetch_add(1, Ordering::Relaxed);
-        if i >= ctx.scheduled {
-            break;
-        }
-        let intended = ctx.start + intended_offset(i, rate);
-        let wake = intended.checked_sub(TIMER_SLACK).unwrap_or(intended);
-        if wake > Instant::now() {
-            tokio::time::sleep_until(wake).await;
-        }
-        if ctx.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let op = ctx.picker.pick(rng.random_range(0..ctx.picker.total()));
-        let sent_at = Instant::now();
-        ctx.sent.fetch_add(1, Ordering::Relaxed);
-        let outcome = ctx.send(op, &mut rng, &mut ids).await;
-        ctx.note(outcome);
-        if intended >= ctx.warm_end {
-            let latency = open_loop_latency(intended, sent_at, Instant::now());
-            ctx.recorder.record(worker, op, outcome, latency);
-        }
-    }
 }
 
 fn spawn_progress(ctx: Arc<Ctx>) -> (tokio::task::JoinHandle<()>, ProgressBar) {

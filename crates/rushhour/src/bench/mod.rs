@@ -8,9 +8,11 @@
 //! start servers from the very executable it measures.
 //!
 //! Map: `config` (flags, presets, mixes; pure), `order` (valid random orders
-//! from the served menu), `load` (the engine), `stats` (recording and the
-//! report), `suite` (servers, runs, ratios against the goals).
+//! from the served menu), `client` (one hyper HTTP/1 connection per
+//! worker), `load` (the engine), `stats` (recording and the report),
+//! `suite` (servers, runs, ratios against the goals).
 
+mod client;
 mod config;
 mod load;
 mod order;

@@ -223,7 +223,7 @@ pub fn build_rows(runs: &Runs, drain: Option<&DrainNumbers>) -> Vec<Row> {
             ratio: Some(d.ratio),
             goal: Some(GOAL_DRAIN),
             met: check(Some(d.ratio), GOAL_DRAIN),
-            note: Some(format!("raw insert {:.0} orders/s", d.raw_per_sec)),
+            note: Some(format!("raw insert {}", fmt_rate(Some(d.raw_per_sec), "orders/s"))),
         },
         None => Row {
             key: "drain",
@@ -404,9 +404,16 @@ fn fmt_met(m: Option<bool>) -> &'static str {
 
 fn settings_line(r: &SuiteReport) -> String {
     format!(
-        "closed loop, {} connections, {:.0} s measured after {:.0} s warm-up per run",
-        r.settings.connections, r.settings.duration_secs, r.settings.warmup_secs
+        "closed loop, {} connections, {} s measured after {} s warm-up per run",
+        r.settings.connections,
+        fmt_secs(r.settings.duration_secs),
+        fmt_secs(r.settings.warmup_secs)
     )
+}
+
+/// `10`, `0.5`: whole seconds without a fraction, others with one digit.
+fn fmt_secs(s: f64) -> String {
+    if s.fract() == 0.0 { format!("{s:.0}") } else { format!("{s:.1}") }
 }
 
 pub fn render_text(r: &SuiteReport) -> String {
@@ -822,6 +829,8 @@ mod tests {
         assert_eq!(rfc3339_utc(1_735_689_599), "2024-12-31T23:59:59Z");
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
+        assert_eq!(fmt_secs(10.0), "10");
+        assert_eq!(fmt_secs(0.5), "0.5");
     }
 
     #[test]

@@ -151,6 +151,3 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
-
-#[cfg(test)]
-mod tests;

@@ -571,34 +571,12 @@ pub async fn pick_up(
 // ------------------------------------------------------------------ time
 
 /// Epoch milliseconds as RFC 3339 in UTC with millisecond precision, e.g.
-/// `2026-01-02T08:15:00.123Z`. Hand-rolled (Howard Hinnant's
-/// civil-from-days) because it is the only date arithmetic this crate does;
-/// a date library would be a dependency for twenty lines.
+/// `2026-01-02T08:15:00.123Z`. Stored times are never before 1970 (they
+/// come from the system clock); a corrupt negative one renders as the epoch
+/// rather than panicking inside the formatter.
 pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 #[cfg(test)]
@@ -614,7 +592,7 @@ mod tests {
         assert_eq!(rfc3339(1_709_164_800_000), "2024-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -121,12 +121,41 @@ impl Rushhour {
     /// only after the append is durable; the processors do the rest.
     pub async fn place_order(&self, draft: OrderDraft, idempotency_key: Option<String>) -> Result<IntakeOutcome, AppError> {
         let fingerprint = idempotency_key.as_ref().map(|_| fingerprint(&draft));
-        if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint)
-            && let Some(rec) = self.log.idempotency(key).await?
-        {
-            return replay(rec, fp);
-        }
+        let (req, id, body) = match self.prepare(&draft).await {
+            Ok(prepared) => prepared,
+            // A retry of an accepted order must be replayed even if the
+            // menu has changed since; only then is the refusal final. The
+            // happy path skips this read: the append claims the key
+            // atomically and reports a duplicate itself.
+            Err(e @ (AppError::Validation(_) | AppError::NotFound(_))) => {
+                if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint)
+                    && let Some(rec) = self.log.idempotency(key).await?
+                {
+                    return replay(rec, fp);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let mine = fingerprint.clone().unwrap_or_default();
+        let req = AppendRequest {
+            idempotency: idempotency_key.zip(fingerprint).map(|(key, fingerprint)| IdempotencyClaim {
+                key,
+                fingerprint,
+                status: 202,
+                response: body.clone(),
+            }),
+            ..req
+        };
+        match self.log.append(req).await? {
+            AppendOutcome::Appended(_) => Ok(IntakeOutcome::Accepted { id, body }),
+            // The key was claimed before (a retry), or by a concurrent request.
+            AppendOutcome::Duplicate(rec) => replay(rec, &mine),
+        }
+    }
+
+    /// Validate and price a draft into the log record and the 202 body.
+    async fn prepare(&self, draft: &OrderDraft) -> Result<(AppendRequest, OrderId, Vec<u8>), AppError> {
         let store_field = || {
             AppError::Validation(vec![FieldError {
                 field: "store".into(),
@@ -139,7 +168,7 @@ impl Rushhour {
             Err(AppError::NotFound(_)) => return Err(store_field()),
             other => other?,
         };
-        let (lines, total) = order::price(&draft, &menu).map_err(AppError::Validation)?;
+        let (lines, total) = order::price(draft, &menu).map_err(AppError::Validation)?;
         let id = OrderId::new();
         let currency = menu.store().currency.clone();
         let placed = OrderPlacedV1 {
@@ -164,18 +193,9 @@ impl Rushhour {
         let req = AppendRequest {
             key: id.to_string(),
             payload: LogEvent::OrderPlacedV1(placed).encode(),
-            idempotency: idempotency_key.zip(fingerprint).map(|(key, fingerprint)| IdempotencyClaim {
-                key,
-                fingerprint,
-                status: 202,
-                response: body.clone(),
-            }),
+            idempotency: None,
         };
-        match self.log.append(req).await? {
-            AppendOutcome::Appended(_) => Ok(IntakeOutcome::Accepted { id, body }),
-            // A concurrent request with the same key won the race.
-            AppendOutcome::Duplicate(rec) => replay(rec, &mine),
-        }
+        Ok((req, id, body))
     }
 
     /// Read-your-writes: the store's view, or, for an order the processors

@@ -189,6 +189,16 @@ impl SqliteEventLog {
                 }
             }
         }
+        // Checkpoints run on their own thread (see `checkpoint_loop`); the
+        // writer keeps SQLite's auto-checkpoint only as a far-off safety net.
+        conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT)
+            .map_err(map_err)?;
+        let checkpointer = open_conn(path, opts.synchronous)?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("eventlog-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &nudged))
+            .map_err(|e| unavailable(format!("spawn checkpointer: {e}")))?;
         let (senders, ends): (Vec<_>, Vec<_>) = next.iter().map(|&n| watch::channel(n)).unzip();
         let (tx, rx) = flume::bounded(opts.queue_capacity.max(1));
         let max_batch = if opts.group_commit { opts.max_batch.max(1) } else { 1 };
@@ -199,6 +209,7 @@ impl SqliteEventLog {
             partitions: opts.partitions,
             max_batch,
             linger: opts.linger,
+            nudge,
         };
         std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -288,6 +299,31 @@ struct Writer {
     partitions: u32,
     max_batch: usize,
     linger: Duration,
+    /// Wakes the checkpointer after a commit; dropping it stops the thread.
+    nudge: std::sync::mpsc::SyncSender<()>,
+}
+
+/// The writer still checkpoints by itself past this many WAL pages (64 MiB),
+/// should the background checkpointer ever fall behind.
+const FALLBACK_AUTOCHECKPOINT: i64 = 16_384;
+
+/// At most one background checkpoint per interval: fewer, larger
+/// checkpoints mean fewer fsyncs of the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why a separate thread: SQLite's auto-checkpoint runs inside whichever
+/// commit crosses its threshold, adding two fsyncs to that commit and
+/// stalling every append waiting in its group. A `PASSIVE` checkpoint from
+/// another connection copies WAL frames into the database beside the
+/// writer, without blocking it.
+fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
+    while nudged.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "event log checkpoint failed; the writer's auto-checkpoint remains");
+        }
+        // A rate limit, not a wait for work: nudges meanwhile coalesce.
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+    }
 }
 
 enum Reply {
@@ -357,6 +393,8 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
+                // Full means a checkpoint is already pending.
+                let _ = self.nudge.try_send(());
                 for (p, end) in self.ends.iter().enumerate() {
                     end.send_if_modified(|v| {
                         let changed = *v != self.next[p];

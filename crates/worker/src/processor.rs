@@ -106,7 +106,16 @@ pub struct PartitionWorker {
     /// Failed attempts at the batch starting at `next`.
     attempts: u32,
     partition_label: String,
+    /// When the position was last reported to the log (see `housekeeping`).
+    last_log_commit: Option<Instant>,
+    /// The position last reported to the log.
+    reported: Option<u64>,
 }
+
+/// How often the position is reported to the log while records keep
+/// coming. The store holds the authoritative position; the log's copy only
+/// allows pruning, so a durable write per batch would be wasted.
+const LOG_COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 impl PartitionWorker {
     pub async fn start(app: Arc<Rushhour>, config: ProcessorConfig, partition: u32) -> Result<Self, PortError> {
@@ -118,6 +127,8 @@ impl PartitionWorker {
             next,
             attempts: 0,
             partition_label: partition.to_string(),
+            last_log_commit: None,
+            reported: None,
         })
     }
 
@@ -152,7 +163,7 @@ impl PartitionWorker {
         let max = self.config.max_batch;
         let mut records = log.read(self.partition, self.next, max, wait).await?;
         if records.is_empty() {
-            self.report_lag().await;
+            self.housekeeping(true).await;
             return Ok(0);
         }
         if !self.config.linger.is_zero() {
@@ -184,12 +195,7 @@ impl PartitionWorker {
                 let p = self.partition_label.clone();
                 metrics::histogram!(names::BATCH_SIZE, "partition" => p.clone()).record(n as f64);
                 metrics::histogram!(names::BATCH_APPLY_DURATION, "partition" => p).record(started.elapsed().as_secs_f64());
-                // The store holds the authoritative position; the log's copy
-                // only allows pruning, so a failure here loses nothing.
-                if let Err(e) = log.commit(&self.config.group, self.partition, self.next).await {
-                    tracing::warn!(partition = self.partition, error = %e, "log commit failed");
-                }
-                self.report_lag().await;
+                self.housekeeping(false).await;
                 Ok(n)
             }
             Err(e) => {
@@ -201,7 +207,23 @@ impl PartitionWorker {
         }
     }
 
-    async fn report_lag(&self) {
+    /// Once a second (and when idle with something unreported): tell the
+    /// log our position and publish the lag gauge. Neither belongs on the
+    /// per-batch path: the store already holds the authoritative position,
+    /// and each log commit is a durable write on the intake writer's thread.
+    async fn housekeeping(&mut self, idle: bool) {
+        let due = self.last_log_commit.is_none_or(|t| t.elapsed() >= LOG_COMMIT_EVERY);
+        let unreported = self.reported != Some(self.next);
+        if !(due || (idle && unreported)) {
+            return;
+        }
+        if unreported {
+            match self.app.log.commit(&self.config.group, self.partition, self.next).await {
+                Ok(()) => self.reported = Some(self.next),
+                Err(e) => tracing::warn!(partition = self.partition, error = %e, "log commit failed"),
+            }
+        }
+        self.last_log_commit = Some(Instant::now());
         if let Ok(end) = self.app.log.end_offset(self.partition).await {
             metrics::gauge!(names::PROCESSOR_LAG, "partition" => self.partition_label.clone())
                 .set(end.saturating_sub(self.next) as f64);

@@ -53,7 +53,11 @@ impl Target {
         }
         let authority = uri.authority().context("no host in the URL")?;
         Ok(Self {
-            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port: authority.port_u16().unwrap_or(80),
             authority: HeaderValue::from_str(authority.as_str())?,
         })
@@ -116,7 +120,11 @@ impl Conn {
     /// Send `req` and read the whole response. The body is returned only for
     /// `keep_body`; otherwise it is read and dropped frame by frame, because
     /// hyper reuses a connection only once the body has been consumed.
-    pub async fn exchange(&mut self, req: Request<Full<Bytes>>, keep_body: bool) -> Result<(StatusCode, Bytes), ErrorKind> {
+    pub async fn exchange(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        keep_body: bool,
+    ) -> Result<(StatusCode, Bytes), ErrorKind> {
         let resp = self.send.send_request(req).await.map_err(|_| ErrorKind::Transport)?;
         let status = resp.status();
         let mut body = resp.into_body();
@@ -152,7 +160,11 @@ mod tests {
     #[test]
     fn requests_carry_the_headers_the_api_needs() {
         let t = Target::parse("http://h:1").unwrap();
-        let req = t.post_json(Uri::from_static("/v1/orders"), Bytes::from_static(b"{}"), HeaderValue::from_static("k-1"));
+        let req = t.post_json(
+            Uri::from_static("/v1/orders"),
+            Bytes::from_static(b"{}"),
+            HeaderValue::from_static("k-1"),
+        );
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.headers()[HOST], "h:1");
         assert_eq!(req.headers()[CONTENT_TYPE], "application/json");

@@ -101,7 +101,10 @@ impl FromStr for Mix {
                 .split_once('=')
                 .with_context(|| format!("'{part}' is not op=weight"))?;
             let op = Op::parse(name.trim()).with_context(|| {
-                format!("unknown operation '{}' (expected orders, status, menu or live)", name.trim())
+                format!(
+                    "unknown operation '{}' (expected orders, status, menu or live)",
+                    name.trim()
+                )
             })?;
             if std::mem::replace(&mut seen[op.index()], true) {
                 bail!("operation '{op}' appears twice");
@@ -348,9 +351,7 @@ pub fn resolve(url: &str, store: &str, timeout: Duration, o: &Overrides) -> anyh
 /// Hand-rolled rather than pulling in `humantime` for four units.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
@@ -386,7 +387,15 @@ mod tests {
 
     #[test]
     fn mix_rejects_nonsense() {
-        for bad in ["", "orders", "orders=x", "coffee=1", "orders=1,orders=2", "orders=0,menu=0", "menu=-1"] {
+        for bad in [
+            "",
+            "orders",
+            "orders=x",
+            "coffee=1",
+            "orders=1,orders=2",
+            "orders=0,menu=0",
+            "menu=-1",
+        ] {
             assert!(bad.parse::<Mix>().is_err(), "{bad:?} should be rejected");
         }
         // A zero weight next to a positive one is fine: the op is just absent.
@@ -453,7 +462,10 @@ mod tests {
             mode: Some(Mode::Open),
             ..Overrides::default()
         };
-        assert!(resolve("http://x", "s", DEFAULT_TIMEOUT, &o).is_err(), "open loop without a rate");
+        assert!(
+            resolve("http://x", "s", DEFAULT_TIMEOUT, &o).is_err(),
+            "open loop without a rate"
+        );
         let o = Overrides {
             preset: Some(Preset::Rush),
             ..Overrides::default()

@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{StatusCode, Uri};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use hyper::header::HeaderValue;
-use hyper::{StatusCode, Uri};
 use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -128,8 +128,10 @@ pub async fn run_load(cfg: &LoadConfig, opts: RunOptions) -> anyhow::Result<Load
     let (bodies, seed_ids) = prepare(&build_client(cfg)?, &urls, cfg, &mut rng).await?;
     let mut conns = Vec::with_capacity(cfg.connections);
     for _ in 0..cfg.connections {
-        let conn = Conn::open(&target)
+        let conn = tokio::time::timeout(cfg.timeout, Conn::open(&target))
             .await
+            .map_err(|_| anyhow::anyhow!("timed out"))
+            .and_then(|r| r.map_err(anyhow::Error::from))
             .with_context(|| format!("connecting to {}", cfg.url))?;
         conns.push(conn);
     }
@@ -419,7 +421,11 @@ impl Worker {
             Op::Live => ctx.target.get(ctx.urls.live.clone()),
             Op::Menu => ctx.target.get(ctx.urls.menu.clone()),
             Op::Status => {
-                let id = self.ids.ids.choose(&mut self.rng).or_else(|| ctx.seed_ids.choose(&mut self.rng));
+                let id = self
+                    .ids
+                    .ids
+                    .choose(&mut self.rng)
+                    .or_else(|| ctx.seed_ids.choose(&mut self.rng));
                 let id = id.expect("prepare() seeds ids when the mix reads status");
                 match Uri::try_from(format!("/v1/orders/{id}")) {
                     Ok(uri) => ctx.target.get(uri),
@@ -428,7 +434,11 @@ impl Worker {
                 }
             }
             Op::Orders => {
-                let body = ctx.bodies.choose(&mut self.rng).expect("prepare() renders bodies").clone();
+                let body = ctx
+                    .bodies
+                    .choose(&mut self.rng)
+                    .expect("prepare() renders bodies")
+                    .clone();
                 let key = idempotency_key(&mut self.rng);
                 ctx.target.post_json(ctx.urls.orders.clone(), body, key)
             }
@@ -448,7 +458,11 @@ impl Worker {
                 return Outcome::Error(ErrorKind::Timeout);
             }
         };
-        let expected = if op == Op::Orders { StatusCode::ACCEPTED } else { StatusCode::OK };
+        let expected = if op == Op::Orders {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
         let outcome = classify(status, expected);
         if op == Op::Orders && outcome == Outcome::Ok {
             match serde_json::from_slice::<Placed>(&body) {
@@ -460,7 +474,11 @@ impl Worker {
     }
 
     /// Reconnect if the server closed the connection, then exchange.
-    async fn exchange(&mut self, req: hyper::Request<http_body_util::Full<Bytes>>, keep_body: bool) -> Result<(StatusCode, Bytes), ErrorKind> {
+    async fn exchange(
+        &mut self,
+        req: hyper::Request<http_body_util::Full<Bytes>>,
+        keep_body: bool,
+    ) -> Result<(StatusCode, Bytes), ErrorKind> {
         let reusable = match self.conn.as_mut() {
             Some(conn) => conn.ready().await,
             None => false,
@@ -593,6 +611,10 @@ fn spawn_progress(ctx: Arc<Ctx>) -> (tokio::task::JoinHandle<()>, ProgressBar) {
         let bar = bar.clone();
         async move {
             let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // The first tick is immediate; a rate over its few microseconds
+            // would print nonsense, so the first update waits one period.
+            tick.tick().await;
             let mut last = (Instant::now(), 0u64);
             loop {
                 tick.tick().await;
@@ -600,7 +622,13 @@ fn spawn_progress(ctx: Arc<Ctx>) -> (tokio::task::JoinHandle<()>, ProgressBar) {
                 let done = ctx.completed.load(Ordering::Relaxed);
                 let rps = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
                 last = (now, done);
-                bar.set_prefix(if now < ctx.warm_end { "warm-up" } else if now < ctx.end { "measure" } else { "finish" });
+                bar.set_prefix(if now < ctx.warm_end {
+                    "warm-up"
+                } else if now < ctx.end {
+                    "measure"
+                } else {
+                    "finish"
+                });
                 bar.set_position(now.duration_since(ctx.start).min(total).as_millis() as u64);
                 bar.set_message(format!(
                     "{done} req  {rps:.0} req/s  {} not ok",

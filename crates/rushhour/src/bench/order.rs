@@ -186,9 +186,18 @@ mod tests {
             let lines = order["lines"].as_array().unwrap();
             assert!((1..=MAX_LINES).contains(&lines.len()));
             for line in lines {
-                let item = menu.items.iter().find(|i| i.sku == line["sku"]).expect("known, available sku");
+                let item = menu
+                    .items
+                    .iter()
+                    .find(|i| i.sku == line["sku"])
+                    .expect("known, available sku");
                 assert!(item.sizes.iter().any(|s| *s == line["size"]));
-                let mods: Vec<&str> = line["modifiers"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+                let mods: Vec<&str> = line["modifiers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap())
+                    .collect();
                 assert!(mods.len() <= MAX_MODIFIERS);
                 assert!(mods.iter().all(|m| item.modifiers.iter().any(|x| x == m)));
                 let mut unique = mods.clone();

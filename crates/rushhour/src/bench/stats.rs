@@ -92,7 +92,9 @@ impl OpStats {
                 // and the cap bounds how far one absurd value can grow the
                 // histogram. `record` (not `saturating_record`, which clamps
                 // to the current size instead of growing) lets it resize.
-                let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_US);
+                let us = u64::try_from(latency.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, MAX_LATENCY_US);
                 if self.hist.record(us).is_err() {
                     self.hist.saturating_record(us);
                 }
@@ -260,7 +262,10 @@ pub fn render_table(rows: &[OpReport]) -> String {
             lat(|l| l.max),
         );
     }
-    for r in rows.iter().filter(|r| r.op != "overall" && !r.errors_by_kind.is_empty()) {
+    for r in rows
+        .iter()
+        .filter(|r| r.op != "overall" && !r.errors_by_kind.is_empty())
+    {
         let kinds: Vec<String> = r.errors_by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
         let _ = writeln!(out, "errors[{}]: {}", r.op, kinds.join(", "));
     }

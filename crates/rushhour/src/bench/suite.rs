@@ -258,7 +258,11 @@ pub fn parse_drain(stdout: &[u8]) -> anyhow::Result<(serde_json::Value, DrainNum
         .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
         .find(|v| v.is_object())
-        .or_else(|| serde_json::from_str::<serde_json::Value>(&text).ok().filter(|v| v.is_object()))
+        .or_else(|| {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .filter(|v| v.is_object())
+        })
         .context("bench drain printed no JSON object")?;
     let num = |k: &str| value.get(k).and_then(serde_json::Value::as_f64);
     let drain_per_sec = num("drain_per_sec").context("drain output lacks drain_per_sec")?;
@@ -386,12 +390,15 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// Rounded down, so that a printed ratio never appears to meet a goal that
+/// it misses (0.8996 would round to "0.90" next to a failed ≥ 0.9).
 fn fmt_ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"))
+    r.map_or_else(|| "—".to_owned(), |r| format!("{:.2}×", (r * 100.0).floor() / 100.0))
 }
 
 fn fmt_goal(row: &Row) -> String {
-    row.goal.map_or_else(|| "—".to_owned(), |g| format!("≥ {g}× ({})", row.ratio_of))
+    row.goal
+        .map_or_else(|| "—".to_owned(), |g| format!("≥ {g}× ({})", row.ratio_of))
 }
 
 fn fmt_met(m: Option<bool>) -> &'static str {
@@ -413,12 +420,21 @@ fn settings_line(r: &SuiteReport) -> String {
 
 /// `10`, `0.5`: whole seconds without a fraction, others with one digit.
 fn fmt_secs(s: f64) -> String {
-    if s.fract() == 0.0 { format!("{s:.0}") } else { format!("{s:.1}") }
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
 }
 
 pub fn render_text(r: &SuiteReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nrushhour bench suite — {}\n{}\n", r.machine.summary(), settings_line(r));
+    let _ = writeln!(
+        out,
+        "\nrushhour bench suite — {}\n{}\n",
+        r.machine.summary(),
+        settings_line(r)
+    );
     let _ = writeln!(
         out,
         "{:<2} {:<50} {:>16} {:>9} {:>8} {:>20} {:>4}",
@@ -518,12 +534,14 @@ impl Machine {
 /// The CPU model from `/proc/cpuinfo`: `model name` on x86, one of the
 /// other spellings on ARM and friends.
 pub fn cpu_model(cpuinfo: &str) -> Option<String> {
-    ["model name", "Processor", "cpu model", "Hardware", "cpu"].iter().find_map(|key| {
-        cpuinfo.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_owned())
+    ["model name", "Processor", "cpu model", "Hardware", "cpu"]
+        .iter()
+        .find_map(|key| {
+            cpuinfo.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_owned())
+            })
         })
-    })
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`, without a date crate
@@ -575,7 +593,10 @@ impl Server {
             .arg(&addr)
             .arg("--data-dir")
             .arg(&data)
-            .env("RUSHHOUR__LOG__GROUP_COMMIT", if group_commit { "true" } else { "false" })
+            .env(
+                "RUSHHOUR__LOG__GROUP_COMMIT",
+                if group_commit { "true" } else { "false" },
+            )
             .env("RUSHHOUR__TELEMETRY__LOG_FILTER", "warn")
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -603,7 +624,10 @@ impl Server {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("the server exited ({status}) before it was ready; its log:\n{}", self.log_tail());
+                bail!(
+                    "the server exited ({status}) before it was ready; its log:\n{}",
+                    self.log_tail()
+                );
             }
             if let Ok(resp) = client.get(&url).send().await
                 && resp.status() == reqwest::StatusCode::OK
@@ -794,7 +818,11 @@ mod tests {
             drain_error: None,
         };
         let md = render_markdown(&r);
-        assert_eq!(md.lines().filter(|l| l.starts_with("| ")).count(), 6, "header + 5 rows:\n{md}");
+        assert_eq!(
+            md.lines().filter(|l| l.starts_with("| ")).count(),
+            6,
+            "header + 5 rows:\n{md}"
+        );
         assert!(md.contains("40,000 req/s"));
         assert!(md.contains("0.60×"));
         assert!(md.contains("2 × Test CPU"));
@@ -831,6 +859,8 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(fmt_secs(10.0), "10");
         assert_eq!(fmt_secs(0.5), "0.5");
+        assert_eq!(fmt_ratio(Some(0.8996)), "0.89×");
+        assert_eq!(fmt_ratio(Some(24.0)), "24.00×");
     }
 
     #[test]

@@ -53,7 +53,10 @@ async fn place(State(s): State<Arc<MockState>>, headers: HeaderMap, body: axum::
     }
     let id = uuid::Uuid::now_v7().to_string();
     s.seen.orders.lock().unwrap().insert(id.clone());
-    (StatusCode::ACCEPTED, serde_json::json!({"id": id, "status": "placed"}).to_string())
+    (
+        StatusCode::ACCEPTED,
+        serde_json::json!({"id": id, "status": "placed"}).to_string(),
+    )
 }
 
 async fn status(State(s): State<Arc<MockState>>, Path(id): Path<String>) -> StatusCode {
@@ -132,7 +135,12 @@ async fn open_loop_never_sends_more_than_the_schedule() {
     // most the slots due inside the measured window.
     let total = scheduled_count(cfg.warmup + cfg.duration, 200.0);
     let warm = scheduled_count(cfg.warmup, 200.0);
-    assert!(report.overall.count <= total - warm, "{} > {}", report.overall.count, total - warm);
+    assert!(
+        report.overall.count <= total - warm,
+        "{} > {}",
+        report.overall.count,
+        total - warm
+    );
     assert!(report.missed.is_some());
 }
 
@@ -188,7 +196,15 @@ fn load_flags_parse() {
 
 #[test]
 fn suite_and_drain_flags_parse() {
-    let b = parse(&["suite", "--json", "--duration", "3s", "--server-env", "RUSHHOUR__LOG__MAX_BATCH=64"]).unwrap();
+    let b = parse(&[
+        "suite",
+        "--json",
+        "--duration",
+        "3s",
+        "--server-env",
+        "RUSHHOUR__LOG__MAX_BATCH=64",
+    ])
+    .unwrap();
     let Some(BenchCmd::Suite(s)) = b.cmd else {
         panic!("expected suite")
     };
@@ -197,5 +213,8 @@ fn suite_and_drain_flags_parse() {
     assert_eq!(s.connections, 64);
     assert_eq!(s.server_env, [("RUSHHOUR__LOG__MAX_BATCH".to_owned(), "64".to_owned())]);
     assert!(parse(&["suite", "--json", "--markdown"]).is_err());
-    assert!(matches!(parse(&["drain", "--json"]).unwrap().cmd, Some(BenchCmd::Drain(_))));
+    assert!(matches!(
+        parse(&["drain", "--json"]).unwrap().cmd,
+        Some(BenchCmd::Drain(_))
+    ));
 }

@@ -1,0 +1,231 @@
+//! Fault injection without fakes: `Faulty<T>` wraps a REAL adapter and
+//! delegates every port method to it, after consulting a `Switch` that a
+//! test can flip to make the backend unreachable, corrupt, hung, panicking
+//! or held at a gate.
+//!
+//! A decorator rather than a hand-written fake so that every behaviour the
+//! router tests see in the healthy case is the real adapter's (SQL, group
+//! commit, single-flight cache), and only the failure itself is simulated.
+
+use async_trait::async_trait;
+use domain::menu::{Menu, StoreInfo};
+use domain::ports::{
+    AppendOutcome, AppendRequest, BatchApplied, DeadLetter, Decided, EventLog, EventScope, IdempotencyRecord,
+    LogRecord, MenuCache, MenuLoad, OrderFilter, OrderSummary, PortResult, Store,
+};
+use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, PortError, StoreId, TransitionError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// Text that an injected corruption or panic carries. Tests assert that it
+/// never reaches a response body: 5xx bodies say nothing internal.
+pub const SECRET: &str = "row 7 of secret_table";
+
+/// How every call to a wrapped port behaves.
+#[derive(Clone, Default)]
+pub enum Fault {
+    /// Delegate to the real adapter.
+    #[default]
+    None,
+    /// Fail as an unreachable backend does (`PortError::Unavailable`).
+    Unavailable,
+    /// Fail as unreadable stored data does (`PortError::Invalid`).
+    Corrupt,
+    /// Never answer. Rather than a long `Slow(Duration)`: the deadline under
+    /// test decides when the caller gives up, and no arbitrary number has to
+    /// be "long enough".
+    Hang,
+    /// Panic inside the call.
+    Panic,
+    /// Announce the call on `arrived`, then wait for one permit of `release`
+    /// (consumed) before delegating: holds a request in flight for exactly
+    /// as long as the test wants.
+    Hold {
+        arrived: Arc<Notify>,
+        release: Arc<Semaphore>,
+    },
+}
+
+/// The test's handle on one port's fault; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Switch(Arc<Mutex<Fault>>);
+
+impl Switch {
+    pub fn set(&self, fault: Fault) {
+        *self.0.lock().unwrap() = fault;
+    }
+
+    /// Consulted before every delegated call.
+    async fn check(&self) -> PortResult<()> {
+        // Cloned out so the lock is never held across an await.
+        let fault = self.0.lock().unwrap().clone();
+        match fault {
+            Fault::None => Ok(()),
+            Fault::Unavailable => Err(PortError::Unavailable("injected outage: connection refused".into())),
+            Fault::Corrupt => Err(PortError::Invalid(format!("{SECRET} is corrupt"))),
+            Fault::Hang => std::future::pending().await,
+            Fault::Panic => panic!("injected panic near {SECRET}"),
+            Fault::Hold { arrived, release } => {
+                arrived.notify_one();
+                release.acquire().await.expect("the gate is never closed").forget();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A real adapter behind a fault switch.
+pub struct Faulty<T> {
+    inner: T,
+    fault: Switch,
+}
+
+impl<T> Faulty<T> {
+    pub fn new(inner: T, fault: Switch) -> Self {
+        Self { inner, fault }
+    }
+}
+
+#[async_trait]
+impl<T: EventLog> EventLog for Faulty<T> {
+    fn partitions(&self) -> u32 {
+        self.inner.partitions()
+    }
+
+    async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
+        self.fault.check().await?;
+        self.inner.append(req).await
+    }
+
+    async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {
+        self.fault.check().await?;
+        self.inner.idempotency(key).await
+    }
+
+    async fn find(&self, key: &str) -> PortResult<Option<LogRecord>> {
+        self.fault.check().await?;
+        self.inner.find(key).await
+    }
+
+    async fn read(&self, partition: u32, from: u64, max: usize, wait: Duration) -> PortResult<Vec<LogRecord>> {
+        self.fault.check().await?;
+        self.inner.read(partition, from, max, wait).await
+    }
+
+    async fn end_offset(&self, partition: u32) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.end_offset(partition).await
+    }
+
+    async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.commit(group, partition, next).await
+    }
+
+    async fn health(&self) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.health().await
+    }
+}
+
+#[async_trait]
+impl<T: Store> Store for Faulty<T> {
+    async fn list_stores(&self) -> PortResult<Vec<StoreInfo>> {
+        self.fault.check().await?;
+        self.inner.list_stores().await
+    }
+
+    async fn load_menu(&self, store: &StoreId) -> PortResult<Option<Menu>> {
+        self.fault.check().await?;
+        self.inner.load_menu(store).await
+    }
+
+    async fn upsert_menu(&self, menu: &Menu) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.upsert_menu(menu).await
+    }
+
+    async fn set_availability(&self, store: &StoreId, sku: &str, available: bool) -> PortResult<bool> {
+        self.fault.check().await?;
+        self.inner.set_availability(store, sku, available).await
+    }
+
+    async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.consumer_position(group, partition).await
+    }
+
+    async fn apply_batch(
+        &self,
+        group: &str,
+        partition: u32,
+        next_offset: u64,
+        orders: &[Decided],
+        dead: &[DeadLetter],
+        now: i64,
+    ) -> PortResult<BatchApplied> {
+        self.fault.check().await?;
+        self.inner
+            .apply_batch(group, partition, next_offset, orders, dead, now)
+            .await
+    }
+
+    async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>> {
+        self.fault.check().await?;
+        self.inner.get_order(id).await
+    }
+
+    async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>> {
+        self.fault.check().await?;
+        self.inner.list_orders(filter).await
+    }
+
+    async fn transition(
+        &self,
+        id: OrderId,
+        action: Action,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
+        self.fault.check().await.map_err(TransitionError::Backend)?;
+        self.inner.transition(id, action, now).await
+    }
+
+    async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>> {
+        self.fault.check().await?;
+        self.inner.events_after(scope, after, limit).await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>> {
+        self.fault.check().await?;
+        self.inner.dead_letters(limit).await
+    }
+
+    async fn health(&self) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.health().await
+    }
+}
+
+#[async_trait]
+impl<T: MenuCache> MenuCache for Faulty<T> {
+    async fn get_or_load(&self, store: &StoreId, load: MenuLoad<'_>) -> PortResult<Arc<MenuSnapshot>> {
+        self.fault.check().await?;
+        self.inner.get_or_load(store, load).await
+    }
+
+    async fn invalidate(&self, store: &StoreId) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.invalidate(store).await
+    }
+
+    async fn clear(&self) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.clear().await
+    }
+
+    async fn health(&self) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.health().await
+    }
+}

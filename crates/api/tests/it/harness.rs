@@ -1,0 +1,237 @@
+//! The router under test, assembled as the binary's `wiring::build` does —
+//! `SqliteEventLog`, `SqliteStore` seeded with the demo menu,
+//! `MemoryMenuCache`, `BroadcastFeed`, `TokioClock`, in a temporary
+//! directory — and driven in-process with `tower::ServiceExt::oneshot`.
+//!
+//! In-process rather than over a socket (the binary's `spawn_app`) because
+//! these tests need a hand on the ports: log, store and cache sit behind a
+//! fault `Switch`, and processors run only when a test calls
+//! `process_all`, so "durable but not yet applied" is a state a test can
+//! stand in rather than race against.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use domain::ports::EventLog;
+use domain::{OrderId, Rushhour, RushhourConfig};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use api::{ApiConfig, router};
+
+use crate::faults::{Faulty, Switch};
+
+pub const KEY: &str = "staff-secret";
+pub const STORE: &str = "demo-downtown";
+
+pub struct Harness {
+    pub router: Router,
+    pub app: Arc<Rushhour>,
+    /// Fault switches in front of the real log, store and menu cache.
+    pub log: Switch,
+    pub store: Switch,
+    pub cache: Switch,
+    pub shutdown: CancellationToken,
+    _dir: TempDir,
+}
+
+pub async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+pub async fn harness_with(tweak: impl FnOnce(&mut ApiConfig)) -> Harness {
+    harness_full(64, tweak).await
+}
+
+/// `feed_capacity`: how far a live subscriber may fall behind before the
+/// feed tells it `Lagged`.
+pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfig)) -> Harness {
+    let dir = TempDir::new().unwrap();
+    let log = eventlog::SqliteEventLog::open(&dir.path().join("log.db"), eventlog::SqliteLogOptions::default())
+        .expect("open the event log");
+    let store = store::SqliteStore::open(&dir.path().join("store.db"), store::SqliteStoreOptions::default())
+        .expect("open the store");
+    let (log_fault, store_fault, cache_fault) = (Switch::default(), Switch::default(), Switch::default());
+    let store = Faulty::new(store, store_fault.clone());
+    domain::ports::Store::upsert_menu(&store, &domain::menu::demo_menu())
+        .await
+        .expect("seed the demo menu");
+    let app = Arc::new(Rushhour {
+        log: Arc::new(Faulty::new(log, log_fault.clone())),
+        store: Arc::new(store),
+        menus: Arc::new(Faulty::new(
+            cache::MemoryMenuCache::new(Duration::from_secs(60), 100),
+            cache_fault.clone(),
+        )),
+        feed: Arc::new(cache::BroadcastFeed::new(feed_capacity)),
+        clock: Arc::new(worker::TokioClock),
+        config: RushhourConfig {
+            // Short, so "not applied yet" answers 503 quickly; every other
+            // test applies its orders before acting on them.
+            apply_wait: Duration::from_millis(20),
+        },
+    });
+    let shutdown = CancellationToken::new();
+    let mut config = ApiConfig {
+        max_body_bytes: 64 * 1024,
+        max_inflight_intake: 64,
+        request_timeout: Duration::from_secs(5),
+        staff_key: KEY.into(),
+        sse_heartbeat: Duration::from_secs(15),
+        shutdown: shutdown.clone(),
+    };
+    tweak(&mut config);
+    Harness {
+        router: router(app.clone(), telemetry::prometheus(), config),
+        app,
+        log: log_fault,
+        store: store_fault,
+        cache: cache_fault,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// A whole response, body read.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+
+    /// Assert a problem document with this status and code.
+    pub fn problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{:?}", self.body);
+        assert_eq!(self.headers[header::CONTENT_TYPE], "application/problem+json");
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["status"], status);
+        v
+    }
+}
+
+impl Harness {
+    pub async fn send(&self, req: Request<Body>) -> Answer {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: axum::body::to_bytes(body, usize::MAX).await.unwrap(),
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Answer {
+        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &Value, key: Option<&str>) -> Answer {
+        let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap()).await
+    }
+
+    pub async fn staff(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(req.body(body).unwrap()).await
+    }
+
+    /// Open a Server-Sent Event stream; asserts the 200 and content type.
+    pub async fn stream(&self, req: Request<Body>) -> axum::body::BodyDataStream {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+        resp.into_body().into_data_stream()
+    }
+
+    /// Place `body` through the router (asserting the 202); the order is
+    /// durable in the log but not applied until `process_all`.
+    pub async fn place(&self, body: &Value) -> OrderId {
+        let a = self.post_json("/v1/orders", body, None).await;
+        assert_eq!(a.status, 202, "{:?}", a.body);
+        OrderId::parse(a.json()["id"].as_str().unwrap()).unwrap()
+    }
+
+    /// Place a two-line order and apply it: confirmed, both tickets queued.
+    pub async fn confirmed_order(&self) -> OrderId {
+        let id = self.place(&two_drinks()).await;
+        self.process_all().await;
+        id
+    }
+
+    /// Drive the processors one step per partition until the log is
+    /// drained, as the binary's test support does: no background task, no
+    /// waiting.
+    pub async fn process_all(&self) {
+        let app = self.app.clone();
+        for p in 0..app.log.partitions() {
+            let mut w = worker::PartitionWorker::start(app.clone(), worker::ProcessorConfig::default(), p)
+                .await
+                .expect("start a processor");
+            while w.run_once(Duration::ZERO).await.expect("apply a batch") > 0 {}
+        }
+    }
+
+    /// Records appended to the log, over every partition.
+    pub async fn log_records(&self) -> u64 {
+        let mut n = 0;
+        for p in 0..self.app.log.partitions() {
+            n += self.app.log.end_offset(p).await.unwrap();
+        }
+        n
+    }
+}
+
+/// One line, two large oat-milk lattes: 2 × (420 + 90 + 60) = 1140.
+pub fn latte_order() -> Value {
+    json!({"store": STORE, "customer": "ada",
+           "lines": [{"sku": "latte", "size": "large", "modifiers": ["oat-milk"], "qty": 2}]})
+}
+
+/// Two barista lines, so a ticket can move while the order stays open.
+pub fn two_drinks() -> Value {
+    json!({"store": STORE, "customer": "ada", "lines": [
+        {"sku": "latte", "size": "small", "qty": 1},
+        {"sku": "latte", "size": "small", "qty": 1}
+    ]})
+}
+
+/// Read SSE frames until `pred` holds for the text so far. Bounded, so a
+/// missing event fails the test instead of hanging it.
+pub async fn read_until(body: &mut axum::body::BodyDataStream, seen: &mut String, pred: impl Fn(&str) -> bool) {
+    while !pred(seen) {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("an event within 5 s; so far: {seen}"))
+            .expect("the stream is still open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// The `id:` of every event read so far, in order.
+pub fn event_ids(seen: &str) -> Vec<i64> {
+    seen.lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|n| n.parse().unwrap())
+        .collect()
+}

@@ -119,7 +119,11 @@ impl Rushhour {
 
     /// Validate and price `draft`, then make it durable in the log. Returns
     /// only after the append is durable; the processors do the rest.
-    pub async fn place_order(&self, draft: OrderDraft, idempotency_key: Option<String>) -> Result<IntakeOutcome, AppError> {
+    pub async fn place_order(
+        &self,
+        draft: OrderDraft,
+        idempotency_key: Option<String>,
+    ) -> Result<IntakeOutcome, AppError> {
         let fingerprint = idempotency_key.as_ref().map(|_| fingerprint(&draft));
         let (req, id, body) = match self.prepare(&draft).await {
             Ok(prepared) => prepared,
@@ -139,12 +143,14 @@ impl Rushhour {
         };
         let mine = fingerprint.clone().unwrap_or_default();
         let req = AppendRequest {
-            idempotency: idempotency_key.zip(fingerprint).map(|(key, fingerprint)| IdempotencyClaim {
-                key,
-                fingerprint,
-                status: 202,
-                response: body.clone(),
-            }),
+            idempotency: idempotency_key
+                .zip(fingerprint)
+                .map(|(key, fingerprint)| IdempotencyClaim {
+                    key,
+                    fingerprint,
+                    status: 202,
+                    response: body.clone(),
+                }),
             ..req
         };
         match self.log.append(req).await? {

@@ -130,6 +130,9 @@ mod tests {
             "qty":1,"unit_price":420,"line_total":420}]}"#;
         let LogEvent::OrderPlacedV1(p) = LogEvent::decode(raw).unwrap();
         assert_eq!(p.lines[0].modifiers, Vec::<String>::new());
-        assert_eq!(LogEvent::decode(&LogEvent::OrderPlacedV1(p.clone()).encode()).unwrap(), LogEvent::OrderPlacedV1(p));
+        assert_eq!(
+            LogEvent::decode(&LogEvent::OrderPlacedV1(p.clone()).encode()).unwrap(),
+            LogEvent::OrderPlacedV1(p)
+        );
     }
 }

@@ -169,24 +169,68 @@ impl MenuSnapshot {
 pub fn demo_menu() -> Menu {
     fn sizes(base: i64) -> Vec<Size> {
         vec![
-            Size { code: "small".into(), name: "Small 8oz".into(), price: base },
-            Size { code: "medium".into(), name: "Medium 12oz".into(), price: base + 50 },
-            Size { code: "large".into(), name: "Large 16oz".into(), price: base + 90 },
+            Size {
+                code: "small".into(),
+                name: "Small 8oz".into(),
+                price: base,
+            },
+            Size {
+                code: "medium".into(),
+                name: "Medium 12oz".into(),
+                price: base + 50,
+            },
+            Size {
+                code: "large".into(),
+                name: "Large 16oz".into(),
+                price: base + 90,
+            },
         ]
     }
     fn one(price: i64) -> Vec<Size> {
-        vec![Size { code: "regular".into(), name: "Regular".into(), price }]
+        vec![Size {
+            code: "regular".into(),
+            name: "Regular".into(),
+            price,
+        }]
     }
     let milk = vec![
-        Modifier { code: "oat-milk".into(), name: "Oat milk".into(), price_delta: 60 },
-        Modifier { code: "almond-milk".into(), name: "Almond milk".into(), price_delta: 60 },
-        Modifier { code: "extra-shot".into(), name: "Extra shot".into(), price_delta: 80 },
-        Modifier { code: "vanilla".into(), name: "Vanilla syrup".into(), price_delta: 50 },
-        Modifier { code: "decaf".into(), name: "Decaf".into(), price_delta: 0 },
+        Modifier {
+            code: "oat-milk".into(),
+            name: "Oat milk".into(),
+            price_delta: 60,
+        },
+        Modifier {
+            code: "almond-milk".into(),
+            name: "Almond milk".into(),
+            price_delta: 60,
+        },
+        Modifier {
+            code: "extra-shot".into(),
+            name: "Extra shot".into(),
+            price_delta: 80,
+        },
+        Modifier {
+            code: "vanilla".into(),
+            name: "Vanilla syrup".into(),
+            price_delta: 50,
+        },
+        Modifier {
+            code: "decaf".into(),
+            name: "Decaf".into(),
+            price_delta: 0,
+        },
     ];
     let food_mods = vec![
-        Modifier { code: "warmed".into(), name: "Warmed".into(), price_delta: 0 },
-        Modifier { code: "extra-cheese".into(), name: "Extra cheese".into(), price_delta: 90 },
+        Modifier {
+            code: "warmed".into(),
+            name: "Warmed".into(),
+            price_delta: 0,
+        },
+        Modifier {
+            code: "extra-cheese".into(),
+            name: "Extra cheese".into(),
+            price_delta: 90,
+        },
     ];
     let drink = |sku: &str, name: &str, base: i64| Item {
         sku: sku.into(),
@@ -218,10 +262,26 @@ pub fn demo_menu() -> Menu {
             currency: "USD".into(),
         },
         categories: vec![
-            Category { code: "coffee".into(), name: "Coffee".into(), position: 1 },
-            Category { code: "tea".into(), name: "Tea & more".into(), position: 2 },
-            Category { code: "bakery".into(), name: "Bakery".into(), position: 3 },
-            Category { code: "kitchen".into(), name: "Hot food".into(), position: 4 },
+            Category {
+                code: "coffee".into(),
+                name: "Coffee".into(),
+                position: 1,
+            },
+            Category {
+                code: "tea".into(),
+                name: "Tea & more".into(),
+                position: 2,
+            },
+            Category {
+                code: "bakery".into(),
+                name: "Bakery".into(),
+                position: 3,
+            },
+            Category {
+                code: "kitchen".into(),
+                name: "Hot food".into(),
+                position: 4,
+            },
         ],
         items: vec![
             drink("espresso", "Espresso", 250),

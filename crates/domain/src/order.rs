@@ -201,7 +201,10 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
     };
     match action {
         Action::Cancel => match order.status {
-            Placed | Confirmed => Ok(Plan { status: Some(Cancelled), ticket: None }),
+            Placed | Confirmed => Ok(Plan {
+                status: Some(Cancelled),
+                ticket: None,
+            }),
             s => Err(invalid(s.as_str())),
         },
         Action::StartLine(n) => {
@@ -235,11 +238,17 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
             }
         }
         Action::PickUp => match order.status {
-            Ready => Ok(Plan { status: Some(PickedUp), ticket: None }),
+            Ready => Ok(Plan {
+                status: Some(PickedUp),
+                ticket: None,
+            }),
             s => Err(invalid(s.as_str())),
         },
         Action::Expire => match order.status {
-            Ready => Ok(Plan { status: Some(Expired), ticket: None }),
+            Ready => Ok(Plan {
+                status: Some(Expired),
+                ticket: None,
+            }),
             s => Err(invalid(s.as_str())),
         },
     }
@@ -326,21 +335,37 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
     if let Some(c) = &draft.customer
         && (c.is_empty() || c.len() > 128)
     {
-        errors.push(FieldError::new("customer", "invalid", "customer must be 1 to 128 characters"));
+        errors.push(FieldError::new(
+            "customer",
+            "invalid",
+            "customer must be 1 to 128 characters",
+        ));
     }
     let mut lines = Vec::with_capacity(draft.lines.len());
     let mut total: i64 = 0;
     for (i, d) in draft.lines.iter().enumerate() {
         let f = |name: &str| format!("lines[{i}].{name}");
         if !(1..=MAX_QTY).contains(&d.qty) {
-            errors.push(FieldError::new(f("qty"), "out_of_range", format!("qty must be 1 to {MAX_QTY}")));
+            errors.push(FieldError::new(
+                f("qty"),
+                "out_of_range",
+                format!("qty must be 1 to {MAX_QTY}"),
+            ));
         }
         let Some(item) = menu.item(&d.sku) else {
-            errors.push(FieldError::new(f("sku"), "unknown_sku", format!("no item '{}' on this menu", d.sku)));
+            errors.push(FieldError::new(
+                f("sku"),
+                "unknown_sku",
+                format!("no item '{}' on this menu", d.sku),
+            ));
             continue;
         };
         if !item.available {
-            errors.push(FieldError::new(f("sku"), "unavailable", format!("'{}' is not available right now", d.sku)));
+            errors.push(FieldError::new(
+                f("sku"),
+                "unavailable",
+                format!("'{}' is not available right now", d.sku),
+            ));
         }
         let size = match &d.size {
             Some(code) => item.size(code),
@@ -397,7 +422,11 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
             ticket: None,
         });
     }
-    if errors.is_empty() { Ok((lines, total)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok((lines, total))
+    } else {
+        Err(errors)
+    }
 }
 
 /// Decide a placed order at processing time: every line's item must still
@@ -425,7 +454,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn draft(lines: Vec<LineDraft>) -> OrderDraft {
-        OrderDraft { store: "demo-downtown".into(), customer: None, lines }
+        OrderDraft {
+            store: "demo-downtown".into(),
+            customer: None,
+            lines,
+        }
     }
 
     fn line(sku: &str, size: Option<&str>, mods: &[&str], qty: i64) -> LineDraft {
@@ -441,7 +474,10 @@ mod tests {
     fn prices_come_from_the_menu() {
         let menu = MenuSnapshot::new(demo_menu());
         let (lines, total) = price(
-            &draft(vec![line("latte", Some("large"), &["oat-milk"], 2), line("croissant", None, &[], 1)]),
+            &draft(vec![
+                line("latte", Some("large"), &["oat-milk"], 2),
+                line("croissant", None, &[], 1),
+            ]),
             &menu,
         )
         .unwrap();
@@ -531,8 +567,14 @@ mod tests {
     #[test]
     fn illegal_transitions_are_refused() {
         let o = order_with(&[Station::Barista]);
-        assert!(matches!(plan(&o, Action::PickUp), Err(TransitionError::InvalidTransition { .. })));
-        assert!(matches!(plan(&o, Action::FinishLine(1)), Err(TransitionError::InvalidTransition { .. })));
+        assert!(matches!(
+            plan(&o, Action::PickUp),
+            Err(TransitionError::InvalidTransition { .. })
+        ));
+        assert!(matches!(
+            plan(&o, Action::FinishLine(1)),
+            Err(TransitionError::InvalidTransition { .. })
+        ));
         assert_eq!(plan(&o, Action::StartLine(9)), Err(TransitionError::LineNotFound(9)));
         let mut c = o.clone();
         apply(&mut c, &plan(&o, Action::Cancel).unwrap(), 1);

@@ -244,7 +244,12 @@ pub trait Store: Send + Sync {
 
     /// Apply a guarded lifecycle action in one transaction (rules from
     /// `order::plan`); returns the new order and the events it produced.
-    async fn transition(&self, id: OrderId, action: Action, now: i64) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
+    async fn transition(
+        &self,
+        id: OrderId,
+        action: Action,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
 
     /// Events in `scope` with an id greater than `after`, oldest first.
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;

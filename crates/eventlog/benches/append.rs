@@ -21,7 +21,8 @@ fn payload() -> Vec<u8> {
 
 fn rusqlite_conn(dir: &tempfile::TempDir, sync: &str) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(dir.path().join("r.db")).unwrap();
-    c.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; {DDL}")).unwrap();
+    c.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; {DDL}"))
+        .unwrap();
     c
 }
 
@@ -54,14 +55,22 @@ fn drivers(c: &mut Criterion) {
         });
         g.bench_function(format!("sqlx/{name}"), |b| {
             let dir = tempfile::TempDir::new().unwrap();
-            let sync_mode = if sync == "FULL" { SqliteSynchronous::Full } else { SqliteSynchronous::Normal };
+            let sync_mode = if sync == "FULL" {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            };
             let pool = rt.block_on(async {
                 let opts = SqliteConnectOptions::new()
                     .filename(dir.path().join("s.db"))
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(sync_mode);
-                let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts)
+                    .await
+                    .unwrap();
                 sqlx::query(DDL).execute(&pool).await.unwrap();
                 pool
             });
@@ -120,7 +129,11 @@ fn group_commit(c: &mut Criterion) {
                         let appends = (0..64).map(|_| {
                             n += 1;
                             let log = log.clone();
-                            let req = AppendRequest { key: format!("k{n}"), payload: payload(), idempotency: None };
+                            let req = AppendRequest {
+                                key: format!("k{n}"),
+                                payload: payload(),
+                                idempotency: None,
+                            };
                             tokio::spawn(async move { log.append(req).await.unwrap() })
                         });
                         for h in futures::future::join_all(appends).await {

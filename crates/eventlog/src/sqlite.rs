@@ -76,21 +76,20 @@ impl Default for SqliteLogOptions {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
-    partition   INTEGER NOT NULL,
-    offset      INTEGER NOT NULL,
-    key         TEXT NOT NULL,
-    payload     BLOB NOT NULL,
-    appended_at INTEGER NOT NULL,
+    partition        INTEGER NOT NULL,
+    offset           INTEGER NOT NULL,
+    key              TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    appended_at      INTEGER NOT NULL,
+    -- The idempotency claim travels on its record: one row, one write, so
+    -- the claim is durable exactly when the record is (see `Claims`).
+    idem_key         TEXT,
+    idem_fingerprint TEXT,
+    idem_status      INTEGER,
+    idem_response    BLOB,
     PRIMARY KEY (partition, offset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_key ON records (key);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key         TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    status      INTEGER NOT NULL,
-    response    BLOB NOT NULL,
-    created_at  INTEGER NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS commits (
     grp         TEXT NOT NULL,
     partition   INTEGER NOT NULL,
@@ -124,7 +123,63 @@ struct Inner {
     /// Next offset per partition, published by the writer after each commit.
     ends: Vec<watch::Receiver<u64>>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds concurrent reads (and so open read connections) to `READERS`.
+    read_permits: tokio::sync::Semaphore,
     path: PathBuf,
+    claims: Arc<Claims>,
+}
+
+/// Read connections at most; readers beyond wait (asynchronously) for one.
+const READERS: usize = 8;
+
+/// How long an idempotency key is honoured. The product promises at least
+/// 24 hours; two more cover clock skew between a client's retries.
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(26 * 3600);
+
+/// A claimed idempotency key: where its record is and what it answered.
+#[derive(Debug, Clone)]
+struct Claim {
+    fingerprint: String,
+    status: u16,
+    partition: u32,
+    offset: u64,
+    created_at: i64,
+}
+
+/// The index of idempotency keys claimed within the retention window.
+///
+/// Why in memory: a B-tree keyed by client-chosen (random) keys dirties a
+/// different page for nearly every append, and those pages are what a
+/// group commit writes and fsyncs. Measured with 64 concurrent intakes,
+/// removing that table cut the average commit from 2.06 ms to 0.77 ms and
+/// raised intake from 8.5k to 11.7k orders/s (docs/adr/0003). The claim is
+/// durable on its record row; this index is rebuilt from the log on open,
+/// like Kafka rebuilds idempotent-producer state from its log.
+///
+/// Consequence: one appending process per log file (the embedded mode's
+/// `serve`, or one `api` process); scale mode keeps claims in PostgreSQL.
+/// Memory is about 150 bytes per key claimed in the last 26 hours.
+#[derive(Default)]
+struct Claims {
+    by_key: Mutex<std::collections::HashMap<String, Claim>>,
+}
+
+impl Claims {
+    fn get(&self, key: &str) -> Option<Claim> {
+        self.by_key.lock().ok()?.get(key).cloned()
+    }
+
+    /// Add claims that just became durable, and forget expired ones now
+    /// and then (amortized: one sweep per 4096 additions).
+    fn extend(&self, fresh: Vec<(String, Claim)>, now: i64) {
+        let Ok(mut map) = self.by_key.lock() else { return };
+        let before = map.len();
+        map.extend(fresh);
+        if before / 4096 != map.len() / 4096 {
+            let horizon = now - IDEMPOTENCY_RETENTION.as_millis() as i64;
+            map.retain(|_, c| c.created_at >= horizon);
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> PortError {
@@ -199,6 +254,8 @@ impl SqliteEventLog {
             .name("eventlog-checkpoint".into())
             .spawn(move || checkpoint_loop(&checkpointer, &nudged))
             .map_err(|e| unavailable(format!("spawn checkpointer: {e}")))?;
+        let claims = Arc::new(Claims::default());
+        load_claims(&conn, &claims)?;
         let (senders, ends): (Vec<_>, Vec<_>) = next.iter().map(|&n| watch::channel(n)).unzip();
         let (tx, rx) = flume::bounded(opts.queue_capacity.max(1));
         let max_batch = if opts.group_commit { opts.max_batch.max(1) } else { 1 };
@@ -210,6 +267,7 @@ impl SqliteEventLog {
             max_batch,
             linger: opts.linger,
             nudge,
+            claims: claims.clone(),
         };
         std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -221,7 +279,9 @@ impl SqliteEventLog {
                 partitions: opts.partitions,
                 ends,
                 readers: Mutex::new(Vec::new()),
+                read_permits: tokio::sync::Semaphore::new(READERS),
                 path: path.to_owned(),
+                claims,
             }),
         })
     }
@@ -232,6 +292,12 @@ impl SqliteEventLog {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| unavailable("log readers closed"))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.readers.lock().ok().and_then(|mut p| p.pop());
@@ -249,7 +315,7 @@ impl SqliteEventLog {
             };
             let out = f(&conn).map_err(map_err);
             if let Ok(mut pool) = inner.readers.lock()
-                && pool.len() < 8
+                && pool.len() < READERS
             {
                 pool.push(conn);
             }
@@ -301,6 +367,7 @@ struct Writer {
     linger: Duration,
     /// Wakes the checkpointer after a commit; dropping it stops the thread.
     nudge: std::sync::mpsc::SyncSender<()>,
+    claims: Arc<Claims>,
 }
 
 /// The writer still checkpoints by itself past this many WAL pages (64 MiB),
@@ -362,13 +429,19 @@ impl Writer {
         let size = batch.len();
         let saved = self.next.clone();
         let mut replies = Vec::with_capacity(size);
+        let now = now_ms();
+        // Claims made by this transaction; they join `self.claims` only once
+        // it has committed, and a second claim of a key within the batch sees
+        // the first here.
+        let mut fresh: Vec<(String, Claim)> = Vec::new();
         let result = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_ms();
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in batch.drain(..) {
                 match job {
                     Job::Append { req, reply } => {
-                        let out = append_one(&tx, &mut self.next, self.partitions, req, now);
+                        let out = append_one(&tx, &mut self.next, self.partitions, req, now, &self.claims, &mut fresh);
                         replies.push(Reply::Append(reply, out));
                     }
                     Job::Commit {
@@ -393,6 +466,9 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
+                if !fresh.is_empty() {
+                    self.claims.extend(fresh, now);
+                }
                 // Full means a checkpoint is already pending.
                 let _ = self.nudge.try_send(());
                 for (p, end) in self.ends.iter().enumerate() {
@@ -437,49 +513,103 @@ fn append_one(
     partitions: u32,
     req: AppendRequest,
     now: i64,
+    claims: &Claims,
+    fresh: &mut Vec<(String, Claim)>,
 ) -> PortResult<AppendOutcome> {
     if let Some(claim) = &req.idempotency {
-        let claimed = tx
-            .prepare_cached(
-                "INSERT INTO idempotency (key, fingerprint, status, response, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
-            )
-            .and_then(|mut st| st.execute(params![claim.key, claim.fingerprint, claim.status, claim.response, now]))
-            .map_err(map_err)?;
-        if claimed == 0 {
-            return read_idempotency(tx, &claim.key)
+        let earlier = fresh
+            .iter()
+            .find(|(k, _)| *k == claim.key)
+            .map(|(_, c)| c.clone())
+            .or_else(|| claims.get(&claim.key));
+        if let Some(c) = earlier {
+            return claim_record(tx, &c)
                 .map_err(map_err)?
                 .map(AppendOutcome::Duplicate)
-                .ok_or_else(|| PortError::Conflict("idempotency key vanished".into()));
+                .ok_or_else(|| PortError::Invalid(format!("claimed record {}:{} is missing", c.partition, c.offset)));
         }
     }
     let partition = domain::ids::partition_for(req.key.as_bytes(), partitions);
     let offset = next[partition as usize];
-    let inserted = tx
-        .prepare_cached("INSERT INTO records (partition, offset, key, payload, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .and_then(|mut st| st.execute(params![partition, offset as i64, req.key, req.payload, now]));
-    if let Err(e) = inserted {
-        // Release the claim made above so a retry is not mistaken for a replay.
-        if let Some(claim) = &req.idempotency {
-            let _ = tx.execute("DELETE FROM idempotency WHERE key = ?1", params![claim.key]);
-        }
-        return Err(map_err(e));
-    }
+    let claim = req.idempotency.as_ref();
+    tx.prepare_cached(
+        "INSERT INTO records (partition, offset, key, payload, appended_at,
+                              idem_key, idem_fingerprint, idem_status, idem_response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            partition,
+            offset as i64,
+            req.key,
+            req.payload,
+            now,
+            claim.map(|c| &c.key),
+            claim.map(|c| &c.fingerprint),
+            claim.map(|c| c.status),
+            claim.map(|c| &c.response),
+        ])
+    })
+    .map_err(map_err)?;
     next[partition as usize] = offset + 1;
+    if let Some(c) = req.idempotency {
+        fresh.push((
+            c.key,
+            Claim {
+                fingerprint: c.fingerprint,
+                status: c.status,
+                partition,
+                offset,
+                created_at: now,
+            },
+        ));
+    }
     Ok(AppendOutcome::Appended(Position { partition, offset }))
 }
 
-fn read_idempotency(conn: &Connection, key: &str) -> rusqlite::Result<Option<IdempotencyRecord>> {
-    conn.prepare_cached("SELECT fingerprint, status, response, created_at FROM idempotency WHERE key = ?1")?
-        .query_row(params![key], |r| {
-            Ok(IdempotencyRecord {
-                fingerprint: r.get(0)?,
-                status: r.get(1)?,
-                response: r.get(2)?,
-                created_at: r.get(3)?,
-            })
+/// The stored answer of a claim, read from its record.
+fn claim_record(conn: &Connection, c: &Claim) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    conn.prepare_cached("SELECT idem_response FROM records WHERE partition = ?1 AND offset = ?2")?
+        .query_row(params![c.partition, c.offset as i64], |r| {
+            r.get::<_, Option<Vec<u8>>>(0)
         })
         .optional()
+        .map(|row| {
+            row.flatten().map(|response| IdempotencyRecord {
+                fingerprint: c.fingerprint.clone(),
+                status: c.status,
+                response,
+                created_at: c.created_at,
+            })
+        })
+}
+
+/// Rebuild the claim index from the records of the retention window.
+fn load_claims(conn: &Connection, claims: &Claims) -> Result<(), PortError> {
+    let horizon = now_ms() - IDEMPOTENCY_RETENTION.as_millis() as i64;
+    let mut st = conn
+        .prepare(
+            "SELECT idem_key, idem_fingerprint, idem_status, partition, offset, appended_at
+             FROM records WHERE idem_key IS NOT NULL AND appended_at >= ?1",
+        )
+        .map_err(map_err)?;
+    let rows = st
+        .query_map(params![horizon], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Claim {
+                    fingerprint: r.get(1)?,
+                    status: r.get(2)?,
+                    partition: r.get(3)?,
+                    offset: r.get::<_, i64>(4)? as u64,
+                    created_at: r.get(5)?,
+                },
+            ))
+        })
+        .map_err(map_err)?;
+    let loaded = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)?;
+    claims.extend(loaded, now_ms());
+    Ok(())
 }
 
 fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRecord> {
@@ -513,8 +643,10 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {
-        let key = key.to_owned();
-        self.with_reader(move |c| read_idempotency(c, &key)).await
+        let Some(claim) = self.inner.claims.get(key) else {
+            return Ok(None);
+        };
+        self.with_reader(move |c| claim_record(c, &claim)).await
     }
 
     async fn find(&self, key: &str) -> PortResult<Option<LogRecord>> {
@@ -591,7 +723,8 @@ impl EventLog for SqliteEventLog {
         if self.inner.jobs.is_disconnected() {
             return Err(unavailable("writer thread has stopped"));
         }
-        self.with_reader(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?;
+        self.with_reader(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await?;
         Ok(())
     }
 }

@@ -200,7 +200,10 @@ fn backend(url: &str, data_dir: &Path, default_file: &str, key: &str) -> anyhow:
     if url.starts_with("kafka://") {
         return Ok(Backend::Kafka(url.to_owned()));
     }
-    bail!("{key} = {:?}: expected sqlite://, postgres:// or kafka://", redact_url(url))
+    bail!(
+        "{key} = {:?}: expected sqlite://, postgres:// or kafka://",
+        redact_url(url)
+    )
 }
 
 /// Hide a password in `scheme://user:password@host`.

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "rushhour", version, about = "Coffee-ordering backend built for the morning rush")]
+#[command(
+    name = "rushhour",
+    version,
+    about = "Coffee-ordering backend built for the morning rush"
+)]
 struct Cli {
     /// Extra configuration file (TOML) merged over the defaults.
     #[arg(long, global = true, env = "RUSHHOUR_CONFIG")]
@@ -60,9 +64,36 @@ fn main() -> anyhow::Result<()> {
         .context("start the tokio runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve => serve(&cfg, Roles { api: true, processors: true }).await,
-            Command::Api => serve(&cfg, Roles { api: true, processors: false }).await,
-            Command::Worker => serve(&cfg, Roles { api: false, processors: true }).await,
+            Command::Serve => {
+                serve(
+                    &cfg,
+                    Roles {
+                        api: true,
+                        processors: true,
+                    },
+                )
+                .await
+            }
+            Command::Api => {
+                serve(
+                    &cfg,
+                    Roles {
+                        api: true,
+                        processors: false,
+                    },
+                )
+                .await
+            }
+            Command::Worker => {
+                serve(
+                    &cfg,
+                    Roles {
+                        api: false,
+                        processors: true,
+                    },
+                )
+                .await
+            }
             Command::Migrate => {
                 wiring::build(&cfg).await?;
                 println!("migrations applied under {}", cfg.data_dir.display());

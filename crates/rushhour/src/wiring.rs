@@ -85,8 +85,7 @@ pub async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
 /// Build every port from config, migrate, and seed the demo store if the
 /// store is empty and `demo.seed` is on.
 pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
     let store = open_store(cfg).await?;
     let log = open_log(cfg).await?;
     if cfg.demo.seed && store.list_stores().await.context("list stores")?.is_empty() {

@@ -48,12 +48,18 @@ pub async fn appends_are_ordered_per_key(log: Log) {
     let offsets: Vec<u64> = positions.iter().map(|x| x.offset).collect();
     assert_eq!(offsets, (offsets[0]..offsets[0] + 5).collect::<Vec<_>>());
     let recs = log.read(p, offsets[0], 100, Duration::ZERO).await.unwrap();
-    let payloads: Vec<String> = recs.iter().map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
+    let payloads: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect();
     assert_eq!(payloads, vec!["a0", "a1", "a2", "a3", "a4"]);
     assert!(recs.iter().all(|r| r.key == "order-a" && r.partition == p));
     assert_eq!(log.end_offset(p).await.unwrap(), offsets[4] + 1);
     let limited = log.read(p, offsets[0] + 1, 2, Duration::ZERO).await.unwrap();
-    assert_eq!(limited.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![offsets[1], offsets[2]]);
+    assert_eq!(
+        limited.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![offsets[1], offsets[2]]
+    );
 }
 
 /// Many concurrent appends all become durable at distinct positions, and
@@ -62,7 +68,9 @@ pub async fn concurrent_appends_get_distinct_positions(log: Log) {
     let mut tasks = Vec::new();
     for i in 0..400 {
         let log = log.clone();
-        tasks.push(tokio::spawn(async move { appended(&log, req(&format!("k{i}"), "x")).await }));
+        tasks.push(tokio::spawn(
+            async move { appended(&log, req(&format!("k{i}"), "x")).await },
+        ));
     }
     let mut seen = HashSet::new();
     for t in tasks {
@@ -73,7 +81,11 @@ pub async fn concurrent_appends_get_distinct_positions(log: Log) {
     for part in 0..log.partitions() {
         let recs = log.read(part, 0, 10_000, Duration::ZERO).await.unwrap();
         let offsets: Vec<u64> = recs.iter().map(|r| r.offset).collect();
-        assert_eq!(offsets, (0..recs.len() as u64).collect::<Vec<_>>(), "gap in partition {part}");
+        assert_eq!(
+            offsets,
+            (0..recs.len() as u64).collect::<Vec<_>>(),
+            "gap in partition {part}"
+        );
         total += recs.len();
     }
     assert_eq!(total, 400);
@@ -92,7 +104,10 @@ pub async fn idempotency_claims_are_atomic(log: Log) {
         }
         other => panic!("expected Duplicate, got {other:?}"),
     }
-    assert!(log.find("order-2").await.unwrap().is_none(), "a refused duplicate must not be appended");
+    assert!(
+        log.find("order-2").await.unwrap().is_none(),
+        "a refused duplicate must not be appended"
+    );
     let rec = log.idempotency("idem-1").await.unwrap().expect("claim stored");
     assert_eq!(rec.fingerprint, "fp-1");
     assert!(log.idempotency("idem-unknown").await.unwrap().is_none());
@@ -104,7 +119,9 @@ pub async fn idempotency_race_has_one_winner(log: Log) {
     for i in 0..32 {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
-            log.append(claimed(&format!("race-{i}"), "same-key", "fp")).await.unwrap()
+            log.append(claimed(&format!("race-{i}"), "same-key", "fp"))
+                .await
+                .unwrap()
         }));
     }
     let mut winners = 0;
@@ -145,5 +162,8 @@ pub async fn commits_and_health(log: Log) {
     log.commit("group-a", 0, 1).await.unwrap();
     log.commit("group-a", 0, 1).await.unwrap();
     log.health().await.unwrap();
-    assert!(log.read(log.partitions(), 0, 1, Duration::ZERO).await.is_err(), "unknown partition is an error");
+    assert!(
+        log.read(log.partitions(), 0, 1, Duration::ZERO).await.is_err(),
+        "unknown partition is an error"
+    );
 }

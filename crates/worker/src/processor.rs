@@ -15,7 +15,7 @@
 //! partition.
 
 use domain::events::LogEvent;
-use domain::ports::{Decided, DeadLetter, LogRecord, PortError};
+use domain::ports::{DeadLetter, Decided, LogRecord, PortError};
 use domain::{MenuSnapshot, Rushhour, StoreId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,8 +31,9 @@ pub struct ProcessorConfig {
     /// Most records per micro-batch.
     pub max_batch: usize,
     /// After the first record of a batch arrives, wait up to this long for
-    /// the batch to fill. Zero takes whatever is there (lowest latency; a
-    /// busy log still yields full batches).
+    /// the batch to fill. Zero takes whatever is there; a few milliseconds
+    /// make fewer, larger store transactions, which leaves more of the
+    /// machine to intake (measurements in docs/adr/0003).
     pub linger: Duration,
     /// Attempts at a batch that fails for a non-transient reason before the
     /// culprit record is dead-lettered.
@@ -49,7 +50,7 @@ impl Default for ProcessorConfig {
         Self {
             group: "order-processors".into(),
             max_batch: 100,
-            linger: Duration::ZERO,
+            linger: Duration::from_millis(5),
             max_attempts: 5,
             poll_wait: Duration::from_millis(250),
             backoff: Duration::from_millis(50),
@@ -194,7 +195,8 @@ impl PartitionWorker {
                 self.next += n as u64;
                 let p = self.partition_label.clone();
                 metrics::histogram!(names::BATCH_SIZE, "partition" => p.clone()).record(n as f64);
-                metrics::histogram!(names::BATCH_APPLY_DURATION, "partition" => p).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(names::BATCH_APPLY_DURATION, "partition" => p)
+                    .record(started.elapsed().as_secs_f64());
                 self.housekeeping(false).await;
                 Ok(n)
             }
@@ -262,7 +264,10 @@ impl PartitionWorker {
             .store
             .apply_batch(&self.config.group, self.partition, end, &decided, &dead, now)
             .await?;
-        let confirmed = decided.iter().filter(|d| d.decision == domain::ports::Decision::Confirm).count();
+        let confirmed = decided
+            .iter()
+            .filter(|d| d.decision == domain::ports::Decision::Confirm)
+            .count();
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "confirmed").increment(confirmed as u64);
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "rejected").increment((decided.len() - confirmed) as u64);
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "duplicate")

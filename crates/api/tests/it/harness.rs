@@ -36,6 +36,9 @@ pub struct Harness {
     pub log: Switch,
     pub store: Switch,
     pub cache: Switch,
+    /// The log without its switch, for inspecting what was appended while
+    /// a fault is set.
+    raw_log: eventlog::SqliteEventLog,
     pub shutdown: CancellationToken,
     _dir: TempDir,
 }
@@ -62,7 +65,7 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         .await
         .expect("seed the demo menu");
     let app = Arc::new(Rushhour {
-        log: Arc::new(Faulty::new(log, log_fault.clone())),
+        log: Arc::new(Faulty::new(log.clone(), log_fault.clone())),
         store: Arc::new(store),
         menus: Arc::new(Faulty::new(
             cache::MemoryMenuCache::new(Duration::from_secs(60), 100),
@@ -92,6 +95,7 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         log: log_fault,
         store: store_fault,
         cache: cache_fault,
+        raw_log: log,
         shutdown,
         _dir: dir,
     }
@@ -191,11 +195,12 @@ impl Harness {
         }
     }
 
-    /// Records appended to the log, over every partition.
+    /// Records appended to the log, over every partition; read past the
+    /// fault switch.
     pub async fn log_records(&self) -> u64 {
         let mut n = 0;
-        for p in 0..self.app.log.partitions() {
-            n += self.app.log.end_offset(p).await.unwrap();
+        for p in 0..self.raw_log.partitions() {
+            n += self.raw_log.end_offset(p).await.unwrap();
         }
         n
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use tempfile::TempDir;
 use testkit::eventlog as contract;
 
-
 fn open(dir: &TempDir, opts: SqliteLogOptions) -> SqliteEventLog {
     SqliteEventLog::open(&dir.path().join("log.db"), opts).expect("open log")
 }
@@ -91,4 +90,36 @@ async fn changing_the_partition_count_is_refused() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains("partitions"), "{err}");
+}
+
+#[tokio::test]
+async fn idempotency_claims_survive_a_reopen() {
+    let dir = TempDir::new().unwrap();
+    let claimed = |key: &str| AppendRequest {
+        key: key.into(),
+        payload: b"p".to_vec(),
+        idempotency: Some(domain::ports::IdempotencyClaim {
+            key: "idem-a".into(),
+            fingerprint: "fp-a".into(),
+            status: 202,
+            response: b"first answer".to_vec(),
+        }),
+    };
+    {
+        let log = open(&dir, SqliteLogOptions::default());
+        assert!(matches!(
+            log.append(claimed("order-1")).await.unwrap(),
+            AppendOutcome::Appended(_)
+        ));
+    }
+    let log = open(&dir, SqliteLogOptions::default());
+    match log.append(claimed("order-2")).await.unwrap() {
+        AppendOutcome::Duplicate(rec) => {
+            assert_eq!(rec.response, b"first answer".to_vec());
+            assert_eq!(rec.fingerprint, "fp-a");
+        }
+        other => panic!("a reopened log forgot its claim: {other:?}"),
+    }
+    assert_eq!(log.idempotency("idem-a").await.unwrap().unwrap().status, 202);
+    assert!(log.find("order-2").await.unwrap().is_none());
 }

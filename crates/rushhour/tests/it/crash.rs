@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(data_dir: &std::path::Path, port: u16) -> Child {
@@ -113,7 +117,13 @@ async fn kill_9_loses_no_acknowledged_order() {
                 url.push_str(&format!("&cursor={c}"));
             }
             let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-            ids.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+            ids.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap().to_owned()),
+            );
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_owned()),
                 None => break,
@@ -123,7 +133,10 @@ async fn kill_9_loses_no_acknowledged_order() {
         if unique.iter().all(|id| have.contains(id)) {
             break ids;
         }
-        assert!(Instant::now() < deadline, "acknowledged orders did not all reach confirmed");
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged orders did not all reach confirmed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let distinct: HashSet<&String> = confirmed.iter().collect();

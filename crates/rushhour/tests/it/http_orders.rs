@@ -32,7 +32,10 @@ async fn intake_answers_202_and_the_order_is_confirmed() {
     assert_eq!(lines[0]["station"], "barista");
     assert_eq!(lines[1]["station"], "kitchen");
     assert!(lines.iter().all(|l| l["ticket"] == "queued"));
-    assert!(order["placed_at"].is_string() || order["timestamps"].is_object(), "{order}");
+    assert!(
+        order["placed_at"].is_string() || order["timestamps"].is_object(),
+        "{order}"
+    );
 }
 
 #[tokio::test]
@@ -55,8 +58,18 @@ async fn idempotency_key_replays_and_refuses_reuse() {
     assert_eq!(again.bytes().await.unwrap(), first_body, "replayed byte for byte");
 
     let other = json!({"store": STORE, "lines": [{"sku": "espresso", "size": "small", "qty": 1}]});
-    problem(app.post_order(&other, Some("same-key")).await, 422, "idempotency_key_reused").await;
-    problem(app.post_order(&latte_order(), Some("")).await, 400, "invalid_idempotency_key").await;
+    problem(
+        app.post_order(&other, Some("same-key")).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    problem(
+        app.post_order(&latte_order(), Some("")).await,
+        400,
+        "invalid_idempotency_key",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -85,7 +98,12 @@ async fn staff_walk_an_order_to_picked_up() {
     assert_eq!(app.settled(&id).await, "confirmed");
 
     // Staff routes need the key.
-    let anon = app.client.post(app.url(&format!("/v1/orders/{id}/lines/1/start"))).send().await.unwrap();
+    let anon = app
+        .client
+        .post(app.url(&format!("/v1/orders/{id}/lines/1/start")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anon.headers()["www-authenticate"], "Bearer");
     problem(anon, 401, "unauthorized").await;
     let wrong = app
@@ -97,9 +115,24 @@ async fn staff_walk_an_order_to_picked_up() {
         .unwrap();
     problem(wrong, 401, "unauthorized").await;
 
-    problem(app.staff_post(&format!("/v1/orders/{id}/pickup")).await, 409, "invalid_transition").await;
-    problem(app.staff_post(&format!("/v1/orders/{id}/lines/1/done")).await, 409, "invalid_transition").await;
-    problem(app.staff_post(&format!("/v1/orders/{id}/lines/9/start")).await, 404, "line_not_found").await;
+    problem(
+        app.staff_post(&format!("/v1/orders/{id}/pickup")).await,
+        409,
+        "invalid_transition",
+    )
+    .await;
+    problem(
+        app.staff_post(&format!("/v1/orders/{id}/lines/1/done")).await,
+        409,
+        "invalid_transition",
+    )
+    .await;
+    problem(
+        app.staff_post(&format!("/v1/orders/{id}/lines/9/start")).await,
+        404,
+        "line_not_found",
+    )
+    .await;
 
     let step = |path: String| {
         let app = &app;
@@ -111,7 +144,12 @@ async fn staff_walk_an_order_to_picked_up() {
     };
     let o = step(format!("/v1/orders/{id}/lines/1/start")).await;
     assert_eq!(o["status"], "in_progress");
-    problem(app.staff_post(&format!("/v1/orders/{id}/lines/1/start")).await, 409, "invalid_transition").await;
+    problem(
+        app.staff_post(&format!("/v1/orders/{id}/lines/1/start")).await,
+        409,
+        "invalid_transition",
+    )
+    .await;
     step(format!("/v1/orders/{id}/lines/2/start")).await;
     let o = step(format!("/v1/orders/{id}/lines/1/done")).await;
     assert_eq!(o["status"], "in_progress", "one line still cooking");
@@ -119,18 +157,41 @@ async fn staff_walk_an_order_to_picked_up() {
     assert_eq!(o["status"], "ready");
     let o = step(format!("/v1/orders/{id}/pickup")).await;
     assert_eq!(o["status"], "picked_up");
-    problem(app.client.post(app.url(&format!("/v1/orders/{id}/cancel"))).send().await.unwrap(), 409, "invalid_transition").await;
+    problem(
+        app.client
+            .post(app.url(&format!("/v1/orders/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "invalid_transition",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn customers_can_cancel_before_work_starts() {
     let app = spawn_app().await;
     let id = app.place(&latte_order()).await;
-    let res = app.client.post(app.url(&format!("/v1/orders/{id}/cancel"))).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/orders/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let o: Value = res.json().await.unwrap();
     assert_eq!(o["status"], "cancelled");
-    problem(app.client.post(app.url(&format!("/v1/orders/{id}/cancel"))).send().await.unwrap(), 409, "invalid_transition").await;
+    problem(
+        app.client
+            .post(app.url(&format!("/v1/orders/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "invalid_transition",
+    )
+    .await;
     problem(
         app.client
             .post(app.url("/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001/cancel"))
@@ -149,7 +210,10 @@ async fn an_item_86d_after_intake_rejects_the_order() {
     let app = spawn_app_with(|c| c.processor.enabled = false).await;
     let id = app.place(&latte_order()).await;
     assert_eq!(app.order(&id).await["status"], "placed", "durable before processing");
-    assert_eq!(app.set_available("croissant", false).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.set_available("croissant", false).await.status(),
+        StatusCode::NO_CONTENT
+    );
     app.process_all().await;
     let o = app.order(&id).await;
     assert_eq!(o["status"], "rejected");
@@ -169,5 +233,9 @@ async fn drink_only_orders_get_barista_tickets_only() {
     let o = app.order(&id).await;
     let lines = o["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 2, "two identical drinks are two tickets");
-    assert!(lines.iter().all(|l| l["station"] == "barista" && l["ticket"] == "queued"));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["station"] == "barista" && l["ticket"] == "queued")
+    );
 }

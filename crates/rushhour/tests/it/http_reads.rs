@@ -28,7 +28,10 @@ async fn probes_metrics_and_docs_answer() {
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
-    assert!(metrics.contains("path=\"/v1/orders\""), "route templates label the histogram");
+    assert!(
+        metrics.contains("path=\"/v1/orders\""),
+        "route templates label the histogram"
+    );
 
     let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
     let paths = spec["paths"].as_object().unwrap();
@@ -149,7 +152,10 @@ async fn live_events_stream_and_resume_from_last_event_id() {
     assert_eq!(first.data["status"], "confirmed");
     let first_id = first.id.clone().unwrap();
 
-    assert_eq!(app.staff_post(&format!("/v1/orders/{id}/lines/1/start")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.staff_post(&format!("/v1/orders/{id}/lines/1/start")).await.status(),
+        StatusCode::OK
+    );
     let ticket = board.next_event().await.unwrap();
     assert_eq!(ticket.event.as_deref(), Some("ticket"));
     assert_eq!(ticket.data["line"], 1);

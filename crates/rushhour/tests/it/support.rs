@@ -100,7 +100,12 @@ impl TestApp {
     }
 
     pub async fn staff_post(&self, path: &str) -> Response {
-        self.client.post(self.url(path)).bearer_auth(STAFF_KEY).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .bearer_auth(STAFF_KEY)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn set_available(&self, sku: &str, available: bool) -> Response {
@@ -124,7 +129,10 @@ impl TestApp {
     pub async fn settled(&self, id: &str) -> String {
         let mut stream = self.sse(&format!("/v1/orders/{id}/events"), None).await;
         loop {
-            let ev = stream.next_event().await.expect("stream ended before the order settled");
+            let ev = stream
+                .next_event()
+                .await
+                .expect("stream ended before the order settled");
             let status = ev.data["status"].as_str().unwrap().to_owned();
             if status != "placed" {
                 return status;
@@ -140,7 +148,10 @@ impl TestApp {
         let res = r.send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "SSE {path}");
         assert!(
-            res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"),
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream"),
             "SSE content type"
         );
         SseReader {
@@ -220,7 +231,8 @@ impl SseReader {
                 });
             }
             let chunk = self.body.next().await?.ok()?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+            self.buf
+                .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
         }
     }
 }
@@ -228,8 +240,15 @@ impl SseReader {
 /// Assert a problem+json response and return its body.
 pub async fn problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status().as_u16(), status, "status for {code}");
-    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "content type for {code}");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/problem+json"),
+        "content type for {code}"
+    );
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["code"], code, "{v}");
     assert_eq!(v["status"], status);

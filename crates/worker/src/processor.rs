@@ -167,20 +167,13 @@ impl PartitionWorker {
             self.housekeeping(true).await;
             return Ok(0);
         }
-        if !self.config.linger.is_zero() {
-            let deadline = Instant::now() + self.config.linger;
-            while records.len() < max {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let from = self.next + records.len() as u64;
-                let more = log.read(self.partition, from, max - records.len(), left).await?;
-                if more.is_empty() {
-                    break;
-                }
-                records.extend(more);
-            }
+        if !self.config.linger.is_zero() && records.len() < max {
+            // Let the batch fill for the rest of the window, then take what
+            // came in one read. (Re-reading as each record arrives would cost
+            // a query per record, which is what batching is meant to save.)
+            tokio::time::sleep(self.config.linger).await;
+            let from = self.next + records.len() as u64;
+            records.extend(log.read(self.partition, from, max - records.len(), Duration::ZERO).await?);
         }
         let n = records.len();
         let started = Instant::now();

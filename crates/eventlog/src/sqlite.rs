@@ -157,7 +157,7 @@ struct Claim {
 /// like Kafka rebuilds idempotent-producer state from its log.
 ///
 /// Consequence: one appending process per log file (the embedded mode's
-/// `serve`, or one `api` process); scale mode keeps claims in PostgreSQL.
+/// `serve`, or one `api` process); scale mode keeps claims in a shared engine.
 /// Memory is about 150 bytes per key claimed in the last 26 hours.
 #[derive(Default)]
 struct Claims {

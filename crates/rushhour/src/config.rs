@@ -73,6 +73,10 @@ pub struct LogConfig {
 pub struct StoreConfig {
     pub url: String,
     pub synchronous: Sync,
+    pub max_connections: u32,
+    pub statement_timeout_ms: u64,
+    pub read_replica_url: String,
+    pub schema: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,7 +174,7 @@ impl Config {
         if !c.auth.staff_key.is_empty() {
             c.auth.staff_key = "[redacted]".into();
         }
-        for url in [&mut c.log.url, &mut c.store.url] {
+        for url in [&mut c.log.url, &mut c.store.url, &mut c.store.read_replica_url] {
             *url = redact_url(url);
         }
         toml::to_string_pretty(&c).context("render config")

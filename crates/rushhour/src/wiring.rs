@@ -56,7 +56,20 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 .context("open the SQLite store")?;
             Ok(Arc::new(s))
         }
-        Backend::Postgres(_) => Err(scale_mode_missing("store.url = postgres://")),
+        Backend::Postgres(url) => {
+            let opts = store::PgStoreOptions {
+                max_connections: cfg.store.max_connections,
+                statement_timeout: Duration::from_millis(cfg.store.statement_timeout_ms),
+                read_replica_url: Some(cfg.store.read_replica_url.clone()).filter(|u| !u.is_empty()),
+                schema: Some(cfg.store.schema.clone()).filter(|s| !s.is_empty()),
+                ..Default::default()
+            };
+            let s = store::PgStore::connect(&url, opts)
+                .await
+                .context("connect to the PostgreSQL store")?;
+            s.migrate().await.context("migrate the PostgreSQL store")?;
+            Ok(Arc::new(s))
+        }
         Backend::Kafka(_) => bail!("store.url cannot be kafka://"),
     }
 }

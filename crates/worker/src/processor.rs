@@ -173,7 +173,10 @@ impl PartitionWorker {
             // a query per record, which is what batching is meant to save.)
             tokio::time::sleep(self.config.linger).await;
             let from = self.next + records.len() as u64;
-            records.extend(log.read(self.partition, from, max - records.len(), Duration::ZERO).await?);
+            records.extend(
+                log.read(self.partition, from, max - records.len(), Duration::ZERO)
+                    .await?,
+            );
         }
         let n = records.len();
         let started = Instant::now();

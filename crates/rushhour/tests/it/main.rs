@@ -6,4 +6,5 @@ mod crash;
 mod http_errors;
 mod http_orders;
 mod http_reads;
+mod postgres;
 mod support;

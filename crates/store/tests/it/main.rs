@@ -1,7 +1,10 @@
 //! Integration tests of the store crate: the `Store` contract suite run
 //! against `SqliteStore` (one test per case, so failures are named), the
 //! SQLite-specific behaviour the suite cannot see (files, migrations,
-//! pragmas, unreadable rows), and the raw-insert baseline.
+//! pragmas, unreadable rows), and the raw-insert baseline. `postgres` runs
+//! the same suite against `PgStore` when a server is configured.
+
+mod postgres;
 
 use std::path::Path;
 use std::sync::Arc;

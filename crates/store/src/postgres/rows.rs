@@ -1,0 +1,214 @@
+//! Mapping between PostgreSQL rows and domain values, both ways.
+//!
+//! Reading never panics: a value the domain cannot represent (an unknown
+//! status, malformed JSON, a negative quantity) becomes `Error::Invalid`
+//! naming the column, because the database may have been written by another
+//! binary or edited by hand. Column lists are constants so each query and
+//! its decoder cannot drift apart.
+
+use domain::events::{LiveEvent, LiveEventKind};
+use domain::ids::{OrderId, StoreId};
+use domain::menu::{Category, Item, StoreInfo};
+use domain::order::{Order, OrderLine, OrderStatus, TicketStatus, Timestamps};
+use domain::ports::{DeadLetter, OrderSummary};
+use domain::{Menu, Station};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::error::Error;
+
+fn invalid(column: &str, value: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("unreadable {column}: {value}"))
+}
+
+fn status(s: &str) -> Result<OrderStatus, Error> {
+    OrderStatus::parse(s).ok_or_else(|| invalid("order status", s))
+}
+
+fn station(s: &str) -> Result<Station, Error> {
+    Station::parse(s).ok_or_else(|| invalid("station", s))
+}
+
+fn ticket(s: Option<String>) -> Result<Option<TicketStatus>, Error> {
+    s.map(|t| TicketStatus::parse(&t).ok_or_else(|| invalid("ticket status", t)))
+        .transpose()
+}
+
+fn kind(s: &str) -> Result<LiveEventKind, Error> {
+    match s {
+        "status" => Ok(LiveEventKind::Status),
+        "ticket" => Ok(LiveEventKind::Ticket),
+        other => Err(invalid("event kind", other)),
+    }
+}
+
+pub(crate) fn kind_str(k: LiveEventKind) -> &'static str {
+    match k {
+        LiveEventKind::Status => "status",
+        LiveEventKind::Ticket => "ticket",
+    }
+}
+
+fn u32_of(column: &str, v: i64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| invalid(column, v))
+}
+
+fn u64_of(column: &str, v: i64) -> Result<u64, Error> {
+    u64::try_from(v).map_err(|_| invalid(column, v))
+}
+
+/// PostgreSQL integers are signed; an offset beyond `i64::MAX` cannot be stored.
+pub(crate) fn i64_of(what: &str, v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::OutOfRange(format!("{what} {v} does not fit in a signed 64-bit integer")))
+}
+
+/// Line numbers and quantities are `integer` columns.
+pub(crate) fn i32_of(what: &str, v: u32) -> Result<i32, Error> {
+    i32::try_from(v).map_err(|_| Error::OutOfRange(format!("{what} {v} does not fit in a signed 32-bit integer")))
+}
+
+/// JSON columns are selected as `::text` and parsed here, so a malformed
+/// value is reported like every other unreadable column.
+fn json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T, Error> {
+    serde_json::from_str(s).map_err(|e| invalid(column, e))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(column: &str, v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot encode {column}: {e}")))
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, store_id, customer, status, reject_reason, payment_status, currency, total, \
+     placed_at, confirmed_at, rejected_at, started_at, ready_at, picked_up_at, cancelled_at, expired_at";
+
+/// An order row (`ORDER_COLUMNS`), without its lines.
+pub(crate) fn order_row(r: &PgRow) -> Result<Order, Error> {
+    Ok(Order {
+        id: OrderId(r.try_get(0)?),
+        store: StoreId(r.try_get(1)?),
+        customer: r.try_get(2)?,
+        status: status(r.try_get(3)?)?,
+        reject_reason: r.try_get(4)?,
+        payment_status: r.try_get(5)?,
+        currency: r.try_get(6)?,
+        total: r.try_get(7)?,
+        lines: Vec::new(),
+        at: Timestamps {
+            placed_at: r.try_get(8)?,
+            confirmed_at: r.try_get(9)?,
+            rejected_at: r.try_get(10)?,
+            started_at: r.try_get(11)?,
+            ready_at: r.try_get(12)?,
+            picked_up_at: r.try_get(13)?,
+            cancelled_at: r.try_get(14)?,
+            expired_at: r.try_get(15)?,
+        },
+    })
+}
+
+pub(crate) const LINE_COLUMNS: &str =
+    "line, sku, name, station, size, modifiers::text, qty, unit_price, line_total, ticket";
+
+pub(crate) fn line_row(r: &PgRow) -> Result<OrderLine, Error> {
+    line_row_at(r, 0)
+}
+
+/// A line whose `LINE_COLUMNS` start at column `at` (after a join).
+pub(crate) fn line_row_at(r: &PgRow, at: usize) -> Result<OrderLine, Error> {
+    Ok(OrderLine {
+        line: u32_of("line number", i64::from(r.try_get::<i32, _>(at)?))?,
+        sku: r.try_get(at + 1)?,
+        name: r.try_get(at + 2)?,
+        station: station(r.try_get(at + 3)?)?,
+        size: r.try_get(at + 4)?,
+        modifiers: json("line modifiers", r.try_get(at + 5)?)?,
+        qty: u32_of("quantity", i64::from(r.try_get::<i32, _>(at + 6)?))?,
+        unit_price: r.try_get(at + 7)?,
+        line_total: r.try_get(at + 8)?,
+        ticket: ticket(r.try_get(at + 9)?)?,
+    })
+}
+
+pub(crate) const SUMMARY_COLUMNS: &str = "id, store_id, status, customer, currency, total, placed_at";
+
+pub(crate) fn summary_row(r: &PgRow) -> Result<OrderSummary, Error> {
+    Ok(OrderSummary {
+        id: OrderId(r.try_get(0)?),
+        store: StoreId(r.try_get(1)?),
+        status: status(r.try_get(2)?)?,
+        customer: r.try_get(3)?,
+        currency: r.try_get(4)?,
+        total: r.try_get(5)?,
+        placed_at: r.try_get(6)?,
+    })
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "id, kind, order_id, store_id, status, line, station, ticket, at";
+
+pub(crate) fn event_row(r: &PgRow) -> Result<LiveEvent, Error> {
+    Ok(LiveEvent {
+        id: r.try_get(0)?,
+        kind: kind(r.try_get(1)?)?,
+        order_id: OrderId(r.try_get(2)?),
+        store: StoreId(r.try_get(3)?),
+        status: status(r.try_get(4)?)?,
+        line: r
+            .try_get::<Option<i32>, _>(5)?
+            .map(|l| u32_of("event line", i64::from(l)))
+            .transpose()?,
+        station: r.try_get::<Option<&str>, _>(6)?.map(station).transpose()?,
+        ticket: ticket(r.try_get(7)?)?,
+        at: r.try_get(8)?,
+    })
+}
+
+pub(crate) const DEAD_LETTER_COLUMNS: &str = "grp, log_partition, log_offset, key, payload, error, attempts, at";
+
+pub(crate) fn dead_letter_row(r: &PgRow) -> Result<DeadLetter, Error> {
+    Ok(DeadLetter {
+        group: r.try_get(0)?,
+        partition: u32_of("dead letter partition", r.try_get(1)?)?,
+        offset: u64_of("dead letter offset", r.try_get(2)?)?,
+        key: r.try_get(3)?,
+        payload: r.try_get(4)?,
+        error: r.try_get(5)?,
+        attempts: u32_of("dead letter attempts", r.try_get(6)?)?,
+        at: r.try_get(7)?,
+    })
+}
+
+pub(crate) fn store_row(r: &PgRow) -> Result<StoreInfo, Error> {
+    Ok(StoreInfo {
+        id: StoreId(r.try_get(0)?),
+        name: r.try_get(1)?,
+        time_zone: r.try_get(2)?,
+        currency: r.try_get(3)?,
+    })
+}
+
+pub(crate) fn category_row(r: &PgRow) -> Result<Category, Error> {
+    Ok(Category {
+        code: r.try_get(0)?,
+        name: r.try_get(1)?,
+        position: r.try_get(2)?,
+    })
+}
+
+pub(crate) fn item_row(r: &PgRow) -> Result<Item, Error> {
+    Ok(Item {
+        sku: r.try_get(0)?,
+        name: r.try_get(1)?,
+        category: r.try_get(2)?,
+        station: station(r.try_get(3)?)?,
+        sizes: json("item sizes", r.try_get(4)?)?,
+        modifiers: json("item modifiers", r.try_get(5)?)?,
+        available: r.try_get(6)?,
+    })
+}
+
+pub(crate) fn menu(info: StoreInfo, categories: Vec<Category>, items: Vec<Item>) -> Menu {
+    Menu {
+        store: info,
+        categories,
+        items,
+    }
+}

@@ -1,0 +1,242 @@
+//! The `Store` contract suite against `PgStore`, plus what the suite cannot
+//! see: concurrent migrations, refusing a newer schema, unreadable rows.
+//!
+//! Needs a server: `RUSHHOUR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test`.
+//! Without it every test here returns early with a loud notice (and fails
+//! when `RUSHHOUR_REQUIRE_SERVICES=1`). Each test gets its own schema
+//! (`rh_test_<uuid>`), dropped when the test finishes without panicking; a
+//! failed test leaves its schema behind to be looked at.
+
+use domain::ports::{Decided, Decision, OrderFilter, PortError, Store};
+use sqlx::Connection;
+use store::{PgStore, PgStoreOptions};
+use testkit::fixtures::placed_order;
+
+const URL_VAR: &str = "RUSHHOUR_TEST_POSTGRES_URL";
+
+/// A schema of its own for one test; `drop` it at the end.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(test: &str) -> Option<Self> {
+        let url = testkit::service_url(URL_VAR, test)?;
+        let name = format!("rh_test_{}", uuid::Uuid::now_v7().simple());
+        Some(Self { url, name })
+    }
+
+    fn options(&self) -> PgStoreOptions {
+        PgStoreOptions {
+            max_connections: 4,
+            schema: Some(self.name.clone()),
+            ..PgStoreOptions::default()
+        }
+    }
+
+    async fn store(&self) -> PgStore {
+        let store = PgStore::connect(&self.url, self.options()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// A raw connection with this schema on its search path.
+    async fn raw(&self) -> sqlx::PgConnection {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path = \"{}\"", self.name)))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    }
+
+    async fn drop(self) {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{}\" CASCADE", self.name)))
+            .execute(&mut conn)
+            .await
+            .expect("drop schema");
+    }
+}
+
+macro_rules! pg_contract {
+    ($($case:ident),* $(,)?) => {
+        mod contract {
+            $(
+                // Multi-threaded so the concurrency cases race for real.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(schema) = super::Schema::new(concat!("postgres::", stringify!($case))) else {
+                        return;
+                    };
+                    let store: std::sync::Arc<dyn domain::ports::Store> = std::sync::Arc::new(schema.store().await);
+                    testkit::store::$case(store).await;
+                    schema.drop().await;
+                }
+            )*
+        }
+    };
+}
+testkit::store_contract_cases!(pg_contract);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_both_succeed() {
+    let Some(schema) = Schema::new("postgres::concurrent_migrations_both_succeed") else {
+        return;
+    };
+    let a = PgStore::connect(&schema.url, schema.options()).await.unwrap();
+    let b = PgStore::connect(&schema.url, schema.options()).await.unwrap();
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.expect("first migrate");
+    rb.expect("second migrate");
+    // Once more, sequentially: nothing left to do.
+    a.migrate().await.expect("idempotent migrate");
+    let mut raw = schema.raw().await;
+    let versions: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(versions, vec![1], "each migration recorded once");
+    a.health().await.unwrap();
+    b.apply_batch("g", 0, 1, &[], &[], 1).await.unwrap();
+    assert_eq!(a.consumer_position("g", 0).await.unwrap(), 1);
+    drop(raw);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_binary_is_refused() {
+    let Some(schema) = Schema::new("postgres::a_schema_from_a_newer_binary_is_refused") else {
+        return;
+    };
+    let store = schema.store().await;
+    let mut raw = schema.raw().await;
+    sqlx::query("INSERT INTO schema_migrations (version) VALUES (99)")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    match store.migrate().await {
+        Err(PortError::Invalid(msg)) => assert!(msg.contains("99"), "{msg}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    drop(raw);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_before_connecting() {
+    let Some(url) = testkit::service_url(URL_VAR, "postgres::bad_settings_are_refused_before_connecting") else {
+        return;
+    };
+    let opts = PgStoreOptions {
+        schema: Some("x\"; DROP TABLE orders; --".into()),
+        ..PgStoreOptions::default()
+    };
+    assert!(matches!(PgStore::connect(&url, opts).await, Err(PortError::Invalid(_))));
+    assert!(matches!(
+        PgStore::connect("not a url", PgStoreOptions::default()).await,
+        Err(PortError::Invalid(_))
+    ));
+}
+
+/// Rows the domain cannot represent come back as `Invalid`, never a panic.
+#[tokio::test]
+async fn unreadable_rows_are_invalid_not_a_panic() {
+    let Some(schema) = Schema::new("postgres::unreadable_rows_are_invalid_not_a_panic") else {
+        return;
+    };
+    let store = schema.store().await;
+    let order = placed_order(1, 1_000);
+    let decided = Decided {
+        placed: order.clone(),
+        decision: Decision::Confirm,
+    };
+    store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    let mut raw = schema.raw().await;
+    sqlx::query("UPDATE orders SET status = 'teleported' WHERE id = $1")
+        .bind(order.order_id.0)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_order(order.order_id).await,
+        Err(PortError::Invalid(_))
+    ));
+    let all = OrderFilter {
+        store: None,
+        status: None,
+        before: None,
+        limit: 10,
+    };
+    assert!(matches!(store.list_orders(&all).await, Err(PortError::Invalid(_))));
+    sqlx::query("UPDATE orders SET status = 'confirmed' WHERE id = $1")
+        .bind(order.order_id.0)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE order_lines SET modifiers = '{\"not\": \"a list\"}' WHERE order_id = $1")
+        .bind(order.order_id.0)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_order(order.order_id).await,
+        Err(PortError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .transition(order.order_id, domain::Action::StartLine(1), 3_000)
+            .await,
+        Err(domain::TransitionError::Backend(PortError::Invalid(_)))
+    ));
+    drop(raw);
+    schema.drop().await;
+}
+
+/// `statement_timeout` is set on every connection, and a statement it
+/// cancels is `Unavailable` (a retry may help): a transition waiting on a
+/// row lock held elsewhere gives up after the configured time.
+#[tokio::test]
+async fn a_statement_past_its_timeout_is_unavailable() {
+    let Some(schema) = Schema::new("postgres::a_statement_past_its_timeout_is_unavailable") else {
+        return;
+    };
+    let store = PgStore::connect(
+        &schema.url,
+        PgStoreOptions {
+            statement_timeout: std::time::Duration::from_millis(200),
+            ..schema.options()
+        },
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let order = placed_order(1, 1_000);
+    let decided = Decided {
+        placed: order.clone(),
+        decision: Decision::Confirm,
+    };
+    store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    let mut raw = schema.raw().await;
+    let mut tx = raw.begin().await.unwrap();
+    sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(order.order_id.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    match store.transition(order.order_id, domain::Action::Cancel, 3_000).await {
+        Err(domain::TransitionError::Backend(PortError::Unavailable(msg))) => {
+            assert!(msg.contains("statement timeout"), "{msg}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    tx.rollback().await.unwrap();
+    // Once the lock is gone the same call goes through.
+    store
+        .transition(order.order_id, domain::Action::Cancel, 3_000)
+        .await
+        .expect("cancel after the lock is released");
+    drop(raw);
+    schema.drop().await;
+}

@@ -99,6 +99,23 @@ pub enum LiveEventKind {
     Ticket,
 }
 
+impl LiveEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveEventKind::Status => "status",
+            LiveEventKind::Ticket => "ticket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "status" => Some(LiveEventKind::Status),
+            "ticket" => Some(LiveEventKind::Ticket),
+            _ => None,
+        }
+    }
+}
+
 /// A change to an order, as streamed over SSE. `id` is assigned by the store
 /// when the change commits and grows monotonically, so it doubles as the
 /// SSE event id for `Last-Event-ID` resume.

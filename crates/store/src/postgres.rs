@@ -490,8 +490,8 @@ async fn upsert_menu(pool: &PgPool, menu: &Menu) -> Result<(), Error> {
         cats.push(i.category.clone());
         stations.push(i.station.as_str());
         avail.push(i.available);
-        sizes.push(rows::to_json("item sizes", &i.sizes)?);
-        mods.push(rows::to_json("item modifiers", &i.modifiers)?);
+        sizes.push(crate::decode::to_json("item sizes", &i.sizes)?);
+        mods.push(crate::decode::to_json("item modifiers", &i.modifiers)?);
     }
     let codes: Vec<&str> = menu.categories.iter().map(|c| c.code.as_str()).collect();
     let cat_names: Vec<&str> = menu.categories.iter().map(|c| c.name.as_str()).collect();
@@ -600,7 +600,7 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
     for d in &drafts {
         orders.push(d.order.0);
         store_ids.push(d.store.0.as_str());
-        kinds.push(rows::kind_str(d.kind));
+        kinds.push(d.kind.as_str());
         statuses.push(d.status.as_str());
         let (line, station, ticket) = match d.ticket {
             Some((l, s, t)) => (Some(rows::i32_of("event line", l)?), Some(s.as_str()), Some(t.as_str())),
@@ -665,7 +665,7 @@ async fn apply_batch(
     dead: &[DeadLetter],
     now: i64,
 ) -> Result<BatchApplied, Error> {
-    let next = rows::i64_of("consumer position", next_offset)?;
+    let next = crate::decode::i64_of("consumer position", next_offset)?;
     let n = orders.len();
     let (mut ids, mut stores, mut customers, mut statuses, mut reasons, mut currencies) = (
         Vec::with_capacity(n),
@@ -740,7 +740,8 @@ async fn apply_batch(
                 cols.name.push(l.name.as_str());
                 cols.station.push(l.station.as_str());
                 cols.size.push(l.size.as_str());
-                cols.modifiers.push(rows::to_json("line modifiers", &l.modifiers)?);
+                cols.modifiers
+                    .push(crate::decode::to_json("line modifiers", &l.modifiers)?);
                 cols.qty.push(rows::i32_of("quantity", l.qty)?);
                 cols.unit_price.push(l.unit_price);
                 cols.line_total.push(l.line_total);
@@ -774,7 +775,7 @@ async fn apply_batch(
     if !dead.is_empty() {
         let offsets = dead
             .iter()
-            .map(|d| rows::i64_of("dead letter offset", d.offset))
+            .map(|d| crate::decode::i64_of("dead letter offset", d.offset))
             .collect::<Result<Vec<_>, _>>()?;
         let groups: Vec<&str> = dead.iter().map(|d| d.group.as_str()).collect();
         let partitions: Vec<i64> = dead.iter().map(|d| i64::from(d.partition)).collect();

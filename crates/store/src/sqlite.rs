@@ -169,8 +169,8 @@ impl Store for SqliteStore {
             .iter()
             .map(|i| {
                 Ok((
-                    rows::to_json("item sizes", &i.sizes)?,
-                    rows::to_json("item modifiers", &i.modifiers)?,
+                    crate::decode::to_json("item sizes", &i.sizes)?,
+                    crate::decode::to_json("item modifiers", &i.modifiers)?,
                 ))
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -257,9 +257,9 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, Error>>()?;
         let dead = dead
             .iter()
-            .map(|d| Ok((d.clone(), rows::i64_of("dead letter offset", d.offset)?)))
+            .map(|d| Ok((d.clone(), crate::decode::i64_of("dead letter offset", d.offset)?)))
             .collect::<Result<Vec<_>, Error>>()?;
-        let next = rows::i64_of("consumer position", next_offset)?;
+        let next = crate::decode::i64_of("consumer position", next_offset)?;
         let group = group.to_owned();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -498,7 +498,7 @@ fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
     stmt.execute(params![
         e.order_text,
         e.store.0,
-        rows::kind_str(e.kind),
+        e.kind.as_str(),
         e.status.as_str(),
         line,
         station.map(|s| s.as_str()),

@@ -6,75 +6,21 @@
 //! binary or edited by hand. Column lists are constants so each query and
 //! its decoder cannot drift apart.
 
-use domain::events::{LiveEvent, LiveEventKind};
+use domain::Menu;
+use domain::events::LiveEvent;
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, StoreInfo};
-use domain::order::{Order, OrderLine, OrderStatus, TicketStatus, Timestamps};
+use domain::order::{Order, OrderLine, Timestamps};
 use domain::ports::{DeadLetter, OrderSummary};
-use domain::{Menu, Station};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::error::Error;
-
-fn invalid(column: &str, value: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("unreadable {column}: {value}"))
-}
-
-fn status(s: &str) -> Result<OrderStatus, Error> {
-    OrderStatus::parse(s).ok_or_else(|| invalid("order status", s))
-}
-
-fn station(s: &str) -> Result<Station, Error> {
-    Station::parse(s).ok_or_else(|| invalid("station", s))
-}
-
-fn ticket(s: Option<String>) -> Result<Option<TicketStatus>, Error> {
-    s.map(|t| TicketStatus::parse(&t).ok_or_else(|| invalid("ticket status", t)))
-        .transpose()
-}
-
-fn kind(s: &str) -> Result<LiveEventKind, Error> {
-    match s {
-        "status" => Ok(LiveEventKind::Status),
-        "ticket" => Ok(LiveEventKind::Ticket),
-        other => Err(invalid("event kind", other)),
-    }
-}
-
-pub(crate) fn kind_str(k: LiveEventKind) -> &'static str {
-    match k {
-        LiveEventKind::Status => "status",
-        LiveEventKind::Ticket => "ticket",
-    }
-}
-
-fn u32_of(column: &str, v: i64) -> Result<u32, Error> {
-    u32::try_from(v).map_err(|_| invalid(column, v))
-}
-
-fn u64_of(column: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v).map_err(|_| invalid(column, v))
-}
-
-/// PostgreSQL integers are signed; an offset beyond `i64::MAX` cannot be stored.
-pub(crate) fn i64_of(what: &str, v: u64) -> Result<i64, Error> {
-    i64::try_from(v).map_err(|_| Error::OutOfRange(format!("{what} {v} does not fit in a signed 64-bit integer")))
-}
+use crate::decode::{json, kind, station, status, ticket, u32_of, u64_of};
 
 /// Line numbers and quantities are `integer` columns.
 pub(crate) fn i32_of(what: &str, v: u32) -> Result<i32, Error> {
     i32::try_from(v).map_err(|_| Error::OutOfRange(format!("{what} {v} does not fit in a signed 32-bit integer")))
-}
-
-/// JSON columns are selected as `::text` and parsed here, so a malformed
-/// value is reported like every other unreadable column.
-fn json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T, Error> {
-    serde_json::from_str(s).map_err(|e| invalid(column, e))
-}
-
-pub(crate) fn to_json<T: serde::Serialize>(column: &str, v: &T) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot encode {column}: {e}")))
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, store_id, customer, status, reject_reason, payment_status, currency, total, \

@@ -27,6 +27,15 @@ pub(crate) enum Error {
     Rule(TransitionError),
 }
 
+impl From<crate::decode::DecodeError> for Error {
+    fn from(e: crate::decode::DecodeError) -> Self {
+        match e {
+            crate::decode::DecodeError::Invalid(m) => Error::Invalid(m),
+            crate::decode::DecodeError::OutOfRange(m) => Error::OutOfRange(m),
+        }
+    }
+}
+
 impl From<Error> for PortError {
     fn from(e: Error) -> Self {
         match e {

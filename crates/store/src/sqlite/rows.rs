@@ -5,73 +5,21 @@
 //! `Error::Invalid` naming the column, because a database file may have
 //! been written by another binary or edited by hand.
 
-use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1};
+use domain::Menu;
+use domain::events::{LiveEvent, OrderPlacedV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, StoreInfo};
 use domain::order::{Order, OrderLine, OrderStatus, TicketStatus, Timestamps};
 use domain::ports::{DeadLetter, Decision, OrderSummary};
-use domain::{Menu, Station};
 use rusqlite::{Connection, Row, params};
 
 use super::error::Error;
+use crate::decode::{invalid, json, kind, station, status, ticket, to_json, u32_of, u64_of};
 
 // --------------------------------------------------------------- decoding
 
-fn invalid(column: &str, value: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("unreadable {column}: {value}"))
-}
-
 pub(crate) fn order_id(s: &str) -> Result<OrderId, Error> {
-    OrderId::parse(s).ok_or_else(|| invalid("order id", s))
-}
-
-fn status(s: &str) -> Result<OrderStatus, Error> {
-    OrderStatus::parse(s).ok_or_else(|| invalid("order status", s))
-}
-
-fn station(s: &str) -> Result<Station, Error> {
-    Station::parse(s).ok_or_else(|| invalid("station", s))
-}
-
-fn ticket(s: Option<String>) -> Result<Option<TicketStatus>, Error> {
-    s.map(|t| TicketStatus::parse(&t).ok_or_else(|| invalid("ticket status", t)))
-        .transpose()
-}
-
-fn kind(s: &str) -> Result<LiveEventKind, Error> {
-    match s {
-        "status" => Ok(LiveEventKind::Status),
-        "ticket" => Ok(LiveEventKind::Ticket),
-        other => Err(invalid("event kind", other)),
-    }
-}
-
-pub(crate) fn kind_str(k: LiveEventKind) -> &'static str {
-    match k {
-        LiveEventKind::Status => "status",
-        LiveEventKind::Ticket => "ticket",
-    }
-}
-
-fn u32_of(column: &str, v: i64) -> Result<u32, Error> {
-    u32::try_from(v).map_err(|_| invalid(column, v))
-}
-
-fn u64_of(column: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v).map_err(|_| invalid(column, v))
-}
-
-/// SQLite integers are signed; an offset beyond `i64::MAX` cannot be stored.
-pub(crate) fn i64_of(what: &str, v: u64) -> Result<i64, Error> {
-    i64::try_from(v).map_err(|_| Error::OutOfRange(format!("{what} {v} does not fit in a signed 64-bit integer")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T, Error> {
-    serde_json::from_str(s).map_err(|e| invalid(column, e))
-}
-
-pub(crate) fn to_json<T: serde::Serialize>(column: &str, v: &T) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot encode {column}: {e}")))
+    OrderId::parse(s).ok_or_else(|| invalid("order id", s).into())
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, store_id, customer, status, reject_reason, payment_status, currency, total, \

@@ -92,7 +92,10 @@ pub struct ProcessorSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
+    pub url: String,
     pub menu_ttl_secs: u64,
+    pub l1_ttl_secs: u64,
+    pub key_prefix: String,
     pub max_stores: u64,
 }
 
@@ -153,6 +156,15 @@ impl Config {
         }
         self.log_backend()?;
         self.store_backend()?;
+        if !(self.cache.url == "memory://"
+            || self.cache.url.starts_with("redis://")
+            || self.cache.url.starts_with("rediss://"))
+        {
+            bail!(
+                "cache.url = {:?}: expected memory:// or redis://",
+                redact_url(&self.cache.url)
+            );
+        }
         Ok(())
     }
 
@@ -174,7 +186,12 @@ impl Config {
         if !c.auth.staff_key.is_empty() {
             c.auth.staff_key = "[redacted]".into();
         }
-        for url in [&mut c.log.url, &mut c.store.url, &mut c.store.read_replica_url] {
+        for url in [
+            &mut c.log.url,
+            &mut c.store.url,
+            &mut c.store.read_replica_url,
+            &mut c.cache.url,
+        ] {
             *url = redact_url(url);
         }
         toml::to_string_pretty(&c).context("render config")

@@ -30,10 +30,16 @@ pub struct DrainArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Apply into a PostgreSQL store (fresh schemas, dropped afterwards) and
+    /// compare with a raw `COPY` of the same rows, instead of SQLite.
+    #[arg(long, value_name = "postgres://...")]
+    pub store_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DrainReport {
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
     pub orders: usize,
     pub lines_per_order: usize,
     pub batch: usize,
@@ -87,9 +93,26 @@ pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
 
     let log_path = dir.path().join("log.db");
     let log: Arc<dyn EventLog> = Arc::new(eventlog::SqliteEventLog::open(&log_path, Default::default())?);
-    let store_path = dir.path().join("store.db");
-    let store = Arc::new(store::SqliteStore::open(&store_path, Default::default())?);
-    domain::ports::Store::upsert_menu(&*store, &demo_menu()).await?;
+    let schemas = args.store_url.as_ref().map(|_| {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        (format!("rh_bench_{tag}_apply"), format!("rh_bench_{tag}_copy"))
+    });
+    let store: Arc<dyn domain::ports::Store> = match (&args.store_url, &schemas) {
+        (Some(url), Some((apply, _))) => {
+            let opts = store::PgStoreOptions {
+                schema: Some(apply.clone()),
+                ..Default::default()
+            };
+            let pg = store::PgStore::connect(url, opts).await?;
+            pg.migrate().await?;
+            Arc::new(pg)
+        }
+        _ => Arc::new(store::SqliteStore::open(
+            &dir.path().join("store.db"),
+            Default::default(),
+        )?),
+    };
+    store.upsert_menu(&demo_menu()).await?;
 
     // Fill the backlog (not timed), 256 appends in flight for group commit.
     let mut pending = futures::stream::FuturesUnordered::new();
@@ -144,9 +167,21 @@ pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
     }
     let drain = started.elapsed();
 
-    let raw = store::baseline::raw_insert(&dir.path().join("raw.db"), &orders)?;
+    let raw = match (&args.store_url, &schemas) {
+        (Some(url), Some((apply, copy))) => {
+            let raw = store::baseline_pg::raw_copy(url, copy, &orders).await;
+            for s in [apply, copy] {
+                if let Err(e) = store::baseline_pg::drop_schema(url, s).await {
+                    tracing::warn!(schema = %s, error = %e, "could not drop a benchmark schema");
+                }
+            }
+            raw?
+        }
+        _ => store::baseline::raw_insert(&dir.path().join("raw.db"), &orders)?,
+    };
     let n = args.orders as f64;
     let report = DrainReport {
+        store: if args.store_url.is_some() { "postgres" } else { "sqlite" },
         orders: args.orders,
         lines_per_order: args.lines,
         batch: args.batch,
@@ -166,10 +201,22 @@ pub async fn run(args: &DrainArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "processor drain: {} orders x {} lines in {:.2}s = {:.0} orders/s\n\
-             raw multi-row insert of the same rows: {:.2}s = {:.0} orders/s\n\
-             ratio drain/raw = {:.2} (goal >= 0.3)",
-            r.orders, r.lines_per_order, r.drain_seconds, r.drain_per_sec, r.raw_seconds, r.raw_per_sec, r.ratio
+            "processor drain into {}: {} orders x {} lines in {:.2}s = {:.0} orders/s\n\
+             raw {} of the same rows: {:.2}s = {:.0} orders/s\n\
+             ratio drain/raw = {:.2} (goal: >= 0.3 on SQLite, >= 0.5 on PostgreSQL)",
+            r.store,
+            r.orders,
+            r.lines_per_order,
+            r.drain_seconds,
+            r.drain_per_sec,
+            if r.store == "postgres" {
+                "COPY"
+            } else {
+                "multi-row INSERT"
+            },
+            r.raw_seconds,
+            r.raw_per_sec,
+            r.ratio
         );
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! SIGTERM drains: stop accepting, finish in-flight batches, commit, exit.
 
 use anyhow::{Context, bail};
-use domain::ports::{EventLog, Store};
+use domain::ports::{EventLog, LiveFeed, MenuCache, Store};
 use domain::{Rushhour, RushhourConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -95,6 +95,40 @@ pub async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     }
 }
 
+/// The menu cache and the live-event feed: in-process, or over Redis so
+/// every instance shares them. Redis connects lazily: an instance starts
+/// (and serves from its own memory and the store) while Redis is down.
+pub async fn open_cache(cfg: &Config) -> anyhow::Result<(Arc<dyn MenuCache>, Arc<dyn LiveFeed>)> {
+    const FEED_CAPACITY: usize = 4096;
+    if cfg.cache.url == "memory://" {
+        let menus = cache::MemoryMenuCache::new(Duration::from_secs(cfg.cache.menu_ttl_secs), cfg.cache.max_stores);
+        return Ok((Arc::new(menus), Arc::new(cache::BroadcastFeed::new(FEED_CAPACITY))));
+    }
+    let menus = cache::RedisMenuCache::connect(
+        &cfg.cache.url,
+        cache::RedisCacheOptions {
+            l1_ttl: Duration::from_secs(cfg.cache.l1_ttl_secs),
+            l1_max_stores: cfg.cache.max_stores,
+            l2_ttl: Duration::from_secs(cfg.cache.menu_ttl_secs),
+            key_prefix: cfg.cache.key_prefix.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .context("set up the Redis menu cache")?;
+    let feed = cache::RedisFeed::connect(
+        &cfg.cache.url,
+        cache::RedisFeedOptions {
+            capacity: FEED_CAPACITY,
+            channel_prefix: cfg.cache.key_prefix.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .context("set up the Redis live-event feed")?;
+    Ok((Arc::new(menus), Arc::new(feed)))
+}
+
 /// Build every port from config, migrate, and seed the demo store if the
 /// store is empty and `demo.seed` is on.
 pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
@@ -109,14 +143,12 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
         tracing::info!("seeded the demo store 'demo-downtown' and its menu");
     }
     let (staff_key, generated_key) = staff_key(cfg)?;
+    let (menus, feed) = open_cache(cfg).await?;
     let app = Arc::new(Rushhour {
         log,
         store,
-        menus: Arc::new(cache::MemoryMenuCache::new(
-            Duration::from_secs(cfg.cache.menu_ttl_secs),
-            cfg.cache.max_stores,
-        )),
-        feed: Arc::new(cache::BroadcastFeed::new(4096)),
+        menus,
+        feed,
         clock: Arc::new(worker::TokioClock),
         config: RushhourConfig::default(),
     });

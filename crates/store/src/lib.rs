@@ -8,6 +8,7 @@
 //! processors' drain rate to, kept here because it must share the schema.
 
 pub mod baseline;
+pub mod baseline_pg;
 mod decode;
 pub mod postgres;
 pub mod sqlite;

@@ -1,5 +1,8 @@
 //! Integration tests of the in-process cache and feed: the shared contract
-//! suites, plus the lag signal only a bounded broadcast can show.
+//! suites, plus the lag signal only a bounded broadcast can show. The Redis
+//! backends run the same suites in `redis`.
+
+mod redis;
 
 use cache::{BroadcastFeed, MemoryMenuCache};
 use domain::ports::{FeedItem, LiveFeed};

@@ -62,3 +62,77 @@ async fn the_order_flow_runs_on_a_postgres_store() {
     let drop = format!("DROP SCHEMA \"{schema}\" CASCADE");
     sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&pool).await.unwrap();
 }
+
+/// Two instances sharing the PostgreSQL store and Redis: an item 86'd
+/// through one is gone from the other's menu within a second, and an
+/// order confirmed by one instance's processors streams live to an SSE
+/// client of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_menu_invalidation_and_live_events_through_redis() {
+    let name = "instances_share_menu_invalidation_and_live_events_through_redis";
+    let (Some(pg), Some(redis)) = (
+        testkit::service_url("RUSHHOUR_TEST_POSTGRES_URL", name),
+        testkit::service_url("RUSHHOUR_TEST_REDIS_URL", name),
+    ) else {
+        return;
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let schema = format!("rh_it_{tag}");
+    let scale = |c: &mut rushhour::config::Config| {
+        c.store.url = pg.clone();
+        c.store.schema = schema.clone();
+        c.cache.url = redis.clone();
+        c.cache.key_prefix = format!("rhtest:{tag}");
+    };
+    let a = spawn_app_with(scale).await;
+    // B only serves reads: its own embedded log stays empty.
+    let b = spawn_app_with(|c| {
+        scale(c);
+        c.processor.enabled = false;
+    })
+    .await;
+
+    let latte = |menu: &Value| {
+        menu["categories"][0]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["sku"] == "latte")
+            .unwrap()["available"]
+            .clone()
+    };
+    let menu_path = format!("/v1/stores/{STORE}/menu");
+    let before: Value = b.get(&menu_path).await.json().await.unwrap();
+    assert_eq!(latte(&before), true);
+
+    assert_eq!(a.set_available("latte", false).await.status(), StatusCode::NO_CONTENT);
+    // A cross-process message: bounded wait, well inside the 1 s promise.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let now: Value = b.get(&menu_path).await.json().await.unwrap();
+        if latte(&now) == false {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still serves the latte a second later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let mut board = b.sse(&format!("/v1/stores/{STORE}/board"), None).await;
+    let body = serde_json::json!({"store": STORE, "lines": [{"sku": "flat-white", "size": "small", "qty": 1}]});
+    let id = a.place(&body).await;
+    let event = board.next_event().await.unwrap();
+    assert_eq!(event.data["order_id"], id.as_str());
+    assert_eq!(event.data["status"], "confirmed");
+    assert_eq!(
+        b.order(&id).await["status"],
+        "confirmed",
+        "B reads what A's processors applied"
+    );
+
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    store::baseline_pg::drop_schema(&pg, &schema).await.unwrap();
+}

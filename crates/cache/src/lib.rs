@@ -16,15 +16,3 @@ pub use feed::BroadcastFeed;
 pub use memory::MemoryMenuCache;
 pub use redis_cache::{RedisCacheOptions, RedisMenuCache};
 pub use redis_feed::{RedisFeed, RedisFeedOptions};
-
-/// Metric names this crate emits beyond `telemetry::names`. They belong in
-/// `telemetry::names` (the single list of metric names); they live here
-/// until that crate's owners move them, and the values must not change.
-pub mod names {
-    /// Redis errors and timeouts the cache and feed absorbed, labels
-    /// `backend` (`redis`) and `op` (`get`, `set`, `invalidate`, `clear`,
-    /// `publish`, `decode`).
-    pub const CACHE_BACKEND_ERRORS: &str = "cache_backend_errors_total";
-    /// Menu cache L2 lookups (after an L1 miss), label `result` (`hit`, `miss`).
-    pub const CACHE_L2_REQUESTS: &str = "cache_l2_requests_total";
-}

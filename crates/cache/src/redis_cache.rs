@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::memory::MemoryMenuCache;
-use crate::names;
 use crate::redis_conn::{self, AbortOnDrop, Follower, bounded};
+use telemetry::names;
 
 /// How long L2 is bypassed after a Redis error on the read path.
 pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);

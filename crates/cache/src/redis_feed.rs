@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, oneshot};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::names;
 use crate::redis_conn::{self, AbortOnDrop, Follower, bounded};
+use telemetry::names;
 
 #[derive(Debug, Clone)]
 pub struct RedisFeedOptions {

@@ -36,6 +36,12 @@ pub mod names {
     pub const BATCH_RETRIES: &str = "processor_batch_retries_total";
     /// Menu cache lookups, label `result` (`hit`, `miss`).
     pub const CACHE_REQUESTS: &str = "cache_requests_total";
+    /// Menu cache L2 (Redis) lookups after an L1 miss, label `result` (`hit`, `miss`).
+    pub const CACHE_L2_REQUESTS: &str = "cache_l2_requests_total";
+    /// Redis errors and timeouts the cache and feed absorbed, labels
+    /// `backend` (`redis`) and `op` (`get`, `set`, `invalidate`, `clear`,
+    /// `publish`, `decode`).
+    pub const CACHE_BACKEND_ERRORS: &str = "cache_backend_errors_total";
     /// Menu cache invalidations.
     pub const CACHE_INVALIDATIONS: &str = "cache_invalidations_total";
     /// Orders accepted at intake (durable), label `outcome` (`accepted`, `replayed`).

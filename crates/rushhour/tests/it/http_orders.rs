@@ -239,3 +239,23 @@ async fn drink_only_orders_get_barista_tickets_only() {
             .all(|l| l["station"] == "barista" && l["ticket"] == "queued")
     );
 }
+
+#[tokio::test]
+async fn a_retry_is_replayed_even_after_its_item_sold_out() {
+    let app = spawn_app().await;
+    let first = app.post_order(&latte_order(), Some("retry-after-86")).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let body = first.bytes().await.unwrap();
+    assert_eq!(app.set_available("latte", false).await.status(), StatusCode::NO_CONTENT);
+    // The client never saw the 202 and retries: it must get it now, not a 422.
+    let retry = app.post_order(&latte_order(), Some("retry-after-86")).await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    assert_eq!(retry.bytes().await.unwrap(), body);
+    // A new order for the latte is refused.
+    problem(
+        app.post_order(&latte_order(), Some("fresh-key")).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+}

@@ -102,10 +102,10 @@ impl Rushhour {
 
     /// The store's menu snapshot, from cache; loaded once on a miss.
     pub async fn menu(&self, store: &StoreId) -> Result<Arc<MenuSnapshot>, AppError> {
-        let db = self.store.clone();
-        let id = store.clone();
+        // Borrows rather than clones: on a hit (nearly every call) the
+        // loader is dropped unused.
         let load = Box::pin(async move {
-            match db.load_menu(&id).await? {
+            match self.store.load_menu(store).await? {
                 Some(m) => Ok(Arc::new(MenuSnapshot::new(m))),
                 None => Err(PortError::NotFound),
             }
@@ -227,6 +227,9 @@ impl Rushhour {
     pub async fn act(&self, id: OrderId, action: Action) -> Result<Order, AppError> {
         let deadline = Instant::now() + self.config.apply_wait;
         let mut pause = Duration::from_millis(2);
+        // Whether the log has the order is asked once: a record never
+        // leaves the log, so the answer cannot change while we wait.
+        let mut in_log = false;
         loop {
             match self.store.transition(id, action, self.clock.now_ms()).await {
                 Ok((order, events)) => {
@@ -236,8 +239,11 @@ impl Rushhour {
                 Err(TransitionError::OrderNotFound(_)) => {
                     // Durable in the log but not applied yet: wait for the
                     // processor rather than lose the action.
-                    if self.log.find(&id.to_string()).await?.is_none() {
-                        return Err(AppError::NotFound("order"));
+                    if !in_log {
+                        if self.log.find(&id.to_string()).await?.is_none() {
+                            return Err(AppError::NotFound("order"));
+                        }
+                        in_log = true;
                     }
                     if Instant::now() >= deadline {
                         return Err(AppError::NotReady);

@@ -87,18 +87,33 @@ pub fn sample_orders(n: usize, lines: usize) -> Vec<OrderPlacedV1> {
         .collect()
 }
 
+/// Where the drain writes, and what it is compared with.
+enum Target<'a> {
+    /// A SQLite store vs a raw multi-row INSERT into a fresh file.
+    Sqlite,
+    /// A PostgreSQL store in schema `apply` vs a raw COPY into schema `copy`.
+    Postgres { url: &'a str, apply: String, copy: String },
+}
+
 pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
     let dir = tempfile::TempDir::new().context("temp dir")?;
     let orders = sample_orders(args.orders, args.lines);
 
     let log_path = dir.path().join("log.db");
     let log: Arc<dyn EventLog> = Arc::new(eventlog::SqliteEventLog::open(&log_path, Default::default())?);
-    let schemas = args.store_url.as_ref().map(|_| {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        (format!("rh_bench_{tag}_apply"), format!("rh_bench_{tag}_copy"))
-    });
-    let store: Arc<dyn domain::ports::Store> = match (&args.store_url, &schemas) {
-        (Some(url), Some((apply, _))) => {
+    let target = match &args.store_url {
+        Some(url) => {
+            let tag = uuid::Uuid::new_v4().simple().to_string();
+            Target::Postgres {
+                url,
+                apply: format!("rh_bench_{tag}_apply"),
+                copy: format!("rh_bench_{tag}_copy"),
+            }
+        }
+        None => Target::Sqlite,
+    };
+    let store: Arc<dyn domain::ports::Store> = match &target {
+        Target::Postgres { url, apply, .. } => {
             let opts = store::PgStoreOptions {
                 schema: Some(apply.clone()),
                 ..Default::default()
@@ -167,8 +182,8 @@ pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
     }
     let drain = started.elapsed();
 
-    let raw = match (&args.store_url, &schemas) {
-        (Some(url), Some((apply, copy))) => {
+    let raw = match &target {
+        Target::Postgres { url, apply, copy } => {
             let raw = store::baseline_pg::raw_copy(url, copy, &orders).await;
             for s in [apply, copy] {
                 if let Err(e) = store::baseline_pg::drop_schema(url, s).await {
@@ -177,11 +192,14 @@ pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
             }
             raw?
         }
-        _ => store::baseline::raw_insert(&dir.path().join("raw.db"), &orders)?,
+        Target::Sqlite => store::baseline::raw_insert(&dir.path().join("raw.db"), &orders)?,
     };
     let n = args.orders as f64;
     let report = DrainReport {
-        store: if args.store_url.is_some() { "postgres" } else { "sqlite" },
+        store: match target {
+            Target::Postgres { .. } => "postgres",
+            Target::Sqlite => "sqlite",
+        },
         orders: args.orders,
         lines_per_order: args.lines,
         batch: args.batch,

@@ -142,12 +142,7 @@ async fn bad_paths_routes_and_methods() {
         "method_not_allowed",
     )
     .await;
-    problem(
-        app.client.post(app.url("/health/live")).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
+    problem(app.post("/health/live").await, 405, "method_not_allowed").await;
     let availability = app
         .client
         .put(app.url(&format!("/v1/stores/{STORE}/items/latte/availability")))

@@ -98,12 +98,7 @@ async fn staff_walk_an_order_to_picked_up() {
     assert_eq!(app.settled(&id).await, "confirmed");
 
     // Staff routes need the key.
-    let anon = app
-        .client
-        .post(app.url(&format!("/v1/orders/{id}/lines/1/start")))
-        .send()
-        .await
-        .unwrap();
+    let anon = app.post(&format!("/v1/orders/{id}/lines/1/start")).await;
     assert_eq!(anon.headers()["www-authenticate"], "Bearer");
     problem(anon, 401, "unauthorized").await;
     let wrong = app
@@ -158,11 +153,7 @@ async fn staff_walk_an_order_to_picked_up() {
     let o = step(format!("/v1/orders/{id}/pickup")).await;
     assert_eq!(o["status"], "picked_up");
     problem(
-        app.client
-            .post(app.url(&format!("/v1/orders/{id}/cancel")))
-            .send()
-            .await
-            .unwrap(),
+        app.post(&format!("/v1/orders/{id}/cancel")).await,
         409,
         "invalid_transition",
     )
@@ -173,31 +164,18 @@ async fn staff_walk_an_order_to_picked_up() {
 async fn customers_can_cancel_before_work_starts() {
     let app = spawn_app().await;
     let id = app.place(&latte_order()).await;
-    let res = app
-        .client
-        .post(app.url(&format!("/v1/orders/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("/v1/orders/{id}/cancel")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let o: Value = res.json().await.unwrap();
     assert_eq!(o["status"], "cancelled");
     problem(
-        app.client
-            .post(app.url(&format!("/v1/orders/{id}/cancel")))
-            .send()
-            .await
-            .unwrap(),
+        app.post(&format!("/v1/orders/{id}/cancel")).await,
         409,
         "invalid_transition",
     )
     .await;
     problem(
-        app.client
-            .post(app.url("/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001/cancel"))
-            .send()
-            .await
-            .unwrap(),
+        app.post("/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001/cancel").await,
         404,
         "order_not_found",
     )

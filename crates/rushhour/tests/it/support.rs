@@ -99,6 +99,11 @@ impl TestApp {
         v["id"].as_str().unwrap().to_owned()
     }
 
+    /// A POST with no body and no credentials (the customer's cancel).
+    pub async fn post(&self, path: &str) -> Response {
+        self.client.post(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn staff_post(&self, path: &str) -> Response {
         self.client
             .post(self.url(path))

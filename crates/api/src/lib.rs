@@ -78,16 +78,39 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Build the whole HTTP API.
-pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) -> Router {
-    let state = AppState(Arc::new(Shared {
+fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> AppState {
+    AppState(Arc::new(Shared {
         app,
         metrics,
         max_body_bytes: config.max_body_bytes,
-        staff_key: config.staff_key,
+        staff_key: config.staff_key.clone(),
         sse_heartbeat: config.sse_heartbeat,
-        shutdown: config.shutdown,
-    }));
+        shutdown: config.shutdown.clone(),
+    }))
+}
+
+/// Only the operations routes (`/health/live`, `/health/ready`,
+/// `/metrics`): what a process without the public API (a `worker`) serves
+/// so orchestrators can probe it and Prometheus can scrape it.
+pub fn ops_router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) -> Router {
+    let state = state(app, metrics, &config);
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            protect::timeout,
+        ))
+        .fallback(protect::route_not_found)
+        .method_not_allowed_fallback(protect::method_not_allowed)
+        .layer(CatchPanicLayer::custom(protect::panic_response))
+        .with_state(state)
+}
+
+/// Build the whole HTTP API.
+pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) -> Router {
+    let state = state(app, metrics, &config);
     // A semaphore rather than tower's `ConcurrencyLimit`: that one queues
     // waiters, and a queue is exactly what must not grow during a rush.
     let intake = Arc::new(Semaphore::new(

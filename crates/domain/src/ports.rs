@@ -112,6 +112,51 @@ pub struct LogRecord {
     pub appended_at: i64,
 }
 
+/// A change in the partitions a consumer-group member owns.
+#[derive(Debug)]
+pub enum Rebalance {
+    /// These partitions are now this member's to process, each from the
+    /// position its group stored in the `Store`.
+    Assigned(Vec<u32>),
+    /// These partitions are being taken away: finish (or abandon) the batch
+    /// in hand, stop reading them, then send on `done`. Until then the log
+    /// hands them to no one else.
+    Revoked {
+        partitions: Vec<u32>,
+        done: futures::channel::oneshot::Sender<()>,
+    },
+}
+
+/// Membership in a consumer group: a stream of `Rebalance`s. Dropping it
+/// leaves the group (its partitions move to the other members).
+pub struct Membership {
+    events: futures::channel::mpsc::UnboundedReceiver<Rebalance>,
+    _member: Box<dyn Send + Sync>,
+}
+
+impl Membership {
+    /// `member` is whatever keeps the membership alive (a group consumer);
+    /// it is dropped with the `Membership`.
+    pub fn new(events: futures::channel::mpsc::UnboundedReceiver<Rebalance>, member: Box<dyn Send + Sync>) -> Self {
+        Self {
+            events,
+            _member: member,
+        }
+    }
+
+    /// The next change; `None` once the log has ended the membership.
+    pub async fn next(&mut self) -> Option<Rebalance> {
+        use futures::StreamExt;
+        self.events.next().await
+    }
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership").finish_non_exhaustive()
+    }
+}
+
 /// A partitioned, durable, append-only log of records.
 #[async_trait]
 pub trait EventLog: Send + Sync {
@@ -128,8 +173,12 @@ pub trait EventLog: Send + Sync {
     /// processors have applied it.
     async fn find(&self, key: &str) -> PortResult<Option<LogRecord>>;
 
-    /// Up to `max` records of `partition` from offset `from` on, in order.
-    /// When none are there yet, waits up to `wait` for the first to arrive.
+    /// Up to `max` records of `partition` from offset `from` on, in order,
+    /// without gaps. When none are there yet, waits up to `wait` for the
+    /// first to arrive. A record that is durable at `from` is always
+    /// returned, even with a zero `wait`; of those after it, a backend that
+    /// fetches over a network may return only what it has at hand (a
+    /// shorter batch), never skipping one.
     async fn read(&self, partition: u32, from: u64, max: usize, wait: Duration) -> PortResult<Vec<LogRecord>>;
 
     /// The offset the next record of `partition` will get.
@@ -139,6 +188,20 @@ pub trait EventLog: Send + Sync {
     /// `next`. The consumer's own position lives in the `Store`, written in
     /// the same transaction as the batch; this is what the log may prune by.
     async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()>;
+
+    /// Join consumer group `group`: the log decides which partitions this
+    /// process consumes, and tells it through the returned `Membership`.
+    /// A log read by one process at a time assigns every partition at once
+    /// and never revokes them.
+    async fn join(&self, group: &str) -> PortResult<Membership>;
+
+    /// Set a record that could not be applied aside in the log's dead-letter
+    /// area as well (the `Store` keeps the authoritative copy, which
+    /// `replay-dlq` re-drives). A log without such an area accepts and drops it.
+    async fn dead_letter(&self, letter: &DeadLetter) -> PortResult<()> {
+        let _ = letter;
+        Ok(())
+    }
 
     async fn health(&self) -> PortResult<()>;
 }

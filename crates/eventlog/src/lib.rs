@@ -1,10 +1,15 @@
 //! `EventLog` adapters. The embedded backend, [`SqliteEventLog`], is a
 //! partitioned log in its own SQLite file with a single writer thread that
 //! gathers concurrent appends into one transaction (group commit). The scale
-//! backend (Apache Kafka through rdkafka, behind the `kafka` feature) lives
-//! beside it as `kafka.rs` once scale mode lands; both pass the same
+//! backend, [`KafkaEventLog`] (Apache Kafka through rdkafka, behind the
+//! `kafka` feature, on by default), lives beside it; both pass the same
 //! contract suite in `testkit::eventlog`.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod sqlite;
+
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaEventLog, KafkaLogError, KafkaLogOptions};
 
 pub use sqlite::{SqliteEventLog, SqliteLogOptions, Synchronous};

@@ -24,7 +24,8 @@
 
 use async_trait::async_trait;
 use domain::ports::{
-    AppendOutcome, AppendRequest, EventLog, IdempotencyRecord, LogRecord, PortError, PortResult, Position,
+    AppendOutcome, AppendRequest, EventLog, IdempotencyRecord, LogRecord, Membership, PortError, PortResult, Position,
+    Rebalance,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -717,6 +718,16 @@ impl EventLog for SqliteEventLog {
         })
         .await?;
         rx.await.map_err(|_| unavailable("writer thread dropped the commit"))?
+    }
+
+    /// One process reads the embedded log, so it owns every partition for
+    /// as long as it runs; the sender is kept in the membership so the
+    /// stream stays open (no revocation ever comes).
+    async fn join(&self, _group: &str) -> PortResult<Membership> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        tx.unbounded_send(Rebalance::Assigned((0..self.inner.partitions).collect()))
+            .map_err(|_| unavailable("membership channel closed"))?;
+        Ok(Membership::new(rx, Box::new(tx)))
     }
 
     async fn health(&self) -> PortResult<()> {

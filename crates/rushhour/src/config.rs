@@ -66,6 +66,14 @@ pub struct LogConfig {
     pub max_batch: usize,
     pub linger_us: u64,
     pub synchronous: Sync,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub replication_factor: i32,
+    pub producer_linger_ms: u64,
+    pub compression: String,
+    pub append_timeout_ms: u64,
+    pub session_timeout_ms: u64,
+    pub claims_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +164,12 @@ impl Config {
         }
         self.log_backend()?;
         self.store_backend()?;
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.log.compression.as_str()) {
+            bail!("log.compression must be none, gzip, snappy, lz4 or zstd");
+        }
+        if self.log.append_timeout_ms == 0 {
+            bail!("log.append_timeout_ms must be at least 1");
+        }
         if !(self.cache.url == "memory://"
             || self.cache.url.starts_with("redis://")
             || self.cache.url.starts_with("rediss://"))
@@ -176,6 +190,23 @@ impl Config {
         backend(&self.log.url, &self.data_dir, "log.db", "log.url")
     }
 
+    /// Where the Kafka log keeps its idempotency claims: `log.claims_url`,
+    /// or the store's PostgreSQL database when that is empty.
+    pub fn claims_url(&self) -> anyhow::Result<String> {
+        let url = if self.log.claims_url.is_empty() {
+            &self.store.url
+        } else {
+            &self.log.claims_url
+        };
+        match backend(url, &self.data_dir, "rushhour.db", "log.claims_url")? {
+            Backend::Postgres(u) => Ok(u),
+            _ => bail!(
+                "log.url = kafka:// keeps idempotency claims in PostgreSQL: set store.url \
+                 (or log.claims_url) to a postgres:// URL"
+            ),
+        }
+    }
+
     pub fn store_backend(&self) -> anyhow::Result<Backend> {
         backend(&self.store.url, &self.data_dir, "rushhour.db", "store.url")
     }
@@ -188,6 +219,7 @@ impl Config {
         }
         for url in [
             &mut c.log.url,
+            &mut c.log.claims_url,
             &mut c.store.url,
             &mut c.store.read_replica_url,
             &mut c.cache.url,
@@ -218,8 +250,11 @@ fn backend(url: &str, data_dir: &Path, default_file: &str, key: &str) -> anyhow:
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Backend::Postgres(url.to_owned()));
     }
-    if url.starts_with("kafka://") {
-        return Ok(Backend::Kafka(url.to_owned()));
+    if let Some(brokers) = url.strip_prefix("kafka://") {
+        if brokers.is_empty() {
+            bail!("{key} = kafka:// needs brokers: kafka://host:port,host:port");
+        }
+        return Ok(Backend::Kafka(brokers.to_owned()));
     }
     bail!(
         "{key} = {:?}: expected sqlite://, postgres:// or kafka://",
@@ -274,6 +309,18 @@ mod tests {
         let out = c.redacted_toml().unwrap();
         assert!(!out.contains("s3cret") && !out.contains("hunter2"), "{out}");
         assert!(out.contains("postgres://app:[redacted]@db:5432/rushhour"));
+    }
+
+    #[test]
+    fn kafka_needs_brokers_and_a_postgres_for_claims() {
+        let mut c = Config::load(None, &Overrides::default()).unwrap();
+        c.log.url = "kafka://k1:9092,k2:9092".into();
+        assert_eq!(c.log_backend().unwrap(), Backend::Kafka("k1:9092,k2:9092".into()));
+        assert!(c.claims_url().is_err(), "SQLite store cannot hold the claims");
+        c.store.url = "postgres://db/rushhour".into();
+        assert_eq!(c.claims_url().unwrap(), "postgres://db/rushhour");
+        c.log.url = "kafka://".into();
+        assert!(c.validate().is_err());
     }
 
     #[test]

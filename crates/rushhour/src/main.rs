@@ -117,15 +117,13 @@ async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
             built.staff_key
         );
     }
-    let listener = if roles.api {
-        let l = tokio::net::TcpListener::bind(cfg.http.addr)
-            .await
-            .with_context(|| format!("listen on {}", cfg.http.addr))?;
-        tracing::info!(addr = %cfg.http.addr, data_dir = %cfg.data_dir.display(), "rushhour is listening");
-        Some(l)
-    } else {
-        None
-    };
+    // Every role listens: `api`/`serve` for the API, `worker` for the
+    // probes and /metrics only.
+    let listener = tokio::net::TcpListener::bind(cfg.http.addr)
+        .await
+        .with_context(|| format!("listen on {}", cfg.http.addr))?;
+    tracing::info!(addr = %cfg.http.addr, api = roles.api, processors = roles.processors, "rushhour is listening");
+    let listener = Some(listener);
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_stop(shutdown.clone()));
     wiring::run(cfg, &built, listener, roles, shutdown).await

@@ -37,11 +37,9 @@ fn store_sync(s: Sync) -> store::Synchronous {
     }
 }
 
+#[cfg(not(feature = "kafka"))]
 fn scale_mode_missing(what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what}: this build has no scale-mode backend for it yet; \
-         use sqlite:// (the embedded default) for now"
-    )
+    anyhow::anyhow!("{what}: this binary was built without the `kafka` feature")
 }
 
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -90,9 +88,43 @@ pub async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
                 .context("open the SQLite event log")?;
             Ok(Arc::new(l))
         }
-        Backend::Kafka(_) => Err(scale_mode_missing("log.url = kafka://")),
+        Backend::Kafka(brokers) => open_kafka_log(cfg, brokers).await,
         Backend::Postgres(_) => bail!("log.url cannot be postgres://"),
     }
+}
+
+#[cfg(feature = "kafka")]
+async fn open_kafka_log(cfg: &Config, brokers: String) -> anyhow::Result<Arc<dyn EventLog>> {
+    let claims_url = cfg.claims_url()?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(cfg.store.max_connections)
+        // Intake must answer within a second when PostgreSQL is gone.
+        .acquire_timeout(Duration::from_millis(cfg.log.append_timeout_ms))
+        .connect(&claims_url)
+        .await
+        .context("connect to PostgreSQL for the Kafka log's idempotency claims")?;
+    let opts = eventlog::KafkaLogOptions {
+        brokers,
+        topic: cfg.log.topic.clone(),
+        dlq_topic: cfg.log.dlq_topic.clone(),
+        partitions: cfg.log.partitions,
+        replication_factor: cfg.log.replication_factor,
+        linger: Duration::from_millis(cfg.log.producer_linger_ms),
+        compression: cfg.log.compression.clone(),
+        append_timeout: Duration::from_millis(cfg.log.append_timeout_ms),
+        session_timeout: Duration::from_millis(cfg.log.session_timeout_ms),
+        processor_group: cfg.processor.group.clone(),
+        ..Default::default()
+    };
+    let log = eventlog::KafkaEventLog::connect(opts, pool)
+        .await
+        .context("connect to Kafka")?;
+    Ok(Arc::new(log))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn open_kafka_log(_cfg: &Config, _brokers: String) -> anyhow::Result<Arc<dyn EventLog>> {
+    Err(scale_mode_missing("log.url = kafka://"))
 }
 
 /// The menu cache and the live-event feed: in-process, or over Redis so
@@ -238,12 +270,14 @@ pub async fn run(
     if roles.processors && cfg.processor.enabled {
         worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone());
     }
-    if let (true, Some(listener)) = (roles.api, listener) {
-        let router = api::router(
-            built.app.clone(),
-            telemetry::prometheus(),
-            api_config(cfg, &built.staff_key, shutdown.clone()),
-        );
+    if let Some(listener) = listener {
+        let config = api_config(cfg, &built.staff_key, shutdown.clone());
+        // A worker-only process serves the probes and /metrics.
+        let router = if roles.api {
+            api::router(built.app.clone(), telemetry::prometheus(), config)
+        } else {
+            api::ops_router(built.app.clone(), telemetry::prometheus(), config)
+        };
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, router)

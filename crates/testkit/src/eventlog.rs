@@ -36,6 +36,25 @@ async fn appended(log: &Log, r: AppendRequest) -> Position {
     }
 }
 
+/// Everything from `from` up to the partition's end (at most `max`): reads
+/// until the batch is complete, since a read may return a shorter prefix.
+pub async fn read_all(log: &Log, partition: u32, from: u64, max: usize) -> Vec<domain::ports::LogRecord> {
+    let end = log.end_offset(partition).await.expect("end offset");
+    let mut out: Vec<domain::ports::LogRecord> = Vec::new();
+    let mut next = from;
+    while next < end && out.len() < max {
+        let got = log
+            .read(partition, next, max - out.len(), Duration::from_secs(5))
+            .await
+            .expect("read");
+        assert!(!got.is_empty(), "records {next}..{end} of partition {partition} not readable");
+        assert_eq!(got[0].offset, next, "a read must start where it was asked to");
+        next = got.last().expect("non-empty").offset + 1;
+        out.extend(got);
+    }
+    out
+}
+
 /// Records with one key share a partition and keep their order; offsets
 /// grow by one; `read` returns them in order and `end_offset` follows.
 pub async fn appends_are_ordered_per_key(log: Log) {
@@ -47,7 +66,7 @@ pub async fn appends_are_ordered_per_key(log: Log) {
     assert!(positions.iter().all(|x| x.partition == p), "one key, one partition");
     let offsets: Vec<u64> = positions.iter().map(|x| x.offset).collect();
     assert_eq!(offsets, (offsets[0]..offsets[0] + 5).collect::<Vec<_>>());
-    let recs = log.read(p, offsets[0], 100, Duration::ZERO).await.unwrap();
+    let recs = read_all(&log, p, offsets[0], 100).await;
     let payloads: Vec<String> = recs
         .iter()
         .map(|r| String::from_utf8(r.payload.clone()).unwrap())
@@ -55,7 +74,7 @@ pub async fn appends_are_ordered_per_key(log: Log) {
     assert_eq!(payloads, vec!["a0", "a1", "a2", "a3", "a4"]);
     assert!(recs.iter().all(|r| r.key == "order-a" && r.partition == p));
     assert_eq!(log.end_offset(p).await.unwrap(), offsets[4] + 1);
-    let limited = log.read(p, offsets[0] + 1, 2, Duration::ZERO).await.unwrap();
+    let limited = read_all(&log, p, offsets[0] + 1, 2).await;
     assert_eq!(
         limited.iter().map(|r| r.offset).collect::<Vec<_>>(),
         vec![offsets[1], offsets[2]]
@@ -79,7 +98,7 @@ pub async fn concurrent_appends_get_distinct_positions(log: Log) {
     }
     let mut total = 0;
     for part in 0..log.partitions() {
-        let recs = log.read(part, 0, 10_000, Duration::ZERO).await.unwrap();
+        let recs = read_all(&log, part, 0, 10_000).await;
         let offsets: Vec<u64> = recs.iter().map(|r| r.offset).collect();
         assert_eq!(
             offsets,
@@ -166,4 +185,27 @@ pub async fn commits_and_health(log: Log) {
         log.read(log.partitions(), 0, 1, Duration::ZERO).await.is_err(),
         "unknown partition is an error"
     );
+}
+
+/// A lone member of a consumer group is given every partition.
+pub async fn a_lone_member_gets_every_partition(log: Log) {
+    let mut member = log.join("contract-group").await.expect("join");
+    let mut owned = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while owned.len() < log.partitions() as usize {
+        let change = tokio::time::timeout_at(deadline, member.next())
+            .await
+            .expect("assignment within 30 s")
+            .expect("membership open");
+        match change {
+            domain::ports::Rebalance::Assigned(ps) => owned.extend(ps),
+            domain::ports::Rebalance::Revoked { partitions, done } => {
+                for p in partitions {
+                    owned.remove(&p);
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+    assert_eq!(owned, (0..log.partitions()).collect::<HashSet<_>>());
 }

@@ -15,7 +15,7 @@
 //! partition.
 
 use domain::events::LogEvent;
-use domain::ports::{DeadLetter, Decided, LogRecord, PortError};
+use domain::ports::{DeadLetter, Decided, LogRecord, PortError, Rebalance};
 use domain::{MenuSnapshot, Rushhour, StoreId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,34 +59,98 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// Start one processor task per partition on `tracker`; they stop after
-/// finishing their current batch once `shutdown` is cancelled.
+/// Join the consumer group and run one processor task per partition the
+/// log assigns to this process, on `tracker`. On a revocation the affected
+/// processors finish their current batch, report their position and stop
+/// before the log is told it may hand the partitions on. Everything stops
+/// after the current batches once `shutdown` is cancelled.
 pub fn spawn_processors(
     app: Arc<Rushhour>,
     config: ProcessorConfig,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
-    for partition in 0..app.log.partitions() {
-        let (app, config, shutdown) = (app.clone(), config.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            let mut backoff = config.backoff;
-            // The starting position comes from the store; retry until it answers.
-            let mut worker = loop {
-                match PartitionWorker::start(app.clone(), config.clone(), partition).await {
-                    Ok(w) => break w,
-                    Err(e) => {
-                        tracing::warn!(partition, error = %e, "processor cannot load its position; retrying");
-                        if sleep_or_cancel(backoff, &shutdown).await {
-                            return;
+    let tasks = tracker.clone();
+    tracker.spawn(async move {
+        let mut backoff = config.backoff;
+        let mut membership = loop {
+            match app.log.join(&config.group).await {
+                Ok(m) => break m,
+                Err(e) => {
+                    tracing::warn!(group = %config.group, error = %e, "cannot join the consumer group; retrying");
+                    if sleep_or_cancel(backoff, &shutdown).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(config.max_backoff);
+                }
+            }
+        };
+        let mut running: HashMap<u32, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
+        loop {
+            let change = tokio::select! {
+                c = membership.next() => c,
+                _ = shutdown.cancelled() => break,
+            };
+            match change {
+                Some(Rebalance::Assigned(partitions)) => {
+                    tracing::info!(group = %config.group, ?partitions, "partitions assigned");
+                    for p in partitions {
+                        if running.contains_key(&p) {
+                            continue;
                         }
-                        backoff = (backoff * 2).min(config.max_backoff);
+                        let stop = shutdown.child_token();
+                        let handle = tasks.spawn(run_partition(app.clone(), config.clone(), p, stop.clone()));
+                        running.insert(p, (stop, handle));
                     }
                 }
-            };
-            worker.run(shutdown).await;
-        });
+                Some(Rebalance::Revoked { partitions, done }) => {
+                    tracing::info!(group = %config.group, ?partitions, "partitions revoked; finishing their batches");
+                    stop_all(partitions.iter().filter_map(|p| running.remove(p))).await;
+                    let _ = done.send(());
+                }
+                None => {
+                    tracing::warn!(group = %config.group, "the log ended this consumer-group membership");
+                    break;
+                }
+            }
+        }
+        stop_all(running.into_values()).await;
+        // Dropping the membership leaves the group only now, after every
+        // batch in hand was committed.
+        drop(membership);
+    });
+}
+
+async fn stop_all(workers: impl Iterator<Item = (CancellationToken, tokio::task::JoinHandle<()>)>) {
+    let handles: Vec<_> = workers
+        .map(|(stop, handle)| {
+            stop.cancel();
+            handle
+        })
+        .collect();
+    for h in handles {
+        let _ = h.await;
     }
+}
+
+/// One partition's processor, from the position the store holds for it
+/// until `stop`.
+async fn run_partition(app: Arc<Rushhour>, config: ProcessorConfig, partition: u32, stop: CancellationToken) {
+    let mut backoff = config.backoff;
+    // The starting position comes from the store; retry until it answers.
+    let mut worker = loop {
+        match PartitionWorker::start(app.clone(), config.clone(), partition).await {
+            Ok(w) => break w,
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "processor cannot load its position; retrying");
+                if sleep_or_cancel(backoff, &stop).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
+    };
+    worker.run(stop).await;
 }
 
 /// Returns true if cancelled.
@@ -154,6 +218,9 @@ impl PartitionWorker {
                 }
             }
         }
+        // Hand over cleanly: the log learns the final position now, not a
+        // second later (another member may take the partition next).
+        self.report_position().await;
         tracing::debug!(partition = self.partition, at = self.next, "processor stopped");
     }
 
@@ -172,7 +239,7 @@ impl PartitionWorker {
             // came in one read. (Re-reading as each record arrives would cost
             // a query per record, which is what batching is meant to save.)
             tokio::time::sleep(self.config.linger).await;
-            let from = self.next + records.len() as u64;
+            let from = records.last().map_or(self.next, |r| r.offset + 1);
             records.extend(
                 log.read(self.partition, from, max - records.len(), Duration::ZERO)
                     .await?,
@@ -188,7 +255,7 @@ impl PartitionWorker {
         match applied {
             Ok(()) => {
                 self.attempts = 0;
-                self.next += n as u64;
+                self.next = records.last().map_or(self.next, |r| r.offset + 1);
                 let p = self.partition_label.clone();
                 metrics::histogram!(names::BATCH_SIZE, "partition" => p.clone()).record(n as f64);
                 metrics::histogram!(names::BATCH_APPLY_DURATION, "partition" => p)
@@ -216,15 +283,22 @@ impl PartitionWorker {
             return;
         }
         if unreported {
-            match self.app.log.commit(&self.config.group, self.partition, self.next).await {
-                Ok(()) => self.reported = Some(self.next),
-                Err(e) => tracing::warn!(partition = self.partition, error = %e, "log commit failed"),
-            }
+            self.report_position().await;
         }
         self.last_log_commit = Some(Instant::now());
         if let Ok(end) = self.app.log.end_offset(self.partition).await {
             metrics::gauge!(names::PROCESSOR_LAG, "partition" => self.partition_label.clone())
                 .set(end.saturating_sub(self.next) as f64);
+        }
+    }
+
+    async fn report_position(&mut self) {
+        if self.reported == Some(self.next) {
+            return;
+        }
+        match self.app.log.commit(&self.config.group, self.partition, self.next).await {
+            Ok(()) => self.reported = Some(self.next),
+            Err(e) => tracing::warn!(partition = self.partition, error = %e, "log commit failed"),
         }
     }
 
@@ -270,6 +344,7 @@ impl PartitionWorker {
             .increment((decided.len() - out.inserted.min(decided.len())) as u64);
         if !dead.is_empty() {
             metrics::counter!(names::DEAD_LETTERS).increment(dead.len() as u64);
+            self.mirror_dead_letters(&dead).await;
         }
         self.app.publish(&out.events).await;
         Ok(())
@@ -288,12 +363,24 @@ impl PartitionWorker {
                 tracing::error!(partition = self.partition, offset = rec.offset, error = %e, "record dead-lettered");
                 self.app
                     .store
-                    .apply_batch(&self.config.group, self.partition, rec.offset + 1, &[], &[dl], now)
+                    .apply_batch(&self.config.group, self.partition, rec.offset + 1, &[], std::slice::from_ref(&dl), now)
                     .await?;
                 metrics::counter!(names::DEAD_LETTERS).increment(1);
+                self.mirror_dead_letters(std::slice::from_ref(&dl)).await;
             }
         }
         Ok(())
+    }
+
+    /// Copy dead letters to the log's own dead-letter area (a topic in
+    /// Kafka) for tools that watch it. Best effort: the store's copy, written
+    /// in the batch transaction, is the one `replay-dlq` re-drives.
+    async fn mirror_dead_letters(&self, dead: &[DeadLetter]) {
+        for dl in dead {
+            if let Err(e) = self.app.log.dead_letter(dl).await {
+                tracing::warn!(partition = self.partition, offset = dl.offset, error = %e, "dead letter not mirrored to the log");
+            }
+        }
     }
 
     fn dead_letter(&self, rec: &LogRecord, error: String, attempts: u32, now: i64) -> DeadLetter {

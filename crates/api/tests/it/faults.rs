@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use domain::menu::{Menu, StoreInfo};
 use domain::ports::{
     AppendOutcome, AppendRequest, BatchApplied, DeadLetter, Decided, EventLog, EventScope, IdempotencyRecord,
-    LogRecord, MenuCache, MenuLoad, OrderFilter, OrderSummary, PortResult, Store,
+    LogRecord, Membership, MenuCache, MenuLoad, OrderFilter, OrderSummary, PortResult, Store,
 };
 use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};
@@ -121,6 +121,11 @@ impl<T: EventLog> EventLog for Faulty<T> {
     async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()> {
         self.fault.check().await?;
         self.inner.commit(group, partition, next).await
+    }
+
+    async fn join(&self, group: &str) -> PortResult<Membership> {
+        self.fault.check().await?;
+        self.inner.join(group).await
     }
 
     async fn health(&self) -> PortResult<()> {

@@ -37,7 +37,11 @@ contract_cases!(
     find_returns_the_record_for_a_key,
     read_waits_for_new_records,
     commits_and_health,
+    a_lone_member_gets_every_partition,
 );
+
+#[cfg(feature = "kafka")]
+mod kafka;
 
 fn req(key: String) -> AppendRequest {
     AppendRequest {

@@ -1,0 +1,150 @@
+//! Idempotency claims of the Kafka log, kept in PostgreSQL.
+//!
+//! Kafka cannot claim a key atomically with an append, so the claim is made
+//! first, durably, and carries everything needed to redo the append: the
+//! record's key and payload (the payload names the order id, so a redone
+//! append is the *same* order and the processors' idempotent apply keeps it
+//! once). The protocol:
+//!
+//! 1. `INSERT … ON CONFLICT DO NOTHING`: whoever inserts owns the key and
+//!    appends; the row is `pending` until the broker acknowledges, then
+//!    `appended`.
+//! 2. A request that finds the key taken gets the stored response; if the
+//!    claim is still `pending` it first waits for the owner, and if the owner
+//!    never finishes (crashed, or the broker refused it) it appends the
+//!    stored record itself. Either way no response is replayed for a record
+//!    that is not durable in the log.
+
+use domain::ports::{IdempotencyClaim, IdempotencyRecord, PortError, PortResult};
+use sqlx::PgPool;
+use sqlx::Row;
+
+/// The claim table is shared by every topic (keys are per topic), created
+/// on first use under an advisory lock so processes starting together do
+/// not race on `CREATE TABLE`.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS log_idempotency (
+    topic text NOT NULL,
+    key text NOT NULL,
+    fingerprint text NOT NULL,
+    status integer NOT NULL,
+    response bytea NOT NULL,
+    record_key text NOT NULL,
+    payload bytea NOT NULL,
+    appended boolean NOT NULL DEFAULT false,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (topic, key)
+)";
+const SCHEMA_LOCK: i64 = 0x7273_6c6f_675f_6964; // "rslog_id"
+
+#[derive(Debug, Clone)]
+pub(crate) struct Claims {
+    pool: PgPool,
+    topic: String,
+}
+
+/// What the claim table says about a key someone else claimed first.
+#[derive(Debug)]
+pub(crate) struct Existing {
+    pub record: IdempotencyRecord,
+    pub appended: bool,
+    pub record_key: String,
+    pub payload: Vec<u8>,
+}
+
+fn unavailable(e: sqlx::Error) -> PortError {
+    PortError::Unavailable(format!("idempotency claims: {e}"))
+}
+
+impl Claims {
+    pub(crate) async fn open(pool: PgPool, topic: &str) -> Result<Self, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SCHEMA).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Self {
+            pool,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Claim `claim.key` for the record (`record_key`, `payload`). `true`
+    /// if this call owns it now (durably: the insert is committed).
+    pub(crate) async fn claim(
+        &self,
+        claim: &IdempotencyClaim,
+        record_key: &str,
+        payload: &[u8],
+        now: i64,
+    ) -> PortResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO log_idempotency
+                 (topic, key, fingerprint, status, response, record_key, payload, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (topic, key) DO NOTHING",
+        )
+        .bind(&self.topic)
+        .bind(&claim.key)
+        .bind(&claim.fingerprint)
+        .bind(i32::from(claim.status))
+        .bind(&claim.response)
+        .bind(record_key)
+        .bind(payload)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Mark the claim's record as acknowledged by the broker. Not waited on
+    /// for durability: if this is lost, a retry finds the claim pending and
+    /// appends the same record again, which the processors apply once.
+    pub(crate) async fn mark_appended(&self, key: &str) -> PortResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("UPDATE log_idempotency SET appended = true WHERE topic = $1 AND key = $2")
+            .bind(&self.topic)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> PortResult<Option<Existing>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, status, response, created_at, appended, record_key, payload
+             FROM log_idempotency WHERE topic = $1 AND key = $2",
+        )
+        .bind(&self.topic)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(r) = row else { return Ok(None) };
+        let decode = |e: sqlx::Error| PortError::Invalid(format!("idempotency claim row: {e}"));
+        let status: i32 = r.try_get("status").map_err(decode)?;
+        Ok(Some(Existing {
+            record: IdempotencyRecord {
+                fingerprint: r.try_get("fingerprint").map_err(decode)?,
+                status: u16::try_from(status).map_err(|_| PortError::Invalid(format!("claim status {status}")))?,
+                response: r.try_get("response").map_err(decode)?,
+                created_at: r.try_get("created_at").map_err(decode)?,
+            },
+            appended: r.try_get("appended").map_err(decode)?,
+            record_key: r.try_get("record_key").map_err(decode)?,
+            payload: r.try_get("payload").map_err(decode)?,
+        }))
+    }
+
+    pub(crate) async fn health(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+}

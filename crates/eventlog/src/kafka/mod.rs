@@ -1,0 +1,494 @@
+//! The scale-mode event log: Apache Kafka through rdkafka (librdkafka built
+//! from source), with idempotency claims in PostgreSQL.
+//!
+//! - **Append**: an idempotent producer with `acks=all`; `append` returns
+//!   only when the broker acknowledged the record (the delivery report), so
+//!   an HTTP 202 always stands for a record replicated to the in-sync
+//!   replicas. Records are placed with the same partition function as the
+//!   embedded log (`domain::ids::partition_for`), so one order's records
+//!   keep their order and `find` knows where to look. An append that is not
+//!   acknowledged within `append_timeout` fails as unavailable (intake
+//!   answers 503 within a second instead of hanging).
+//! - **Read**: `reader.rs`, one hand-assigned consumer per process.
+//! - **Consumer groups**: `group.rs`; offsets are committed to Kafka after
+//!   the store committed the batch (the store's position is the one a
+//!   processor resumes from; Kafka's lets tools see lag).
+//! - **Idempotency**: `claims.rs` (Kafka cannot claim a key atomically).
+//! - **Read-your-writes** (`find`): the records of a key's partition that
+//!   the processors have not committed yet are scanned; everything older is
+//!   in the store already.
+//! - **Trace context**: every record carries a W3C `traceparent` header.
+
+mod claims;
+mod group;
+mod reader;
+
+use async_trait::async_trait;
+use domain::ports::{
+    AppendOutcome, AppendRequest, DeadLetter, EventLog, IdempotencyRecord, LogRecord, Membership, PortError,
+    PortResult, Position,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use claims::Claims;
+use reader::Reader;
+
+#[derive(Debug, Clone)]
+pub struct KafkaLogOptions {
+    /// `host:port,host:port`
+    pub brokers: String,
+    pub topic: String,
+    /// Where records the processors gave up on are copied.
+    pub dlq_topic: String,
+    /// Partitions of a topic this log creates; an existing topic must have
+    /// exactly this many (the partition function depends on it).
+    pub partitions: u32,
+    pub replication_factor: i32,
+    /// Producer batching: how long librdkafka waits to fill a batch.
+    pub linger: Duration,
+    /// none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// Longest an append waits for the broker's acknowledgement.
+    pub append_timeout: Duration,
+    /// How long a crashed member keeps its partitions before the group
+    /// moves them.
+    pub session_timeout: Duration,
+    /// Consumer group whose committed offsets bound `find`'s scan.
+    pub processor_group: String,
+    /// How long a duplicate request waits for the first one's append
+    /// before appending the claimed record itself.
+    pub claim_wait: Duration,
+}
+
+impl Default for KafkaLogOptions {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "rushhour.orders.v1".into(),
+            dlq_topic: "rushhour.orders.v1.dlq".into(),
+            partitions: 8,
+            replication_factor: 1,
+            linger: Duration::from_millis(1),
+            compression: "lz4".into(),
+            append_timeout: Duration::from_millis(900),
+            session_timeout: Duration::from_secs(10),
+            processor_group: "order-processors".into(),
+            claim_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaLogError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+    #[error("idempotency claims in PostgreSQL: {0}")]
+    Claims(#[from] sqlx::Error),
+}
+
+pub(crate) fn kafka_err(e: KafkaError) -> PortError {
+    PortError::Unavailable(format!("Kafka: {e}"))
+}
+
+/// Run a blocking librdkafka call off the async threads.
+pub(crate) async fn spawn_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> PortResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PortError::Unavailable(format!("blocking Kafka call failed: {e}")))
+}
+
+/// How long metadata and offset queries may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a `find` scan may run.
+const FIND_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct KafkaEventLog {
+    opts: KafkaLogOptions,
+    producer: FutureProducer,
+    reader: Arc<Reader>,
+    claims: Claims,
+    /// Base settings of every consumer this log creates.
+    consumer_config: ClientConfig,
+    /// Group members of this process, by group (commits must come from a
+    /// member while the group has members).
+    members: Mutex<HashMap<String, Weak<BaseConsumer<group::MemberContext>>>>,
+    /// Consumers that commit for groups this process is not a member of.
+    committers: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// One consumer for `find` scans, used by one scan at a time.
+    lookup: Arc<Mutex<BaseConsumer>>,
+}
+
+impl KafkaEventLog {
+    /// Connect, create the topics if missing (checking the partition count
+    /// of existing ones) and the claim table, and start the reader.
+    pub async fn connect(opts: KafkaLogOptions, claims_pool: PgPool) -> Result<Self, KafkaLogError> {
+        let mut base = ClientConfig::new();
+        base.set("bootstrap.servers", &opts.brokers)
+            .set("socket.keepalive.enable", "true")
+            .set("log_level", "4");
+        ensure_topics(&base, &opts).await?;
+
+        let producer: FutureProducer = base
+            .clone()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", opts.linger.as_millis().to_string())
+            .set("compression.type", &opts.compression)
+            // Give up on a record about when the caller does, so a 503
+            // rarely hides a record that lands later.
+            .set("message.timeout.ms", opts.append_timeout.as_millis().max(1).to_string())
+            .set("request.timeout.ms", opts.append_timeout.as_millis().max(1).to_string())
+            .create()?;
+
+        let mut consumer_config = base.clone();
+        consumer_config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("session.timeout.ms", opts.session_timeout.as_millis().to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (opts.session_timeout.as_millis() / 4).max(100).to_string(),
+            )
+            .set("partition.assignment.strategy", "range");
+        let reader_consumer: BaseConsumer = consumer_config
+            .clone()
+            .set("group.id", format!("{}-reader", opts.processor_group))
+            .create()?;
+        let lookup: BaseConsumer = consumer_config
+            .clone()
+            .set("group.id", &opts.processor_group)
+            .create()?;
+        let claims = Claims::open(claims_pool, &opts.topic).await?;
+        Ok(Self {
+            reader: Reader::start(reader_consumer, &opts.topic, opts.partitions),
+            producer,
+            claims,
+            consumer_config,
+            members: Mutex::new(HashMap::new()),
+            committers: Mutex::new(HashMap::new()),
+            lookup: Arc::new(Mutex::new(lookup)),
+            opts,
+        })
+    }
+
+    pub fn options(&self) -> &KafkaLogOptions {
+        &self.opts
+    }
+
+    async fn produce(&self, topic: &str, key: &str, payload: &[u8]) -> PortResult<Position> {
+        let partition = domain::ids::partition_for(key.as_bytes(), self.opts.partitions) as i32;
+        let trace = traceparent();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(trace.as_str()),
+        });
+        let record = FutureRecord::to(topic)
+            .partition(partition)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| kafka_err(e))?;
+        match tokio::time::timeout(self.opts.append_timeout, delivery).await {
+            Err(_) => Err(PortError::Unavailable(format!(
+                "Kafka did not acknowledge the record within {:?}",
+                self.opts.append_timeout
+            ))),
+            Ok(Err(_)) => Err(PortError::Unavailable("Kafka producer shut down".into())),
+            Ok(Ok(Err((e, _)))) => Err(kafka_err(e)),
+            Ok(Ok(Ok(d))) => Ok(Position {
+                partition: d.partition as u32,
+                offset: d.offset as u64,
+            }),
+        }
+    }
+
+    /// Someone claimed the key first. Replay only once their record is
+    /// durable: wait for them, and append it ourselves if they never do.
+    async fn duplicate(&self, req: &AppendRequest, fingerprint: &str) -> PortResult<AppendOutcome> {
+        let key = &req.idempotency.as_ref().expect("claimed request").key;
+        let deadline = Instant::now() + self.opts.claim_wait;
+        loop {
+            let existing = self
+                .claims
+                .get(key)
+                .await?
+                .ok_or_else(|| PortError::Unavailable("idempotency claim vanished".into()))?;
+            if existing.appended || existing.record.fingerprint != fingerprint {
+                // A different request under the same key appends nothing;
+                // the caller refuses it.
+                return Ok(AppendOutcome::Duplicate(existing.record));
+            }
+            if Instant::now() >= deadline {
+                self.produce(&self.opts.topic, &existing.record_key, &existing.payload)
+                    .await?;
+                let _ = self.claims.mark_appended(key).await;
+                return Ok(AppendOutcome::Duplicate(existing.record));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn member(&self, group: &str) -> Option<Arc<BaseConsumer<group::MemberContext>>> {
+        self.members.lock().expect("members").get(group).and_then(Weak::upgrade)
+    }
+
+    fn committer(&self, group: &str) -> PortResult<Arc<BaseConsumer>> {
+        let mut committers = self.committers.lock().expect("committers");
+        if let Some(c) = committers.get(group) {
+            return Ok(c.clone());
+        }
+        let c: BaseConsumer = self
+            .consumer_config
+            .clone()
+            .set("group.id", group)
+            .create()
+            .map_err(kafka_err)?;
+        let c = Arc::new(c);
+        committers.insert(group.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
+impl Drop for KafkaEventLog {
+    fn drop(&mut self) {
+        self.reader.stop();
+    }
+}
+
+/// A fresh W3C trace context (`version-traceid-parentid-flags`).
+fn traceparent() -> String {
+    format!(
+        "00-{:032x}-{:016x}-01",
+        rand::random::<u128>().max(1),
+        rand::random::<u64>().max(1)
+    )
+}
+
+async fn ensure_topics(base: &ClientConfig, opts: &KafkaLogOptions) -> Result<(), KafkaLogError> {
+    let admin: AdminClient<DefaultClientContext> = base.create()?;
+    let replication = TopicReplication::Fixed(opts.replication_factor);
+    let topics = [
+        NewTopic::new(&opts.topic, opts.partitions as i32, replication),
+        NewTopic::new(&opts.dlq_topic, 1, TopicReplication::Fixed(opts.replication_factor)),
+    ];
+    let admin_opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(topics.iter(), &admin_opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaLogError::Topic {
+                    topic,
+                    reason: format!("cannot create: {code}"),
+                });
+            }
+        }
+    }
+    let topic = opts.topic.clone();
+    let want = opts.partitions as usize;
+    let client = admin.inner();
+    let meta = client.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+    let have = meta
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    if have != want {
+        return Err(KafkaLogError::Topic {
+            topic,
+            reason: format!(
+                "has {have} partitions but log.partitions is {want}; records are placed by \
+                 a function of the partition count, so they must agree"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventLog for KafkaEventLog {
+    fn partitions(&self) -> u32 {
+        self.opts.partitions
+    }
+
+    async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
+        let started = Instant::now();
+        if let Some(claim) = &req.idempotency {
+            let now = domain::ports::system_now_ms();
+            if !self.claims.claim(claim, &req.key, &req.payload, now).await? {
+                return self.duplicate(&req, &claim.fingerprint).await;
+            }
+        }
+        let at = self.produce(&self.opts.topic, &req.key, &req.payload).await?;
+        if let Some(claim) = &req.idempotency {
+            // Not awaited: a lost mark only means a retry re-appends the
+            // same order, which is applied once.
+            let (claims, key) = (self.claims.clone(), claim.key.clone());
+            tokio::spawn(async move {
+                if let Err(e) = claims.mark_appended(&key).await {
+                    tracing::debug!(error = %e, "idempotency claim not marked appended");
+                }
+            });
+        }
+        metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        Ok(AppendOutcome::Appended(at))
+    }
+
+    async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {
+        Ok(self.claims.get(key).await?.map(|e| e.record))
+    }
+
+    async fn find(&self, key: &str) -> PortResult<Option<LogRecord>> {
+        let partition = domain::ids::partition_for(key.as_bytes(), self.opts.partitions) as i32;
+        let (lookup, topic, key) = (self.lookup.clone(), self.opts.topic.clone(), key.to_owned());
+        spawn_blocking(move || {
+            let consumer = lookup.lock().expect("lookup consumer");
+            scan_for(&consumer, &topic, partition, &key)
+        })
+        .await?
+    }
+
+    async fn read(&self, partition: u32, from: u64, max: usize, wait: Duration) -> PortResult<Vec<LogRecord>> {
+        self.reader.read(partition, from, max, wait).await
+    }
+
+    async fn end_offset(&self, partition: u32) -> PortResult<u64> {
+        if partition >= self.opts.partitions {
+            return Err(PortError::Invalid(format!("no partition {partition}")));
+        }
+        self.reader.end_offset(partition).await
+    }
+
+    async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()> {
+        let topic = self.opts.topic.clone();
+        if let Some(member) = self.member(group) {
+            return spawn_blocking(move || group::commit(&member, &topic, partition, next))
+                .await?
+                .map_err(kafka_err);
+        }
+        let committer = self.committer(group)?;
+        spawn_blocking(move || group::commit(&committer, &topic, partition, next))
+            .await?
+            .map_err(kafka_err)
+    }
+
+    async fn join(&self, group: &str) -> PortResult<Membership> {
+        let mut config = self.consumer_config.clone();
+        config.set("group.id", group);
+        let (membership, consumer) = group::join(&config, &self.opts.topic, self.reader.clone()).map_err(kafka_err)?;
+        self.members
+            .lock()
+            .expect("members")
+            .insert(group.to_owned(), Arc::downgrade(&consumer));
+        Ok(membership)
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> PortResult<()> {
+        let topic = self.opts.dlq_topic.clone();
+        let body = serde_json::json!({
+            "group": letter.group,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "key": letter.key,
+            "payload": String::from_utf8_lossy(&letter.payload),
+            "error": letter.error,
+            "attempts": letter.attempts,
+            "at": letter.at,
+        });
+        let bytes = serde_json::to_vec(&body).map_err(|e| PortError::Invalid(e.to_string()))?;
+        // The DLQ topic has one partition; `produce` places by key within
+        // the main topic's partition count, so send it directly.
+        let record = FutureRecord::to(&topic).partition(0).key(&letter.key).payload(&bytes);
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| kafka_err(e))?;
+        match tokio::time::timeout(self.opts.append_timeout * 5, delivery).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err((e, _)))) => Err(kafka_err(e)),
+            _ => Err(PortError::Unavailable("dead letter not acknowledged".into())),
+        }
+    }
+
+    async fn health(&self) -> PortResult<()> {
+        let (producer, topic) = (self.producer.clone(), self.opts.topic.clone());
+        spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_millis(800))
+        })
+        .await?
+        .map_err(kafka_err)?;
+        self.claims.health().await
+    }
+}
+
+/// The newest record with `key` among the records of `partition` that the
+/// processors have not committed yet (older ones are in the store).
+fn scan_for(consumer: &BaseConsumer, topic: &str, partition: i32, key: &str) -> PortResult<Option<LogRecord>> {
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
+        .map_err(kafka_err)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer.committed_offsets(tpl, QUERY_TIMEOUT).map_err(kafka_err)?;
+    let start = match committed.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o.max(low),
+        _ => low,
+    };
+    if start >= high {
+        return Ok(None);
+    }
+    let mut assign = TopicPartitionList::new();
+    assign
+        .add_partition_offset(topic, partition, Offset::Offset(start))
+        .map_err(kafka_err)?;
+    consumer.assign(&assign).map_err(kafka_err)?;
+    let deadline = Instant::now() + FIND_TIMEOUT;
+    let mut found = None;
+    let outcome = loop {
+        if Instant::now() >= deadline {
+            break Err(PortError::Unavailable("Kafka lookup timed out".into()));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => break Err(kafka_err(e)),
+            Some(Ok(m)) => {
+                if m.key() == Some(key.as_bytes()) {
+                    found = Some(LogRecord {
+                        partition: m.partition() as u32,
+                        offset: m.offset() as u64,
+                        key: key.to_owned(),
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        appended_at: m.timestamp().to_millis().unwrap_or(0),
+                    });
+                }
+                if m.offset() + 1 >= high {
+                    break Ok(found.take());
+                }
+            }
+        }
+    };
+    let _ = consumer.unassign();
+    outcome
+}

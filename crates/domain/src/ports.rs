@@ -317,7 +317,12 @@ pub trait Store: Send + Sync {
     /// Events in `scope` with an id greater than `after`, oldest first.
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;
 
+    /// Newest first.
     async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>>;
+
+    /// Forget the dead letter `group` set aside at `partition`/`offset`
+    /// (it was re-driven into the log). `false` if there was none.
+    async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool>;
 
     async fn health(&self) -> PortResult<()>;
 }

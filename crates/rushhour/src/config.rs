@@ -211,6 +211,20 @@ impl Config {
         backend(&self.store.url, &self.data_dir, "rushhour.db", "store.url")
     }
 
+    pub fn redacted_store_url(&self) -> String {
+        match self.store_backend() {
+            Ok(Backend::Sqlite(p)) => p.display().to_string(),
+            _ => redact_url(&self.store.url),
+        }
+    }
+
+    pub fn redacted_log_url(&self) -> String {
+        match self.log_backend() {
+            Ok(Backend::Sqlite(p)) => p.display().to_string(),
+            _ => redact_url(&self.log.url),
+        }
+    }
+
     /// The configuration as TOML with secrets replaced.
     pub fn redacted_toml(&self) -> anyhow::Result<String> {
         let mut c = self.clone();

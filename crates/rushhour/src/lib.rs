@@ -6,4 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod drain;
+#[cfg(feature = "kafka")]
+pub mod produce;
+pub mod replay;
 pub mod wiring;

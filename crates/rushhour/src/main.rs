@@ -35,12 +35,14 @@ enum Command {
     Serve,
     /// Run only the HTTP API (intake, reads, live events).
     Api,
-    /// Run only the order processors.
+    /// Run only the order processors (serving /health/* and /metrics on http.addr).
     Worker,
     /// Create or upgrade the schemas (and seed the demo menu when enabled), then exit.
     Migrate,
     /// Print the effective configuration with secrets redacted.
     Config,
+    /// Re-drive dead letters: append them to the event log again, oldest first.
+    ReplayDlq(rushhour::replay::ReplayArgs),
     /// Load-generate against a running server, or run the benchmark suite.
     Bench(Box<rushhour::bench::BenchArgs>),
 }
@@ -96,11 +98,25 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Migrate => {
                 wiring::build(&cfg).await?;
-                println!("migrations applied under {}", cfg.data_dir.display());
+                println!(
+                    "migrations applied (store: {}, log: {})",
+                    cfg.redacted_store_url(),
+                    cfg.redacted_log_url()
+                );
                 Ok(())
             }
             Command::Config => {
                 print!("{}", cfg.redacted_toml()?);
+                Ok(())
+            }
+            Command::ReplayDlq(args) => {
+                let built = wiring::build(&cfg).await?;
+                let done = rushhour::replay::replay(&built.app, &args).await?;
+                if args.dry_run {
+                    println!("{} dead letters would be re-driven", done.listed);
+                } else {
+                    println!("re-drove {} of {} dead letters", done.replayed, done.listed);
+                }
                 Ok(())
             }
             Command::Bench(args) => rushhour::bench::run(*args).await,

@@ -396,6 +396,17 @@ impl Store for PgStore {
         Ok(found.iter().map(rows::dead_letter_row).collect::<Result<_, _>>()?)
     }
 
+    async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool> {
+        let done = sqlx::query("DELETE FROM dead_letters WHERE grp = $1 AND log_partition = $2 AND log_offset = $3")
+            .bind(group)
+            .bind(i64::from(partition))
+            .bind(offset as i64)
+            .execute(&self.primary)
+            .await
+            .map_err(Error::from)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn health(&self) -> PortResult<()> {
         for pool in std::iter::once(&self.primary).chain(self.replica.as_ref()) {
             let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);

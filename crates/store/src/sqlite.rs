@@ -386,6 +386,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool> {
+        let group = group.to_owned();
+        self.write(move |c| {
+            let mut stmt =
+                c.prepare_cached("DELETE FROM dead_letters WHERE grp = ?1 AND log_partition = ?2 AND log_offset = ?3")?;
+            Ok(stmt.execute(params![group, partition, offset as i64])? > 0)
+        })
+        .await
+    }
+
     async fn health(&self) -> PortResult<()> {
         if !self.writer.is_running() {
             return Err(PortError::Unavailable("the store writer has stopped".into()));

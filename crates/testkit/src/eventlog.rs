@@ -47,7 +47,10 @@ pub async fn read_all(log: &Log, partition: u32, from: u64, max: usize) -> Vec<d
             .read(partition, next, max - out.len(), Duration::from_secs(5))
             .await
             .expect("read");
-        assert!(!got.is_empty(), "records {next}..{end} of partition {partition} not readable");
+        assert!(
+            !got.is_empty(),
+            "records {next}..{end} of partition {partition} not readable"
+        );
         assert_eq!(got[0].offset, next, "a read must start where it was asked to");
         next = got.last().expect("non-empty").offset + 1;
         out.extend(got);

@@ -453,9 +453,15 @@ pub async fn dead_letters_are_kept_and_position_advances(store: Stores) {
         .await
         .unwrap();
     assert_eq!(out.inserted, 1);
-    assert_eq!(store.dead_letters(10).await.unwrap(), vec![d12, d8, d7]);
+    assert_eq!(store.dead_letters(10).await.unwrap(), vec![d12.clone(), d8, d7.clone()]);
     assert_eq!(store.consumer_position(GROUP, 1).await.unwrap(), 13);
     assert!(store.get_order(a.order_id).await.unwrap().is_some());
+
+    // Re-driven letters are forgotten, one by one.
+    assert!(store.remove_dead_letter(GROUP, 1, 8).await.unwrap());
+    assert!(!store.remove_dead_letter(GROUP, 1, 8).await.unwrap(), "already gone");
+    assert!(!store.remove_dead_letter("other-group", 1, 7).await.unwrap());
+    assert_eq!(store.dead_letters(10).await.unwrap(), vec![d12, d7]);
 }
 
 /// `get_order` and `list_orders`: newest first, store and status filters

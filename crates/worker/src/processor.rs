@@ -363,7 +363,14 @@ impl PartitionWorker {
                 tracing::error!(partition = self.partition, offset = rec.offset, error = %e, "record dead-lettered");
                 self.app
                     .store
-                    .apply_batch(&self.config.group, self.partition, rec.offset + 1, &[], std::slice::from_ref(&dl), now)
+                    .apply_batch(
+                        &self.config.group,
+                        self.partition,
+                        rec.offset + 1,
+                        &[],
+                        std::slice::from_ref(&dl),
+                        now,
+                    )
                     .await?;
                 metrics::counter!(names::DEAD_LETTERS).increment(1);
                 self.mirror_dead_letters(std::slice::from_ref(&dl)).await;

@@ -206,6 +206,11 @@ impl<T: Store> Store for Faulty<T> {
         self.inner.dead_letters(limit).await
     }
 
+    async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool> {
+        self.fault.check().await?;
+        self.inner.remove_dead_letter(group, partition, offset).await
+    }
+
     async fn health(&self) -> PortResult<()> {
         self.fault.check().await?;
         self.inner.health().await

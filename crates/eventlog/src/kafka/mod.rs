@@ -110,6 +110,8 @@ pub(crate) async fn spawn_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Se
         .map_err(|e| PortError::Unavailable(format!("blocking Kafka call failed: {e}")))
 }
 
+/// How long librdkafka keeps retrying a record before failing it.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long metadata and offset queries may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a `find` scan may run.
@@ -147,10 +149,12 @@ impl KafkaEventLog {
             .set("enable.idempotence", "true")
             .set("linger.ms", opts.linger.as_millis().to_string())
             .set("compression.type", &opts.compression)
-            // Give up on a record about when the caller does, so a 503
-            // rarely hides a record that lands later.
-            .set("message.timeout.ms", opts.append_timeout.as_millis().max(1).to_string())
-            .set("request.timeout.ms", opts.append_timeout.as_millis().max(1).to_string())
+            // librdkafka keeps trying well after the caller got its 503 (an
+            // outage shorter than this loses nothing in flight; a retry with
+            // the same Idempotency-Key is still placed once). A timeout this
+            // short would also make the idempotent producer bump its epoch,
+            // which tansu 0.6 does not survive (docs/adr/0005).
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
             .create()?;
 
         let mut consumer_config = base.clone();
@@ -203,10 +207,7 @@ impl KafkaEventLog {
             .key(key)
             .payload(payload)
             .headers(headers);
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(e, _)| kafka_err(e))?;
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| kafka_err(e))?;
         match tokio::time::timeout(self.opts.append_timeout, delivery).await {
             Err(_) => Err(PortError::Unavailable(format!(
                 "Kafka did not acknowledge the record within {:?}",
@@ -285,15 +286,36 @@ fn traceparent() -> String {
 
 async fn ensure_topics(base: &ClientConfig, opts: &KafkaLogOptions) -> Result<(), KafkaLogError> {
     let admin: AdminClient<DefaultClientContext> = base.create()?;
-    let replication = TopicReplication::Fixed(opts.replication_factor);
-    let topics = [
-        NewTopic::new(&opts.topic, opts.partitions as i32, replication),
-        NewTopic::new(&opts.dlq_topic, 1, TopicReplication::Fixed(opts.replication_factor)),
-    ];
+    // Create only what is missing: processes starting together then do not
+    // race to create, and running needs no create permission once
+    // `rushhour migrate` made the topics.
+    let mut missing = Vec::new();
+    for (topic, partitions) in [(&opts.topic, opts.partitions as usize), (&opts.dlq_topic, 1)] {
+        match partition_count(&admin, topic)? {
+            Some(have) if have != partitions => {
+                return Err(KafkaLogError::Topic {
+                    topic: topic.clone(),
+                    reason: format!(
+                        "has {have} partitions but {partitions} are configured; records are placed \
+                         by a function of the partition count, so they must agree"
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => missing.push(NewTopic::new(
+                topic,
+                partitions as i32,
+                TopicReplication::Fixed(opts.replication_factor),
+            )),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin_opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(topics.iter(), &admin_opts).await? {
+    for result in admin.create_topics(missing.iter(), &admin_opts).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
@@ -304,25 +326,18 @@ async fn ensure_topics(base: &ClientConfig, opts: &KafkaLogOptions) -> Result<()
             }
         }
     }
-    let topic = opts.topic.clone();
-    let want = opts.partitions as usize;
-    let client = admin.inner();
-    let meta = client.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-    let have = meta
+    Ok(())
+}
+
+/// Partitions of `topic`, or `None` when it does not exist.
+fn partition_count(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<Option<usize>, KafkaLogError> {
+    let meta = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(meta
         .topics()
         .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
-    if have != want {
-        return Err(KafkaLogError::Topic {
-            topic,
-            reason: format!(
-                "has {have} partitions but log.partitions is {want}; records are placed by \
-                 a function of the partition count, so they must agree"
-            ),
-        });
-    }
-    Ok(())
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .filter(|n| *n > 0))
 }
 
 #[async_trait]
@@ -419,10 +434,7 @@ impl EventLog for KafkaEventLog {
         // The DLQ topic has one partition; `produce` places by key within
         // the main topic's partition count, so send it directly.
         let record = FutureRecord::to(&topic).partition(0).key(&letter.key).payload(&bytes);
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(e, _)| kafka_err(e))?;
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| kafka_err(e))?;
         match tokio::time::timeout(self.opts.append_timeout * 5, delivery).await {
             Ok(Ok(Ok(_))) => Ok(()),
             Ok(Ok(Err((e, _)))) => Err(kafka_err(e)),

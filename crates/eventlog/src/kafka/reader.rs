@@ -115,7 +115,10 @@ impl Reader {
                 st.buf.push_back(LogRecord {
                     partition: m.partition() as u32,
                     offset,
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                    key: m
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     appended_at: m.timestamp().to_millis().unwrap_or(0),
                 });
@@ -205,9 +208,7 @@ impl Reader {
                     if st.paused {
                         st.paused = false;
                         drop(st);
-                        self.consumer
-                            .resume(&self.tpl(partition, None))
-                            .map_err(kafka_err)?;
+                        self.consumer.resume(&self.tpl(partition, None)).map_err(kafka_err)?;
                     }
                 }
                 Step::Wait => {
@@ -231,12 +232,9 @@ impl Reader {
     /// The offset the next record of `partition` will get (asks the broker).
     pub(crate) async fn end_offset(self: &Arc<Self>, partition: u32) -> PortResult<u64> {
         let me = self.clone();
-        let (_, high) = spawn_blocking(move || {
-            me.consumer
-                .fetch_watermarks(&me.topic, partition as i32, SEEK_TIMEOUT)
-        })
-        .await?
-        .map_err(kafka_err)?;
+        let (_, high) = spawn_blocking(move || me.consumer.fetch_watermarks(&me.topic, partition as i32, SEEK_TIMEOUT))
+            .await?
+            .map_err(kafka_err)?;
         Ok(high.max(0) as u64)
     }
 

@@ -31,7 +31,9 @@ async fn fresh(test: &str) -> Option<Arc<KafkaEventLog>> {
         processor_group: format!("{test}-processors"),
         ..Default::default()
     };
-    Some(Arc::new(KafkaEventLog::connect(opts, pool).await.expect("connect to Kafka")))
+    Some(Arc::new(
+        KafkaEventLog::connect(opts, pool).await.expect("connect to Kafka"),
+    ))
 }
 
 macro_rules! kafka_contract_cases {
@@ -77,7 +79,9 @@ async fn settle(member: &mut Membership, owned: &mut HashSet<u32>, for_: Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_split_the_partitions_and_one_takes_over_when_the_other_leaves() {
-    let Some(log) = fresh("kafka_group_split").await else { return };
+    let Some(log) = fresh("kafka_group_split").await else {
+        return;
+    };
     let group = "split-group";
     let mut a = log.join(group).await.unwrap();
     let mut owned_a = HashSet::new();
@@ -92,8 +96,14 @@ async fn two_members_split_the_partitions_and_one_takes_over_when_the_other_leav
         settle(&mut b, &mut owned_b, Duration::from_secs(15)),
     );
     let _ = (ra, rb);
-    assert!(!owned_a.is_empty() && !owned_b.is_empty(), "split: {owned_a:?} / {owned_b:?}");
-    assert!(owned_a.is_disjoint(&owned_b), "no partition twice: {owned_a:?} / {owned_b:?}");
+    assert!(
+        !owned_a.is_empty() && !owned_b.is_empty(),
+        "split: {owned_a:?} / {owned_b:?}"
+    );
+    assert!(
+        owned_a.is_disjoint(&owned_b),
+        "no partition twice: {owned_a:?} / {owned_b:?}"
+    );
     assert_eq!(owned_a.len() + owned_b.len(), 4);
 
     drop(b);

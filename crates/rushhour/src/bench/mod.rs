@@ -25,7 +25,8 @@ pub use config::{LoadConfig, Mix, Mode, Op, Preset};
 pub use load::{LoadReport, RunOptions, run_load};
 pub use suite::SuiteArgs;
 
-use config::{DEFAULT_STORE, Overrides, parse_duration, resolve};
+pub(crate) use config::parse_duration;
+use config::{DEFAULT_STORE, Overrides, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -43,6 +44,10 @@ pub enum BenchCmd {
     Suite(SuiteArgs),
     /// In-process processor drain vs raw SQLite insert.
     Drain(crate::drain::DrainArgs),
+    /// A raw Kafka producer (acks=all, idempotent): the ceiling scale-mode
+    /// intake is compared with (scripts/bench-scale.sh runs both).
+    #[cfg(feature = "kafka")]
+    Produce(crate::produce::ProduceArgs),
 }
 
 /// Load-generate against a running server. Flags left out come from
@@ -93,6 +98,8 @@ pub struct LoadArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.cmd {
         Some(BenchCmd::Drain(drain)) => crate::drain::run(&drain).await,
+        #[cfg(feature = "kafka")]
+        Some(BenchCmd::Produce(p)) => crate::produce::run(&p).await,
         Some(BenchCmd::Suite(suite)) => {
             // Dropping the suite's future drops its server children, and
             // they are `kill_on_drop`: Ctrl-C leaves no orphan servers.

@@ -7,4 +7,6 @@ mod http_errors;
 mod http_orders;
 mod http_reads;
 mod postgres;
+mod replay;
+mod scale;
 mod support;

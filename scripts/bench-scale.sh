@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Scale-mode figures, measured side by side in one run (docs/benchmarks.md):
+#   1. a raw rdkafka producer (acks=all, idempotent) on the broker,
+#   2. scale-mode intake: `rushhour api` + `rushhour worker` on PostgreSQL,
+#      Redis and that broker, loaded by `rushhour bench --scenario orders`,
+#   3. the raw producer again (the machine is noisy; the two brackets show it),
+#   4. open loop at half the measured intake rate, then 202 -> confirmed
+#      percentiles from the orders' own timestamps in PostgreSQL.
+#
+#   scripts/bench-scale.sh                 # tansu on 127.0.0.1:19092 (started if needed)
+#   KAFKA=host:9092 scripts/bench-scale.sh # another broker
+#   DURATION=20s CONNECTIONS=64 scripts/bench-scale.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+PG="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+REDIS="${REDIS_URL:-redis://127.0.0.1:6379}"
+KAFKA="${KAFKA:-$(scripts/tansu.sh 19092)}"
+cargo build --release --bin rushhour >&2
+BIN="${CARGO_TARGET_DIR:-target}/release/rushhour"
+
+RUN="bench$(date +%s)"
+WORK="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql -q "$PG" -c "DROP SCHEMA IF EXISTS $RUN CASCADE" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export RUSHHOUR__STORE__URL="$PG" RUSHHOUR__STORE__SCHEMA="$RUN"
+export RUSHHOUR__LOG__URL="kafka://$KAFKA" RUSHHOUR__LOG__TOPIC="$RUN.orders" RUSHHOUR__LOG__DLQ_TOPIC="$RUN.dlq"
+export RUSHHOUR__PROCESSOR__GROUP="$RUN" RUSHHOUR__CACHE__URL="$REDIS" RUSHHOUR__CACHE__KEY_PREFIX="$RUN"
+export RUSHHOUR__AUTH__STAFF_KEY=bench RUSHHOUR__DATA_DIR="$WORK" RUSHHOUR__TELEMETRY__LOG_FILTER=warn
+"$BIN" migrate >/dev/null
+RUSHHOUR__HTTP__ADDR=127.0.0.1:18180 "$BIN" api >"$WORK/api.log" 2>&1 & pids+=($!)
+RUSHHOUR__HTTP__ADDR=127.0.0.1:18181 "$BIN" worker >"$WORK/worker.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do
+  curl -sf http://127.0.0.1:18180/health/ready >/dev/null && curl -sf http://127.0.0.1:18181/health/ready >/dev/null && break
+  sleep 0.2
+done
+sleep 3 # let the worker join its group
+
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+raw1="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --json)"
+intake="$("$BIN" bench --url http://127.0.0.1:18180 --scenario orders --connections "$CONNECTIONS" --duration "$DURATION" --json)"
+raw2="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --json)"
+
+r1="$(echo "$raw1" | field 'd["per_sec"]')"
+r2="$(echo "$raw2" | field 'd["per_sec"]')"
+ir="$(echo "$intake" | field 'd["overall"]["ok_rps"]')"
+ip99="$(echo "$intake" | field 'd["overall"]["latency_us"]["p99"]/1000')"
+ierr="$(echo "$intake" | field 'd["overall"]["errors"] + d["overall"]["shed"]')"
+half="$(python3 -c "print(max(1, int($ir / 2)))")"
+
+sleep 5 # drain the closed-loop backlog before the latency run
+since="$(date +%s%3N)"
+open="$("$BIN" bench --url http://127.0.0.1:18180 --scenario orders --rate "$half" --duration "$DURATION" --json)"
+sleep 5
+until_ms="$(date +%s%3N)"
+e2e="$(psql -At "$PG" -c "SELECT count(*), count(confirmed_at),
+  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY confirmed_at - placed_at)::numeric, 1),
+  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY confirmed_at - placed_at)::numeric, 1)
+  FROM $RUN.orders WHERE placed_at BETWEEN $since AND $until_ms")"
+IFS='|' read -r n nconf e50 e99 <<<"$e2e"
+op99="$(echo "$open" | field 'd["overall"]["latency_us"]["p99"]/1000')"
+ook="$(echo "$open" | field 'd["overall"]["ok_rps"]')"
+
+python3 - "$r1" "$r2" "$ir" "$ip99" "$ierr" "$half" "$ook" "$op99" "$n" "$nconf" "$e50" "$e99" <<'PY'
+import sys
+r1, r2, ir, ip99, ierr, half, ook, op99, n, nconf, e50, e99 = sys.argv[1:]
+r1, r2, ir = float(r1), float(r2), float(ir)
+raw = (r1 + r2) / 2
+print("| measurement | value |")
+print("|---|---|")
+print(f"| raw rdkafka producer (acks=all, idempotent), before / after | {r1:,.0f}/s / {r2:,.0f}/s |")
+print(f"| scale intake (HTTP 202 after Kafka ack) | {ir:,.0f}/s, p99 {float(ip99):.1f} ms, {ierr} errors/shed |")
+print(f"| intake ÷ raw producer (goal >= 0.5x) | {ir / raw:.2f}x |")
+print(f"| open loop at half that rate ({half}/s) | {float(ook):,.0f}/s, intake p99 {float(op99):.1f} ms |")
+print(f"| 202 -> confirmed, {nconf} of {n} orders | p50 {e50} ms, p99 {e99} ms |")
+PY

@@ -473,24 +473,40 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
     for (i, port) in api_ports.iter().enumerate() {
         procs.spawn(&format!("api{}", i + 1), scale.command("api", *port, "warn"), None);
     }
-    for (i, port) in worker_ports.iter().enumerate() {
-        procs.spawn(
-            &format!("worker{}", i + 1),
-            scale.command("worker", *port, "warn,worker=info"),
-            Some(assignments.clone()),
-        );
-    }
     let bases = Arc::new(api_ports.map(|p| format!("http://127.0.0.1:{p}")));
     for (i, base) in bases.iter().enumerate() {
         ready(&client, base, &format!("api{}", i + 1), &mut procs).await;
     }
+    // worker1 first, alone: it becomes the group's leader. The test broker,
+    // tansu 0.6, evicts a member that stopped heartbeating and rebalances,
+    // but hands the survivors their previous assignment back, so the dead
+    // member's partitions stay orphaned until a member *joins*; real Kafka
+    // reassigns them at once. So, as an orchestrator would, the killed
+    // worker is replaced below (docs/adr/0005-kafka-log.md).
+    let all: HashSet<u32> = (0..PARTITIONS).collect();
     for (i, port) in worker_ports.iter().enumerate() {
-        let base = format!("http://127.0.0.1:{port}");
-        ready(&client, &base, &format!("worker{}", i + 1), &mut procs).await;
+        let name = format!("worker{}", i + 1);
+        procs.spawn(
+            &name,
+            scale.command("worker", *port, "warn,worker=info"),
+            Some(assignments.clone()),
+        );
+        ready(&client, &format!("http://127.0.0.1:{port}"), &name, &mut procs).await;
+        if i == 0 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while assignments.of("worker1") != all {
+                procs.assert_running();
+                assert!(
+                    Instant::now() < deadline,
+                    "worker1 alone did not get every partition within 30 s: {}",
+                    assignments.describe()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     // Both workers in the group, sharing the partitions between them.
-    let all: HashSet<u32> = (0..PARTITIONS).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (a, b) = (assignments.of("worker1"), assignments.of("worker2"));
@@ -508,7 +524,7 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
     eprintln!("group settled after {:?}: {}", t0.elapsed(), assignments.describe());
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // 16 clients for ~3 s, kill -9 worker1, ~3 s more.
+    // 16 clients for ~3 s, kill -9 worker2, ~3 s more.
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let clients: Vec<_> = (0..16)
@@ -525,11 +541,11 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before_kill = tally.lock().unwrap().accepted.len();
-    procs.kill("worker1").await;
+    procs.kill("worker2").await;
     let killed_at = Instant::now();
-    let mut orphaned: Vec<u32> = assignments.forget("worker1").into_iter().collect();
+    let mut orphaned: Vec<u32> = assignments.forget("worker2").into_iter().collect();
     orphaned.sort_unstable();
-    eprintln!("killed worker1 (SIGKILL, it held partitions {orphaned:?}) after {before_kill} accepted orders");
+    eprintln!("killed worker2 (SIGKILL, it held partitions {orphaned:?}) after {before_kill} accepted orders");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -660,43 +676,53 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
     let pool = sqlx::PgPool::connect(&pg).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut took_over: Option<Duration> = None;
-    loop {
-        if took_over.is_none() && assignments.of("worker2") == all {
+    let mut replacement: Option<u16> = None;
+    let now = loop {
+        if replacement.is_none() && killed_at.elapsed() >= Duration::from_secs(8) {
+            // An orchestrator restarts the killed worker; the group
+            // rebalances over the live members (see the note above on why
+            // the test broker needs the new member to do so).
+            let port = free_port();
+            procs.spawn(
+                "worker3",
+                scale.command("worker", port, "warn,worker=info"),
+                Some(assignments.clone()),
+            );
+            replacement = Some(port);
+        }
+        let owned: HashSet<u32> = assignments
+            .of("worker1")
+            .union(&assignments.of("worker3"))
+            .copied()
+            .collect();
+        if took_over.is_none() && owned == all {
             took_over = Some(killed_at.elapsed());
         }
         let now = applied(&pool, &scale.schema, &ids).await;
-        if now.confirmed == ids.len() {
-            break;
+        if now.confirmed == ids.len() || Instant::now() >= deadline {
+            break now;
         }
         procs.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "60 s after the load {} of {} acknowledged orders are confirmed ({} in the store); the killed \
-             worker1 held partitions {orphaned:?}, the survivor now holds: {}",
-            now.confirmed,
-            ids.len(),
-            now.found,
-            assignments.describe()
-        );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     eprintln!(
-        "all {} orders confirmed {:?} after the kill; worker2 held every partition after {took_over:?}",
+        "{} of {} orders confirmed {:?} after the kill; worker1 + worker3 held every partition after {took_over:?}",
+        now.confirmed,
         ids.len(),
         killed_at.elapsed()
     );
 
-    // Exactly once: each acknowledged order is one row, confirmed, with one
-    // line, one ticket and one status event; nothing else is in the store.
+    // Exactly once, checked on whatever was applied (also when not all of
+    // it was): each order is one row, confirmed, with one line, one ticket
+    // and one status event, and the store holds no order no client was
+    // acknowledged.
     let rows = order_rows(&pool, &scale.schema).await;
     let in_store: HashSet<&String> = rows.iter().map(|r| &r.0).collect();
     assert_eq!(in_store.len(), rows.len(), "an order row is duplicated");
-    assert_eq!(
-        in_store,
-        unique,
-        "the store holds other orders than the acknowledged ones ({} rows, {} acknowledged)",
-        rows.len(),
-        unique.len()
+    let unknown: Vec<_> = in_store.difference(&unique).take(10).collect();
+    assert!(
+        unknown.is_empty(),
+        "the store holds orders that were never acknowledged: {unknown:?}"
     );
     let bad: Vec<_> = rows
         .iter()
@@ -709,6 +735,17 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
         bad.is_empty(),
         "orders applied more (or less) than once, as (id, status, lines, tickets, events): {bad:#?}"
     );
+    assert_eq!(
+        now.confirmed,
+        ids.len(),
+        "60 s after the load only {} of {} acknowledged orders are confirmed ({} in the store); the killed \
+         worker2 held partitions {orphaned:?}, the survivor now holds: {}",
+        now.confirmed,
+        ids.len(),
+        now.found,
+        assignments.describe()
+    );
+    assert_eq!(in_store, unique, "every acknowledged order is in the store");
     pool.close().await;
 
     drop(procs);

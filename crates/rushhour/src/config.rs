@@ -73,6 +73,7 @@ pub struct LogConfig {
     pub compression: String,
     pub append_timeout_ms: u64,
     pub session_timeout_ms: u64,
+    pub fetch_wait_ms: u64,
     pub claims_url: String,
 }
 

@@ -113,6 +113,7 @@ async fn open_kafka_log(cfg: &Config, brokers: String) -> anyhow::Result<Arc<dyn
         compression: cfg.log.compression.clone(),
         append_timeout: Duration::from_millis(cfg.log.append_timeout_ms),
         session_timeout: Duration::from_millis(cfg.log.session_timeout_ms),
+        fetch_wait: Duration::from_millis(cfg.log.fetch_wait_ms),
         processor_group: cfg.processor.group.clone(),
         ..Default::default()
     };

@@ -64,6 +64,9 @@ pub struct KafkaLogOptions {
     /// How long a crashed member keeps its partitions before the group
     /// moves them.
     pub session_timeout: Duration,
+    /// Longest a fetch waits at the broker for records to arrive (an idle
+    /// partition's poll interval; records that arrive are sent at once).
+    pub fetch_wait: Duration,
     /// Consumer group whose committed offsets bound `find`'s scan.
     pub processor_group: String,
     /// How long a duplicate request waits for the first one's append
@@ -83,6 +86,7 @@ impl Default for KafkaLogOptions {
             compression: "lz4".into(),
             append_timeout: Duration::from_millis(900),
             session_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(100),
             processor_group: "order-processors".into(),
             claim_wait: Duration::from_secs(2),
         }
@@ -163,7 +167,7 @@ impl KafkaEventLog {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", opts.fetch_wait.as_millis().max(1).to_string())
             .set("session.timeout.ms", opts.session_timeout.as_millis().to_string())
             .set(
                 "heartbeat.interval.ms",

@@ -27,6 +27,8 @@ use super::{kafka_err, spawn_blocking};
 const HIGH: usize = 20_000;
 const LOW: usize = 2_000;
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle, flowing partition asks the broker for its end.
+const END_RECHECK: Duration = Duration::from_secs(1);
 /// How long a read waits for records the broker has but has not sent yet.
 const FETCH_GRACE: Duration = Duration::from_secs(5);
 
@@ -37,6 +39,11 @@ struct State {
     /// Offset the next fetched record should have.
     next: u64,
     buf: VecDeque<LogRecord>,
+    /// Records have arrived since the last assign or seek: the fetcher is
+    /// flowing, so an empty buffer means there is nothing more yet.
+    flowing: bool,
+    /// When the broker was last asked for the partition's end.
+    end_checked: Option<std::time::Instant>,
 }
 
 struct Part {
@@ -123,6 +130,7 @@ impl Reader {
                     appended_at: m.timestamp().to_millis().unwrap_or(0),
                 });
                 st.next = offset + 1;
+                st.flowing = true;
                 if st.buf.len() >= HIGH && !st.paused {
                     match self.consumer.pause(&self.tpl(m.partition() as u32, None)) {
                         Ok(()) => st.paused = true,
@@ -205,6 +213,7 @@ impl Reader {
                     let mut st = part.state.lock().expect("reader state");
                     st.buf.clear();
                     st.next = from;
+                    st.flowing = false;
                     if st.paused {
                         st.paused = false;
                         drop(st);
@@ -216,8 +225,21 @@ impl Reader {
                     if now >= deadline {
                         // Empty-handed; but records already in the log must
                         // be returned even by a read that does not wait
-                        // (they may only not have been fetched yet).
-                        if checked_end || self.end_offset(partition).await? <= from {
+                        // (they may only not have been fetched yet). The
+                        // broker is asked only when the fetcher has not
+                        // delivered since the last assign or seek, or not
+                        // for a second: a query per batch would cost the
+                        // broker more than the batch.
+                        let ask = {
+                            let mut st = part.state.lock().expect("reader state");
+                            let stale = st.end_checked.is_none_or(|t| t.elapsed() >= END_RECHECK);
+                            let ask = !checked_end && (!st.flowing || stale);
+                            if ask {
+                                st.end_checked = Some(std::time::Instant::now());
+                            }
+                            ask
+                        };
+                        if !ask || self.end_offset(partition).await? <= from {
                             return Ok(Vec::new());
                         }
                         checked_end = true;

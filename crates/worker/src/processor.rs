@@ -221,6 +221,9 @@ impl PartitionWorker {
         // Hand over cleanly: the log learns the final position now, not a
         // second later (another member may take the partition next).
         self.report_position().await;
+        // This process no longer processes the partition: its lag reading
+        // would go stale (dashboards take the max over processes).
+        metrics::gauge!(names::PROCESSOR_LAG, "partition" => self.partition_label.clone()).set(0.0);
         tracing::debug!(partition = self.partition, at = self.next, "processor stopped");
     }
 

@@ -354,7 +354,14 @@ impl EventLog for KafkaEventLog {
         let started = Instant::now();
         if let Some(claim) = &req.idempotency {
             let now = domain::ports::system_now_ms();
-            if !self.claims.claim(claim, &req.key, &req.payload, now).await? {
+            // A hung PostgreSQL must not hang intake: same bound as Kafka's.
+            let claimed = tokio::time::timeout(
+                self.opts.append_timeout,
+                self.claims.claim(claim, &req.key, &req.payload, now),
+            )
+            .await
+            .map_err(|_| PortError::Unavailable("idempotency claim timed out".into()))??;
+            if !claimed {
                 return self.duplicate(&req, &claim.fingerprint).await;
             }
         }

@@ -46,9 +46,9 @@ done
 sleep 3 # let the worker join its group
 
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
-raw1="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --json)"
+raw1="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --traceparent --json)"
 intake="$("$BIN" bench --url http://127.0.0.1:18180 --scenario orders --connections "$CONNECTIONS" --duration "$DURATION" --json)"
-raw2="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --json)"
+raw2="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --traceparent --json)"
 
 r1="$(echo "$raw1" | field 'd["per_sec"]')"
 r2="$(echo "$raw2" | field 'd["per_sec"]')"

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub struct ProduceArgs {
     pub linger_ms: u64,
     #[arg(long, default_value = "lz4")]
     pub compression: String,
+    /// Give every record a W3C `traceparent` header, as the Kafka log does.
+    #[arg(long)]
+    pub traceparent: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -77,6 +81,7 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..args.connections {
         let (producer, payload, stop, topic) = (producer.clone(), payload.clone(), stop.clone(), args.topic.clone());
+        let traceparent = args.traceparent;
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).expect("histogram");
             let (mut ok, mut errors, mut i) = (0u64, 0u64, 0u64);
@@ -84,7 +89,14 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
                 let key = format!("{w}-{i}");
                 i += 1;
                 let started = Instant::now();
-                let record = FutureRecord::to(&topic).key(&key).payload(payload.as_slice());
+                let mut record = FutureRecord::to(&topic).key(&key).payload(payload.as_slice());
+                if traceparent {
+                    let value = format!("00-{:032x}-{:016x}-01", rand::random::<u128>(), rand::random::<u64>());
+                    record = record.headers(OwnedHeaders::new().insert(Header {
+                        key: "traceparent",
+                        value: Some(value.as_str()),
+                    }));
+                }
                 let sent = producer.send(record, Duration::from_secs(5)).await;
                 if started < warm {
                     continue;

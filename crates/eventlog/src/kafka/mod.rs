@@ -59,7 +59,8 @@ pub struct KafkaLogOptions {
     pub linger: Duration,
     /// none, gzip, snappy, lz4 or zstd.
     pub compression: String,
-    /// Longest an append waits for the broker's acknowledgement.
+    /// Longest an append may take, idempotency claim and broker
+    /// acknowledgement together.
     pub append_timeout: Duration,
     /// How long a crashed member keeps its partitions before the group
     /// moves them.
@@ -199,7 +200,14 @@ impl KafkaEventLog {
         &self.opts
     }
 
-    async fn produce(&self, topic: &str, key: &str, payload: &[u8]) -> PortResult<Position> {
+    /// Produce one record and wait for its acknowledgement until `deadline`.
+    async fn produce(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> PortResult<Position> {
         let partition = domain::ids::partition_for(key.as_bytes(), self.opts.partitions) as i32;
         let trace = traceparent();
         let headers = OwnedHeaders::new().insert(Header {
@@ -212,7 +220,7 @@ impl KafkaEventLog {
             .payload(payload)
             .headers(headers);
         let delivery = self.producer.send_result(record).map_err(|(e, _)| kafka_err(e))?;
-        match tokio::time::timeout(self.opts.append_timeout, delivery).await {
+        match tokio::time::timeout_at(deadline, delivery).await {
             Err(_) => Err(PortError::Unavailable(format!(
                 "Kafka did not acknowledge the record within {:?}",
                 self.opts.append_timeout
@@ -243,7 +251,8 @@ impl KafkaEventLog {
                 return Ok(AppendOutcome::Duplicate(existing.record));
             }
             if Instant::now() >= deadline {
-                self.produce(&self.opts.topic, &existing.record_key, &existing.payload)
+                let deadline = tokio::time::Instant::now() + self.opts.append_timeout;
+                self.produce(&self.opts.topic, &existing.record_key, &existing.payload, deadline)
                     .await?;
                 let _ = self.claims.mark_appended(key).await;
                 return Ok(AppendOutcome::Duplicate(existing.record));
@@ -352,20 +361,19 @@ impl EventLog for KafkaEventLog {
 
     async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
         let started = Instant::now();
+        // One budget for the claim and the produce together: intake answers
+        // within it whichever engine is slow or gone.
+        let deadline = tokio::time::Instant::now() + self.opts.append_timeout;
         if let Some(claim) = &req.idempotency {
             let now = domain::ports::system_now_ms();
-            // A hung PostgreSQL must not hang intake: same bound as Kafka's.
-            let claimed = tokio::time::timeout(
-                self.opts.append_timeout,
-                self.claims.claim(claim, &req.key, &req.payload, now),
-            )
-            .await
-            .map_err(|_| PortError::Unavailable("idempotency claim timed out".into()))??;
+            let claimed = tokio::time::timeout_at(deadline, self.claims.claim(claim, &req.key, &req.payload, now))
+                .await
+                .map_err(|_| PortError::Unavailable("idempotency claim timed out".into()))??;
             if !claimed {
                 return self.duplicate(&req, &claim.fingerprint).await;
             }
         }
-        let at = self.produce(&self.opts.topic, &req.key, &req.payload).await?;
+        let at = self.produce(&self.opts.topic, &req.key, &req.payload, deadline).await?;
         if let Some(claim) = &req.idempotency {
             // Not awaited: a lost mark only means a retry re-appends the
             // same order, which is applied once.

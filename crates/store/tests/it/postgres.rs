@@ -202,6 +202,10 @@ async fn a_statement_past_its_timeout_is_unavailable() {
     let Some(schema) = Schema::new("postgres::a_statement_past_its_timeout_is_unavailable") else {
         return;
     };
+    // Set up with the normal timeout: migrations and batches wait on
+    // advisory locks that other tests may hold for longer than 200 ms.
+    let setup = PgStore::connect(&schema.url, schema.options()).await.unwrap();
+    setup.migrate().await.unwrap();
     let store = PgStore::connect(
         &schema.url,
         PgStoreOptions {
@@ -211,13 +215,12 @@ async fn a_statement_past_its_timeout_is_unavailable() {
     )
     .await
     .unwrap();
-    store.migrate().await.unwrap();
     let order = placed_order(1, 1_000);
     let decided = Decided {
         placed: order.clone(),
         decision: Decision::Confirm,
     };
-    store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    setup.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
     let mut raw = schema.raw().await;
     let mut tx = raw.begin().await.unwrap();
     sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")

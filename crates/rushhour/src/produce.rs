@@ -91,7 +91,7 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
                 let started = Instant::now();
                 let mut record = FutureRecord::to(&topic).key(&key).payload(payload.as_slice());
                 if traceparent {
-                    let value = format!("00-{:032x}-{:016x}-01", rand::random::<u128>(), rand::random::<u64>());
+                    let value = eventlog::kafka::traceparent();
                     record = record.headers(OwnedHeaders::new().insert(Header {
                         key: "traceparent",
                         value: Some(value.as_str()),

@@ -200,7 +200,8 @@ impl KafkaEventLog {
         &self.opts
     }
 
-    /// Produce one record and wait for its acknowledgement until `deadline`.
+    /// Produce one record to `topic`, placed by key like the embedded log,
+    /// with a trace context, and wait for its acknowledgement until `deadline`.
     async fn produce(
         &self,
         topic: &str,
@@ -219,12 +220,20 @@ impl KafkaEventLog {
             .key(key)
             .payload(payload)
             .headers(headers);
+        self.deliver(record, deadline).await
+    }
+
+    /// Send `record` and wait for the broker's acknowledgement until `deadline`.
+    async fn deliver(
+        &self,
+        record: FutureRecord<'_, str, [u8]>,
+        deadline: tokio::time::Instant,
+    ) -> PortResult<Position> {
         let delivery = self.producer.send_result(record).map_err(|(e, _)| kafka_err(e))?;
         match tokio::time::timeout_at(deadline, delivery).await {
-            Err(_) => Err(PortError::Unavailable(format!(
-                "Kafka did not acknowledge the record within {:?}",
-                self.opts.append_timeout
-            ))),
+            Err(_) => Err(PortError::Unavailable(
+                "Kafka did not acknowledge the record in time".into(),
+            )),
             Ok(Err(_)) => Err(PortError::Unavailable("Kafka producer shut down".into())),
             Ok(Ok(Err((e, _)))) => Err(kafka_err(e)),
             Ok(Ok(Ok(d))) => Ok(Position {
@@ -289,7 +298,7 @@ impl Drop for KafkaEventLog {
 }
 
 /// A fresh W3C trace context (`version-traceid-parentid-flags`).
-fn traceparent() -> String {
+pub fn traceparent() -> String {
     format!(
         "00-{:032x}-{:016x}-01",
         rand::random::<u128>().max(1),
@@ -438,7 +447,7 @@ impl EventLog for KafkaEventLog {
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> PortResult<()> {
-        let topic = self.opts.dlq_topic.clone();
+        let topic = &self.opts.dlq_topic;
         let body = serde_json::json!({
             "group": letter.group,
             "partition": letter.partition,
@@ -452,13 +461,12 @@ impl EventLog for KafkaEventLog {
         let bytes = serde_json::to_vec(&body).map_err(|e| PortError::Invalid(e.to_string()))?;
         // The DLQ topic has one partition; `produce` places by key within
         // the main topic's partition count, so send it directly.
-        let record = FutureRecord::to(&topic).partition(0).key(&letter.key).payload(&bytes);
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| kafka_err(e))?;
-        match tokio::time::timeout(self.opts.append_timeout * 5, delivery).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err((e, _)))) => Err(kafka_err(e)),
-            _ => Err(PortError::Unavailable("dead letter not acknowledged".into())),
-        }
+        let record = FutureRecord::to(topic)
+            .partition(0)
+            .key(letter.key.as_str())
+            .payload(bytes.as_slice());
+        let deadline = tokio::time::Instant::now() + self.opts.append_timeout * 5;
+        self.deliver(record, deadline).await.map(|_| ())
     }
 
     async fn health(&self) -> PortResult<()> {

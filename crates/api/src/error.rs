@@ -32,6 +32,12 @@ pub enum ApiError {
     InvalidIdempotencyKey,
     InvalidLastEventId,
     Unauthorized,
+    /// A webhook whose `Rushhour-Signature` is missing, malformed or wrong
+    /// (or a webhook received while no secret is configured).
+    InvalidSignature,
+    /// A correctly signed webhook whose timestamp is outside the tolerance:
+    /// a replay, or a sender with a badly wrong clock.
+    StaleSignature,
     /// A resource, named by kind: `order`, `store`, `item`.
     NotFound(&'static str),
     LineNotFound(u32),
@@ -88,7 +94,7 @@ impl ApiError {
             | InvalidQuery(_)
             | InvalidIdempotencyKey
             | InvalidLastEventId => StatusCode::BAD_REQUEST,
-            Unauthorized => StatusCode::UNAUTHORIZED,
+            Unauthorized | InvalidSignature | StaleSignature => StatusCode::UNAUTHORIZED,
             NotFound(_) | LineNotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             InvalidTransition(_) => StatusCode::CONFLICT,
@@ -113,6 +119,8 @@ impl ApiError {
             InvalidIdempotencyKey => "invalid_idempotency_key",
             InvalidLastEventId => "invalid_last_event_id",
             Unauthorized => "unauthorized",
+            InvalidSignature => "invalid_signature",
+            StaleSignature => "stale_signature",
             NotFound(what) => return Cow::Owned(format!("{what}_not_found")),
             LineNotFound(_) => "line_not_found",
             RouteNotFound => "route_not_found",
@@ -141,6 +149,8 @@ impl ApiError {
             InvalidIdempotencyKey => "Invalid Idempotency-Key",
             InvalidLastEventId => "Invalid Last-Event-ID",
             Unauthorized => "Unauthorized",
+            InvalidSignature => "Invalid signature",
+            StaleSignature => "Stale signature",
             NotFound(_) | LineNotFound(_) => "Not found",
             RouteNotFound => "No such route",
             MethodNotAllowed => "Method not allowed",
@@ -165,6 +175,11 @@ impl ApiError {
             InvalidIdempotencyKey => "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
             InvalidLastEventId => "Last-Event-ID must be a non-negative integer".into(),
             Unauthorized => "this route needs a valid staff key: Authorization: Bearer <key>".into(),
+            InvalidSignature => {
+                "Rushhour-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\"> under the shared secret"
+                    .into()
+            }
+            StaleSignature => "the signature's timestamp is outside the accepted tolerance".into(),
             NotFound(what) => format!("no such {what}"),
             LineNotFound(n) => format!("the order has no line {n}"),
             RouteNotFound => "no route matches this path".into(),
@@ -220,8 +235,16 @@ impl IntoResponse for ApiError {
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if matches!(self, ApiError::Unauthorized) {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // RFC 9110 wants a challenge on every 401; this one names the
+            // header the webhook must carry.
+            ApiError::InvalidSignature | ApiError::StaleSignature => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Rushhour-Signature"));
+            }
+            _ => {}
         }
         resp
     }
@@ -354,6 +377,15 @@ mod tests {
         }
         let resp = ApiError::Unauthorized.into_response();
         assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        for (e, code) in [
+            (ApiError::InvalidSignature, "invalid_signature"),
+            (ApiError::StaleSignature, "stale_signature"),
+        ] {
+            assert_eq!((e.status().as_u16(), e.code().into_owned()), (401, code.to_owned()));
+            let resp = e.into_response();
+            assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Rushhour-Signature");
+            assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+        }
         assert!(
             ApiError::NotFound("order")
                 .into_response()

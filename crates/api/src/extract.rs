@@ -118,10 +118,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 }
 
 /// 1 to 255 visible ASCII characters (no spaces): enough for a UUID or a
-/// client's own scheme, small enough to index.
+/// client's own scheme, small enough to index. The `payment:` prefix is
+/// reserved: payment webhooks claim `payment:{event id}` in the same key
+/// space, and an order must not be able to block one.
 pub fn parse_idempotency_key(v: &HeaderValue) -> Result<String, ApiError> {
     let b = v.as_bytes();
-    if (1..=255).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic()) {
+    if (1..=255).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic()) && !b.starts_with(b"payment:") {
         // All bytes are ASCII, so this cannot fail.
         v.to_str()
             .map(str::to_owned)
@@ -210,6 +212,8 @@ mod tests {
         assert!(!ok(&"k".repeat(256)));
         assert!(!ok("has space"));
         assert!(!ok("tab\there"));
+        assert!(!ok("payment:evt_1"), "reserved for payment webhooks");
+        assert!(ok("payments-are-fine"));
         let non_ascii = HeaderValue::from_bytes("clé".as_bytes()).unwrap();
         assert!(parse_idempotency_key(&non_ascii).is_err());
     }

@@ -12,6 +12,7 @@
 //! 500, and the timeout sits on routes rather than the whole router because
 //! Server-Sent Event streams must be allowed to live for hours.
 
+mod admin;
 mod auth;
 mod error;
 mod events;
@@ -22,6 +23,7 @@ mod openapi;
 mod orders;
 mod protect;
 mod stores;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -37,9 +39,10 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, Tr
 use tracing::Level;
 
 pub use openapi::ApiDoc;
+pub use webhooks::webhook_signature;
 
 /// What the binary decides about the HTTP edge.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiConfig {
     /// Largest request body accepted (64 KiB in the shipped config).
     pub max_body_bytes: usize,
@@ -54,6 +57,34 @@ pub struct ApiConfig {
     pub sse_heartbeat: Duration,
     /// Cancelled at shutdown; open SSE streams end so the server can drain.
     pub shutdown: CancellationToken,
+    /// Shared secret of `POST /v1/webhooks/payments` (HMAC-SHA256). Empty
+    /// disables the endpoint: every call is refused 401 `invalid_signature`
+    /// (never accepted unsigned) and `router` logs a warning at startup.
+    pub webhook_secret: String,
+    /// How far a webhook's signed timestamp may be from our clock, either
+    /// way, before it is refused as `stale_signature` (300 s shipped).
+    pub webhook_tolerance: Duration,
+    /// Payment webhooks allowed in flight at once, apart from intake's
+    /// bound; more are refused at once with 503 so a provider's flood
+    /// cannot crowd out orders.
+    pub max_inflight_webhooks: usize,
+    /// The job queue the `/v1/admin/...` routes inspect and act on; with
+    /// `None` they answer 503 `jobs_unavailable`.
+    pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
+}
+
+// By hand: the queue is a trait object without `Debug`, and the secrets
+// must not end up in a log line.
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_inflight_intake", &self.max_inflight_intake)
+            .field("request_timeout", &self.request_timeout)
+            .field("sse_heartbeat", &self.sse_heartbeat)
+            .field("jobs", &self.jobs.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything a handler needs, shared behind one `Arc` so cloning the state
@@ -68,6 +99,9 @@ pub(crate) struct Shared {
     pub staff_key: String,
     pub sse_heartbeat: Duration,
     pub shutdown: CancellationToken,
+    pub webhook_secret: String,
+    pub webhook_tolerance: Duration,
+    pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -86,6 +120,9 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         staff_key: config.staff_key.clone(),
         sse_heartbeat: config.sse_heartbeat,
         shutdown: config.shutdown.clone(),
+        webhook_secret: config.webhook_secret.clone(),
+        webhook_tolerance: config.webhook_tolerance,
+        jobs: config.jobs.clone(),
     }))
 }
 
@@ -116,6 +153,12 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
     let intake = Arc::new(Semaphore::new(
         config.max_inflight_intake.clamp(1, Semaphore::MAX_PERMITS),
     ));
+    let webhook_permits = Arc::new(Semaphore::new(
+        config.max_inflight_webhooks.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    if config.webhook_secret.is_empty() {
+        tracing::warn!("no webhook secret configured: POST /v1/webhooks/payments refuses every call");
+    }
 
     let timed = Router::new()
         .route(
@@ -130,6 +173,15 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/orders/{id}/lines/{line}/start", post(orders::start_line))
         .route("/v1/orders/{id}/lines/{line}/done", post(orders::finish_line))
         .route("/v1/orders/{id}/pickup", post(orders::pick_up))
+        .route(
+            "/v1/webhooks/payments",
+            post(webhooks::receive_payment)
+                .route_layer(axum::middleware::from_fn_with_state(webhook_permits, webhooks::shed)),
+        )
+        .route("/v1/admin/queues", get(admin::queues))
+        .route("/v1/admin/jobs", get(admin::list_jobs))
+        .route("/v1/admin/jobs/{id}", get(admin::get_job).delete(admin::discard_job))
+        .route("/v1/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route(

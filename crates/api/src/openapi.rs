@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::{error, events, health, metrics, orders, stores};
+use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,12 @@ use crate::{error, events, health, metrics, orders, stores};
         stores::list_stores,
         stores::menu,
         stores::set_availability,
+        webhooks::receive_payment,
+        admin::queues,
+        admin::list_jobs,
+        admin::get_job,
+        admin::retry_job,
+        admin::discard_job,
         health::live,
         health::ready,
         metrics::render,
@@ -45,6 +51,8 @@ use crate::{error, events, health, metrics, orders, stores};
         (name = "orders", description = "Placing and following orders"),
         (name = "stores", description = "Stores and menus"),
         (name = "staff", description = "Staff routes; `Authorization: Bearer <staff key>`"),
+        (name = "webhooks", description = "Callbacks from the payment provider, signed with a shared secret (`Rushhour-Signature`)"),
+        (name = "admin", description = "Operator routes for background jobs; `Authorization: Bearer <staff key>`"),
         (name = "ops", description = "Health, metrics and documentation"),
     )
 )]

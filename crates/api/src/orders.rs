@@ -565,7 +565,17 @@ pub async fn pick_up(
     State(state): State<AppState>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&state, id, Action::PickUp).await
+    let order = act(&state, id, Action::PickUp).await?;
+    // The receipt goes out as a job (unique per order). The pickup has
+    // committed whatever happens here, so a queue failure is logged, not
+    // answered: staff must not retry a pickup because the e-mail lagged.
+    if let Some(jobs) = &state.jobs {
+        let now = state.app.clock.now_ms();
+        if let Err(e) = jobs.enqueue(&[domain::jobs::receipt_job(id, now)], now).await {
+            tracing::warn!(order = %id, error = %e, "could not enqueue the receipt e-mail");
+        }
+    }
+    Ok(order)
 }
 
 // ------------------------------------------------------------------ time

@@ -213,6 +213,9 @@ impl Rushhour {
         match self.log.find(&id.to_string()).await? {
             Some(rec) => match LogEvent::decode(&rec.payload) {
                 Ok(LogEvent::OrderPlacedV1(p)) => Ok(placed_view(&p)),
+                Ok(other) => {
+                    Err(PortError::Invalid(format!("log record for order {id} is not an order: {other:?}")).into())
+                }
                 Err(e) => Err(PortError::Invalid(format!("log record for {id}: {e}")).into()),
             },
             None => Err(AppError::NotFound("order")),

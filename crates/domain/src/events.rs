@@ -12,12 +12,16 @@ use crate::ids::{OrderId, StoreId};
 use crate::menu::Station;
 use crate::order::{OrderLine, OrderStatus, TicketStatus};
 
-/// The record appended to the log at intake, keyed by order id.
+/// A record of the order log, keyed by order id: so a payment callback
+/// lands in its order's partition after the order itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum LogEvent {
     #[serde(rename = "order_placed.v1")]
     OrderPlacedV1(OrderPlacedV1),
+    /// A payment provider's callback, appended by `POST /v1/webhooks/payments`.
+    #[serde(rename = "payment.v1")]
+    PaymentV1(PaymentV1),
 }
 
 impl LogEvent {
@@ -41,6 +45,54 @@ pub struct OrderPlacedV1 {
     pub lines: Vec<PlacedLineV1>,
     /// Epoch milliseconds at intake.
     pub placed_at: i64,
+}
+
+/// What a payment provider told us about an order's payment. Applied once
+/// per `event_id`, however often the provider sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentV1 {
+    /// The provider's event id: the idempotency key of the callback.
+    pub event_id: String,
+    pub order_id: OrderId,
+    pub status: PaymentStatus,
+    /// Minor units, as the provider reported them.
+    pub amount: i64,
+    pub currency: String,
+    /// The provider's signed timestamp (epoch seconds).
+    pub provider_ts: i64,
+    /// When we accepted it (epoch ms).
+    pub received_at: i64,
+}
+
+/// An order's payment status. Orders start `unpaid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Unpaid,
+    Paid,
+    Failed,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Unpaid => "unpaid",
+            PaymentStatus::Paid => "paid",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unpaid" => Some(PaymentStatus::Unpaid),
+            "paid" => Some(PaymentStatus::Paid),
+            "failed" => Some(PaymentStatus::Failed),
+            "refunded" => Some(PaymentStatus::Refunded),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +197,9 @@ mod tests {
             "store":"demo-downtown","currency":"USD","total":420,"placed_at":1,
             "lines":[{"line":1,"sku":"latte","name":"Latte","station":"barista","size":"small",
             "qty":1,"unit_price":420,"line_total":420}]}"#;
-        let LogEvent::OrderPlacedV1(p) = LogEvent::decode(raw).unwrap();
+        let LogEvent::OrderPlacedV1(p) = LogEvent::decode(raw).unwrap() else {
+            panic!("an order_placed.v1 record")
+        };
         assert_eq!(p.lines[0].modifiers, Vec::<String>::new());
         assert_eq!(
             LogEvent::decode(&LogEvent::OrderPlacedV1(p.clone()).encode()).unwrap(),

@@ -61,7 +61,13 @@ impl fmt::Display for StoreId {
 /// The log partition for a key: FNV-1a, so every backend (SQLite log, Kafka
 /// with an explicit partition) routes an order the same way and a store's
 /// records for one order always stay in order.
+///
+/// Only the part before the first `/` is hashed: a record about an order
+/// that is not the order itself (a payment, keyed `{order}/payment/{event}`)
+/// lands in the order's partition, after it, while `EventLog::find(order)`
+/// (exact key) still finds the order.
 pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    let key = key.split(|b| *b == b'/').next().unwrap_or(key);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key {
         h ^= u64::from(*b);
@@ -73,6 +79,13 @@ pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_about_an_order_share_its_partition() {
+        let order = "0190f0d2-5b1c-7cc3-a1b2-000000000001";
+        let payment = format!("{order}/payment/evt_1");
+        assert_eq!(partition_for(order.as_bytes(), 8), partition_for(payment.as_bytes(), 8));
+    }
 
     #[test]
     fn store_slugs_are_validated() {

@@ -4,22 +4,27 @@
 //!
 //! This crate does no IO of its own and knows no runtime, database or HTTP
 //! library: everything outside the process is reached through a port trait
-//! (`EventLog`, `Store`, `MenuCache`, `LiveFeed`, `Clock`). That keeps the
+//! (`EventLog`, `Store`, `MenuCache`, `LiveFeed`, `JobQueue`, `Mailer`,
+//! `Clock`). That keeps the
 //! rules testable without a server and lets the embedded and scale backends
 //! be swapped by configuration alone.
 
 pub mod app;
 pub mod events;
 pub mod ids;
+pub mod jobs;
 pub mod menu;
 pub mod money;
+pub mod ops;
 pub mod order;
 pub mod ports;
+pub mod sync;
 
 pub use app::{AppError, IntakeOutcome, Rushhour, RushhourConfig};
 pub use events::{LiveEvent, LiveEventKind, OrderPlacedV1, PlacedLineV1};
 pub use ids::{OrderId, StoreId};
+pub use jobs::{Job, JobId, JobQueue, JobState, NewJob};
 pub use menu::{Menu, MenuSnapshot, Station};
 pub use money::Money;
 pub use order::{Action, Order, OrderLine, OrderStatus, TicketStatus, TransitionError};
-pub use ports::{Clock, EventLog, LiveFeed, MenuCache, PortError, Store};
+pub use ports::{Clock, EventLog, LiveFeed, Mailer, MenuCache, PortError, Store};

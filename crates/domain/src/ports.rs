@@ -13,9 +13,10 @@ use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::{LiveEvent, OrderPlacedV1};
+use crate::events::{LiveEvent, OrderPlacedV1, PaymentV1};
 use crate::ids::{OrderId, StoreId};
-use crate::menu::{Menu, MenuSnapshot, StoreInfo};
+use crate::menu::{Category, Item, Menu, MenuSnapshot, StoreInfo};
+use crate::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use crate::order::{Action, Order, OrderStatus, TransitionError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,6 +204,10 @@ pub trait EventLog: Send + Sync {
         Ok(())
     }
 
+    /// Forget idempotency keys claimed before `before` (epoch ms; keys are
+    /// kept at least 24 h). Returns how many went.
+    async fn prune_idempotency(&self, before: i64) -> PortResult<u64>;
+
     async fn health(&self) -> PortResult<()>;
 }
 
@@ -267,6 +272,24 @@ pub struct BatchApplied {
     /// Orders that were new (replays of already-applied records are skipped).
     pub inserted: usize,
     pub events: Vec<LiveEvent>,
+    pub payments: PaymentsApplied,
+}
+
+/// What became of a batch's payments. Every payment lands in exactly one
+/// count; all but `duplicates` are recorded under their `event_id`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaymentsApplied {
+    /// New events that set their order's payment status.
+    pub applied: usize,
+    /// Events already recorded (earlier, or earlier in the same batch):
+    /// nothing changed.
+    pub duplicates: usize,
+    /// New events for an order the store does not have; recorded, so a
+    /// redelivery is still a duplicate, but nothing changed.
+    pub unknown_order: usize,
+    /// New `paid` events whose amount or currency differ from the order's
+    /// total; recorded, order left as it was.
+    pub mismatched: usize,
 }
 
 /// Durable state: stores, menus, orders, tickets, consumer positions.
@@ -288,14 +311,17 @@ pub trait Store: Send + Sync {
 
     /// In one transaction: insert the decided orders with their lines and
     /// tickets (an order already present is skipped, so a replayed batch
-    /// changes nothing), store the dead letters, and move `group`'s position
-    /// on `partition` to `next_offset`.
+    /// changes nothing), apply the payments after them (each `event_id` at
+    /// most once; see `PaymentV1`), store the dead letters, and move
+    /// `group`'s position on `partition` to `next_offset`.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_batch(
         &self,
         group: &str,
         partition: u32,
         next_offset: u64,
         orders: &[Decided],
+        payments: &[PaymentV1],
         dead: &[DeadLetter],
         now: i64,
     ) -> PortResult<BatchApplied>;
@@ -324,6 +350,63 @@ pub trait Store: Send + Sync {
     /// (it was re-driven into the log). `false` if there was none.
     async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool>;
 
+    // ---- catalog sync
+
+    /// Write a sync's diff into `store`'s menu in one transaction: set the
+    /// categories (upsert by code), upsert `items` by sku (a new item is
+    /// available; an existing item keeps its availability), and delete the
+    /// items in `removed`. The menu cache is the caller's to invalidate.
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()>;
+
+    // ---- loyalty accounts
+
+    /// Bulk upsert in one statement per call (callers chunk): a row is only
+    /// overwritten by a newer `version`. When `cursor` is given, the
+    /// `accounts` sync cursor is set to it in the same transaction.
+    async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64>;
+
+    async fn loyalty_account(&self, id: &str) -> PortResult<Option<LoyaltyAccount>>;
+
+    async fn count_accounts(&self) -> PortResult<u64>;
+
+    /// The cursor a sync of `kind` left last (`None` before the first).
+    async fn sync_cursor(&self, kind: &str) -> PortResult<Option<String>>;
+
+    async fn set_sync_cursor(&self, kind: &str, cursor: Option<&str>) -> PortResult<()>;
+
+    // ---- operations
+
+    async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()>;
+
+    /// Newest first; `kind` filters.
+    async fn sync_runs(&self, kind: Option<&str>, limit: u32) -> PortResult<Vec<SyncRun>>;
+
+    async fn record_snapshot(&self, snapshot: &PerfSnapshot) -> PortResult<()>;
+
+    /// Newest first.
+    async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>>;
+
+    /// Expire up to `limit` orders that became ready before `ready_before`
+    /// and were not picked up (`ready` → `expired`, at `now`), in one
+    /// transaction; returns their live events.
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>>;
+
+    /// Orders per status (for snapshots and `monitor`).
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>>;
+
+    /// Nightly cleanup: delete what `retention` no longer keeps.
+    async fn prune(&self, retention: &Retention) -> PortResult<PruneStats>;
+
+    /// Refresh planner statistics (`ANALYZE` / `PRAGMA optimize`); returns
+    /// a line saying what ran.
+    async fn maintain(&self) -> PortResult<String>;
+
     async fn health(&self) -> PortResult<()>;
 }
 
@@ -344,6 +427,26 @@ pub trait MenuCache: Send + Sync {
     async fn clear(&self) -> PortResult<()>;
 
     async fn health(&self) -> PortResult<()>;
+}
+
+// ------------------------------------------------------------------ Mailer
+
+/// A plain message to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// Outgoing e-mail: SMTP in production, `.eml` files in the embedded
+/// default's outbox.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Hand the message over for delivery. `Unavailable` is worth a retry;
+    /// `Invalid` (a malformed address) is not.
+    async fn send(&self, email: &Email) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- LiveFeed

@@ -183,6 +183,16 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// Forget claims made before `before`; returns how many went.
+    fn prune(&self, before: i64) -> u64 {
+        let Ok(mut map) = self.by_key.lock() else { return 0 };
+        let had = map.len();
+        map.retain(|_, c| c.created_at >= before);
+        (had - map.len()) as u64
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> PortError {
     PortError::Unavailable(format!("sqlite log: {e}"))
 }
@@ -641,6 +651,12 @@ impl EventLog for SqliteEventLog {
         let out = rx.await.map_err(|_| unavailable("writer thread dropped the append"))?;
         metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
         out
+    }
+
+    /// The claims index is in memory (see `Claims`); the durable copy rides
+    /// on the record rows, which compaction drops with their records.
+    async fn prune_idempotency(&self, before: i64) -> PortResult<u64> {
+        Ok(self.inner.claims.prune(before))
     }
 
     async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {

@@ -24,6 +24,11 @@ pub struct Config {
     pub store: StoreConfig,
     pub processor: ProcessorSection,
     pub cache: CacheConfig,
+    pub jobs: JobsConfig,
+    pub scheduler: SchedulerConfig,
+    pub upstream: UpstreamSection,
+    pub mail: MailConfig,
+    pub webhooks: WebhooksConfig,
     pub telemetry: TelemetryConfig,
     pub demo: DemoConfig,
 }
@@ -110,6 +115,89 @@ pub struct CacheConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    pub url: String,
+    pub enabled: bool,
+    pub worker_id: String,
+    pub lease_secs: u64,
+    pub claim_batch: usize,
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub pickup_timeout_secs: u64,
+    pub max_connections: u32,
+    pub concurrency: std::collections::BTreeMap<String, usize>,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub orders_days: u64,
+    pub records_days: u64,
+    pub finished_jobs_days: u64,
+    pub idempotency_hours: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    /// Schedule name → cron expression ("" = off).
+    pub schedules: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub page_size: u32,
+    pub accounts_page: u32,
+    pub timeout_ms: u64,
+    pub max_retries: u32,
+    pub circuit_failures: u32,
+    pub circuit_cooldown_secs: u64,
+}
+
+impl std::fmt::Debug for UpstreamSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSection")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    pub url: String,
+    pub from: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub secret: String,
+    pub tolerance_secs: u64,
+    pub max_inflight: usize,
+}
+
+impl std::fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhooksConfig")
+            .field("secret", &"[redacted]")
+            .field("tolerance_secs", &self.tolerance_secs)
+            .field("max_inflight", &self.max_inflight)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub log_format: String,
     pub log_filter: String,
@@ -171,6 +259,19 @@ impl Config {
         if self.log.append_timeout_ms == 0 {
             bail!("log.append_timeout_ms must be at least 1");
         }
+        self.jobs_backend()?;
+        if !(10..=1000).contains(&self.upstream.page_size) {
+            bail!("upstream.page_size must be 10 to 1000");
+        }
+        if self.jobs.lease_secs == 0 || self.jobs.claim_batch == 0 {
+            bail!("jobs.lease_secs and jobs.claim_batch must be at least 1");
+        }
+        if !(self.mail.url.starts_with("file://") || self.mail.url.starts_with("smtp://")) {
+            bail!(
+                "mail.url = {:?}: expected file:// or smtp://",
+                redact_url(&self.mail.url)
+            );
+        }
         if !(self.cache.url == "memory://"
             || self.cache.url.starts_with("redis://")
             || self.cache.url.starts_with("rediss://"))
@@ -208,6 +309,33 @@ impl Config {
         }
     }
 
+    /// Where the job queue lives: `jobs.url`, else the store's PostgreSQL,
+    /// else `<data_dir>/jobs.db`.
+    pub fn jobs_backend(&self) -> anyhow::Result<Backend> {
+        let url = if !self.jobs.url.is_empty() {
+            self.jobs.url.as_str()
+        } else if matches!(self.store_backend()?, Backend::Postgres(_)) {
+            self.store.url.as_str()
+        } else {
+            "sqlite://"
+        };
+        match backend(url, &self.data_dir, "jobs.db", "jobs.url")? {
+            Backend::Kafka(_) => bail!("jobs.url cannot be kafka://"),
+            b => Ok(b),
+        }
+    }
+
+    /// This process's lease-holder name: `jobs.worker_id` or host-pid.
+    pub fn worker_id(&self) -> String {
+        if !self.jobs.worker_id.is_empty() {
+            return self.jobs.worker_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
+        format!("{host}-{}", std::process::id())
+    }
+
     pub fn store_backend(&self) -> anyhow::Result<Backend> {
         backend(&self.store.url, &self.data_dir, "rushhour.db", "store.url")
     }
@@ -229,8 +357,14 @@ impl Config {
     /// The configuration as TOML with secrets replaced.
     pub fn redacted_toml(&self) -> anyhow::Result<String> {
         let mut c = self.clone();
-        if !c.auth.staff_key.is_empty() {
-            c.auth.staff_key = "[redacted]".into();
+        for secret in [
+            &mut c.auth.staff_key,
+            &mut c.upstream.client_secret,
+            &mut c.webhooks.secret,
+        ] {
+            if !secret.is_empty() {
+                *secret = "[redacted]".into();
+            }
         }
         for url in [
             &mut c.log.url,
@@ -238,6 +372,8 @@ impl Config {
             &mut c.store.url,
             &mut c.store.read_replica_url,
             &mut c.cache.url,
+            &mut c.jobs.url,
+            &mut c.mail.url,
         ] {
             *url = redact_url(url);
         }
@@ -321,8 +457,13 @@ mod tests {
         let mut c = Config::load(None, &Overrides::default()).unwrap();
         c.auth.staff_key = "s3cret".into();
         c.store.url = "postgres://app:hunter2@db:5432/rushhour".into();
+        c.upstream.client_secret = "upst-secret".into();
+        c.webhooks.secret = "whsec-secret".into();
+        c.mail.url = "smtp://mailer:mailpass@smtp:587".into();
         let out = c.redacted_toml().unwrap();
-        assert!(!out.contains("s3cret") && !out.contains("hunter2"), "{out}");
+        for secret in ["s3cret", "hunter2", "upst-secret", "whsec-secret", "mailpass"] {
+            assert!(!out.contains(secret), "{secret} leaked: {out}");
+        }
         assert!(out.contains("postgres://app:[redacted]@db:5432/rushhour"));
     }
 
@@ -336,6 +477,20 @@ mod tests {
         assert_eq!(c.claims_url().unwrap(), "postgres://db/rushhour");
         c.log.url = "kafka://".into();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_job_queue_follows_the_store() {
+        let mut c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.jobs_backend().unwrap(), Backend::Sqlite(c.data_dir.join("jobs.db")));
+        c.store.url = "postgres://db/rushhour".into();
+        assert_eq!(
+            c.jobs_backend().unwrap(),
+            Backend::Postgres("postgres://db/rushhour".into())
+        );
+        c.jobs.url = "sqlite:///tmp/j.db".into();
+        assert_eq!(c.jobs_backend().unwrap(), Backend::Sqlite("/tmp/j.db".into()));
+        assert_eq!(c.scheduler.schedules["order_expiry"], "* * * * *");
     }
 
     #[test]

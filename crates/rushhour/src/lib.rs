@@ -6,7 +6,10 @@
 pub mod bench;
 pub mod config;
 pub mod drain;
+pub mod jobs_cli;
+pub mod ops_cli;
 #[cfg(feature = "kafka")]
 pub mod produce;
 pub mod replay;
+pub mod tasks;
 pub mod wiring;

@@ -35,14 +35,26 @@ enum Command {
     Serve,
     /// Run only the HTTP API (intake, reads, live events).
     Api,
-    /// Run only the order processors (serving /health/* and /metrics on http.addr).
+    /// Run the order processors and job workers (serving /health/* and /metrics on http.addr).
     Worker,
+    /// Run only the periodic-job scheduler (each tick fires once across all instances).
+    Scheduler,
     /// Create or upgrade the schemas (and seed the demo menu when enabled), then exit.
     Migrate,
     /// Print the effective configuration with secrets redacted.
     Config,
     /// Re-drive dead letters: append them to the event log again, oldest first.
     ReplayDlq(rushhour::replay::ReplayArgs),
+    /// Background jobs: queue counts, list, show, retry or discard jobs.
+    Jobs(rushhour::jobs_cli::JobsArgs),
+    /// Sync the menu and/or loyalty accounts from upstream now (or --background).
+    Sync(rushhour::ops_cli::SyncArgs),
+    /// Load every store's menu into the caches.
+    Warmup,
+    /// Cache operations: `cache clear [--auth]`.
+    Cache(rushhour::ops_cli::CacheArgs),
+    /// Development helpers: `dev upstream` serves the upstream simulator.
+    Dev(rushhour::ops_cli::DevArgs),
     /// Load-generate against a running server, or run the benchmark suite.
     Bench(Box<rushhour::bench::BenchArgs>),
 }
@@ -66,22 +78,15 @@ fn main() -> anyhow::Result<()> {
         .context("start the tokio runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve => {
-                serve(
-                    &cfg,
-                    Roles {
-                        api: true,
-                        processors: true,
-                    },
-                )
-                .await
-            }
+            Command::Serve => serve(&cfg, Roles::ALL).await,
             Command::Api => {
                 serve(
                     &cfg,
                     Roles {
                         api: true,
                         processors: false,
+                        jobs: false,
+                        scheduler: false,
                     },
                 )
                 .await
@@ -92,10 +97,42 @@ fn main() -> anyhow::Result<()> {
                     Roles {
                         api: false,
                         processors: true,
+                        jobs: true,
+                        scheduler: false,
                     },
                 )
                 .await
             }
+            Command::Scheduler => {
+                serve(
+                    &cfg,
+                    Roles {
+                        api: false,
+                        processors: false,
+                        jobs: false,
+                        scheduler: true,
+                    },
+                )
+                .await
+            }
+            Command::Jobs(args) => {
+                let jobs = wiring::open_jobs(&cfg).await?;
+                let now = domain::ports::system_now_ms();
+                rushhour::jobs_cli::run(&*jobs, &args, now, &mut std::io::stdout()).await
+            }
+            Command::Sync(args) => {
+                let built = wiring::build(&cfg).await?;
+                rushhour::ops_cli::sync(&cfg, &built, &args).await
+            }
+            Command::Warmup => {
+                let built = wiring::build(&cfg).await?;
+                rushhour::ops_cli::warmup(&cfg, &built).await
+            }
+            Command::Cache(args) => {
+                let built = wiring::build(&cfg).await?;
+                rushhour::ops_cli::cache(&cfg, &built, &args).await
+            }
+            Command::Dev(args) => rushhour::ops_cli::dev(&cfg, &args).await,
             Command::Migrate => {
                 wiring::build(&cfg).await?;
                 println!(
@@ -133,12 +170,25 @@ async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
             built.staff_key
         );
     }
+    if built.generated_webhook_secret {
+        println!(
+            "Generated a payment-webhook secret (stored in {})",
+            cfg.data_dir.join("webhook.secret").display()
+        );
+    }
     // Every role listens: `api`/`serve` for the API, `worker` for the
     // probes and /metrics only.
     let listener = tokio::net::TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("listen on {}", cfg.http.addr))?;
-    tracing::info!(addr = %cfg.http.addr, api = roles.api, processors = roles.processors, "rushhour is listening");
+    tracing::info!(
+        addr = %cfg.http.addr,
+        api = roles.api,
+        processors = roles.processors,
+        jobs = roles.jobs,
+        scheduler = roles.scheduler,
+        "rushhour is listening"
+    );
     let listener = Some(listener);
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_stop(shutdown.clone()));

@@ -1,10 +1,12 @@
 //! Wiring: the one place that knows every adapter. It turns a `Config` into
 //! ports (`build`), and runs the roles of a process — HTTP API, order
-//! processors — under one cancellation token and task tracker (`run`), so
-//! SIGTERM drains: stop accepting, finish in-flight batches, commit, exit.
+//! processors, job workers, scheduler — under one cancellation token and
+//! task tracker (`run`), so SIGTERM drains: stop accepting, finish in-flight
+//! batches and jobs (or release them), commit, exit.
 
 use anyhow::{Context, bail};
-use domain::ports::{EventLog, LiveFeed, MenuCache, Store};
+use domain::jobs::JobQueue;
+use domain::ports::{EventLog, LiveFeed, Mailer, MenuCache, Store};
 use domain::{Rushhour, RushhourConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +23,25 @@ pub struct Built {
     pub staff_key: String,
     /// Set when this start generated the staff key (print it once).
     pub generated_key: bool,
+    pub jobs: Arc<dyn JobQueue>,
+    pub mailer: Arc<dyn Mailer>,
+    pub upstream: Arc<upstream::UpstreamClient>,
+    pub webhook_secret: String,
+    /// Set when this start generated the webhook secret (print it once).
+    pub generated_webhook_secret: bool,
+}
+
+impl Built {
+    /// The background jobs' view of this process's ports.
+    pub fn tasks(&self, cfg: &Config) -> Arc<crate::tasks::Tasks> {
+        Arc::new(crate::tasks::Tasks::new(
+            cfg,
+            self.app.clone(),
+            self.jobs.clone(),
+            self.upstream.clone(),
+            self.mailer.clone(),
+        ))
+    }
 }
 
 fn log_sync(s: Sync) -> eventlog::Synchronous {
@@ -162,6 +183,51 @@ pub async fn open_cache(cfg: &Config) -> anyhow::Result<(Arc<dyn MenuCache>, Arc
     Ok((Arc::new(menus), Arc::new(feed)))
 }
 
+/// The job queue: `<data_dir>/jobs.db` or PostgreSQL (see `jobs_backend`).
+pub async fn open_jobs(cfg: &Config) -> anyhow::Result<Arc<dyn JobQueue>> {
+    match cfg.jobs_backend()? {
+        Backend::Sqlite(path) => {
+            let q = tokio::task::spawn_blocking(move || {
+                queue::SqliteQueue::open(&path, queue::SqliteQueueOptions::default())
+            })
+            .await?
+            .context("open the SQLite job queue")?;
+            Ok(Arc::new(q))
+        }
+        Backend::Postgres(url) => {
+            let opts = queue::PgQueueOptions {
+                max_connections: cfg.jobs.max_connections,
+                statement_timeout: Duration::from_millis(cfg.store.statement_timeout_ms),
+                schema: Some(cfg.store.schema.clone()).filter(|s| !s.is_empty()),
+                ..Default::default()
+            };
+            let q = queue::PgQueue::connect(&url, opts)
+                .await
+                .context("connect to the PostgreSQL job queue")?;
+            q.migrate().await.context("migrate the PostgreSQL job queue")?;
+            Ok(Arc::new(q))
+        }
+        Backend::Kafka(_) => bail!("jobs.url cannot be kafka://"),
+    }
+}
+
+pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamClient>> {
+    let u = &cfg.upstream;
+    let client = upstream::UpstreamClient::new(upstream::UpstreamConfig {
+        base_url: u.base_url.clone(),
+        client_id: u.client_id.clone(),
+        client_secret: u.client_secret.clone(),
+        page_size: u.page_size,
+        timeout: Duration::from_millis(u.timeout_ms),
+        max_retries: u.max_retries,
+        circuit_failures: u.circuit_failures,
+        circuit_cooldown: Duration::from_secs(u.circuit_cooldown_secs),
+        ..Default::default()
+    })
+    .context("set up the upstream client")?;
+    Ok(Arc::new(client))
+}
+
 /// Build every port from config, migrate, and seed the demo store if the
 /// store is empty and `demo.seed` is on.
 pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
@@ -176,7 +242,11 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
         tracing::info!("seeded the demo store 'demo-downtown' and its menu");
     }
     let (staff_key, generated_key) = staff_key(cfg)?;
+    let (webhook_secret, generated_webhook_secret) = webhook_secret(cfg)?;
     let (menus, feed) = open_cache(cfg).await?;
+    let jobs = open_jobs(cfg).await?;
+    let mailer = mail::open(&cfg.mail.url, &cfg.mail.from, &cfg.data_dir).context("set up mail")?;
+    let upstream = upstream_client(cfg)?;
     let app = Arc::new(Rushhour {
         log,
         store,
@@ -189,6 +259,11 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
         app,
         staff_key,
         generated_key,
+        jobs,
+        mailer,
+        upstream,
+        webhook_secret,
+        generated_webhook_secret,
     })
 }
 
@@ -206,6 +281,24 @@ fn staff_key(cfg: &Config) -> anyhow::Result<(String, bool)> {
         }
     }
     let key = format!("rh_{}", hex_key());
+    write_secret(&path, &key).with_context(|| format!("write {}", path.display()))?;
+    Ok((key, true))
+}
+
+/// The configured webhook secret, or the one under the data dir, or a new
+/// one written there (mode 0600).
+fn webhook_secret(cfg: &Config) -> anyhow::Result<(String, bool)> {
+    if !cfg.webhooks.secret.is_empty() {
+        return Ok((cfg.webhooks.secret.clone(), false));
+    }
+    let path = cfg.data_dir.join("webhook.secret");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim().to_owned();
+        if !k.is_empty() {
+            return Ok((k, false));
+        }
+    }
+    let key = format!("whsec_{}", hex_key());
     write_secret(&path, &key).with_context(|| format!("write {}", path.display()))?;
     Ok((key, true))
 }
@@ -234,6 +327,38 @@ fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
 pub struct Roles {
     pub api: bool,
     pub processors: bool,
+    /// Job workers (every queue).
+    pub jobs: bool,
+    /// The periodic-job scheduler.
+    pub scheduler: bool,
+}
+
+impl Roles {
+    /// `serve`: everything in one process.
+    pub const ALL: Roles = Roles {
+        api: true,
+        processors: true,
+        jobs: true,
+        scheduler: true,
+    };
+}
+
+pub fn runner_config(cfg: &Config) -> worker::RunnerConfig {
+    let j = &cfg.jobs;
+    let mut concurrency = worker::RunnerConfig::default().concurrency;
+    for (queue, n) in &j.concurrency {
+        concurrency.insert(queue.clone(), (*n).max(1));
+    }
+    worker::RunnerConfig {
+        worker_id: cfg.worker_id(),
+        lease: Duration::from_secs(j.lease_secs),
+        concurrency,
+        claim_batch: j.claim_batch,
+        backoff_base: Duration::from_millis(j.backoff_base_ms),
+        backoff_max: Duration::from_secs(j.backoff_max_secs),
+        shutdown_grace: Duration::from_secs(j.shutdown_grace_secs),
+        ..Default::default()
+    }
 }
 
 pub fn processor_config(cfg: &Config) -> worker::ProcessorConfig {
@@ -246,14 +371,18 @@ pub fn processor_config(cfg: &Config) -> worker::ProcessorConfig {
     }
 }
 
-pub fn api_config(cfg: &Config, staff_key: &str, shutdown: CancellationToken) -> api::ApiConfig {
+pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> api::ApiConfig {
     api::ApiConfig {
         max_body_bytes: cfg.http.max_body_bytes,
         max_inflight_intake: cfg.http.max_inflight_intake,
         request_timeout: cfg.request_timeout(),
-        staff_key: staff_key.to_owned(),
+        staff_key: built.staff_key.clone(),
         sse_heartbeat: Duration::from_secs(cfg.http.sse_heartbeat_secs),
         shutdown,
+        webhook_secret: built.webhook_secret.clone(),
+        webhook_tolerance: Duration::from_secs(cfg.webhooks.tolerance_secs),
+        max_inflight_webhooks: cfg.webhooks.max_inflight,
+        jobs: Some(built.jobs.clone()),
     }
 }
 
@@ -271,8 +400,38 @@ pub async fn run(
     if roles.processors && cfg.processor.enabled {
         worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone());
     }
+    if (roles.jobs && cfg.jobs.enabled) || (roles.scheduler && cfg.scheduler.enabled) {
+        let registry = Arc::new(crate::tasks::registry(built.tasks(cfg)));
+        if roles.jobs && cfg.jobs.enabled {
+            worker::spawn_runner(
+                built.jobs.clone(),
+                registry.clone(),
+                built.app.clock.clone(),
+                runner_config(cfg),
+                &tracker,
+                shutdown.clone(),
+            );
+            worker::spawn_queue_gauges(
+                built.jobs.clone(),
+                built.app.clock.clone(),
+                Duration::from_secs(5),
+                &tracker,
+                shutdown.clone(),
+            );
+        }
+        if roles.scheduler && cfg.scheduler.enabled {
+            let schedules = crate::tasks::schedules(cfg, &registry, built.app.clock.now_ms())?;
+            worker::spawn_scheduler(
+                built.jobs.clone(),
+                built.app.clock.clone(),
+                schedules,
+                &tracker,
+                shutdown.clone(),
+            );
+        }
+    }
     if let Some(listener) = listener {
-        let config = api_config(cfg, &built.staff_key, shutdown.clone());
+        let config = api_config(cfg, built, shutdown.clone());
         // A worker-only process serves the probes and /metrics.
         let router = if roles.api {
             api::router(built.app.clone(), telemetry::prometheus(), config)

@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod baseline_pg;
+mod bulk;
 mod decode;
 pub mod postgres;
 pub mod sqlite;

@@ -9,7 +9,9 @@
 //! inserts with `INSERT ... SELECT FROM UNNEST(...)`. Replays are detected
 //! by `ON CONFLICT (id) DO NOTHING RETURNING id`: only the returned (new)
 //! orders get lines and events, so a replayed batch writes nothing but the
-//! consumer position. `COPY` would be faster for very large batches but
+//! consumer position. A batch's payments are one more statement (recorded
+//! and applied together, `ops::apply_payments`), none when there are none.
+//! `COPY` would be faster for very large batches but
 //! cannot express `ON CONFLICT` (it would need a temporary staging table
 //! and a second statement); with batches of at most a few hundred orders
 //! the difference is to be measured before it is worth the complexity.
@@ -37,6 +39,7 @@
 //! really committed).
 
 mod error;
+mod ops;
 mod rows;
 
 use std::collections::HashSet;
@@ -44,12 +47,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::events::{LiveEvent, LiveEventKind};
+use domain::events::{LiveEvent, LiveEventKind, PaymentV1};
 use domain::ids::{OrderId, StoreId};
-use domain::menu::{Menu, StoreInfo};
+use domain::menu::{Category, Item, Menu, StoreInfo};
+use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TicketStatus, TransitionError};
 use domain::ports::{
-    BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderSummary, PortError, PortResult, Store,
+    BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderSummary, PaymentsApplied, PortError,
+    PortResult, Store, system_now_ms,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
@@ -59,7 +64,10 @@ pub(crate) use error::Error;
 
 /// The schema, one embedded file per version, applied in order; the
 /// `schema_migrations` table records which have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_operations.sql"),
+];
 
 /// Advisory lock key (a single `bigint`) serialising schema creation and
 /// migrations across processes; "rushhour" in ASCII, so it is recognisable
@@ -76,6 +84,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Payment status of a freshly applied order; payments move it later.
 const UNPAID: &str = "unpaid";
+
+/// Orders the nightly cleanup deletes per statement.
+const PRUNE_CHUNK: u32 = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct PgStoreOptions {
@@ -290,17 +301,32 @@ impl Store for PgStore {
         }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(group, partition, orders = orders.len(), dead = dead.len()))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(group, partition, orders = orders.len(), payments = payments.len(), dead = dead.len())
+    )]
     async fn apply_batch(
         &self,
         group: &str,
         partition: u32,
         next_offset: u64,
         orders: &[Decided],
+        payments: &[PaymentV1],
         dead: &[DeadLetter],
         now: i64,
     ) -> PortResult<BatchApplied> {
-        Ok(apply_batch(&self.primary, group, partition, next_offset, orders, dead, now).await?)
+        Ok(apply_batch(
+            &self.primary,
+            group,
+            partition,
+            next_offset,
+            orders,
+            payments,
+            dead,
+            now,
+        )
+        .await?)
     }
 
     async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>> {
@@ -405,6 +431,84 @@ impl Store for PgStore {
             .await
             .map_err(Error::from)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()> {
+        Ok(ops::apply_menu_diff(&self.primary, store, categories, items, removed).await?)
+    }
+
+    async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64> {
+        Ok(ops::upsert_accounts(&self.primary, accounts, cursor, system_now_ms()).await?)
+    }
+
+    async fn loyalty_account(&self, id: &str) -> PortResult<Option<LoyaltyAccount>> {
+        Ok(ops::loyalty_account(&self.primary, id).await?)
+    }
+
+    async fn count_accounts(&self) -> PortResult<u64> {
+        Ok(ops::count_accounts(&self.primary).await?)
+    }
+
+    /// From the primary: a sync resumes from where it really committed.
+    async fn sync_cursor(&self, kind: &str) -> PortResult<Option<String>> {
+        Ok(ops::sync_cursor(&self.primary, kind).await?)
+    }
+
+    async fn set_sync_cursor(&self, kind: &str, cursor: Option<&str>) -> PortResult<()> {
+        Ok(ops::set_sync_cursor(&self.primary, kind, cursor, system_now_ms()).await?)
+    }
+
+    async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()> {
+        Ok(ops::record_sync_run(&self.primary, run).await?)
+    }
+
+    async fn sync_runs(&self, kind: Option<&str>, limit: u32) -> PortResult<Vec<SyncRun>> {
+        Ok(ops::sync_runs(self.reader(), kind, limit).await?)
+    }
+
+    async fn record_snapshot(&self, snapshot: &PerfSnapshot) -> PortResult<()> {
+        Ok(ops::record_snapshot(&self.primary, snapshot).await?)
+    }
+
+    async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>> {
+        Ok(ops::snapshots(self.reader(), limit).await?)
+    }
+
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(ops::expire_ready(&self.primary, ready_before, limit, now).await?)
+    }
+
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
+        Ok(ops::order_counts(self.reader()).await?)
+    }
+
+    /// Orders go in chunks of `PRUNE_CHUNK`, one statement (and
+    /// transaction) each, so no single statement nears the timeout and row
+    /// locks are held briefly.
+    async fn prune(&self, retention: &Retention) -> PortResult<PruneStats> {
+        let mut orders = 0;
+        loop {
+            let n = ops::prune_orders(&self.primary, retention.orders_before, PRUNE_CHUNK).await?;
+            orders += n;
+            if n < u64::from(PRUNE_CHUNK) {
+                break;
+            }
+        }
+        let records = ops::prune_records(&self.primary, retention.records_before, retention.orders_before).await?;
+        Ok(PruneStats { orders, records })
+    }
+
+    async fn maintain(&self) -> PortResult<String> {
+        Ok(ops::maintain(&self.primary).await?)
     }
 
     async fn health(&self) -> PortResult<()> {
@@ -667,12 +771,14 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
         .collect())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_batch(
     pool: &PgPool,
     group: &str,
     partition: u32,
     next_offset: u64,
     orders: &[Decided],
+    payments: &[PaymentV1],
     dead: &[DeadLetter],
     now: i64,
 ) -> Result<BatchApplied, Error> {
@@ -783,6 +889,12 @@ async fn apply_batch(
         .await?;
     }
 
+    let payments = if payments.is_empty() {
+        PaymentsApplied::default()
+    } else {
+        ops::apply_payments(&mut tx, payments, now).await?
+    };
+
     if !dead.is_empty() {
         let offsets = dead
             .iter()
@@ -843,6 +955,7 @@ async fn apply_batch(
     Ok(BatchApplied {
         inserted: fresh.len(),
         events,
+        payments,
     })
 }
 

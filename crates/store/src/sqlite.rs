@@ -22,9 +22,12 @@
 //! transaction per batch, cached prepared statements, no per-row `SELECT`
 //! (a replay is detected by the order insert changing no row), and the
 //! row encoding done before the write is queued (see `rows::NewOrder`).
+//! A batch's payments add two statements whatever their number, and none
+//! when there are none (`ops::apply_payments`).
 
 mod conn;
 mod error;
+mod ops;
 pub(crate) mod rows;
 
 use std::path::{Path, PathBuf};
@@ -32,12 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::events::{LiveEvent, LiveEventKind};
+use domain::events::{LiveEvent, LiveEventKind, PaymentV1};
 use domain::ids::{OrderId, StoreId};
-use domain::menu::{Menu, StoreInfo};
+use domain::menu::{Category, Item, Menu, StoreInfo};
+use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TransitionError};
 use domain::ports::{
-    BatchApplied, DeadLetter, Decided, EventScope, OrderFilter, OrderSummary, PortError, PortResult, Store,
+    BatchApplied, DeadLetter, Decided, EventScope, OrderFilter, OrderSummary, PaymentsApplied, PortError, PortResult,
+    Store, system_now_ms,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -50,6 +55,9 @@ pub(crate) use conn::open_writer;
 
 /// How long `health()` waits for a read connection and `SELECT 1`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Orders the nightly cleanup deletes per transaction.
+const PRUNE_CHUNK: u32 = 2_000;
 
 /// SQLite's `synchronous` setting for the store's connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,13 +249,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(group, partition, orders = orders.len(), dead = dead.len()))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(group, partition, orders = orders.len(), payments = payments.len(), dead = dead.len())
+    )]
     async fn apply_batch(
         &self,
         group: &str,
         partition: u32,
         next_offset: u64,
         orders: &[Decided],
+        payments: &[PaymentV1],
         dead: &[DeadLetter],
         now: i64,
     ) -> PortResult<BatchApplied> {
@@ -259,11 +272,15 @@ impl Store for SqliteStore {
             .iter()
             .map(|d| Ok((d.clone(), crate::decode::i64_of("dead letter offset", d.offset)?)))
             .collect::<Result<Vec<_>, Error>>()?;
+        let payments = ops::PaymentBatch::new(payments)?;
         let next = crate::decode::i64_of("consumer position", next_offset)?;
         let group = group.to_owned();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let applied = insert_orders(&tx, &batch, now)?;
+            let mut applied = insert_orders(&tx, &batch, now)?;
+            if let Some(payments) = &payments {
+                applied.payments = ops::apply_payments(&tx, payments, now)?;
+            }
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO dead_letters (grp, log_partition, log_offset, key, payload, error, attempts, at) \
@@ -396,6 +413,122 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()> {
+        let diff = ops::MenuDiffRows::new(store, categories, items, removed)?;
+        self.write(move |c| ops::apply_menu_diff(c, &diff)).await
+    }
+
+    async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64> {
+        if accounts.is_empty() && cursor.is_none() {
+            return Ok(0);
+        }
+        let accounts: Vec<LoyaltyAccount> = crate::bulk::unique_accounts(accounts).into_iter().cloned().collect();
+        let cursor = cursor.map(str::to_owned);
+        let now = system_now_ms();
+        self.write(move |c| ops::upsert_accounts(c, &accounts, cursor.as_deref(), now))
+            .await
+    }
+
+    async fn loyalty_account(&self, id: &str) -> PortResult<Option<LoyaltyAccount>> {
+        let id = id.to_owned();
+        self.read(move |c| ops::loyalty_account(c, &id)).await
+    }
+
+    async fn count_accounts(&self) -> PortResult<u64> {
+        self.read(|c| {
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM loyalty_accounts")?
+                .query_row([], |r| r.get(0))?;
+            Ok(crate::decode::u64_of("account count", n)?)
+        })
+        .await
+    }
+
+    async fn sync_cursor(&self, kind: &str) -> PortResult<Option<String>> {
+        let kind = kind.to_owned();
+        self.read(move |c| {
+            let cursor: Option<Option<String>> = c
+                .prepare_cached("SELECT cursor FROM sync_state WHERE kind = ?1")?
+                .query_row(params![kind], |r| r.get(0))
+                .optional()?;
+            Ok(cursor.flatten())
+        })
+        .await
+    }
+
+    async fn set_sync_cursor(&self, kind: &str, cursor: Option<&str>) -> PortResult<()> {
+        let (kind, cursor) = (kind.to_owned(), cursor.map(str::to_owned));
+        let now = system_now_ms();
+        self.write(move |c| ops::set_sync_cursor(c, &kind, cursor.as_deref(), now))
+            .await
+    }
+
+    async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()> {
+        let run = run.clone();
+        self.write(move |c| ops::record_sync_run(c, &run)).await
+    }
+
+    async fn sync_runs(&self, kind: Option<&str>, limit: u32) -> PortResult<Vec<SyncRun>> {
+        let kind = kind.map(str::to_owned);
+        self.read(move |c| ops::sync_runs(c, kind.as_deref(), limit)).await
+    }
+
+    async fn record_snapshot(&self, snapshot: &PerfSnapshot) -> PortResult<()> {
+        let metrics = crate::decode::to_json("snapshot metrics", &snapshot.metrics)?;
+        let snapshot = snapshot.clone();
+        self.write(move |c| ops::record_snapshot(c, &snapshot, &metrics)).await
+    }
+
+    async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>> {
+        self.read(move |c| ops::snapshots(c, limit)).await
+    }
+
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| ops::expire_ready(c, ready_before, limit, now))
+            .await
+    }
+
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
+        self.read(ops::order_counts).await
+    }
+
+    /// Orders go in chunks of `PRUNE_CHUNK`, each its own write: the writer
+    /// serves the processors and staff in between, so a large nightly
+    /// cleanup never holds the write lock for long.
+    async fn prune(&self, retention: &Retention) -> PortResult<PruneStats> {
+        let Retention {
+            orders_before,
+            records_before,
+        } = *retention;
+        let mut orders = 0;
+        loop {
+            let n = self
+                .write(move |c| ops::prune_orders(c, orders_before, PRUNE_CHUNK))
+                .await?;
+            orders += n;
+            if n < u64::from(PRUNE_CHUNK) {
+                break;
+            }
+        }
+        let records = self
+            .write(move |c| ops::prune_records(c, records_before, orders_before))
+            .await?;
+        Ok(PruneStats { orders, records })
+    }
+
+    async fn maintain(&self) -> PortResult<String> {
+        self.write(|c| ops::maintain(c)).await
+    }
+
     async fn health(&self) -> PortResult<()> {
         if !self.writer.is_running() {
             return Err(PortError::Unavailable("the store writer has stopped".into()));
@@ -429,6 +562,7 @@ fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchAp
     let mut applied = BatchApplied {
         inserted: 0,
         events: Vec::with_capacity(batch.len()),
+        payments: PaymentsApplied::default(),
     };
     for o in batch {
         let (confirmed_at, rejected_at) = o.decided_at(now);

@@ -48,6 +48,52 @@ pub mod names {
     pub const ORDERS_INTAKE: &str = "orders_intake_total";
     /// Build info gauge (always 1), labels `version`.
     pub const BUILD_INFO: &str = "rushhour_build_info";
+    /// Payment webhooks answered, label `outcome`: `accepted`, `replayed`
+    /// (a provider's retry), or the problem code of a refusal
+    /// (`invalid_signature`, `stale_signature`, `validation_failed`, …).
+    pub const WEBHOOKS_RECEIVED: &str = "payment_webhooks_total";
+    /// Payment events applied by processors, label `outcome`: `applied`,
+    /// `duplicate` (event id seen before), `unknown_order`, `mismatched`
+    /// (amount or currency differ from the order's total).
+    pub const PAYMENTS_APPLIED: &str = "payments_applied_total";
+    /// Background jobs finished by the runner, labels `kind` and `outcome`
+    /// (`done`, `retry`, `dead`).
+    pub const JOBS_PROCESSED: &str = "jobs_processed_total";
+    /// Time a job's handler ran, label `kind`.
+    pub const JOB_DURATION: &str = "job_duration_seconds";
+    /// Jobs this process is running now, label `queue`.
+    pub const JOBS_IN_FLIGHT: &str = "jobs_in_flight";
+    /// Jobs in the queue by state, labels `queue` and `state` (`queued`,
+    /// `scheduled`, `running`, `done`, `dead`), polled from the queue.
+    pub const JOBS: &str = "jobs";
+    /// Jobs whose lease this process lost while running them.
+    pub const JOB_LEASES_LOST: &str = "job_leases_lost_total";
+    /// Cron ticks handled by this process's scheduler, labels `schedule` and
+    /// `result` (`won`: this process enqueued the job; `lost`: another did).
+    pub const SCHEDULE_FIRES: &str = "schedule_fires_total";
+    /// Calls to an upstream (catalog API, loyalty service), labels
+    /// `endpoint` (`token`, `catalog`, `loyalty_changes`) and `status` (the
+    /// HTTP status, or `timeout`, `transport`).
+    pub const UPSTREAM_REQUESTS: &str = "upstream_requests_total";
+    /// Duration of one upstream call attempt, label `endpoint`.
+    pub const UPSTREAM_REQUEST_DURATION: &str = "upstream_request_duration_seconds";
+    /// 1 while the upstream circuit breaker is open (calls fail fast), else 0.
+    pub const UPSTREAM_CIRCUIT_OPEN: &str = "upstream_circuit_open";
+    /// Upstream sync runs, labels `kind` (`menu`, `accounts`) and `outcome`
+    /// (`ok`, `not_modified`, `failed`).
+    pub const SYNC_RUNS: &str = "sync_runs_total";
+    /// Records the last sync run fetched from upstream, label `kind`.
+    pub const SYNC_LAST_FETCHED: &str = "sync_last_fetched";
+    /// Records the last sync run found changed and wrote, label `kind`.
+    pub const SYNC_LAST_CHANGED: &str = "sync_last_changed";
+    /// Duration of a sync run, label `kind`.
+    pub const SYNC_DURATION: &str = "sync_duration_seconds";
+    /// Menu cache warm-ups run.
+    pub const CACHE_WARMUPS: &str = "cache_warmups_total";
+    /// Ready orders expired because nobody picked them up.
+    pub const ORDERS_EXPIRED: &str = "orders_expired_total";
+    /// Receipt e-mails handed to the mailer.
+    pub const RECEIPTS_SENT: &str = "receipts_sent_total";
 }
 
 /// Log output format.

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod eventlog;
 pub mod fixtures;
+pub mod queue;
 pub mod store;
 
 /// For tests that need an external service (PostgreSQL, Redis, Kafka):

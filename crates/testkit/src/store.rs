@@ -26,19 +26,26 @@
 //! list newest first by id (UUIDv7, so by time); events are numbered by the
 //! store in commit order; `load_menu` returns categories by `(position,
 //! code)` and items in the order they were upserted; `payment_status` of a
-//! newly applied order is `unpaid`.
+//! newly applied order is `unpaid`; payments change no order status and
+//! emit no live events; `apply_menu_diff` on an unknown store is
+//! `NotFound`; `order_counts` lists every status (zeros included) in
+//! `OrderStatus::ALL` order; `expire_ready`'s events follow order-id order.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1};
+use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1, PaymentStatus, PaymentV1};
 use domain::ids::{OrderId, StoreId};
-use domain::menu::{Station, demo_menu};
+use domain::menu::{Category, Item, Size, Station, demo_menu};
+use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TicketStatus, Timestamps, TransitionError};
-use domain::ports::{BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderSummary, Store};
+use domain::ports::{
+    BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderSummary, PaymentsApplied, PortError,
+    Store,
+};
 
-use crate::fixtures::placed_order;
+use crate::fixtures::{loyalty_account, payment, placed_order};
 
 pub type Stores = Arc<dyn Store>;
 
@@ -58,6 +65,17 @@ macro_rules! store_contract_cases {
             invalid_transitions_are_refused,
             events_after_by_order_and_by_store,
             concurrent_starts_have_one_winner,
+            payments_apply_once_per_event,
+            payments_that_do_not_fit_are_recorded_but_change_nothing,
+            payment_follows_its_order_in_the_same_batch,
+            expire_ready_expires_only_orders_ready_before_the_cutoff,
+            prune_removes_old_finished_orders_and_old_records,
+            accounts_upsert_keeps_the_newest_version,
+            sync_cursors_are_kept_per_kind,
+            sync_runs_and_snapshots_list_newest_first,
+            menu_diff_adds_changes_removes_and_keeps_availability,
+            order_counts_cover_every_status,
+            maintain_leaves_a_working_store,
         }
     };
 }
@@ -156,7 +174,7 @@ fn status_event(id: i64, p: &OrderPlacedV1, status: OrderStatus, at: i64) -> Liv
 
 async fn apply(store: &Stores, partition: u32, next: u64, orders: &[Decided], now: i64) -> BatchApplied {
     store
-        .apply_batch(GROUP, partition, next, orders, &[], now)
+        .apply_batch(GROUP, partition, next, orders, &[], &[], now)
         .await
         .expect("apply_batch")
 }
@@ -228,6 +246,16 @@ pub async fn fresh_store_is_empty_and_healthy(store: Stores) {
     );
     assert_eq!(store.dead_letters(10).await.unwrap(), vec![]);
     assert_eq!(store.consumer_position(GROUP, 0).await.unwrap(), 0);
+    assert_eq!(store.count_accounts().await.unwrap(), 0);
+    assert_eq!(store.loyalty_account("acct-000001").await.unwrap(), None);
+    assert_eq!(store.sync_cursor("accounts").await.unwrap(), None);
+    assert_eq!(store.sync_runs(None, 10).await.unwrap(), vec![]);
+    assert_eq!(store.snapshots(10).await.unwrap(), vec![]);
+    assert_eq!(store.expire_ready(i64::MAX, 100, 1).await.unwrap(), vec![]);
+    assert_eq!(
+        store.order_counts().await.unwrap(),
+        OrderStatus::ALL.iter().map(|s| (*s, 0)).collect::<Vec<_>>()
+    );
 }
 
 /// A menu comes back as it was upserted; availability changes one item of
@@ -376,7 +404,8 @@ pub async fn apply_batch_is_idempotent(store: Stores) {
         again,
         BatchApplied {
             inserted: 0,
-            events: vec![]
+            events: vec![],
+            payments: PaymentsApplied::default(),
         }
     );
     assert_eq!(
@@ -431,14 +460,15 @@ pub async fn dead_letters_are_kept_and_position_advances(store: Stores) {
     };
     let (d7, d8) = (letter(7, "expected value at line 1"), letter(8, "unknown type"));
     let out = store
-        .apply_batch(GROUP, 1, 9, &[], &[d7.clone(), d8.clone()], 20_000)
+        .apply_batch(GROUP, 1, 9, &[], &[], &[d7.clone(), d8.clone()], 20_000)
         .await
         .unwrap();
     assert_eq!(
         out,
         BatchApplied {
             inserted: 0,
-            events: vec![]
+            events: vec![],
+            payments: PaymentsApplied::default(),
         }
     );
     assert_eq!(store.consumer_position(GROUP, 1).await.unwrap(), 9);
@@ -449,7 +479,7 @@ pub async fn dead_letters_are_kept_and_position_advances(store: Stores) {
     let a = placed_order(1, 1_000);
     let d12 = letter(12, "poison");
     let out = store
-        .apply_batch(GROUP, 1, 13, &[confirm(&a)], std::slice::from_ref(&d12), 21_000)
+        .apply_batch(GROUP, 1, 13, &[confirm(&a)], &[], std::slice::from_ref(&d12), 21_000)
         .await
         .unwrap();
     assert_eq!(out.inserted, 1);
@@ -925,4 +955,666 @@ pub async fn concurrent_starts_have_one_winner(store: Stores) {
     assert_eq!(events.len(), 3, "confirmed, ticket started, in progress");
     let order = store.get_order(id).await.unwrap().expect("order");
     assert_eq!(order.lines[0].ticket, Some(TicketStatus::Started));
+}
+
+// ---------------------------------------------------- payments and operations
+
+fn counts(applied: usize, duplicates: usize, unknown_order: usize, mismatched: usize) -> PaymentsApplied {
+    PaymentsApplied {
+        applied,
+        duplicates,
+        unknown_order,
+        mismatched,
+    }
+}
+
+/// A batch of payments alone, on partition 0.
+async fn pay(store: &Stores, next: u64, payments: &[PaymentV1], now: i64) -> BatchApplied {
+    store
+        .apply_batch(GROUP, 0, next, &[], payments, &[], now)
+        .await
+        .expect("apply_batch with payments")
+}
+
+async fn payment_status(store: &Stores, id: OrderId) -> String {
+    store
+        .get_order(id)
+        .await
+        .expect("get_order")
+        .expect("order")
+        .payment_status
+}
+
+/// Start and finish every line at `at`, so the order is `ready` since `at`.
+async fn make_ready(store: &Stores, p: &OrderPlacedV1, at: i64) {
+    for l in &p.lines {
+        store
+            .transition(p.order_id, Action::StartLine(l.line), at)
+            .await
+            .unwrap();
+    }
+    for l in &p.lines {
+        store
+            .transition(p.order_id, Action::FinishLine(l.line), at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.get_order(p.order_id).await.unwrap().unwrap().at.ready_at,
+        Some(at)
+    );
+}
+
+/// Each payment event applies once, however often it is delivered (twice
+/// in one batch, again in a later one); `failed` and `refunded` set the
+/// status as `paid` does, the later of two events in a batch wins, and an
+/// old event redelivered undoes nothing. Payments change neither the order
+/// status nor the live events.
+pub async fn payments_apply_once_per_event(store: Stores) {
+    let a = placed_order(2, 1_000);
+    let b = placed_order(1, 1_001);
+    let c = placed_order(1, 1_002);
+    apply(&store, 0, 3, &[confirm(&a), confirm(&b), confirm(&c)], 2_000).await;
+    let events_before = store
+        .events_after(&EventScope::Store(demo_store()), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(payment_status(&store, a.order_id).await, "unpaid");
+
+    // The provider sends the same event twice in one flood.
+    let e1 = payment(&a, "evt-1", PaymentStatus::Paid, 3_000);
+    let out = pay(&store, 5, &[e1.clone(), e1.clone()], 3_100).await;
+    assert_eq!(
+        out,
+        BatchApplied {
+            inserted: 0,
+            events: vec![],
+            payments: counts(1, 1, 0, 0),
+        }
+    );
+    assert_eq!(payment_status(&store, a.order_id).await, "paid");
+    assert_eq!(store.consumer_position(GROUP, 0).await.unwrap(), 5);
+
+    // ... and once more later: a duplicate that changes nothing.
+    let before = store.get_order(a.order_id).await.unwrap();
+    assert_eq!(pay(&store, 6, &[e1], 3_200).await.payments, counts(0, 1, 0, 0));
+    assert_eq!(store.get_order(a.order_id).await.unwrap(), before);
+
+    // Failed, paid on a retry, then refunded: each new event sets the status.
+    let steps = [
+        (PaymentStatus::Failed, "failed"),
+        (PaymentStatus::Paid, "paid"),
+        (PaymentStatus::Refunded, "refunded"),
+    ];
+    for (i, (status, want)) in steps.into_iter().enumerate() {
+        let e = payment(&b, &format!("evt-b{i}"), status, 4_000 + i as i64);
+        let out = pay(&store, 7 + i as u64, &[e], 4_100 + i as i64).await;
+        assert_eq!(out.payments, counts(1, 0, 0, 0), "{want}");
+        assert_eq!(payment_status(&store, b.order_id).await, want);
+    }
+
+    // Two events of one order in one batch: the later one wins.
+    let c1 = payment(&c, "evt-c1", PaymentStatus::Paid, 5_000);
+    let c2 = payment(&c, "evt-c2", PaymentStatus::Refunded, 5_001);
+    assert_eq!(
+        pay(&store, 10, &[c1.clone(), c2], 5_100).await.payments,
+        counts(2, 0, 0, 0)
+    );
+    assert_eq!(payment_status(&store, c.order_id).await, "refunded");
+    // The older event redelivered does not undo the newer one.
+    assert_eq!(pay(&store, 11, &[c1], 5_200).await.payments, counts(0, 1, 0, 0));
+    assert_eq!(payment_status(&store, c.order_id).await, "refunded");
+
+    for p in [&a, &b, &c] {
+        assert_eq!(
+            store.get_order(p.order_id).await.unwrap().unwrap().status,
+            OrderStatus::Confirmed
+        );
+    }
+    assert_eq!(
+        store
+            .events_after(&EventScope::Store(demo_store()), 0, 100)
+            .await
+            .unwrap(),
+        events_before,
+        "payments emit no live events"
+    );
+}
+
+/// A payment for an unknown order, or a `paid` one for another amount or
+/// currency than the order's, is recorded (a redelivery is a duplicate) but
+/// leaves the order unpaid. Only `paid` is checked against the total.
+pub async fn payments_that_do_not_fit_are_recorded_but_change_nothing(store: Stores) {
+    let a = placed_order(1, 1_000);
+    apply(&store, 0, 1, &[confirm(&a)], 2_000).await;
+    let ghost = OrderId::new();
+    let unknown = PaymentV1 {
+        order_id: ghost,
+        ..payment(&a, "evt-ghost", PaymentStatus::Paid, 3_000)
+    };
+    let short = PaymentV1 {
+        amount: a.total - 1,
+        ..payment(&a, "evt-short", PaymentStatus::Paid, 3_001)
+    };
+    let other_currency = if a.currency == "EUR" { "USD" } else { "EUR" };
+    let foreign = PaymentV1 {
+        currency: other_currency.into(),
+        ..payment(&a, "evt-foreign", PaymentStatus::Paid, 3_002)
+    };
+    let misfits = [unknown, short, foreign];
+    assert_eq!(pay(&store, 2, &misfits, 3_100).await.payments, counts(0, 0, 1, 2));
+    assert_eq!(payment_status(&store, a.order_id).await, "unpaid");
+    assert_eq!(store.get_order(ghost).await.unwrap(), None, "no order is made up");
+
+    // All three were recorded: delivered again, they are duplicates.
+    assert_eq!(pay(&store, 3, &misfits, 3_200).await.payments, counts(0, 3, 0, 0));
+    assert_eq!(payment_status(&store, a.order_id).await, "unpaid");
+
+    let failed = PaymentV1 {
+        amount: 1,
+        ..payment(&a, "evt-failed", PaymentStatus::Failed, 3_300)
+    };
+    assert_eq!(pay(&store, 4, &[failed], 3_400).await.payments, counts(1, 0, 0, 0));
+    assert_eq!(payment_status(&store, a.order_id).await, "failed");
+
+    let exact = payment(&a, "evt-exact", PaymentStatus::Paid, 3_500);
+    assert_eq!(pay(&store, 5, &[exact], 3_600).await.payments, counts(1, 0, 0, 0));
+    assert_eq!(payment_status(&store, a.order_id).await, "paid");
+}
+
+/// Payments are applied after the batch's orders, so a payment right behind
+/// its order in the log pays it; replaying the whole batch changes nothing.
+pub async fn payment_follows_its_order_in_the_same_batch(store: Stores) {
+    let a = placed_order(2, 1_000);
+    let b = placed_order(1, 1_001);
+    let orders = [confirm(&a), confirm(&b)];
+    let payments = [
+        payment(&a, "evt-a", PaymentStatus::Paid, 1_500),
+        payment(&b, "evt-b", PaymentStatus::Failed, 1_501),
+    ];
+    let out = store
+        .apply_batch(GROUP, 2, 4, &orders, &payments, &[], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(out.inserted, 2);
+    assert_eq!(out.events.len(), 2);
+    assert_eq!(out.payments, counts(2, 0, 0, 0));
+    let mut want = expected_order(&a, &Decision::Confirm, 2_000);
+    want.payment_status = "paid".into();
+    assert_eq!(store.get_order(a.order_id).await.unwrap(), Some(want.clone()));
+    assert_eq!(payment_status(&store, b.order_id).await, "failed");
+
+    let again = store
+        .apply_batch(GROUP, 2, 4, &orders, &payments, &[], 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        BatchApplied {
+            inserted: 0,
+            events: vec![],
+            payments: counts(0, 2, 0, 0),
+        }
+    );
+    assert_eq!(store.get_order(a.order_id).await.unwrap(), Some(want));
+    assert_eq!(store.consumer_position(GROUP, 2).await.unwrap(), 4);
+}
+
+/// `expire_ready` expires only orders ready since before the cutoff,
+/// longest-waiting first and at most `limit`, stores them as
+/// `transition(Expire)` would, and returns the same `status` events, also
+/// readable from the order's stream.
+pub async fn expire_ready_expires_only_orders_ready_before_the_cutoff(store: Stores) {
+    let old1 = placed_order(1, 1_000);
+    let old2 = placed_order(2, 1_001);
+    let recent = placed_order(1, 1_002);
+    let waiting = placed_order(1, 1_003);
+    let collected = placed_order(1, 1_004);
+    let batch = [&old1, &old2, &recent, &waiting, &collected].map(confirm);
+    apply(&store, 0, 5, &batch, 2_000).await;
+    make_ready(&store, &collected, 4_000).await;
+    store
+        .transition(collected.order_id, Action::PickUp, 4_500)
+        .await
+        .unwrap();
+    make_ready(&store, &old2, 5_000).await;
+    make_ready(&store, &old1, 5_500).await;
+    make_ready(&store, &recent, 9_000).await;
+
+    // What the domain says an expiry does to each.
+    let mut want1 = store.get_order(old1.order_id).await.unwrap().unwrap();
+    let mut want2 = store.get_order(old2.order_id).await.unwrap().unwrap();
+
+    let first = store.expire_ready(7_000, 1, 10_000).await.unwrap();
+    assert_eq!(
+        first,
+        vec![status_event(first[0].id, &old2, OrderStatus::Expired, 10_000)],
+        "the longest-waiting order goes first"
+    );
+    let rest = store.expire_ready(7_000, 10, 10_500).await.unwrap();
+    assert_eq!(
+        rest,
+        vec![status_event(rest[0].id, &old1, OrderStatus::Expired, 10_500)]
+    );
+    assert!(rest[0].id > first[0].id);
+    assert_eq!(store.expire_ready(7_000, 10, 11_000).await.unwrap(), vec![]);
+
+    let plan = order::plan(&want2, Action::Expire).unwrap();
+    order::apply(&mut want2, &plan, 10_000);
+    let plan = order::plan(&want1, Action::Expire).unwrap();
+    order::apply(&mut want1, &plan, 10_500);
+    assert_eq!(store.get_order(old2.order_id).await.unwrap(), Some(want2));
+    assert_eq!(store.get_order(old1.order_id).await.unwrap(), Some(want1));
+    assert_eq!(order_events(&store, old2.order_id).await.last(), first.first());
+    assert_eq!(order_events(&store, old1.order_id).await.last(), rest.first());
+    let status_of = |p: &OrderPlacedV1| {
+        let store = store.clone();
+        let id = p.order_id;
+        async move { store.get_order(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status_of(&recent).await, OrderStatus::Ready);
+    assert_eq!(status_of(&waiting).await, OrderStatus::Confirmed);
+    assert_eq!(status_of(&collected).await, OrderStatus::PickedUp);
+
+    // Several at once: one event each, in order-id order.
+    let late = placed_order(1, 1_005);
+    apply(&store, 0, 6, &[confirm(&late)], 2_000).await;
+    make_ready(&store, &late, 20_000).await;
+    let both = store.expire_ready(30_000, 10, 31_000).await.unwrap();
+    let mut ids = vec![recent.order_id, late.order_id];
+    ids.sort();
+    assert_eq!(both.iter().map(|e| e.order_id).collect::<Vec<_>>(), ids);
+    assert!(both.iter().all(|e| e.status == OrderStatus::Expired && e.at == 31_000));
+    assert_increasing(&both);
+    assert_eq!(store.expire_ready(i64::MAX, 10, 32_000).await.unwrap(), vec![]);
+}
+
+fn sync_run(kind: &str, started_at: i64, outcome: &str) -> SyncRun {
+    SyncRun {
+        kind: kind.into(),
+        started_at,
+        finished_at: started_at + 250,
+        fetched: 150_000,
+        changed: 1_234,
+        db_queries: 151,
+        errors: 2,
+        outcome: outcome.into(),
+    }
+}
+
+fn snapshot(at: i64, orders_per_minute: i64) -> PerfSnapshot {
+    PerfSnapshot {
+        at,
+        instance: "rushhour-1".into(),
+        metrics: [
+            ("orders_per_minute", orders_per_minute),
+            ("consumer_lag", orders_per_minute / 10),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// The nightly cleanup deletes finished orders placed before the cutoff
+/// with their lines, events and payment events, keeps active and recent
+/// ones, and deletes sync runs and snapshots from before the other cutoff.
+pub async fn prune_removes_old_finished_orders_and_old_records(store: Stores) {
+    let picked = placed_order(1, 1_000);
+    let cancelled = placed_order(2, 1_001);
+    let rejected = placed_order(1, 1_002);
+    let expired = placed_order(1, 1_003);
+    let active = placed_order(1, 1_004);
+    let ready = placed_order(1, 1_005);
+    let recent = placed_order(1, 50_000);
+    let batch = [
+        confirm(&picked),
+        confirm(&cancelled),
+        reject(&rejected, "closed"),
+        confirm(&expired),
+        confirm(&active),
+        confirm(&ready),
+        confirm(&recent),
+    ];
+    apply(&store, 0, 7, &batch, 2_000).await;
+    make_ready(&store, &picked, 3_000).await;
+    store.transition(picked.order_id, Action::PickUp, 3_100).await.unwrap();
+    store
+        .transition(cancelled.order_id, Action::Cancel, 3_000)
+        .await
+        .unwrap();
+    make_ready(&store, &expired, 3_000).await;
+    store.transition(expired.order_id, Action::Expire, 4_000).await.unwrap();
+    make_ready(&store, &ready, 3_000).await;
+    store.transition(recent.order_id, Action::Cancel, 51_000).await.unwrap();
+
+    let paid_picked = payment(&picked, "evt-picked", PaymentStatus::Paid, 3_500);
+    let paid_active = payment(&active, "evt-active", PaymentStatus::Paid, 3_500);
+    let ghost = |event: &str, at: i64| PaymentV1 {
+        order_id: OrderId::new(),
+        ..payment(&active, event, PaymentStatus::Paid, at)
+    };
+    let (ghost_old, ghost_new) = (ghost("evt-ghost-old", 1_500), ghost("evt-ghost-new", 60_000));
+    let all_payments = [paid_picked, paid_active, ghost_old, ghost_new];
+    assert_eq!(pay(&store, 8, &all_payments, 3_600).await.payments, counts(2, 0, 2, 0));
+
+    let runs = [
+        sync_run("menu", 1_000, "ok"),
+        sync_run("accounts", 2_000, "ok"),
+        sync_run("menu", 60_000, "not_modified"),
+    ];
+    for r in &runs {
+        store.record_sync_run(r).await.unwrap();
+    }
+    for s in [snapshot(1_000, 10), snapshot(60_000, 20)] {
+        store.record_snapshot(&s).await.unwrap();
+    }
+
+    let retention = Retention {
+        orders_before: 10_000,
+        records_before: 10_000,
+    };
+    assert_eq!(
+        store.prune(&retention).await.unwrap(),
+        PruneStats { orders: 4, records: 3 }
+    );
+    for p in [&picked, &cancelled, &rejected, &expired] {
+        assert_eq!(store.get_order(p.order_id).await.unwrap(), None);
+        assert_eq!(
+            order_events(&store, p.order_id).await,
+            vec![],
+            "events go with the order"
+        );
+    }
+    for p in [&active, &ready, &recent] {
+        assert!(store.get_order(p.order_id).await.unwrap().is_some());
+        assert!(!order_events(&store, p.order_id).await.is_empty());
+    }
+    let mut kept: Vec<OrderId> = [&active, &ready, &recent].iter().map(|p| p.order_id).collect();
+    kept.sort_by(|a, b| b.cmp(a));
+    assert_eq!(all_pages(&store, filter(None, None, 10)).await, kept);
+    assert_eq!(payment_status(&store, active.order_id).await, "paid");
+
+    // The pruned order's payment event went with it (delivered again, it
+    // finds no order), as did the old one for an unknown order; the kept
+    // ones are still there (duplicates).
+    assert_eq!(pay(&store, 9, &all_payments, 70_000).await.payments, counts(0, 2, 2, 0));
+
+    assert_eq!(store.sync_runs(None, 10).await.unwrap(), vec![runs[2].clone()]);
+    assert_eq!(store.snapshots(10).await.unwrap(), vec![snapshot(60_000, 20)]);
+    assert_eq!(
+        store.prune(&retention).await.unwrap(),
+        PruneStats { orders: 0, records: 0 },
+        "nothing left to prune"
+    );
+}
+
+/// Accounts: one call writes many, a row is only overwritten by a newer
+/// version (also between copies in one call), and the `accounts` cursor
+/// moves with the rows when given, and only then.
+pub async fn accounts_upsert_keeps_the_newest_version(store: Stores) {
+    let v1: Vec<LoyaltyAccount> = (1..=3).map(|n| loyalty_account(n, 100)).collect();
+    assert_eq!(store.upsert_accounts(&v1, Some("cursor-1")).await.unwrap(), 3);
+    assert_eq!(store.count_accounts().await.unwrap(), 3);
+    for a in &v1 {
+        assert_eq!(store.loyalty_account(&a.id).await.unwrap(), Some(a.clone()));
+    }
+    assert_eq!(
+        store.sync_cursor("accounts").await.unwrap().as_deref(),
+        Some("cursor-1")
+    );
+
+    let newer = LoyaltyAccount {
+        points: 9_999,
+        tier: "platinum".into(),
+        email: None,
+        version: 200,
+        ..v1[0].clone()
+    };
+    let same_version = LoyaltyAccount {
+        points: 1,
+        ..v1[1].clone()
+    };
+    let older = LoyaltyAccount {
+        name: "Stale".into(),
+        version: 50,
+        ..v1[2].clone()
+    };
+    let fourth = loyalty_account(4, 100);
+    let written = store
+        .upsert_accounts(&[newer.clone(), same_version, older, fourth.clone()], Some("cursor-2"))
+        .await
+        .unwrap();
+    assert_eq!(written, 2, "the newer version and the new account");
+    assert_eq!(store.loyalty_account(&newer.id).await.unwrap(), Some(newer));
+    assert_eq!(store.loyalty_account(&v1[1].id).await.unwrap(), Some(v1[1].clone()));
+    assert_eq!(store.loyalty_account(&v1[2].id).await.unwrap(), Some(v1[2].clone()));
+    assert_eq!(store.loyalty_account(&fourth.id).await.unwrap(), Some(fourth));
+    assert_eq!(store.count_accounts().await.unwrap(), 4);
+    assert_eq!(
+        store.sync_cursor("accounts").await.unwrap().as_deref(),
+        Some("cursor-2")
+    );
+
+    // Without a cursor the cursor stays; with only a cursor, only it moves.
+    assert_eq!(store.upsert_accounts(&[loyalty_account(5, 1)], None).await.unwrap(), 1);
+    assert_eq!(
+        store.sync_cursor("accounts").await.unwrap().as_deref(),
+        Some("cursor-2")
+    );
+    assert_eq!(store.upsert_accounts(&[], Some("cursor-3")).await.unwrap(), 0);
+    assert_eq!(
+        store.sync_cursor("accounts").await.unwrap().as_deref(),
+        Some("cursor-3")
+    );
+    assert_eq!(store.count_accounts().await.unwrap(), 5);
+
+    // One account three times in a call: the newest copy wins.
+    let copies = [
+        loyalty_account(6, 3),
+        LoyaltyAccount {
+            points: 7,
+            ..loyalty_account(6, 5)
+        },
+        LoyaltyAccount {
+            points: 1,
+            ..loyalty_account(6, 4)
+        },
+    ];
+    assert_eq!(store.upsert_accounts(&copies, None).await.unwrap(), 1);
+    assert_eq!(
+        store.loyalty_account(&copies[1].id).await.unwrap(),
+        Some(copies[1].clone())
+    );
+
+    // A sync-sized page in one call, then the same page again.
+    let page: Vec<LoyaltyAccount> = (1_000..6_000).map(|n| loyalty_account(n, 10)).collect();
+    assert_eq!(store.upsert_accounts(&page, Some("cursor-4")).await.unwrap(), 5_000);
+    assert_eq!(store.count_accounts().await.unwrap(), 5_006);
+    for a in [&page[0], &page[2_500], &page[4_999]] {
+        assert_eq!(store.loyalty_account(&a.id).await.unwrap().as_ref(), Some(a));
+    }
+    assert_eq!(store.upsert_accounts(&page, Some("cursor-5")).await.unwrap(), 0);
+    assert_eq!(
+        store.sync_cursor("accounts").await.unwrap().as_deref(),
+        Some("cursor-5")
+    );
+    assert_eq!(store.loyalty_account("acct-nobody").await.unwrap(), None);
+}
+
+/// Each sync kind keeps its own cursor; `None` clears it.
+pub async fn sync_cursors_are_kept_per_kind(store: Stores) {
+    assert_eq!(store.sync_cursor("menu").await.unwrap(), None);
+    store.set_sync_cursor("menu", Some("\"etag-1\"")).await.unwrap();
+    assert_eq!(store.sync_cursor("menu").await.unwrap().as_deref(), Some("\"etag-1\""));
+    assert_eq!(store.sync_cursor("accounts").await.unwrap(), None);
+    store.set_sync_cursor("accounts", Some("c-1")).await.unwrap();
+    store.set_sync_cursor("menu", Some("\"etag-2\"")).await.unwrap();
+    assert_eq!(store.sync_cursor("menu").await.unwrap().as_deref(), Some("\"etag-2\""));
+    store.set_sync_cursor("menu", None).await.unwrap();
+    assert_eq!(store.sync_cursor("menu").await.unwrap(), None);
+    assert_eq!(store.sync_cursor("accounts").await.unwrap().as_deref(), Some("c-1"));
+}
+
+/// Sync runs list newest (latest start) first, filtered by kind and cut at
+/// `limit`; snapshots newest first, metrics as they were.
+pub async fn sync_runs_and_snapshots_list_newest_first(store: Stores) {
+    let menu1 = sync_run("menu", 1_000, "ok");
+    let acct2 = sync_run("accounts", 2_000, "ok");
+    let menu3 = sync_run("menu", 3_000, "not_modified");
+    let acct15 = sync_run("accounts", 1_500, "failed: upstream answered 503");
+    for r in [&menu1, &acct2, &menu3, &acct15] {
+        store.record_sync_run(r).await.unwrap();
+    }
+    assert_eq!(
+        store.sync_runs(None, 10).await.unwrap(),
+        vec![menu3.clone(), acct2.clone(), acct15, menu1.clone()]
+    );
+    assert_eq!(
+        store.sync_runs(Some("menu"), 10).await.unwrap(),
+        vec![menu3.clone(), menu1]
+    );
+    assert_eq!(store.sync_runs(Some("accounts"), 1).await.unwrap(), vec![acct2]);
+    assert_eq!(store.sync_runs(None, 1).await.unwrap(), vec![menu3]);
+    assert_eq!(store.sync_runs(Some("nothing"), 10).await.unwrap(), vec![]);
+
+    let snaps = [snapshot(1_000, 120), snapshot(3_000, 300), snapshot(2_000, 240)];
+    for s in &snaps {
+        store.record_snapshot(s).await.unwrap();
+    }
+    assert_eq!(
+        store.snapshots(10).await.unwrap(),
+        vec![snaps[1].clone(), snaps[2].clone(), snaps[0].clone()]
+    );
+    assert_eq!(store.snapshots(1).await.unwrap(), vec![snaps[1].clone()]);
+}
+
+/// A catalog diff: categories upserted by code, changed items rewritten
+/// but keeping the store's availability and place, new items appended and
+/// available, removed items gone; other stores untouched; an unknown store
+/// is `NotFound`.
+pub async fn menu_diff_adds_changes_removes_and_keeps_availability(store: Stores) {
+    let menu = demo_menu();
+    let id = menu.store.id.clone();
+    store.upsert_menu(&menu).await.unwrap();
+    let mut other = demo_menu();
+    other.store.id = uptown();
+    store.upsert_menu(&other).await.unwrap();
+    assert!(store.set_availability(&id, "latte", false).await.unwrap());
+
+    let mut categories = menu.categories.clone();
+    categories[0].name = "Espresso bar".into();
+    categories.push(Category {
+        code: "seasonal".into(),
+        name: "Seasonal".into(),
+        position: 0,
+    });
+    let mut latte = menu.items.iter().find(|i| i.sku == "latte").unwrap().clone();
+    latte.name = "Caffè latte".into();
+    latte.sizes[0].price += 25;
+    latte.available = true;
+    let pumpkin = Item {
+        sku: "pumpkin-latte".into(),
+        name: "Pumpkin spice latte".into(),
+        category: "seasonal".into(),
+        station: Station::Barista,
+        sizes: vec![Size {
+            code: "medium".into(),
+            name: "Medium 12oz".into(),
+            price: 575,
+        }],
+        modifiers: latte.modifiers.clone(),
+        available: false,
+    };
+    store
+        .apply_menu_diff(
+            &id,
+            &categories,
+            &[latte.clone(), pumpkin.clone()],
+            &["croissant".into()],
+        )
+        .await
+        .unwrap();
+
+    let mut want = menu.clone();
+    want.categories = categories.clone();
+    want.categories
+        .sort_by(|a, b| (a.position, &a.code).cmp(&(b.position, &b.code)));
+    want.items.retain(|i| i.sku != "croissant");
+    for i in want.items.iter_mut().filter(|i| i.sku == "latte") {
+        *i = Item {
+            available: false,
+            ..latte.clone()
+        };
+    }
+    want.items.push(Item {
+        available: true,
+        ..pumpkin.clone()
+    });
+    assert_eq!(store.load_menu(&id).await.unwrap(), Some(want.clone()));
+    assert_eq!(
+        store.load_menu(&uptown()).await.unwrap(),
+        Some(other),
+        "other stores untouched"
+    );
+
+    // An empty diff changes nothing; the new item can be 86'd like any.
+    store.apply_menu_diff(&id, &[], &[], &[]).await.unwrap();
+    assert_eq!(store.load_menu(&id).await.unwrap(), Some(want));
+    assert!(store.set_availability(&id, "pumpkin-latte", false).await.unwrap());
+    assert!(!store.set_availability(&id, "croissant", true).await.unwrap());
+
+    let nowhere = StoreId("nowhere".into());
+    assert_eq!(
+        store.apply_menu_diff(&nowhere, &categories, &[pumpkin], &[]).await,
+        Err(PortError::NotFound)
+    );
+    assert_eq!(store.load_menu(&nowhere).await.unwrap(), None);
+}
+
+/// Every status with its count, zeros included, following transitions.
+pub async fn order_counts_cover_every_status(store: Stores) {
+    let a = placed_order(1, 1_000);
+    let b = placed_order(1, 1_001);
+    let c = placed_order(1, 1_002);
+    let d = placed_order(1, 1_003);
+    apply(
+        &store,
+        0,
+        4,
+        &[confirm(&a), confirm(&b), confirm(&c), reject(&d, "closed")],
+        2_000,
+    )
+    .await;
+    store.transition(a.order_id, Action::StartLine(1), 3_000).await.unwrap();
+    let want = |confirmed: u64, in_progress: u64| {
+        OrderStatus::ALL
+            .iter()
+            .map(|s| {
+                let n = match s {
+                    OrderStatus::Confirmed => confirmed,
+                    OrderStatus::InProgress => in_progress,
+                    OrderStatus::Rejected => 1,
+                    _ => 0,
+                };
+                (*s, n)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(store.order_counts().await.unwrap(), want(2, 1));
+    store.transition(b.order_id, Action::StartLine(1), 3_000).await.unwrap();
+    assert_eq!(store.order_counts().await.unwrap(), want(1, 2));
+}
+
+/// Maintenance reports what ran and leaves the store working.
+pub async fn maintain_leaves_a_working_store(store: Stores) {
+    let a = placed_order(2, 1_000);
+    apply(&store, 0, 1, &[confirm(&a)], 2_000).await;
+    let line = store.maintain().await.unwrap();
+    assert!(!line.trim().is_empty());
+    assert!(!line.contains('\n'), "one line: {line:?}");
+    store.health().await.unwrap();
+    assert!(store.get_order(a.order_id).await.unwrap().is_some());
+    store.maintain().await.unwrap();
+    let b = placed_order(1, 1_001);
+    assert_eq!(apply(&store, 0, 2, &[confirm(&b)], 3_000).await.inserted, 1);
 }

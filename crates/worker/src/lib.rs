@@ -1,12 +1,20 @@
 //! The background side of rushhour: order processors that drain the event
-//! log into the store, and the runtime pieces they need (a tokio clock).
-//! Job queues and the scheduler join this crate with background jobs.
+//! log into the store, the background-job runner and the cron scheduler
+//! (both over the `JobQueue` port), and the runtime pieces they need (a
+//! tokio clock).
 //!
 //! Like `api`, this crate is a driver: it talks to ports through
 //! `domain::Rushhour` and never names an adapter.
 
 pub mod clock;
+pub mod jobs;
 pub mod processor;
+pub mod scheduler;
 
 pub use clock::TokioClock;
+pub use jobs::{
+    JobError, JobHandler, JobKind, Registry, RunnerConfig, RunnerHandle, backoff, handler_fn, spawn_queue_gauges,
+    spawn_runner,
+};
 pub use processor::{PartitionWorker, ProcessorConfig, spawn_processors};
+pub use scheduler::{Schedule, ScheduleError, parse_schedule, spawn_scheduler};

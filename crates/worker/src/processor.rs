@@ -5,7 +5,9 @@
 //! Ordering and exactly-once effect: a partition is processed by one task,
 //! strictly in offset order; the position moves in the same transaction as
 //! the rows, and inserts skip orders already present, so a crash anywhere
-//! replays at most the last batch and changes nothing twice.
+//! replays at most the last batch and changes nothing twice. Payment
+//! callbacks (`PaymentV1`) share their order's partition and are applied in
+//! the same transaction, each provider event id once.
 //!
 //! Failure policy: a backend that is unavailable is retried forever with
 //! capped exponential backoff (an outage must not throw orders away). A
@@ -312,6 +314,7 @@ impl PartitionWorker {
         let now = self.app.clock.now_ms();
         let mut menus: HashMap<StoreId, Option<Arc<MenuSnapshot>>> = HashMap::new();
         let mut decided = Vec::with_capacity(records.len());
+        let mut payments = Vec::new();
         let mut dead = Vec::new();
         for rec in records {
             match LogEvent::decode(&rec.payload) {
@@ -328,6 +331,11 @@ impl PartitionWorker {
                     let decision = domain::order::decide(&placed, menus[&placed.store].as_deref());
                     decided.push(Decided { placed, decision });
                 }
+                // Handed to the store with the batch; it applies them after
+                // the batch's orders (a payment follows its order in the
+                // partition), each event id once. Whether the order exists
+                // is checked there, not at intake.
+                Ok(LogEvent::PaymentV1(payment)) => payments.push(payment),
                 Err(e) => dead.push(self.dead_letter(rec, format!("undecodable record: {e}"), 1, now)),
             }
         }
@@ -335,7 +343,7 @@ impl PartitionWorker {
         let out = self
             .app
             .store
-            .apply_batch(&self.config.group, self.partition, end, &decided, &dead, now)
+            .apply_batch(&self.config.group, self.partition, end, &decided, &payments, &dead, now)
             .await?;
         let confirmed = decided
             .iter()
@@ -345,6 +353,25 @@ impl PartitionWorker {
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "rejected").increment((decided.len() - confirmed) as u64);
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "duplicate")
             .increment((decided.len() - out.inserted.min(decided.len())) as u64);
+        if !payments.is_empty() {
+            let p = out.payments;
+            for (outcome, n) in [
+                ("applied", p.applied),
+                ("duplicate", p.duplicates),
+                ("unknown_order", p.unknown_order),
+                ("mismatched", p.mismatched),
+            ] {
+                metrics::counter!(names::PAYMENTS_APPLIED, "outcome" => outcome).increment(n as u64);
+            }
+            if p.unknown_order + p.mismatched > 0 {
+                tracing::warn!(
+                    partition = self.partition,
+                    unknown_order = p.unknown_order,
+                    mismatched = p.mismatched,
+                    "payment events recorded without effect"
+                );
+            }
+        }
         if !dead.is_empty() {
             metrics::counter!(names::DEAD_LETTERS).increment(dead.len() as u64);
             self.mirror_dead_letters(&dead).await;
@@ -370,6 +397,7 @@ impl PartitionWorker {
                         &self.config.group,
                         self.partition,
                         rec.offset + 1,
+                        &[],
                         &[],
                         std::slice::from_ref(&dl),
                         now,

@@ -8,12 +8,14 @@
 //! commit, single-flight cache), and only the failure itself is simulated.
 
 use async_trait::async_trait;
-use domain::menu::{Menu, StoreInfo};
+use domain::events::PaymentV1;
+use domain::menu::{Category, Item, Menu, StoreInfo};
+use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::ports::{
     AppendOutcome, AppendRequest, BatchApplied, DeadLetter, Decided, EventLog, EventScope, IdempotencyRecord,
     LogRecord, Membership, MenuCache, MenuLoad, OrderFilter, OrderSummary, PortResult, Store,
 };
-use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, PortError, StoreId, TransitionError};
+use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, OrderStatus, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -98,6 +100,11 @@ impl<T: EventLog> EventLog for Faulty<T> {
         self.inner.append(req).await
     }
 
+    async fn prune_idempotency(&self, before: i64) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.prune_idempotency(before).await
+    }
+
     async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {
         self.fault.check().await?;
         self.inner.idempotency(key).await
@@ -167,12 +174,13 @@ impl<T: Store> Store for Faulty<T> {
         partition: u32,
         next_offset: u64,
         orders: &[Decided],
+        payments: &[PaymentV1],
         dead: &[DeadLetter],
         now: i64,
     ) -> PortResult<BatchApplied> {
         self.fault.check().await?;
         self.inner
-            .apply_batch(group, partition, next_offset, orders, dead, now)
+            .apply_batch(group, partition, next_offset, orders, payments, dead, now)
             .await
     }
 
@@ -209,6 +217,82 @@ impl<T: Store> Store for Faulty<T> {
     async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool> {
         self.fault.check().await?;
         self.inner.remove_dead_letter(group, partition, offset).await
+    }
+
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.apply_menu_diff(store, categories, items, removed).await
+    }
+
+    async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.upsert_accounts(accounts, cursor).await
+    }
+
+    async fn loyalty_account(&self, id: &str) -> PortResult<Option<LoyaltyAccount>> {
+        self.fault.check().await?;
+        self.inner.loyalty_account(id).await
+    }
+
+    async fn count_accounts(&self) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.count_accounts().await
+    }
+
+    async fn sync_cursor(&self, kind: &str) -> PortResult<Option<String>> {
+        self.fault.check().await?;
+        self.inner.sync_cursor(kind).await
+    }
+
+    async fn set_sync_cursor(&self, kind: &str, cursor: Option<&str>) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.set_sync_cursor(kind, cursor).await
+    }
+
+    async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.record_sync_run(run).await
+    }
+
+    async fn sync_runs(&self, kind: Option<&str>, limit: u32) -> PortResult<Vec<SyncRun>> {
+        self.fault.check().await?;
+        self.inner.sync_runs(kind, limit).await
+    }
+
+    async fn record_snapshot(&self, snapshot: &PerfSnapshot) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.record_snapshot(snapshot).await
+    }
+
+    async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>> {
+        self.fault.check().await?;
+        self.inner.snapshots(limit).await
+    }
+
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
+        self.fault.check().await?;
+        self.inner.expire_ready(ready_before, limit, now).await
+    }
+
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
+        self.fault.check().await?;
+        self.inner.order_counts().await
+    }
+
+    async fn prune(&self, retention: &Retention) -> PortResult<PruneStats> {
+        self.fault.check().await?;
+        self.inner.prune(retention).await
+    }
+
+    async fn maintain(&self) -> PortResult<String> {
+        self.fault.check().await?;
+        self.inner.maintain().await
     }
 
     async fn health(&self) -> PortResult<()> {

@@ -28,6 +28,8 @@ use crate::faults::{Faulty, Switch};
 
 pub const KEY: &str = "staff-secret";
 pub const STORE: &str = "demo-downtown";
+/// The payment provider's shared secret (`Rushhour-Signature`).
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
 pub struct Harness {
     pub router: Router,
@@ -87,6 +89,10 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         staff_key: KEY.into(),
         sse_heartbeat: Duration::from_secs(15),
         shutdown: shutdown.clone(),
+        webhook_secret: WEBHOOK_SECRET.into(),
+        webhook_tolerance: Duration::from_secs(300),
+        max_inflight_webhooks: 64,
+        jobs: None,
     };
     tweak(&mut config);
     Harness {

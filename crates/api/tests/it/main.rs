@@ -5,14 +5,16 @@
 //! show: which layer answers a broken, hung or panicking backend, load
 //! shedding and deadlines, bodies without a declared length, lagging live
 //! subscribers, actions on orders not yet applied, readiness of a down
-//! backend, metric labels, OpenAPI completeness and streams ending on
-//! shutdown. The black-box HTTP tests of the ordinary paths live in the
-//! binary crate (`crates/rushhour/tests/it`); what they cover is not
-//! repeated here.
+//! backend, metric labels, OpenAPI completeness, streams ending on
+//! shutdown, and payment webhooks (signatures, redelivery, floods). The
+//! black-box HTTP tests of the ordinary paths live in the binary crate
+//! (`crates/rushhour/tests/it`); what they cover is not repeated here.
 
+mod admin;
 mod faults;
 mod harness;
 mod limits;
 mod orders;
 mod reads;
 mod streams;
+mod webhooks;

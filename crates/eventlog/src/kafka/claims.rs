@@ -143,6 +143,17 @@ impl Claims {
         }))
     }
 
+    /// Delete claims made before `before` (the nightly cleanup).
+    pub(crate) async fn prune(&self, before: i64) -> PortResult<u64> {
+        let done = sqlx::query("DELETE FROM log_idempotency WHERE topic = $1 AND created_at < $2")
+            .bind(&self.topic)
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
     pub(crate) async fn health(&self) -> PortResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
         Ok(())

@@ -397,6 +397,10 @@ impl EventLog for KafkaEventLog {
         Ok(AppendOutcome::Appended(at))
     }
 
+    async fn prune_idempotency(&self, before: i64) -> PortResult<u64> {
+        self.claims.prune(before).await
+    }
+
     async fn idempotency(&self, key: &str) -> PortResult<Option<IdempotencyRecord>> {
         Ok(self.claims.get(key).await?.map(|e| e.record))
     }

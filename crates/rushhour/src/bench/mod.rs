@@ -14,6 +14,7 @@
 
 mod client;
 mod config;
+mod jobs;
 mod load;
 mod order;
 mod stats;
@@ -44,6 +45,9 @@ pub enum BenchCmd {
     Suite(SuiteArgs),
     /// In-process processor drain vs raw SQLite insert.
     Drain(crate::drain::DrainArgs),
+    /// Job runner drain: no-op jobs burned down per second on the SQLite or
+    /// PostgreSQL queue (scripts/bench-jobs.sh compares it with Sidekiq).
+    Jobs(jobs::JobsBenchArgs),
     /// A raw Kafka producer (acks=all, idempotent): the ceiling scale-mode
     /// intake is compared with (scripts/bench-scale.sh runs both).
     #[cfg(feature = "kafka")]
@@ -98,6 +102,7 @@ pub struct LoadArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.cmd {
         Some(BenchCmd::Drain(drain)) => crate::drain::run(&drain).await,
+        Some(BenchCmd::Jobs(j)) => jobs::run(&j).await,
         #[cfg(feature = "kafka")]
         Some(BenchCmd::Produce(p)) => crate::produce::run(&p).await,
         Some(BenchCmd::Suite(suite)) => {

@@ -6,6 +6,7 @@ mod crash;
 mod http_errors;
 mod http_orders;
 mod http_reads;
+mod jobs;
 mod postgres;
 mod replay;
 mod scale;

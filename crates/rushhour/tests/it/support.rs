@@ -47,13 +47,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let shutdown = CancellationToken::new();
     let server = {
         let (config, built, shutdown) = (config.clone(), built.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let roles = Roles {
-                api: true,
-                processors: true,
-            };
-            wiring::run(&config, &built, Some(listener), roles, shutdown).await
-        })
+        tokio::spawn(async move { wiring::run(&config, &built, Some(listener), Roles::ALL, shutdown).await })
     };
     TestApp {
         base,

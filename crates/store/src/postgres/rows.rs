@@ -10,6 +10,7 @@ use domain::Menu;
 use domain::events::LiveEvent;
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, StoreInfo};
+use domain::ops::{LoyaltyAccount, PerfSnapshot, SyncRun};
 use domain::order::{Order, OrderLine, Timestamps};
 use domain::ports::{DeadLetter, OrderSummary};
 use sqlx::Row;
@@ -157,4 +158,44 @@ pub(crate) fn menu(info: StoreInfo, categories: Vec<Category>, items: Vec<Item>)
         categories,
         items,
     }
+}
+
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, email, name, tier, points, version";
+
+pub(crate) fn account_row(r: &PgRow) -> Result<LoyaltyAccount, Error> {
+    Ok(LoyaltyAccount {
+        id: r.try_get(0)?,
+        email: r.try_get(1)?,
+        name: r.try_get(2)?,
+        tier: r.try_get(3)?,
+        points: r.try_get(4)?,
+        version: r.try_get(5)?,
+    })
+}
+
+pub(crate) const SYNC_RUN_COLUMNS: &str =
+    "kind, started_at, finished_at, fetched, changed, db_queries, errors, outcome";
+
+pub(crate) fn sync_run_row(r: &PgRow) -> Result<SyncRun, Error> {
+    Ok(SyncRun {
+        kind: r.try_get(0)?,
+        started_at: r.try_get(1)?,
+        finished_at: r.try_get(2)?,
+        fetched: u64_of("sync run fetched", r.try_get(3)?)?,
+        changed: u64_of("sync run changed", r.try_get(4)?)?,
+        db_queries: u64_of("sync run db_queries", r.try_get(5)?)?,
+        errors: u64_of("sync run errors", r.try_get(6)?)?,
+        outcome: r.try_get(7)?,
+    })
+}
+
+/// `metrics` is `jsonb`, read as text and parsed like every JSON column.
+pub(crate) const SNAPSHOT_COLUMNS: &str = "at, instance, metrics::text";
+
+pub(crate) fn snapshot_row(r: &PgRow) -> Result<PerfSnapshot, Error> {
+    Ok(PerfSnapshot {
+        at: r.try_get(0)?,
+        instance: r.try_get(1)?,
+        metrics: json("snapshot metrics", r.try_get(2)?)?,
+    })
 }

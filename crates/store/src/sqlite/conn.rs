@@ -59,7 +59,10 @@ const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one embedded file per version, applied in order; the
 /// database's `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_operations.sql"),
+];
 
 /// Open (creating if needed) the database at `path` for writing, switch it
 /// to WAL and bring the schema up to date.

@@ -22,6 +22,10 @@ pub(crate) enum Error {
     /// A value that cannot be stored (e.g. an offset above `i64::MAX`).
     #[error("{0}")]
     OutOfRange(String),
+    /// What the call writes to does not exist (a menu diff for an unknown
+    /// store).
+    #[error("not found")]
+    NotFound,
     /// A lifecycle rule refused the change; passed through untouched.
     #[error(transparent)]
     Rule(TransitionError),
@@ -43,6 +47,7 @@ impl From<Error> for PortError {
             Error::Invalid(m) => PortError::Invalid(m),
             Error::Unavailable(m) => PortError::Unavailable(m),
             Error::OutOfRange(m) => PortError::Conflict(m),
+            Error::NotFound => PortError::NotFound,
             // Only `transition` produces rule errors, and it converts to
             // `TransitionError` instead; this arm keeps the mapping total.
             Error::Rule(r) => PortError::Conflict(r.to_string()),

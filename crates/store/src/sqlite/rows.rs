@@ -9,6 +9,7 @@ use domain::Menu;
 use domain::events::{LiveEvent, OrderPlacedV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, StoreInfo};
+use domain::ops::{LoyaltyAccount, PerfSnapshot, SyncRun};
 use domain::order::{Order, OrderLine, OrderStatus, TicketStatus, Timestamps};
 use domain::ports::{DeadLetter, Decision, OrderSummary};
 use rusqlite::{Connection, Row, params};
@@ -270,4 +271,45 @@ impl NewOrder {
             _ => (None, Some(now)),
         }
     }
+}
+
+// ------------------------------------------------------------ operations
+
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, email, name, tier, points, version";
+
+pub(crate) fn account_row(r: &Row<'_>) -> Result<LoyaltyAccount, Error> {
+    Ok(LoyaltyAccount {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        name: r.get(2)?,
+        tier: r.get(3)?,
+        points: r.get(4)?,
+        version: r.get(5)?,
+    })
+}
+
+pub(crate) const SYNC_RUN_COLUMNS: &str =
+    "kind, started_at, finished_at, fetched, changed, db_queries, errors, outcome";
+
+pub(crate) fn sync_run_row(r: &Row<'_>) -> Result<SyncRun, Error> {
+    Ok(SyncRun {
+        kind: r.get(0)?,
+        started_at: r.get(1)?,
+        finished_at: r.get(2)?,
+        fetched: u64_of("sync run fetched", r.get(3)?)?,
+        changed: u64_of("sync run changed", r.get(4)?)?,
+        db_queries: u64_of("sync run db_queries", r.get(5)?)?,
+        errors: u64_of("sync run errors", r.get(6)?)?,
+        outcome: r.get(7)?,
+    })
+}
+
+pub(crate) const SNAPSHOT_COLUMNS: &str = "at, instance, metrics";
+
+pub(crate) fn snapshot_row(r: &Row<'_>) -> Result<PerfSnapshot, Error> {
+    Ok(PerfSnapshot {
+        at: r.get(0)?,
+        instance: r.get(1)?,
+        metrics: json("snapshot metrics", &r.get::<_, String>(2)?)?,
+    })
 }

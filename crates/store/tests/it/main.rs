@@ -76,13 +76,13 @@ async fn open_creates_folders_uses_wal_and_keeps_data_across_reopen() {
             placed: order.clone(),
             decision: domain::ports::Decision::Confirm,
         };
-        store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+        store.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
     }
     let conn = raw(&path);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 1, "one migration applied");
+    assert_eq!(version, 2, "both migrations applied");
     drop(conn);
 
     // Reopening runs no migration twice and sees the data, with the other
@@ -139,7 +139,7 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
         placed: order.clone(),
         decision: domain::ports::Decision::Confirm,
     };
-    store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    store.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
     let id = order.order_id.to_string();
     let conn = raw(&path);
     conn.execute("UPDATE orders SET status = 'teleported' WHERE id = ?1", [&id])
@@ -247,4 +247,56 @@ async fn raw_insert_rows_read_back_through_the_store() {
         .await
         .unwrap();
     assert_eq!(events.len(), 3);
+}
+
+/// A database written by the previous binary (schema version 1, with an
+/// order in it) is upgraded in place on open: the order is still there,
+/// unpaid, and payments, accounts and records work on it.
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let order = placed_order(2, 1_000);
+    {
+        let conn = raw(&path);
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO orders (id, store_id, customer, status, payment_status, currency, total, placed_at, \
+             confirmed_at) VALUES (?1, ?2, NULL, 'confirmed', 'unpaid', ?3, ?4, 1000, 2000)",
+            rusqlite::params![order.order_id.to_string(), order.store.0, order.currency, order.total],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap();
+    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+    let got = store
+        .get_order(order.order_id)
+        .await
+        .unwrap()
+        .expect("the old order survives");
+    assert_eq!(got.payment_status, "unpaid");
+
+    let paid = testkit::fixtures::payment(&order, "evt-1", domain::events::PaymentStatus::Paid, 3_000);
+    let out = store.apply_batch("g", 0, 1, &[], &[paid], &[], 3_100).await.unwrap();
+    assert_eq!(out.payments.applied, 1);
+    assert_eq!(
+        store.get_order(order.order_id).await.unwrap().unwrap().payment_status,
+        "paid"
+    );
+    let accounts = [testkit::fixtures::loyalty_account(1, 1)];
+    assert_eq!(store.upsert_accounts(&accounts, Some("c")).await.unwrap(), 1);
+    assert_eq!(store.sync_cursor("accounts").await.unwrap().as_deref(), Some("c"));
+
+    // The e-mail lookup index exists on the expression lookups use.
+    let index: String = raw(&path)
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'loyalty_accounts_by_email'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(index.contains("lower(email)"), "{index}");
 }

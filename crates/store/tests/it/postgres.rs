@@ -97,9 +97,9 @@ async fn concurrent_migrations_both_succeed() {
         .fetch_all(&mut raw)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2], "each migration recorded once");
     a.health().await.unwrap();
-    b.apply_batch("g", 0, 1, &[], &[], 1).await.unwrap();
+    b.apply_batch("g", 0, 1, &[], &[], &[], 1).await.unwrap();
     assert_eq!(a.consumer_position("g", 0).await.unwrap(), 1);
     drop(raw);
     schema.drop().await;
@@ -152,7 +152,7 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
         placed: order.clone(),
         decision: Decision::Confirm,
     };
-    store.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    store.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
     let mut raw = schema.raw().await;
     sqlx::query("UPDATE orders SET status = 'teleported' WHERE id = $1")
         .bind(order.order_id.0)
@@ -220,7 +220,7 @@ async fn a_statement_past_its_timeout_is_unavailable() {
         placed: order.clone(),
         decision: Decision::Confirm,
     };
-    setup.apply_batch("g", 0, 1, &[decided], &[], 2_000).await.unwrap();
+    setup.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
     let mut raw = schema.raw().await;
     let mut tx = raw.begin().await.unwrap();
     sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
@@ -240,6 +240,74 @@ async fn a_statement_past_its_timeout_is_unavailable() {
         .transition(order.order_id, domain::Action::Cancel, 3_000)
         .await
         .expect("cancel after the lock is released");
+    drop(raw);
+    schema.drop().await;
+}
+
+/// A schema written by the previous binary (version 1, with an order in it)
+/// is upgraded in place: the order is still there, unpaid, and payments and
+/// accounts work on it.
+#[tokio::test]
+async fn a_version_1_schema_is_upgraded_in_place() {
+    let Some(schema) = Schema::new("postgres::a_version_1_schema_is_upgraded_in_place") else {
+        return;
+    };
+    // Creates the schema, nothing in it yet.
+    let store = PgStore::connect(&schema.url, schema.options()).await.unwrap();
+    let order = placed_order(2, 1_000);
+    let mut raw = schema.raw().await;
+    sqlx::raw_sql(include_str!("../../migrations/postgres/0001_init.sql"))
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO schema_migrations (version) VALUES (1)",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO orders (id, store_id, status, payment_status, currency, total, placed_at, confirmed_at) \
+         VALUES ($1, $2, 'confirmed', 'unpaid', $3, $4, 1000, 2000)",
+    )
+    .bind(order.order_id.0)
+    .bind(&order.store.0)
+    .bind(&order.currency)
+    .bind(order.total)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+
+    store.migrate().await.expect("upgrade");
+    let versions: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(versions, vec![1, 2]);
+    let got = store
+        .get_order(order.order_id)
+        .await
+        .unwrap()
+        .expect("the old order survives");
+    assert_eq!(got.payment_status, "unpaid");
+    let paid = testkit::fixtures::payment(&order, "evt-1", domain::events::PaymentStatus::Paid, 3_000);
+    let out = store.apply_batch("g", 0, 1, &[], &[paid], &[], 3_100).await.unwrap();
+    assert_eq!(out.payments.applied, 1);
+    assert_eq!(
+        store.get_order(order.order_id).await.unwrap().unwrap().payment_status,
+        "paid"
+    );
+    let accounts = [testkit::fixtures::loyalty_account(1, 1)];
+    assert_eq!(store.upsert_accounts(&accounts, Some("c")).await.unwrap(), 1);
+    assert_eq!(store.sync_cursor("accounts").await.unwrap().as_deref(), Some("c"));
+    let index: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'loyalty_accounts_by_email'",
+    )
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    assert!(index.contains("lower(email)"), "{index}");
     drop(raw);
     schema.drop().await;
 }

@@ -1,15 +1,19 @@
 //! Processor tests on the real embedded log and store, driven step by step
 //! with `run_once` (no timers): micro-batch bounds, resuming from the stored
 //! position, poison records going to the dead-letter table without blocking
-//! their partition, and 86'd items rejecting orders.
+//! their partition, 86'd items rejecting orders, and payments applied once
+//! per event id after their order.
 
-use domain::events::LogEvent;
+use domain::events::{LogEvent, PaymentStatus, PaymentV1};
 use domain::ports::{AppendOutcome, AppendRequest, EventLog, Position, Store};
 use domain::{OrderStatus, Rushhour, RushhourConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use worker::{PartitionWorker, ProcessorConfig, TokioClock};
+
+mod jobs;
+mod scheduler;
 
 struct Rig {
     app: Arc<Rushhour>,
@@ -200,4 +204,74 @@ async fn a_record_the_store_keeps_refusing_is_dead_lettered_after_max_attempts()
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].offset, bad_at.offset);
     assert_eq!(dead[0].attempts, 2);
+}
+
+fn payment(event_id: &str, order: domain::OrderId, status: PaymentStatus, amount: i64) -> (String, Vec<u8>) {
+    let p = PaymentV1 {
+        event_id: event_id.into(),
+        order_id: order,
+        status,
+        amount,
+        currency: "USD".into(),
+        provider_ts: 1_700_000_000,
+        received_at: 1_700_000_000_000,
+    };
+    (format!("{order}/payment/{event_id}"), LogEvent::PaymentV1(p).encode())
+}
+
+#[tokio::test]
+async fn payments_follow_their_order_and_each_event_applies_once() {
+    let rig = rig().await;
+    let log = rig.app.log.clone();
+    let mut placed = testkit::fixtures::placed_order(2, 1);
+    placed.order_id = domain::OrderId::new();
+    let (order, total) = (placed.order_id, placed.total);
+    let at = append(&*log, &order.to_string(), LogEvent::OrderPlacedV1(placed).encode()).await;
+    // Written straight to the log, without the intake's idempotency claim,
+    // so redeliveries reach the processor: the store must drop them.
+    let records = [
+        payment("evt_paid", order, PaymentStatus::Paid, total),
+        payment("evt_paid", order, PaymentStatus::Paid, total),
+        payment("evt_refund", order, PaymentStatus::Refunded, total),
+        payment("evt_paid", order, PaymentStatus::Paid, total),
+        payment("evt_short", order, PaymentStatus::Paid, total - 1),
+    ];
+    for (key, payload) in records {
+        let p = append(&*log, &key, payload).await;
+        assert_eq!(p.partition, at.partition, "a payment lands in its order's partition");
+    }
+    // A payment for an order nobody placed, in its own partition.
+    let stranger = domain::OrderId::new();
+    let (key, payload) = payment("evt_stranger", stranger, PaymentStatus::Paid, 100);
+    let lost = append(&*log, &key, payload).await;
+
+    // Three records a batch: the order and its payment apply together, the
+    // in-batch repeat is dropped, and so is the repeat two batches later.
+    let cfg = ProcessorConfig {
+        max_batch: 3,
+        ..config()
+    };
+    let mut w = PartitionWorker::start(rig.app.clone(), cfg.clone(), at.partition)
+        .await
+        .unwrap();
+    assert_eq!(w.run_once(Duration::ZERO).await.unwrap(), 3);
+    let o = rig.app.store.get_order(order).await.unwrap().expect("applied");
+    assert_eq!(o.payment_status, "paid");
+    while w.run_once(Duration::ZERO).await.unwrap() > 0 {}
+    // Refunded, and neither the late redelivery of the success nor a
+    // success for the wrong amount moved it back.
+    let o = rig.app.store.get_order(order).await.unwrap().unwrap();
+    assert_eq!(o.payment_status, "refunded");
+    assert_eq!(o.status, OrderStatus::Confirmed, "payments leave the lifecycle alone");
+
+    let mut w = PartitionWorker::start(rig.app.clone(), cfg, lost.partition)
+        .await
+        .unwrap();
+    while w.run_once(Duration::ZERO).await.unwrap() > 0 {}
+    assert_eq!(w.position(), log.end_offset(lost.partition).await.unwrap());
+    assert!(rig.app.store.get_order(stranger).await.unwrap().is_none());
+    assert!(
+        rig.app.store.dead_letters(10).await.unwrap().is_empty(),
+        "an unknown order's payment is not a poison record"
+    );
 }

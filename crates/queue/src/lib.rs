@@ -1,0 +1,129 @@
+//! Durable job queues: the two backends of `domain::jobs::JobQueue`.
+//!
+//! - [`SqliteQueue`] (embedded mode) keeps jobs in their own SQLite file
+//!   (`<data_dir>/jobs.db`), apart from the store, so job churn never
+//!   competes with orders for the store's single writer and the queue can
+//!   fsync every commit (`synchronous=FULL`) without slowing the store down.
+//! - [`PgQueue`] (scale mode) keeps them in PostgreSQL, shared by every
+//!   process of a deployment; claimers skip each other's rows with
+//!   `FOR UPDATE SKIP LOCKED`.
+//!
+//! Both keep the semantics the port's module docs state (leases, batched
+//! claim and complete, priority order, unique keys, fire-once schedules),
+//! and both pass the `testkit::queue` contract suite. A few details the
+//! port leaves open are decided here, the same way for both:
+//!
+//! - `fail` with a `retry_at` still makes the job dead when it has used all
+//!   its attempts: `max_attempts` is enforced by the queue, whatever the
+//!   caller computed.
+//! - A job whose lease expired with attempts left is claimed again (by
+//!   `claim`, attempt + 1) with `last_error = "lease expired"`.
+//! - `fire` answers `true` to the one caller that recorded the slot, even if
+//!   the job itself was a `Duplicate` of a live one with its unique key.
+//! - `prune` never deletes a schedule's newest fired slot, so `last_fired`
+//!   survives retention.
+//! - `retry` of a dead job whose unique key a live job holds meanwhile is
+//!   refused with `Conflict` (two live holders would break the key).
+//! - `counts` lists the four standard queues first (in `QUEUES` order),
+//!   then any other queue with jobs, by name.
+
+mod error;
+mod postgres;
+mod sqlite;
+
+pub use error::QueueError;
+pub use postgres::{PgQueue, PgQueueOptions};
+pub use sqlite::{SqliteQueue, SqliteQueueOptions, Synchronous};
+
+use domain::jobs::{NewJob, QUEUES, QueueCounts};
+
+/// A job checked and encoded for insertion, built before any database work
+/// so the write path only binds values.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedJob {
+    pub queue: String,
+    pub kind: String,
+    pub payload: String,
+    pub priority: i16,
+    pub run_at: i64,
+    pub max_attempts: i32,
+    pub unique_key: Option<String>,
+}
+
+impl EncodedJob {
+    pub(crate) fn encode(job: &NewJob) -> Result<Self, QueueError> {
+        if job.kind.is_empty() {
+            return Err(QueueError::Invalid("a job needs a kind".into()));
+        }
+        if job.queue.is_empty() {
+            return Err(QueueError::Invalid(format!("job {} needs a queue", job.kind)));
+        }
+        let payload = serde_json::to_string(&job.payload)
+            .map_err(|e| QueueError::Invalid(format!("payload of job {}: {e}", job.kind)))?;
+        Ok(Self {
+            queue: job.queue.clone(),
+            kind: job.kind.clone(),
+            payload,
+            priority: job.priority,
+            run_at: job.run_at,
+            // At least one attempt, and no count the database cannot hold.
+            max_attempts: i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX),
+            unique_key: job.unique_key.clone(),
+        })
+    }
+
+    pub(crate) fn encode_all(jobs: &[NewJob]) -> Result<Vec<Self>, QueueError> {
+        jobs.iter().map(Self::encode).collect()
+    }
+}
+
+/// `now + lease` in epoch ms, saturating.
+pub(crate) fn lease_until(now: i64, lease: std::time::Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn parse_payload(id: i64, text: &str) -> Result<serde_json::Value, QueueError> {
+    serde_json::from_str(text).map_err(|e| QueueError::Invalid(format!("payload of job {id} is not JSON: {e}")))
+}
+
+pub(crate) fn count_u32(id: i64, what: &str, n: i64) -> Result<u32, QueueError> {
+    u32::try_from(n).map_err(|_| QueueError::Invalid(format!("job {id} has {what} {n}")))
+}
+
+/// Per-queue counts from `(queue, state, scheduled, count)` rows: the
+/// standard queues first (present even when empty), then the others by
+/// name.
+pub(crate) fn assemble_counts(rows: Vec<(String, String, bool, i64)>) -> Result<Vec<QueueCounts>, QueueError> {
+    let mut out: Vec<QueueCounts> = QUEUES
+        .iter()
+        .map(|q| QueueCounts {
+            queue: (*q).to_owned(),
+            ..QueueCounts::default()
+        })
+        .collect();
+    let mut others: std::collections::BTreeMap<String, QueueCounts> = std::collections::BTreeMap::new();
+    for (queue, state, scheduled, n) in rows {
+        let n = u64::try_from(n).unwrap_or(0);
+        let entry = match out.iter_mut().find(|c| c.queue == queue) {
+            Some(c) => c,
+            None => others.entry(queue.clone()).or_insert_with(|| QueueCounts {
+                queue,
+                ..QueueCounts::default()
+            }),
+        };
+        match state.as_str() {
+            "queued" => {
+                entry.queued += n;
+                if scheduled {
+                    entry.scheduled += n;
+                }
+            }
+            "running" => entry.running += n,
+            "done" => entry.done += n,
+            "dead" => entry.dead += n,
+            other => return Err(QueueError::Invalid(format!("unknown job state {other:?}"))),
+        }
+    }
+    out.extend(others.into_values());
+    Ok(out)
+}

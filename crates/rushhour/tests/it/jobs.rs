@@ -1,0 +1,314 @@
+//! Background jobs end to end: a receipt e-mail after pickup, a menu sync
+//! run as a job against the upstream simulator, the scheduler run by two
+//! real processes at once (each tick fires once), and a job whose worker
+//! process is killed mid-run (it runs again once its lease expires).
+
+use crate::support::{STAFF_KEY, STORE, spawn_app_with};
+use domain::Store;
+use domain::jobs::{JobFilter, JobQueue, JobState};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+const SIM_SECRET: &str = "jobs-test-secret";
+
+async fn simulator(accounts: usize) -> upstream::Simulator {
+    let (_, sim) = upstream::Simulator::start(upstream::SimConfig {
+        accounts,
+        client_secret: SIM_SECRET.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("start the upstream simulator");
+    sim
+}
+
+/// Poll `check` every 50 ms until it returns `Some`, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picked_up_order_gets_a_receipt_in_the_outbox() {
+    let app = spawn_app_with(|_| {}).await;
+    let body = json!({"store": STORE, "customer": "ana@example.com", "lines": [
+        {"sku": "latte", "size": "large", "qty": 2}
+    ]});
+    let id = app.place(&body).await;
+    assert_eq!(app.settled(&id).await, "confirmed");
+    for step in ["lines/1/start", "lines/1/done", "pickup"] {
+        let res = app.staff_post(&format!("/v1/orders/{id}/{step}")).await;
+        assert_eq!(res.status(), StatusCode::OK, "{step}");
+    }
+    let outbox = app.config.data_dir.join("outbox");
+    let eml = eventually(Duration::from_secs(20), "the receipt", || {
+        let outbox = outbox.clone();
+        async move {
+            let entries = std::fs::read_dir(&outbox).ok()?;
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .find_map(|e| std::fs::read_to_string(e.path()).ok())
+        }
+    })
+    .await;
+    assert!(eml.contains("To: ana@example.com"), "{eml}");
+    assert!(eml.contains(&id), "the receipt names the order: {eml}");
+    // A second pickup request is refused and sends nothing more.
+    let again = app.staff_post(&format!("/v1/orders/{id}/pickup")).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let receipts = app
+        .built
+        .jobs
+        .list(&JobFilter {
+            kind: Some("mail.receipt".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(receipts.len(), 1, "one receipt job per order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_menu_sync_job_brings_upstream_changes_to_the_menu() {
+    let sim = simulator(1_000).await;
+    let base = sim.base_url().to_owned();
+    let app = spawn_app_with(move |c| {
+        c.upstream.base_url = base;
+        c.upstream.client_secret = SIM_SECRET.into();
+    })
+    .await;
+    let tasks = app.built.tasks(&app.config);
+    let registry = rushhour::tasks::registry(tasks);
+    let now = domain::ports::system_now_ms();
+    let job = rushhour::tasks::unique_job(&registry, "sync.menu", now).unwrap();
+    let id = app.built.jobs.enqueue(&[job], now).await.unwrap()[0].id();
+    let jobs = app.built.jobs.clone();
+    let done = eventually(Duration::from_secs(30), "the sync job", || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get(id).await.unwrap()?;
+            assert_ne!(j.state, JobState::Dead, "sync failed: {:?}", j.last_error);
+            (j.state == JobState::Done).then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(done.attempts, 1);
+    let menu: Value = app.get(&format!("/v1/stores/{STORE}/menu")).await.json().await.unwrap();
+    let skus: Vec<&str> = menu["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["items"].as_array().unwrap())
+        .filter_map(|i| i["sku"].as_str())
+        .collect();
+    assert!(
+        skus.len() >= sim.catalog_len(),
+        "the menu has the upstream catalog ({} of {} items)",
+        skus.len(),
+        sim.catalog_len()
+    );
+    let runs = app.built.app.store.sync_runs(Some("menu"), 5).await.unwrap();
+    assert_eq!(runs[0].outcome, "ok");
+    assert!(runs[0].changed > 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every schedule switched off but `keep` (set to `cron`).
+fn only_schedule(cmd: &mut Command, keep: &str, cron: &str) {
+    for (name, _) in rushhour::tasks::SCHEDULES {
+        let value = if name == keep { cron } else { "" };
+        cmd.env(
+            format!("RUSHHOUR__SCHEDULER__SCHEDULES__{}", name.to_uppercase()),
+            value,
+        );
+    }
+}
+
+fn rushhour(role: &str, data_dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rushhour"));
+    cmd.args([role, "--addr", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(data_dir)
+        .env("RUSHHOUR__TELEMETRY__LOG_FILTER", "warn")
+        .env("RUSHHOUR__AUTH__STAFF_KEY", STAFF_KEY)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn kill(mut child: Child) {
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+}
+
+/// Two full processes (scheduler and job workers each) firing a snapshot
+/// every second for a few seconds: every tick becomes one job, run once,
+/// whichever process won it. (The snapshot job is unique, so a tick whose
+/// predecessor is still queued is skipped, never doubled.)
+async fn two_schedulers_fire_each_tick_once(env: &[(&str, &str)], jobs: &dyn JobQueue) {
+    let dirs = [tempfile::TempDir::new().unwrap(), tempfile::TempDir::new().unwrap()];
+    let status = rushhour("migrate", dirs[0].path(), env).status().await.unwrap();
+    assert!(status.success(), "migrate");
+    let mut children = Vec::new();
+    for d in &dirs {
+        let mut cmd = rushhour("serve", d.path(), env);
+        only_schedule(&mut cmd, "perf_snapshot", "* * * * * *");
+        children.push(cmd.spawn().expect("start rushhour serve"));
+    }
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    for c in children {
+        kill(c).await;
+    }
+    let fired = jobs
+        .list(&JobFilter {
+            kind: Some("perf.snapshot".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        fired.len() >= 3,
+        "a tick a second for 6 s, got {}: {fired:?}",
+        fired.len()
+    );
+    let mut slots: Vec<i64> = fired.iter().map(|j| j.run_at).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), fired.len(), "a tick fired twice: {fired:?}");
+    assert!(slots.iter().all(|s| s % 1000 == 0), "slots are whole seconds");
+    let done = fired.iter().filter(|j| j.state == JobState::Done).count();
+    assert!(
+        done >= fired.len() - 1,
+        "the snapshots ran (all but maybe the last): {fired:?}"
+    );
+    assert!(fired.iter().all(|j| j.attempts <= 1), "each ran once: {fired:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scheduler_processes_fire_each_tick_once_on_sqlite() {
+    let shared = tempfile::TempDir::new().unwrap();
+    let jobs_db = shared.path().join("jobs.db");
+    let url = format!("sqlite://{}", jobs_db.display());
+    // Create the schema before the processes race to.
+    let queue = queue::SqliteQueue::open(&jobs_db, Default::default()).unwrap();
+    two_schedulers_fire_each_tick_once(&[("RUSHHOUR__JOBS__URL", &url)], &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scheduler_processes_fire_each_tick_once_on_postgres() {
+    let Some(pg) = testkit::service_url(
+        "RUSHHOUR_TEST_POSTGRES_URL",
+        "two_scheduler_processes_fire_each_tick_once_on_postgres",
+    ) else {
+        return;
+    };
+    let schema = format!("rh_sched_{}", std::process::id());
+    let queue = queue::PgQueue::connect(
+        &pg,
+        queue::PgQueueOptions {
+            schema: Some(schema.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    queue.migrate().await.unwrap();
+    two_schedulers_fire_each_tick_once(
+        &[
+            ("RUSHHOUR__JOBS__URL", &pg),
+            ("RUSHHOUR__STORE__URL", &pg),
+            ("RUSHHOUR__STORE__SCHEMA", &schema),
+        ],
+        &queue,
+    )
+    .await;
+    drop_schema(&pg, &schema).await;
+}
+
+async fn drop_schema(pg: &str, schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(pg).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_is_killed_runs_again_after_its_lease() {
+    let sim = simulator(1_000).await;
+    // The sync's first upstream call hangs long enough to kill the worker
+    // in the middle of it.
+    sim.set_latency(Duration::from_secs(3));
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = [
+        ("RUSHHOUR__UPSTREAM__BASE_URL", sim.base_url()),
+        ("RUSHHOUR__UPSTREAM__CLIENT_SECRET", SIM_SECRET),
+        ("RUSHHOUR__JOBS__LEASE_SECS", "2"),
+        ("RUSHHOUR__UPSTREAM__TIMEOUT_MS", "10000"),
+    ];
+    let jobs_db = dir.path().join("jobs.db");
+    let queue = queue::SqliteQueue::open(&jobs_db, Default::default()).unwrap();
+    let now = domain::ports::system_now_ms();
+    let job = domain::jobs::NewJob::new("sync.menu", "sync", json!({}), now)
+        .attempts(3)
+        .unique("sync.menu");
+    let id = queue.enqueue(&[job], now).await.unwrap()[0].id();
+
+    let first = rushhour("worker", dir.path(), &env).spawn().unwrap();
+    let running = eventually(Duration::from_secs(30), "the first worker to take the job", || {
+        let queue = &queue;
+        async move {
+            let j = queue.get(id).await.unwrap()?;
+            (j.state == JobState::Running).then_some(j)
+        }
+    })
+    .await;
+    kill(first).await;
+    sim.set_latency(Duration::ZERO);
+
+    let second = rushhour("worker", dir.path(), &env).spawn().unwrap();
+    let done = eventually(Duration::from_secs(30), "the job to run again", || {
+        let queue = &queue;
+        async move {
+            let j = queue.get(id).await.unwrap()?;
+            (j.state == JobState::Done).then_some(j)
+        }
+    })
+    .await;
+    kill(second).await;
+    assert!(running.worker.is_some(), "a running job names its worker");
+    assert_eq!(done.attempts, 2, "the killed attempt counts, the second one ran it");
+    let runs = eventually(Duration::from_secs(5), "the sync run record", || async {
+        let store = store::SqliteStore::open(&dir.path().join("rushhour.db"), Default::default()).ok()?;
+        let runs = store.sync_runs(Some("menu"), 5).await.ok()?;
+        (!runs.is_empty()).then_some(runs)
+    })
+    .await;
+    assert_eq!(runs[0].outcome, "ok");
+}

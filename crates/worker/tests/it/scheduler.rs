@@ -1,0 +1,216 @@
+//! Scheduler tests on real queues: two instances sharing one queue (two
+//! handles on one SQLite file, or two pools on one PostgreSQL schema) fire
+//! each cron tick exactly once as a manual clock crosses the ticks; a
+//! restart after missed ticks fires only the latest; bad cron is refused.
+
+use crate::jobs::{ManualClock, wait_until};
+use domain::Clock;
+use domain::jobs::{JobFilter, JobInfo, JobQueue, NewJob};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use worker::{Schedule, ScheduleError, parse_schedule, spawn_scheduler};
+
+const WAIT: Duration = Duration::from_secs(20);
+const MINUTE: i64 = 60_000;
+const T0: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z, a tick of every schedule below
+
+fn every_minute(name: &str) -> Schedule {
+    parse_schedule(
+        name,
+        "* * * * *",
+        NewJob::new("maintenance.snapshot", "maintenance", json!({}), 0),
+    )
+    .unwrap()
+}
+
+async fn jobs_of(queue: &dyn JobQueue, kind: &str) -> Vec<JobInfo> {
+    let mut jobs = queue
+        .list(&JobFilter {
+            kind: Some(kind.into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    jobs.sort_by_key(|j| j.run_at);
+    jobs
+}
+
+/// Schedulers running on `tracker` until `shutdown`.
+struct Instances {
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Instances {
+    fn start(queues: &[Arc<dyn JobQueue>], clock: &Arc<ManualClock>, schedules: Vec<Schedule>) -> Self {
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        for q in queues {
+            let clock: Arc<dyn Clock> = clock.clone();
+            spawn_scheduler(q.clone(), clock, schedules.clone(), &tracker, shutdown.clone());
+        }
+        Self { tracker, shutdown }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(WAIT, self.tracker.wait())
+            .await
+            .expect("schedulers stop");
+    }
+}
+
+/// Wait until every scheduler task has gone to sleep at least `n` times
+/// more than `before` (so it has read its history and is waiting).
+async fn settled(clock: &ManualClock, before: usize, n: usize) {
+    wait_until("the schedulers to wait for their next tick", WAIT, || async {
+        clock.sleeps() >= before + n
+    })
+    .await;
+}
+
+/// Two schedulers on `queues` (two handles on one queue) cross three ticks:
+/// three jobs, one per tick, due at their tick.
+async fn three_ticks_fire_three_jobs(a: Arc<dyn JobQueue>, b: Arc<dyn JobQueue>) {
+    let clock = ManualClock::new(T0 + 30_000);
+    let s = every_minute("snapshot");
+    let instances = Instances::start(&[a.clone(), b.clone()], &clock, vec![s]);
+    settled(&clock, 0, 2).await;
+    // Never fired before: the tick at T0 is in the past and is not caught up.
+    assert!(jobs_of(&*a, "maintenance.snapshot").await.is_empty());
+
+    for tick in 1..=3 {
+        clock.advance(Duration::from_secs(60));
+        wait_until(&format!("tick {tick} to fire"), WAIT, || async {
+            jobs_of(&*a, "maintenance.snapshot").await.len() == tick
+        })
+        .await;
+    }
+    // Let both instances handle the last tick (the loser's fire is a no-op).
+    let before = clock.sleeps();
+    settled(&clock, before, 4).await;
+    instances.stop().await;
+
+    let jobs = jobs_of(&*b, "maintenance.snapshot").await;
+    let run_ats: Vec<i64> = jobs.iter().map(|j| j.run_at).collect();
+    assert_eq!(run_ats, [T0 + MINUTE, T0 + 2 * MINUTE, T0 + 3 * MINUTE]);
+    assert!(jobs.iter().all(|j| j.queue == "maintenance"));
+    assert_eq!(a.last_fired("snapshot").await.unwrap(), Some(T0 + 3 * MINUTE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_queue_fire_each_tick_once() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("jobs.db");
+    let a: Arc<dyn JobQueue> = Arc::new(queue::SqliteQueue::open(&path, Default::default()).unwrap());
+    let b: Arc<dyn JobQueue> = Arc::new(queue::SqliteQueue::open(&path, Default::default()).unwrap());
+    three_ticks_fire_three_jobs(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_queue_fire_each_tick_once() {
+    let Some(url) = testkit::service_url("RUSHHOUR_TEST_POSTGRES_URL", "scheduler::postgres") else {
+        return;
+    };
+    let schema = format!("rh_worker_sched_{}", uuid::Uuid::now_v7().simple());
+    let opts = queue::PgQueueOptions {
+        max_connections: 4,
+        schema: Some(schema.clone()),
+        ..Default::default()
+    };
+    let a = queue::PgQueue::connect(&url, opts.clone()).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = queue::PgQueue::connect(&url, opts).await.unwrap();
+    three_ticks_fire_three_jobs(Arc::new(a), Arc::new(b)).await;
+
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_only_the_latest_missed_tick_fires() {
+    let dir = TempDir::new().unwrap();
+    let q: Arc<dyn JobQueue> =
+        Arc::new(queue::SqliteQueue::open(&dir.path().join("jobs.db"), Default::default()).unwrap());
+    let s = parse_schedule(
+        "retention",
+        "*/5 * * * *",
+        NewJob::new("maintenance.prune", "maintenance", json!({}), 0),
+    )
+    .unwrap();
+    // Fired at T0, then every instance was down for 22 minutes: the ticks
+    // at +5, +10, +15 and +20 were missed.
+    assert!(
+        q.fire(
+            "retention",
+            T0,
+            &NewJob {
+                run_at: T0,
+                ..s.job.clone()
+            },
+            T0
+        )
+        .await
+        .unwrap()
+    );
+    let clock = ManualClock::new(T0 + 22 * MINUTE);
+    let instances = Instances::start(std::slice::from_ref(&q), &clock, vec![s]);
+    wait_until("the catch-up tick to fire", WAIT, || async {
+        jobs_of(&*q, "maintenance.prune").await.len() == 2
+    })
+    .await;
+    let before = clock.sleeps();
+    settled(&clock, before, 3).await;
+    // The next tick (+25) is not due yet: nothing more fires.
+    assert_eq!(jobs_of(&*q, "maintenance.prune").await.len(), 2);
+    clock.advance(Duration::from_secs(3 * 60));
+    wait_until("the next tick to fire", WAIT, || async {
+        jobs_of(&*q, "maintenance.prune").await.len() == 3
+    })
+    .await;
+    instances.stop().await;
+
+    let run_ats: Vec<i64> = jobs_of(&*q, "maintenance.prune")
+        .await
+        .iter()
+        .map(|j| j.run_at)
+        .collect();
+    assert_eq!(run_ats, [T0, T0 + 20 * MINUTE, T0 + 25 * MINUTE]);
+}
+
+#[test]
+fn bad_cron_expressions_and_names_are_refused() {
+    let job = || NewJob::new("x", "default", json!({}), 0);
+    for cron in [
+        "",
+        "* * * *",
+        "*/5 * * * * * * *",
+        "60 * * * *",
+        "* * 32 * *",
+        "* * * 13 *",
+        "every day",
+        "0 0 31 2 *",
+    ] {
+        match parse_schedule("s", cron, job()) {
+            Err(ScheduleError::InvalidCron { name, cron: c, reason }) => {
+                assert_eq!((name.as_str(), c.as_str()), ("s", cron));
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{cron:?} should be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(parse_schedule(" ", "* * * * *", job()), Err(ScheduleError::EmptyName));
+    let ok = parse_schedule("nightly", " 0 3 * * * ", job()).unwrap();
+    assert_eq!(ok.cron, "0 3 * * *");
+    assert_eq!(ok.next_after(T0).unwrap(), Some(T0 + 3 * 60 * MINUTE));
+}

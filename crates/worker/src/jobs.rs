@@ -230,7 +230,7 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        let concurrency = [("default", 8), ("mail", 4), ("sync", 1), ("maintenance", 1)]
+        let concurrency = [("default", 64), ("mail", 4), ("sync", 1), ("maintenance", 1)]
             .into_iter()
             .map(|(q, n)| (q.to_string(), n))
             .collect();

@@ -276,6 +276,82 @@ fn queue(state: &AppState) -> Result<&Arc<dyn JobQueue>, AdminError> {
 
 // -------------------------------------------------------------- handlers
 
+/// What `POST /v1/admin/sync/{what}` enqueued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SyncEnqueued {
+    /// One per sync kind asked for.
+    pub jobs: Vec<SyncJobRef>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SyncJobRef {
+    pub kind: String,
+    pub id: JobId,
+    /// `false` when the sync was already queued or running (that job's id).
+    pub created: bool,
+}
+
+/// Run the upstream sync in the background: `menu`, `accounts` or `all`.
+/// Answers 202 with the job ids (an already queued or running sync is not
+/// queued twice).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/sync/{what}",
+    tag = "admin",
+    security(("staff_key" = [])),
+    params(("what" = String, Path, description = "menu, accounts or all")),
+    responses(
+        (status = 202, description = "Enqueued (or already queued)", body = SyncEnqueued),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "sync_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sync(
+    _: Staff,
+    State(state): State<AppState>,
+    Path(what): Path<String>,
+) -> Result<(StatusCode, axum::Json<SyncEnqueued>), AdminError> {
+    use domain::jobs::{SYNC_ACCOUNTS, SYNC_MENU, sync_job};
+    let kinds: &[&str] = match what.as_str() {
+        "menu" => &[SYNC_MENU],
+        "accounts" => &[SYNC_ACCOUNTS],
+        "all" => &[SYNC_MENU, SYNC_ACCOUNTS],
+        _ => return Err(ApiError::NotFound("sync").into()),
+    };
+    let now = state.app.clock.now_ms();
+    let jobs: Vec<_> = kinds.iter().map(|k| sync_job(k, now)).collect();
+    let done = queue(&state)?.enqueue(&jobs, now).await?;
+    let jobs = kinds
+        .iter()
+        .zip(done)
+        .map(|(kind, e)| SyncJobRef {
+            kind: (*kind).to_owned(),
+            id: e.id(),
+            created: matches!(e, domain::jobs::Enqueued::Created(_)),
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, axum::Json(SyncEnqueued { jobs })))
+}
+
+/// Drop every cached menu (every instance, in scale mode); the next read
+/// loads from the store.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cache/clear",
+    tag = "admin",
+    security(("staff_key" = [])),
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn clear_cache(_: Staff, State(state): State<AppState>) -> Result<StatusCode, AdminError> {
+    state.app.menus.clear().await.map_err(ApiError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Job counts per queue and state.
 #[utoipa::path(
     get,

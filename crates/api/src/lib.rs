@@ -182,6 +182,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/admin/jobs", get(admin::list_jobs))
         .route("/v1/admin/jobs/{id}", get(admin::get_job).delete(admin::discard_job))
         .route("/v1/admin/jobs/{id}/retry", post(admin::retry_job))
+        .route("/v1/admin/sync/{what}", post(admin::sync))
+        .route("/v1/admin/cache/clear", post(admin::clear_cache))
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route(

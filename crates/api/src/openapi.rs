@@ -39,6 +39,8 @@ use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
         admin::get_job,
         admin::retry_job,
         admin::discard_job,
+        admin::sync,
+        admin::clear_cache,
         health::live,
         health::ready,
         metrics::render,
@@ -52,7 +54,7 @@ use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
         (name = "stores", description = "Stores and menus"),
         (name = "staff", description = "Staff routes; `Authorization: Bearer <staff key>`"),
         (name = "webhooks", description = "Callbacks from the payment provider, signed with a shared secret (`Rushhour-Signature`)"),
-        (name = "admin", description = "Operator routes for background jobs; `Authorization: Bearer <staff key>`"),
+        (name = "admin", description = "Operator routes: background jobs, upstream sync, caches; `Authorization: Bearer <staff key>`"),
         (name = "ops", description = "Health, metrics and documentation"),
     )
 )]

@@ -251,6 +251,19 @@ pub trait JobQueue: Send + Sync {
     async fn health(&self) -> PortResult<()>;
 }
 
+/// The kinds of the upstream sync jobs.
+pub const SYNC_MENU: &str = "sync.menu";
+pub const SYNC_ACCOUNTS: &str = "sync.accounts";
+
+/// A sync job of `kind` (`SYNC_MENU` or `SYNC_ACCOUNTS`): on the `sync`
+/// queue, 3 attempts, unique by kind (a sync asked for while one is queued
+/// or running is not queued again).
+pub fn sync_job(kind: &str, now: i64) -> NewJob {
+    NewJob::new(kind, "sync", serde_json::json!({}), now)
+        .attempts(3)
+        .unique(kind)
+}
+
 /// The kind of the job that e-mails a picked-up order's receipt.
 pub const MAIL_RECEIPT: &str = "mail.receipt";
 

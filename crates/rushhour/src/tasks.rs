@@ -28,8 +28,7 @@ use worker::{JobError, JobHandler, JobKind, Registry};
 
 use crate::config::Config;
 
-pub const SYNC_MENU: &str = "sync.menu";
-pub const SYNC_ACCOUNTS: &str = "sync.accounts";
+pub use domain::jobs::{SYNC_ACCOUNTS, SYNC_MENU};
 pub const CACHE_WARMUP: &str = "cache.warmup";
 pub const PERF_SNAPSHOT: &str = "perf.snapshot";
 pub const ORDERS_EXPIRE: &str = "orders.expire";

@@ -78,12 +78,13 @@ async fn anonymous(h: &Harness, method: Method, uri: &str, key: Option<&str>) ->
     h.send(req.body(Body::empty()).unwrap()).await
 }
 
-const ROUTES: [(&str, &str); 5] = [
+const ROUTES: [(&str, &str); 6] = [
     ("GET", "/v1/admin/queues"),
     ("GET", "/v1/admin/jobs"),
     ("GET", "/v1/admin/jobs/1"),
     ("POST", "/v1/admin/jobs/1/retry"),
     ("DELETE", "/v1/admin/jobs/1"),
+    ("POST", "/v1/admin/sync/menu"),
 ];
 
 #[tokio::test]
@@ -104,6 +105,40 @@ async fn every_admin_route_needs_the_staff_key() {
         a.queue.get(id).await.unwrap().unwrap().state,
         domain::jobs::JobState::Dead
     );
+}
+
+#[tokio::test]
+async fn a_sync_is_enqueued_once_and_caches_can_be_cleared() {
+    let a = admin().await;
+    let first = a.h.staff(Method::POST, "/v1/admin/sync/all", None).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{:?}", first.body);
+    let jobs = first.json()["jobs"].as_array().unwrap().clone();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j["created"] == true), "{jobs:?}");
+    let kinds: Vec<&str> = jobs.iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["sync.menu", "sync.accounts"]);
+    // Asked again while queued: the same jobs, nothing new.
+    let again = a.h.staff(Method::POST, "/v1/admin/sync/menu", None).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    let j = &again.json()["jobs"][0];
+    assert_eq!(
+        (j["id"].clone(), j["created"].clone()),
+        (jobs[0]["id"].clone(), json!(false))
+    );
+    let queued = a.queue.get(jobs[0]["id"].as_i64().unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.queue.as_str(), queued.state),
+        ("sync", domain::jobs::JobState::Queued)
+    );
+    a.h.staff(Method::POST, "/v1/admin/sync/everything", None)
+        .await
+        .problem(404, "sync_not_found");
+
+    let cleared = a.h.staff(Method::POST, "/v1/admin/cache/clear", None).await;
+    assert_eq!(cleared.status, StatusCode::NO_CONTENT);
+    anonymous(&a.h, Method::POST, "/v1/admin/cache/clear", None)
+        .await
+        .problem(401, "unauthorized");
 }
 
 #[tokio::test]

@@ -98,6 +98,8 @@ async fn openapi_documents_every_route() {
         ("/v1/admin/jobs/{id}", "get"),
         ("/v1/admin/jobs/{id}", "delete"),
         ("/v1/admin/jobs/{id}/retry", "post"),
+        ("/v1/admin/sync/{what}", "post"),
+        ("/v1/admin/cache/clear", "post"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
         ("/metrics", "get"),

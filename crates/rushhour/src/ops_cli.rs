@@ -105,14 +105,9 @@ pub async fn sync(cfg: &Config, built: &Built, args: &SyncArgs) -> anyhow::Resul
         SyncWhat::Accounts => &[tasks::SYNC_ACCOUNTS],
         SyncWhat::All => &[tasks::SYNC_MENU, tasks::SYNC_ACCOUNTS],
     };
-    let t = built.tasks(cfg);
     if args.background {
-        let registry = tasks::registry(t.clone());
         let now = built.app.clock.now_ms();
-        let jobs = kinds
-            .iter()
-            .map(|k| tasks::unique_job(&registry, k, now))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let jobs: Vec<_> = kinds.iter().map(|k| domain::jobs::sync_job(k, now)).collect();
         let done = built.jobs.enqueue(&jobs, now).await.context("enqueue the sync")?;
         for (kind, e) in kinds.iter().zip(done) {
             match e {
@@ -122,6 +117,7 @@ pub async fn sync(cfg: &Config, built: &Built, args: &SyncArgs) -> anyhow::Resul
         }
         return Ok(());
     }
+    let t = built.tasks(cfg);
     for kind in kinds {
         let run = if *kind == tasks::SYNC_MENU {
             let bar = Bar::new("menu");

@@ -16,7 +16,6 @@
 //! | `noop` | default | `rushhour bench jobs` |
 
 use anyhow::Context;
-use async_trait::async_trait;
 use domain::jobs::{Job, JobQueue, NewJob};
 use domain::ops::{PerfSnapshot, Retention, SyncRun};
 use domain::ports::{Email, Mailer, PortError};
@@ -24,7 +23,7 @@ use domain::sync::{NoProgress, SyncProgress};
 use domain::{OrderId, OrderStatus, Rushhour};
 use std::sync::Arc;
 use std::time::Duration;
-use worker::{JobError, JobHandler, JobKind, Registry};
+use worker::{JobError, JobKind, Registry};
 
 use crate::config::Config;
 
@@ -313,20 +312,8 @@ fn job_error(e: PortError) -> JobError {
     }
 }
 
+/// A job body: a plain function of the tasks and the job.
 type Body = fn(Arc<Tasks>, Job) -> futures::future::BoxFuture<'static, Result<(), JobError>>;
-
-/// A job kind whose body is a plain function of the tasks and the job.
-struct Handler {
-    tasks: Arc<Tasks>,
-    body: Body,
-}
-
-#[async_trait]
-impl JobHandler for Handler {
-    async fn run(&self, job: &Job) -> Result<(), JobError> {
-        (self.body)(self.tasks.clone(), job.clone()).await
-    }
-}
 
 /// Every job kind rushhour knows, bound to `tasks`.
 pub fn registry(tasks: Arc<Tasks>) -> Registry {
@@ -338,10 +325,10 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
             queue,
             max_attempts,
             priority,
-            handler: Arc::new(Handler {
-                tasks: tasks.clone(),
-                body,
-            }),
+            handler: {
+                let tasks = tasks.clone();
+                worker::handler_fn(move |job| body(tasks.clone(), job))
+            },
         });
     };
     add(NOOP, "default", 3, 0, |_, _| async { Ok(()) }.boxed());

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod eventlog;
 pub mod fixtures;
+pub mod pg;
 pub mod queue;
 pub mod store;
 

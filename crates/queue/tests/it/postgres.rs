@@ -13,21 +13,22 @@ use std::time::Duration;
 
 use domain::jobs::{JobQueue, NewJob};
 use queue::{PgQueue, PgQueueOptions, QueueError};
-use sqlx::Connection;
 
-const URL_VAR: &str = "RUSHHOUR_TEST_POSTGRES_URL";
+/// A schema of its own for one test (`testkit::pg::TestSchema`); `drop`
+/// it at the end.
+pub(crate) struct Schema(testkit::pg::TestSchema);
 
-/// A schema of its own for one test; `drop` it at the end.
-pub(crate) struct Schema {
-    url: String,
-    name: String,
+impl std::ops::Deref for Schema {
+    type Target = testkit::pg::TestSchema;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Schema {
     pub(crate) fn new(test: &str) -> Option<Self> {
-        let url = testkit::service_url(URL_VAR, test)?;
-        let name = format!("rh_queue_test_{}", uuid::Uuid::now_v7().simple());
-        Some(Self { url, name })
+        testkit::pg::TestSchema::new("rh_queue_test", test).map(Self)
     }
 
     fn options(&self) -> PgQueueOptions {
@@ -44,21 +45,8 @@ impl Schema {
         q
     }
 
-    async fn raw(&self) -> sqlx::PgConnection {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path = \"{}\"", self.name)))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn
-    }
-
     pub(crate) async fn drop(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{}\" CASCADE", self.name)))
-            .execute(&mut conn)
-            .await
-            .expect("drop schema");
+        self.0.drop().await
     }
 }
 

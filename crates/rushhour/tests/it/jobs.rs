@@ -221,17 +221,15 @@ async fn two_scheduler_processes_fire_each_tick_once_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_scheduler_processes_fire_each_tick_once_on_postgres() {
-    let Some(pg) = testkit::service_url(
-        "RUSHHOUR_TEST_POSTGRES_URL",
-        "two_scheduler_processes_fire_each_tick_once_on_postgres",
-    ) else {
+    let Some(schema) =
+        testkit::pg::TestSchema::new("rh_sched", "two_scheduler_processes_fire_each_tick_once_on_postgres")
+    else {
         return;
     };
-    let schema = format!("rh_sched_{}_{}", std::process::id(), domain::ports::system_now_ms());
     let queue = queue::PgQueue::connect(
-        &pg,
+        &schema.url,
         queue::PgQueueOptions {
-            schema: Some(schema.clone()),
+            schema: Some(schema.name.clone()),
             ..Default::default()
         },
     )
@@ -240,38 +238,15 @@ async fn two_scheduler_processes_fire_each_tick_once_on_postgres() {
     queue.migrate().await.unwrap();
     two_schedulers_fire_each_tick_once(
         &[
-            ("RUSHHOUR__JOBS__URL", &pg),
-            ("RUSHHOUR__STORE__URL", &pg),
-            ("RUSHHOUR__STORE__SCHEMA", &schema),
+            ("RUSHHOUR__JOBS__URL", &schema.url),
+            ("RUSHHOUR__STORE__URL", &schema.url),
+            ("RUSHHOUR__STORE__SCHEMA", &schema.name),
         ],
         &queue,
     )
     .await;
     drop(queue);
-    drop_schema(&pg, &schema).await;
-}
-
-/// Drop the test's schema; again a moment later if a straggling backend of
-/// a killed process recreated part of it meanwhile.
-async fn drop_schema(pg: &str, schema: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(pg).await.unwrap();
-    for _ in 0..5 {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let left: Option<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = $1")
-            .bind(schema)
-            .fetch_optional(&mut conn)
-            .await
-            .unwrap();
-        if left.is_none() {
-            return;
-        }
-    }
-    panic!("schema {schema} keeps coming back");
+    schema.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,19 +12,23 @@ use sqlx::Connection;
 use store::{PgStore, PgStoreOptions};
 use testkit::fixtures::placed_order;
 
-const URL_VAR: &str = "RUSHHOUR_TEST_POSTGRES_URL";
+use testkit::pg::URL_VAR;
 
-/// A schema of its own for one test; `drop` it at the end.
-struct Schema {
-    url: String,
-    name: String,
+/// A schema of its own for one test (`testkit::pg::TestSchema`); `drop`
+/// it at the end.
+struct Schema(testkit::pg::TestSchema);
+
+impl std::ops::Deref for Schema {
+    type Target = testkit::pg::TestSchema;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Schema {
     fn new(test: &str) -> Option<Self> {
-        let url = testkit::service_url(URL_VAR, test)?;
-        let name = format!("rh_test_{}", uuid::Uuid::now_v7().simple());
-        Some(Self { url, name })
+        testkit::pg::TestSchema::new("rh_test", test).map(Self)
     }
 
     fn options(&self) -> PgStoreOptions {
@@ -41,22 +45,8 @@ impl Schema {
         store
     }
 
-    /// A raw connection with this schema on its search path.
-    async fn raw(&self) -> sqlx::PgConnection {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path = \"{}\"", self.name)))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn
-    }
-
     async fn drop(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{}\" CASCADE", self.name)))
-            .execute(&mut conn)
-            .await
-            .expect("drop schema");
+        self.0.drop().await
     }
 }
 

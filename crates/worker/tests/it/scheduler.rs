@@ -115,26 +115,19 @@ async fn two_instances_on_one_sqlite_queue_fire_each_tick_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_queue_fire_each_tick_once() {
-    let Some(url) = testkit::service_url("RUSHHOUR_TEST_POSTGRES_URL", "scheduler::postgres") else {
+    let Some(schema) = testkit::pg::TestSchema::new("rh_worker_sched", "scheduler::postgres") else {
         return;
     };
-    let schema = format!("rh_worker_sched_{}", uuid::Uuid::now_v7().simple());
     let opts = queue::PgQueueOptions {
         max_connections: 4,
-        schema: Some(schema.clone()),
+        schema: Some(schema.name.clone()),
         ..Default::default()
     };
-    let a = queue::PgQueue::connect(&url, opts.clone()).await.unwrap();
+    let a = queue::PgQueue::connect(&schema.url, opts.clone()).await.unwrap();
     a.migrate().await.unwrap();
-    let b = queue::PgQueue::connect(&url, opts).await.unwrap();
+    let b = queue::PgQueue::connect(&schema.url, opts).await.unwrap();
     three_ticks_fire_three_jobs(Arc::new(a), Arc::new(b)).await;
-
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    schema.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

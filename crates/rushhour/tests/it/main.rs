@@ -11,3 +11,4 @@ mod postgres;
 mod replay;
 mod scale;
 mod support;
+mod tidy;

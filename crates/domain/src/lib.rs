@@ -27,4 +27,6 @@ pub use jobs::{Job, JobId, JobQueue, JobState, NewJob};
 pub use menu::{Menu, MenuSnapshot, Station};
 pub use money::Money;
 pub use order::{Action, Order, OrderLine, OrderStatus, TicketStatus, TransitionError};
-pub use ports::{Clock, EventLog, LiveFeed, Mailer, MenuCache, PortError, Store};
+pub use ports::{
+    AccountStore, Clock, EventLog, LiveFeed, Mailer, MenuCache, MenuStore, OpsStore, OrderStore, PortError, Store,
+};

@@ -6,6 +6,14 @@
 //! `/health/ready`, and every fallible call returns `PortError`, which says
 //! whether retrying can help; adapters translate their client's errors at
 //! the boundary so no driver error type leaks past them.
+//!
+//! Ports are narrow, one per capability: the store is `OrderStore`,
+//! `MenuStore`, `AccountStore` and `OpsStore` (one module each under
+//! `ports/`), and code that needs one capability takes that port, not the
+//! `Store` aggregate. A new capability (users, sessions, audit, webhook
+//! subscriptions, ...) gets a new narrow port of its own, in its own
+//! module, added to the aggregate if one backend serves it; it never adds
+//! methods to an existing port it does not belong to.
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -13,11 +21,9 @@ use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::{LiveEvent, OrderPlacedV1, PaymentV1};
-use crate::ids::{OrderId, StoreId};
-use crate::menu::{Category, Item, Menu, MenuSnapshot, StoreInfo};
-use crate::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
-use crate::order::{Action, Order, OrderStatus, TransitionError};
+use crate::events::LiveEvent;
+use crate::ids::StoreId;
+use crate::menu::MenuSnapshot;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
@@ -117,7 +123,7 @@ pub struct LogRecord {
 #[derive(Debug)]
 pub enum Rebalance {
     /// These partitions are now this member's to process, each from the
-    /// position its group stored in the `Store`.
+    /// position its group stored in the `OrderStore`.
     Assigned(Vec<u32>),
     /// These partitions are being taken away: finish (or abandon) the batch
     /// in hand, stop reading them, then send on `done`. Until then the log
@@ -186,7 +192,7 @@ pub trait EventLog: Send + Sync {
     async fn end_offset(&self, partition: u32) -> PortResult<u64>;
 
     /// Tell the log that `group` has durably consumed `partition` below
-    /// `next`. The consumer's own position lives in the `Store`, written in
+    /// `next`. The consumer's own position lives in the `OrderStore`, written in
     /// the same transaction as the batch; this is what the log may prune by.
     async fn commit(&self, group: &str, partition: u32, next: u64) -> PortResult<()>;
 
@@ -197,7 +203,7 @@ pub trait EventLog: Send + Sync {
     async fn join(&self, group: &str) -> PortResult<Membership>;
 
     /// Set a record that could not be applied aside in the log's dead-letter
-    /// area as well (the `Store` keeps the authoritative copy, which
+    /// area as well (the `OrderStore` keeps the authoritative copy, which
     /// `replay-dlq` re-drives). A log without such an area accepts and drops it.
     async fn dead_letter(&self, letter: &DeadLetter) -> PortResult<()> {
         let _ = letter;
@@ -213,202 +219,22 @@ pub trait EventLog: Send + Sync {
 
 // ------------------------------------------------------------------- Store
 
-/// What a processor decided about a placed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Confirm,
-    Reject(String),
-}
+// The store is four narrow ports over one backend (one module each), plus
+// the `Store` aggregate the wiring holds; see `ports::store`.
+mod accounts;
+mod menus;
+mod ops;
+mod orders;
+mod store;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decided {
-    pub placed: OrderPlacedV1,
-    pub decision: Decision,
-}
-
-/// A record that could not be applied and was set aside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub group: String,
-    pub partition: u32,
-    pub offset: u64,
-    pub key: String,
-    pub payload: Vec<u8>,
-    pub error: String,
-    pub attempts: u32,
-    pub at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderFilter {
-    pub store: Option<StoreId>,
-    pub status: Option<OrderStatus>,
-    /// Keyset cursor: only orders with a smaller id (older) than this.
-    pub before: Option<OrderId>,
-    pub limit: u32,
-}
-
-/// An order without its lines, for listings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderSummary {
-    pub id: OrderId,
-    pub store: StoreId,
-    pub status: OrderStatus,
-    pub customer: Option<String>,
-    pub currency: String,
-    pub total: i64,
-    pub placed_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventScope {
-    Order(OrderId),
-    Store(StoreId),
-}
-
-/// Everything written to a batch by `Store::apply_batch`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchApplied {
-    /// Orders that were new (replays of already-applied records are skipped).
-    pub inserted: usize,
-    pub events: Vec<LiveEvent>,
-    pub payments: PaymentsApplied,
-}
-
-/// What became of a batch's payments. Every payment lands in exactly one
-/// count; all but `duplicates` are recorded under their `event_id`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PaymentsApplied {
-    /// New events that set their order's payment status.
-    pub applied: usize,
-    /// Events already recorded (earlier, or earlier in the same batch):
-    /// nothing changed.
-    pub duplicates: usize,
-    /// New events for an order the store does not have; recorded, so a
-    /// redelivery is still a duplicate, but nothing changed.
-    pub unknown_order: usize,
-    /// New `paid` events whose amount or currency differ from the order's
-    /// total; recorded, order left as it was.
-    pub mismatched: usize,
-}
-
-/// Durable state: stores, menus, orders, tickets, consumer positions.
-#[async_trait]
-pub trait Store: Send + Sync {
-    async fn list_stores(&self) -> PortResult<Vec<StoreInfo>>;
-
-    /// The store's menu with current availability, or `None` for an unknown store.
-    async fn load_menu(&self, store: &StoreId) -> PortResult<Option<Menu>>;
-
-    /// Create or replace a store and its whole menu.
-    async fn upsert_menu(&self, menu: &Menu) -> PortResult<()>;
-
-    /// 86 an item or bring it back. `false` if the store has no such sku.
-    async fn set_availability(&self, store: &StoreId, sku: &str, available: bool) -> PortResult<bool>;
-
-    /// Where `group` should resume reading `partition` (0 if never read).
-    async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64>;
-
-    /// In one transaction: insert the decided orders with their lines and
-    /// tickets (an order already present is skipped, so a replayed batch
-    /// changes nothing), apply the payments after them (each `event_id` at
-    /// most once; see `PaymentV1`), store the dead letters, and move
-    /// `group`'s position on `partition` to `next_offset`.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_batch(
-        &self,
-        group: &str,
-        partition: u32,
-        next_offset: u64,
-        orders: &[Decided],
-        payments: &[PaymentV1],
-        dead: &[DeadLetter],
-        now: i64,
-    ) -> PortResult<BatchApplied>;
-
-    async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>>;
-
-    /// Newest first, keyset-paginated.
-    async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>>;
-
-    /// Apply a guarded lifecycle action in one transaction (rules from
-    /// `order::plan`); returns the new order and the events it produced.
-    async fn transition(
-        &self,
-        id: OrderId,
-        action: Action,
-        now: i64,
-    ) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
-
-    /// Events in `scope` with an id greater than `after`, oldest first.
-    async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;
-
-    /// Newest first.
-    async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>>;
-
-    /// Forget the dead letter `group` set aside at `partition`/`offset`
-    /// (it was re-driven into the log). `false` if there was none.
-    async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool>;
-
-    // ---- catalog sync
-
-    /// Write a sync's diff into `store`'s menu in one transaction: set the
-    /// categories (upsert by code), upsert `items` by sku (a new item is
-    /// available; an existing item keeps its availability), and delete the
-    /// items in `removed`. The menu cache is the caller's to invalidate.
-    async fn apply_menu_diff(
-        &self,
-        store: &StoreId,
-        categories: &[Category],
-        items: &[Item],
-        removed: &[String],
-    ) -> PortResult<()>;
-
-    // ---- loyalty accounts
-
-    /// Bulk upsert in one statement per call (callers chunk): a row is only
-    /// overwritten by a newer `version`. When `cursor` is given, the
-    /// `accounts` sync cursor is set to it in the same transaction.
-    async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64>;
-
-    async fn loyalty_account(&self, id: &str) -> PortResult<Option<LoyaltyAccount>>;
-
-    async fn count_accounts(&self) -> PortResult<u64>;
-
-    /// The cursor a sync of `kind` left last (`None` before the first).
-    async fn sync_cursor(&self, kind: &str) -> PortResult<Option<String>>;
-
-    async fn set_sync_cursor(&self, kind: &str, cursor: Option<&str>) -> PortResult<()>;
-
-    // ---- operations
-
-    async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()>;
-
-    /// Newest first; `kind` filters.
-    async fn sync_runs(&self, kind: Option<&str>, limit: u32) -> PortResult<Vec<SyncRun>>;
-
-    async fn record_snapshot(&self, snapshot: &PerfSnapshot) -> PortResult<()>;
-
-    /// Newest first.
-    async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>>;
-
-    /// Expire up to `limit` orders that became ready before `ready_before`
-    /// and were not picked up (`ready` → `expired`, at `now`), in one
-    /// transaction; returns their live events.
-    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>>;
-
-    /// Orders per status (for snapshots and `monitor`).
-    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>>;
-
-    /// Nightly cleanup: delete what `retention` no longer keeps.
-    async fn prune(&self, retention: &Retention) -> PortResult<PruneStats>;
-
-    /// Refresh planner statistics (`ANALYZE` / `PRAGMA optimize`); returns
-    /// a line saying what ran.
-    async fn maintain(&self) -> PortResult<String>;
-
-    async fn health(&self) -> PortResult<()>;
-}
+pub use accounts::AccountStore;
+pub use menus::MenuStore;
+pub use ops::OpsStore;
+pub use orders::{
+    ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore, OrderSummary,
+    PaymentsApplied,
+};
+pub use store::{Store, StoreBackend};
 
 // --------------------------------------------------------------- MenuCache
 

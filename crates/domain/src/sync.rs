@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use crate::menu::{Category, Item};
 use crate::ops::{LoyaltyAccount, SyncRun};
-use crate::ports::{Clock, MenuCache, PortError, PortResult, Store};
+use crate::ports::{AccountStore, Clock, MenuCache, OpsStore, PortError, PortResult, Store};
 
 /// The `kind` (and sync-cursor key) of the catalog sync.
 pub const MENU: &str = "menu";
@@ -132,7 +132,7 @@ impl Tally {
 
 /// Record the run (itself one more store call) and hand back the result.
 async fn finish(
-    store: &dyn Store,
+    store: &dyn OpsStore,
     clock: &dyn Clock,
     kind: &str,
     started_at: i64,
@@ -337,7 +337,7 @@ pub async fn sync_accounts(
 }
 
 async fn accounts_steps(
-    store: &dyn Store,
+    store: &dyn AccountStore,
     source: &dyn LoyaltySource,
     page: u32,
     progress: &dyn SyncProgress,

@@ -1,4 +1,5 @@
-//! Adapters of the `domain::ports::Store` port: durable stores, menus,
+//! Adapters of the store ports (`OrderStore`, `MenuStore`, `AccountStore`,
+//! `OpsStore`; together `domain::ports::Store`): durable stores, menus,
 //! orders, tickets, live events, consumer positions and dead letters.
 //!
 //! `sqlite` is the embedded backend (one file under `./data/`, nothing to

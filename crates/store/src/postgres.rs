@@ -47,14 +47,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::events::{LiveEvent, LiveEventKind, PaymentV1};
+use domain::events::{LiveEvent, LiveEventKind};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TicketStatus, TransitionError};
 use domain::ports::{
-    BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderSummary, PaymentsApplied, PortError,
-    PortResult, Store, system_now_ms,
+    AccountStore, ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, MenuStore, OpsStore,
+    OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
@@ -259,7 +259,7 @@ async fn pool(url: &str, opts: &PgStoreOptions) -> Result<PgPool, Error> {
 // ------------------------------------------------------------------- Store
 
 #[async_trait]
-impl Store for PgStore {
+impl MenuStore for PgStore {
     async fn list_stores(&self) -> PortResult<Vec<StoreInfo>> {
         let rows = sqlx::query("SELECT id, name, time_zone, currency FROM stores ORDER BY id")
             .fetch_all(self.reader())
@@ -287,6 +287,19 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()> {
+        Ok(ops::apply_menu_diff(&self.primary, store, categories, items, removed).await?)
+    }
+}
+
+#[async_trait]
+impl OrderStore for PgStore {
     async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64> {
         let next: Option<i64> =
             sqlx::query_scalar("SELECT next_offset FROM consumer_positions WHERE grp = $1 AND log_partition = $2")
@@ -304,29 +317,16 @@ impl Store for PgStore {
     #[tracing::instrument(
         level = "debug",
         skip_all,
-        fields(group, partition, orders = orders.len(), payments = payments.len(), dead = dead.len())
-    )]
-    async fn apply_batch(
-        &self,
-        group: &str,
-        partition: u32,
-        next_offset: u64,
-        orders: &[Decided],
-        payments: &[PaymentV1],
-        dead: &[DeadLetter],
-        now: i64,
-    ) -> PortResult<BatchApplied> {
-        Ok(apply_batch(
-            &self.primary,
-            group,
-            partition,
-            next_offset,
-            orders,
-            payments,
-            dead,
-            now,
+        fields(
+            group = batch.group,
+            partition = batch.partition,
+            orders = batch.orders.len(),
+            payments = batch.payments.len(),
+            dead = batch.dead.len()
         )
-        .await?)
+    )]
+    async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied> {
+        Ok(apply_batch(&self.primary, batch).await?)
     }
 
     async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>> {
@@ -433,16 +433,20 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn apply_menu_diff(
-        &self,
-        store: &StoreId,
-        categories: &[Category],
-        items: &[Item],
-        removed: &[String],
-    ) -> PortResult<()> {
-        Ok(ops::apply_menu_diff(&self.primary, store, categories, items, removed).await?)
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(ops::expire_ready(&self.primary, ready_before, limit, now).await?)
     }
 
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
+        Ok(ops::order_counts(self.reader()).await?)
+    }
+}
+
+#[async_trait]
+impl AccountStore for PgStore {
     async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64> {
         Ok(ops::upsert_accounts(&self.primary, accounts, cursor, system_now_ms()).await?)
     }
@@ -463,7 +467,10 @@ impl Store for PgStore {
     async fn set_sync_cursor(&self, kind: &str, cursor: Option<&str>) -> PortResult<()> {
         Ok(ops::set_sync_cursor(&self.primary, kind, cursor, system_now_ms()).await?)
     }
+}
 
+#[async_trait]
+impl OpsStore for PgStore {
     async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()> {
         Ok(ops::record_sync_run(&self.primary, run).await?)
     }
@@ -478,17 +485,6 @@ impl Store for PgStore {
 
     async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>> {
         Ok(ops::snapshots(self.reader(), limit).await?)
-    }
-
-    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(ops::expire_ready(&self.primary, ready_before, limit, now).await?)
-    }
-
-    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
-        Ok(ops::order_counts(self.reader()).await?)
     }
 
     /// Orders go in chunks of `PRUNE_CHUNK`, one statement (and
@@ -510,7 +506,10 @@ impl Store for PgStore {
     async fn maintain(&self) -> PortResult<String> {
         Ok(ops::maintain(&self.primary).await?)
     }
+}
 
+#[async_trait]
+impl StoreBackend for PgStore {
     async fn health(&self) -> PortResult<()> {
         for pool in std::iter::once(&self.primary).chain(self.replica.as_ref()) {
             let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
@@ -771,17 +770,16 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
         .collect())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn apply_batch(
-    pool: &PgPool,
-    group: &str,
-    partition: u32,
-    next_offset: u64,
-    orders: &[Decided],
-    payments: &[PaymentV1],
-    dead: &[DeadLetter],
-    now: i64,
-) -> Result<BatchApplied, Error> {
+async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplied, Error> {
+    let ApplyBatch {
+        group,
+        partition,
+        next_offset,
+        orders,
+        payments,
+        dead,
+        now,
+    } = batch;
     let next = crate::decode::i64_of("consumer position", next_offset)?;
     let n = orders.len();
     let (mut ids, mut stores, mut customers, mut statuses, mut reasons, mut currencies) = (

@@ -35,14 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::events::{LiveEvent, LiveEventKind, PaymentV1};
+use domain::events::{LiveEvent, LiveEventKind};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TransitionError};
 use domain::ports::{
-    BatchApplied, DeadLetter, Decided, EventScope, OrderFilter, OrderSummary, PaymentsApplied, PortError, PortResult,
-    Store, system_now_ms,
+    AccountStore, ApplyBatch, BatchApplied, DeadLetter, EventScope, MenuStore, OpsStore, OrderFilter, OrderStore,
+    OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -147,7 +147,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl MenuStore for SqliteStore {
     async fn list_stores(&self) -> PortResult<Vec<StoreInfo>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT id, name, time_zone, currency FROM stores ORDER BY id")?;
@@ -235,6 +235,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()> {
+        let diff = ops::MenuDiffRows::new(store, categories, items, removed)?;
+        self.write(move |c| ops::apply_menu_diff(c, &diff)).await
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
     async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64> {
         let group = group.to_owned();
         self.read(move |c| {
@@ -252,18 +266,24 @@ impl Store for SqliteStore {
     #[tracing::instrument(
         level = "debug",
         skip_all,
-        fields(group, partition, orders = orders.len(), payments = payments.len(), dead = dead.len())
+        fields(
+            group = batch.group,
+            partition = batch.partition,
+            orders = batch.orders.len(),
+            payments = batch.payments.len(),
+            dead = batch.dead.len()
+        )
     )]
-    async fn apply_batch(
-        &self,
-        group: &str,
-        partition: u32,
-        next_offset: u64,
-        orders: &[Decided],
-        payments: &[PaymentV1],
-        dead: &[DeadLetter],
-        now: i64,
-    ) -> PortResult<BatchApplied> {
+    async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied> {
+        let ApplyBatch {
+            group,
+            partition,
+            next_offset,
+            orders,
+            payments,
+            dead,
+            now,
+        } = batch;
         let batch = orders
             .iter()
             .map(|d| NewOrder::new(&d.placed, &d.decision))
@@ -413,17 +433,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn apply_menu_diff(
-        &self,
-        store: &StoreId,
-        categories: &[Category],
-        items: &[Item],
-        removed: &[String],
-    ) -> PortResult<()> {
-        let diff = ops::MenuDiffRows::new(store, categories, items, removed)?;
-        self.write(move |c| ops::apply_menu_diff(c, &diff)).await
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| ops::expire_ready(c, ready_before, limit, now))
+            .await
     }
 
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
+        self.read(ops::order_counts).await
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
     async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64> {
         if accounts.is_empty() && cursor.is_none() {
             return Ok(0);
@@ -468,7 +492,10 @@ impl Store for SqliteStore {
         self.write(move |c| ops::set_sync_cursor(c, &kind, cursor.as_deref(), now))
             .await
     }
+}
 
+#[async_trait]
+impl OpsStore for SqliteStore {
     async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()> {
         let run = run.clone();
         self.write(move |c| ops::record_sync_run(c, &run)).await
@@ -487,18 +514,6 @@ impl Store for SqliteStore {
 
     async fn snapshots(&self, limit: u32) -> PortResult<Vec<PerfSnapshot>> {
         self.read(move |c| ops::snapshots(c, limit)).await
-    }
-
-    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        self.write(move |c| ops::expire_ready(c, ready_before, limit, now))
-            .await
-    }
-
-    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
-        self.read(ops::order_counts).await
     }
 
     /// Orders go in chunks of `PRUNE_CHUNK`, each its own write: the writer
@@ -528,7 +543,10 @@ impl Store for SqliteStore {
     async fn maintain(&self) -> PortResult<String> {
         self.write(|c| ops::maintain(c)).await
     }
+}
 
+#[async_trait]
+impl StoreBackend for SqliteStore {
     async fn health(&self) -> PortResult<()> {
         if !self.writer.is_running() {
             return Err(PortError::Unavailable("the store writer has stopped".into()));

@@ -343,7 +343,12 @@ impl PartitionWorker {
         let out = self
             .app
             .store
-            .apply_batch(&self.config.group, self.partition, end, &decided, &payments, &dead, now)
+            .apply_batch(domain::ports::ApplyBatch {
+                orders: &decided,
+                payments: &payments,
+                dead: &dead,
+                ..domain::ports::ApplyBatch::new(&self.config.group, self.partition, end, now)
+            })
             .await?;
         let confirmed = decided
             .iter()
@@ -393,15 +398,10 @@ impl PartitionWorker {
                 tracing::error!(partition = self.partition, offset = rec.offset, error = %e, "record dead-lettered");
                 self.app
                     .store
-                    .apply_batch(
-                        &self.config.group,
-                        self.partition,
-                        rec.offset + 1,
-                        &[],
-                        &[],
-                        std::slice::from_ref(&dl),
-                        now,
-                    )
+                    .apply_batch(domain::ports::ApplyBatch {
+                        dead: std::slice::from_ref(&dl),
+                        ..domain::ports::ApplyBatch::new(&self.config.group, self.partition, rec.offset + 1, now)
+                    })
                     .await?;
                 metrics::counter!(names::DEAD_LETTERS).increment(1);
                 self.mirror_dead_letters(std::slice::from_ref(&dl)).await;

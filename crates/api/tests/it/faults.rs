@@ -8,12 +8,12 @@
 //! commit, single-flight cache), and only the failure itself is simulated.
 
 use async_trait::async_trait;
-use domain::events::PaymentV1;
 use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::ports::{
-    AppendOutcome, AppendRequest, BatchApplied, DeadLetter, Decided, EventLog, EventScope, IdempotencyRecord,
-    LogRecord, Membership, MenuCache, MenuLoad, OrderFilter, OrderSummary, PortResult, Store,
+    AccountStore, AppendOutcome, AppendRequest, ApplyBatch, BatchApplied, DeadLetter, EventLog, EventScope,
+    IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore, OpsStore, OrderFilter, OrderStore,
+    OrderSummary, PortResult, StoreBackend,
 };
 use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, OrderStatus, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};
@@ -142,7 +142,7 @@ impl<T: EventLog> EventLog for Faulty<T> {
 }
 
 #[async_trait]
-impl<T: Store> Store for Faulty<T> {
+impl<T: MenuStore> MenuStore for Faulty<T> {
     async fn list_stores(&self) -> PortResult<Vec<StoreInfo>> {
         self.fault.check().await?;
         self.inner.list_stores().await
@@ -163,25 +163,28 @@ impl<T: Store> Store for Faulty<T> {
         self.inner.set_availability(store, sku, available).await
     }
 
+    async fn apply_menu_diff(
+        &self,
+        store: &StoreId,
+        categories: &[Category],
+        items: &[Item],
+        removed: &[String],
+    ) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.apply_menu_diff(store, categories, items, removed).await
+    }
+}
+
+#[async_trait]
+impl<T: OrderStore> OrderStore for Faulty<T> {
     async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64> {
         self.fault.check().await?;
         self.inner.consumer_position(group, partition).await
     }
 
-    async fn apply_batch(
-        &self,
-        group: &str,
-        partition: u32,
-        next_offset: u64,
-        orders: &[Decided],
-        payments: &[PaymentV1],
-        dead: &[DeadLetter],
-        now: i64,
-    ) -> PortResult<BatchApplied> {
+    async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied> {
         self.fault.check().await?;
-        self.inner
-            .apply_batch(group, partition, next_offset, orders, payments, dead, now)
-            .await
+        self.inner.apply_batch(batch).await
     }
 
     async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>> {
@@ -219,17 +222,19 @@ impl<T: Store> Store for Faulty<T> {
         self.inner.remove_dead_letter(group, partition, offset).await
     }
 
-    async fn apply_menu_diff(
-        &self,
-        store: &StoreId,
-        categories: &[Category],
-        items: &[Item],
-        removed: &[String],
-    ) -> PortResult<()> {
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
         self.fault.check().await?;
-        self.inner.apply_menu_diff(store, categories, items, removed).await
+        self.inner.expire_ready(ready_before, limit, now).await
     }
 
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
+        self.fault.check().await?;
+        self.inner.order_counts().await
+    }
+}
+
+#[async_trait]
+impl<T: AccountStore> AccountStore for Faulty<T> {
     async fn upsert_accounts(&self, accounts: &[LoyaltyAccount], cursor: Option<&str>) -> PortResult<u64> {
         self.fault.check().await?;
         self.inner.upsert_accounts(accounts, cursor).await
@@ -254,7 +259,10 @@ impl<T: Store> Store for Faulty<T> {
         self.fault.check().await?;
         self.inner.set_sync_cursor(kind, cursor).await
     }
+}
 
+#[async_trait]
+impl<T: OpsStore> OpsStore for Faulty<T> {
     async fn record_sync_run(&self, run: &SyncRun) -> PortResult<()> {
         self.fault.check().await?;
         self.inner.record_sync_run(run).await
@@ -275,16 +283,6 @@ impl<T: Store> Store for Faulty<T> {
         self.inner.snapshots(limit).await
     }
 
-    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>> {
-        self.fault.check().await?;
-        self.inner.expire_ready(ready_before, limit, now).await
-    }
-
-    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>> {
-        self.fault.check().await?;
-        self.inner.order_counts().await
-    }
-
     async fn prune(&self, retention: &Retention) -> PortResult<PruneStats> {
         self.fault.check().await?;
         self.inner.prune(retention).await
@@ -294,7 +292,10 @@ impl<T: Store> Store for Faulty<T> {
         self.fault.check().await?;
         self.inner.maintain().await
     }
+}
 
+#[async_trait]
+impl<T: StoreBackend> StoreBackend for Faulty<T> {
     async fn health(&self) -> PortResult<()> {
         self.fault.check().await?;
         self.inner.health().await

@@ -63,7 +63,7 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         .expect("open the store");
     let (log_fault, store_fault, cache_fault) = (Switch::default(), Switch::default(), Switch::default());
     let store = Faulty::new(store, store_fault.clone());
-    domain::ports::Store::upsert_menu(&store, &domain::menu::demo_menu())
+    domain::ports::MenuStore::upsert_menu(&store, &domain::menu::demo_menu())
         .await
         .expect("seed the demo menu");
     let app = Arc::new(Rushhour {

@@ -4,7 +4,7 @@
 //! process is killed mid-run (it runs again once its lease expires).
 
 use crate::support::{STAFF_KEY, STORE, spawn_app_with};
-use domain::Store;
+use domain::OpsStore;
 use domain::jobs::{JobFilter, JobQueue, JobState};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

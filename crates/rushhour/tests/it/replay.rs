@@ -26,7 +26,10 @@ async fn a_re_driven_dead_letter_is_applied_and_forgotten() {
     // Set aside as a processor would (position 0 stays where it is).
     let at = store.consumer_position("order-processors", 0).await.unwrap();
     store
-        .apply_batch("order-processors", 0, at, &[], &[], std::slice::from_ref(&letter), 1)
+        .apply_batch(domain::ports::ApplyBatch {
+            dead: std::slice::from_ref(&letter),
+            ..domain::ports::ApplyBatch::new("order-processors", 0, at, 1)
+        })
         .await
         .unwrap();
     assert_eq!(app.get(&format!("/v1/orders/{id}")).await.status(), 404);

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use domain::ports::{PortError, Store};
+use domain::ports::{AccountStore, ApplyBatch, OrderStore, PortError, Store, StoreBackend};
 use store::{SqliteStore, SqliteStoreOptions, Synchronous, baseline};
 use tempfile::TempDir;
 use testkit::fixtures::placed_order;
@@ -23,21 +23,25 @@ fn fresh() -> (TempDir, Arc<dyn Store>) {
     (dir, Arc::new(store))
 }
 
-macro_rules! sqlite_contract {
-    ($($case:ident),* $(,)?) => {
-        mod contract {
-            $(
-                // Multi-threaded so the concurrency cases race for real.
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (_dir, store) = super::fresh();
-                    testkit::store::$case(store).await;
-                }
-            )*
-        }
-    };
+/// Every store port's contract cases, one test each, named
+/// `contract::<port>::<case>`.
+mod contract {
+    macro_rules! sqlite_contract {
+        ($port:ident: $($case:ident),* $(,)?) => {
+            mod $port {
+                $(
+                    // Multi-threaded so the concurrency cases race for real.
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let (_dir, store) = crate::fresh();
+                        testkit::store::$port::$case(store).await;
+                    }
+                )*
+            }
+        };
+    }
+    testkit::store_contract_cases!(sqlite_contract);
 }
-testkit::store_contract_cases!(sqlite_contract);
 
 #[tokio::test]
 async fn run_all_runs_every_case_on_a_fresh_store() {
@@ -52,7 +56,7 @@ async fn run_all_runs_every_case_on_a_fresh_store() {
         }
     })
     .await;
-    assert_eq!(made.load(Ordering::SeqCst), testkit::store::CASES.len());
+    assert_eq!(made.load(Ordering::SeqCst), testkit::store::cases().len());
 }
 
 fn raw(path: &Path) -> rusqlite::Connection {
@@ -76,7 +80,13 @@ async fn open_creates_folders_uses_wal_and_keeps_data_across_reopen() {
             placed: order.clone(),
             decision: domain::ports::Decision::Confirm,
         };
-        store.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
+        store
+            .apply_batch(ApplyBatch {
+                orders: &[decided],
+                ..ApplyBatch::new("g", 0, 1, 2_000)
+            })
+            .await
+            .unwrap();
     }
     let conn = raw(&path);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
@@ -139,7 +149,13 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
         placed: order.clone(),
         decision: domain::ports::Decision::Confirm,
     };
-    store.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
+    store
+        .apply_batch(ApplyBatch {
+            orders: &[decided],
+            ..ApplyBatch::new("g", 0, 1, 2_000)
+        })
+        .await
+        .unwrap();
     let id = order.order_id.to_string();
     let conn = raw(&path);
     conn.execute("UPDATE orders SET status = 'teleported' WHERE id = ?1", [&id])
@@ -280,7 +296,13 @@ async fn a_version_1_database_is_upgraded_in_place() {
     assert_eq!(got.payment_status, "unpaid");
 
     let paid = testkit::fixtures::payment(&order, "evt-1", domain::events::PaymentStatus::Paid, 3_000);
-    let out = store.apply_batch("g", 0, 1, &[], &[paid], &[], 3_100).await.unwrap();
+    let out = store
+        .apply_batch(ApplyBatch {
+            payments: &[paid],
+            ..ApplyBatch::new("g", 0, 1, 3_100)
+        })
+        .await
+        .unwrap();
     assert_eq!(out.payments.applied, 1);
     assert_eq!(
         store.get_order(order.order_id).await.unwrap().unwrap().payment_status,

@@ -7,7 +7,7 @@
 //! (`rh_test_<uuid>`), dropped when the test finishes without panicking; a
 //! failed test leaves its schema behind to be looked at.
 
-use domain::ports::{Decided, Decision, OrderFilter, PortError, Store};
+use domain::ports::{AccountStore, ApplyBatch, Decided, Decision, OrderFilter, OrderStore, PortError, StoreBackend};
 use sqlx::Connection;
 use store::{PgStore, PgStoreOptions};
 use testkit::fixtures::placed_order;
@@ -50,25 +50,30 @@ impl Schema {
     }
 }
 
-macro_rules! pg_contract {
-    ($($case:ident),* $(,)?) => {
-        mod contract {
-            $(
-                // Multi-threaded so the concurrency cases race for real.
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(schema) = super::Schema::new(concat!("postgres::", stringify!($case))) else {
-                        return;
-                    };
-                    let store: std::sync::Arc<dyn domain::ports::Store> = std::sync::Arc::new(schema.store().await);
-                    testkit::store::$case(store).await;
-                    schema.drop().await;
-                }
-            )*
-        }
-    };
+/// Every store port's contract cases, one test each, named
+/// `postgres::contract::<port>::<case>`.
+mod contract {
+    macro_rules! pg_contract {
+        ($port:ident: $($case:ident),* $(,)?) => {
+            mod $port {
+                $(
+                    // Multi-threaded so the concurrency cases race for real.
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let test = concat!("postgres::", stringify!($port), "::", stringify!($case));
+                        let Some(schema) = crate::postgres::Schema::new(test) else {
+                            return;
+                        };
+                        let store: std::sync::Arc<dyn domain::ports::Store> = std::sync::Arc::new(schema.store().await);
+                        testkit::store::$port::$case(store).await;
+                        schema.drop().await;
+                    }
+                )*
+            }
+        };
+    }
+    testkit::store_contract_cases!(pg_contract);
 }
-testkit::store_contract_cases!(pg_contract);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrations_both_succeed() {
@@ -89,7 +94,7 @@ async fn concurrent_migrations_both_succeed() {
         .unwrap();
     assert_eq!(versions, vec![1, 2], "each migration recorded once");
     a.health().await.unwrap();
-    b.apply_batch("g", 0, 1, &[], &[], &[], 1).await.unwrap();
+    b.apply_batch(ApplyBatch::new("g", 0, 1, 1)).await.unwrap();
     assert_eq!(a.consumer_position("g", 0).await.unwrap(), 1);
     drop(raw);
     schema.drop().await;
@@ -142,7 +147,13 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
         placed: order.clone(),
         decision: Decision::Confirm,
     };
-    store.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
+    store
+        .apply_batch(ApplyBatch {
+            orders: &[decided],
+            ..ApplyBatch::new("g", 0, 1, 2_000)
+        })
+        .await
+        .unwrap();
     let mut raw = schema.raw().await;
     sqlx::query("UPDATE orders SET status = 'teleported' WHERE id = $1")
         .bind(order.order_id.0)
@@ -210,7 +221,13 @@ async fn a_statement_past_its_timeout_is_unavailable() {
         placed: order.clone(),
         decision: Decision::Confirm,
     };
-    setup.apply_batch("g", 0, 1, &[decided], &[], &[], 2_000).await.unwrap();
+    setup
+        .apply_batch(ApplyBatch {
+            orders: &[decided],
+            ..ApplyBatch::new("g", 0, 1, 2_000)
+        })
+        .await
+        .unwrap();
     let mut raw = schema.raw().await;
     let mut tx = raw.begin().await.unwrap();
     sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
@@ -282,7 +299,13 @@ async fn a_version_1_schema_is_upgraded_in_place() {
         .expect("the old order survives");
     assert_eq!(got.payment_status, "unpaid");
     let paid = testkit::fixtures::payment(&order, "evt-1", domain::events::PaymentStatus::Paid, 3_000);
-    let out = store.apply_batch("g", 0, 1, &[], &[paid], &[], 3_100).await.unwrap();
+    let out = store
+        .apply_batch(ApplyBatch {
+            payments: &[paid],
+            ..ApplyBatch::new("g", 0, 1, 3_100)
+        })
+        .await
+        .unwrap();
     assert_eq!(out.payments.applied, 1);
     assert_eq!(
         store.get_order(order.order_id).await.unwrap().unwrap().payment_status,

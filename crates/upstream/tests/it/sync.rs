@@ -9,7 +9,7 @@
 use cache::MemoryMenuCache;
 use domain::ids::StoreId;
 use domain::menu::{Menu, MenuSnapshot, StoreInfo, demo_menu};
-use domain::ports::{MenuCache, Store};
+use domain::ports::{AccountStore, MenuCache, MenuStore, OpsStore, Store};
 use domain::sync::{self, NoProgress, naive_queries};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! per event id after their order.
 
 use domain::events::{LogEvent, PaymentStatus, PaymentV1};
-use domain::ports::{AppendOutcome, AppendRequest, EventLog, Position, Store};
+use domain::ports::{AppendOutcome, AppendRequest, EventLog, MenuStore, Position};
 use domain::{OrderStatus, Rushhour, RushhourConfig};
 use std::sync::Arc;
 use std::time::Duration;

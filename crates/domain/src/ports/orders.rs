@@ -1,0 +1,168 @@
+//! `OrderStore`: orders and their lifecycle, the live events they emit,
+//! the processors' consumer positions and the dead letters set aside with
+//! their batches — everything the hot path (`apply_batch`) writes in one
+//! transaction, and what the API reads back.
+
+use async_trait::async_trait;
+
+use super::{PortResult, StoreBackend};
+use crate::events::{LiveEvent, OrderPlacedV1, PaymentV1};
+use crate::ids::{OrderId, StoreId};
+use crate::order::{Action, Order, OrderStatus, TransitionError};
+
+/// What a processor decided about a placed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Confirm,
+    Reject(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub placed: OrderPlacedV1,
+    pub decision: Decision,
+}
+
+/// A record that could not be applied and was set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub group: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub attempts: u32,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub store: Option<StoreId>,
+    pub status: Option<OrderStatus>,
+    /// Keyset cursor: only orders with a smaller id (older) than this.
+    pub before: Option<OrderId>,
+    pub limit: u32,
+}
+
+/// An order without its lines, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub id: OrderId,
+    pub store: StoreId,
+    pub status: OrderStatus,
+    pub customer: Option<String>,
+    pub currency: String,
+    pub total: i64,
+    pub placed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventScope {
+    Order(OrderId),
+    Store(StoreId),
+}
+
+/// Everything written to a batch by `OrderStore::apply_batch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchApplied {
+    /// Orders that were new (replays of already-applied records are skipped).
+    pub inserted: usize,
+    pub events: Vec<LiveEvent>,
+    pub payments: PaymentsApplied,
+}
+
+/// What became of a batch's payments. Every payment lands in exactly one
+/// count; all but `duplicates` are recorded under their `event_id`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaymentsApplied {
+    /// New events that set their order's payment status.
+    pub applied: usize,
+    /// Events already recorded (earlier, or earlier in the same batch):
+    /// nothing changed.
+    pub duplicates: usize,
+    /// New events for an order the store does not have; recorded, so a
+    /// redelivery is still a duplicate, but nothing changed.
+    pub unknown_order: usize,
+    /// New `paid` events whose amount or currency differ from the order's
+    /// total; recorded, order left as it was.
+    pub mismatched: usize,
+}
+
+/// One processor batch for `OrderStore::apply_batch`: what to write, and
+/// where `group`'s position on `partition` moves to. A struct rather than
+/// seven arguments, so every backend and decorator passes it on whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyBatch<'a> {
+    pub group: &'a str,
+    pub partition: u32,
+    /// The consumer position after this batch.
+    pub next_offset: u64,
+    pub orders: &'a [Decided],
+    pub payments: &'a [PaymentV1],
+    pub dead: &'a [DeadLetter],
+    /// When the batch is applied (epoch ms).
+    pub now: i64,
+}
+
+impl<'a> ApplyBatch<'a> {
+    /// A batch that only moves the position; fill in `orders`, `payments`
+    /// or `dead` with struct update syntax.
+    pub fn new(group: &'a str, partition: u32, next_offset: u64, now: i64) -> Self {
+        Self {
+            group,
+            partition,
+            next_offset,
+            orders: &[],
+            payments: &[],
+            dead: &[],
+            now,
+        }
+    }
+}
+
+/// Orders, their live events, consumer positions and dead letters.
+#[async_trait]
+pub trait OrderStore: StoreBackend {
+    /// Where `group` should resume reading `partition` (0 if never read).
+    async fn consumer_position(&self, group: &str, partition: u32) -> PortResult<u64>;
+
+    /// In one transaction: insert the decided orders with their lines and
+    /// tickets (an order already present is skipped, so a replayed batch
+    /// changes nothing), apply the payments after them (each `event_id` at
+    /// most once; see `PaymentV1`), store the dead letters, and move
+    /// `group`'s position on `partition` to `next_offset`.
+    async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied>;
+
+    async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>>;
+
+    /// Newest first, keyset-paginated.
+    async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>>;
+
+    /// Apply a guarded lifecycle action in one transaction (rules from
+    /// `order::plan`); returns the new order and the events it produced.
+    async fn transition(
+        &self,
+        id: OrderId,
+        action: Action,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
+
+    /// Events in `scope` with an id greater than `after`, oldest first.
+    async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;
+
+    /// Newest first.
+    async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>>;
+
+    /// Forget the dead letter `group` set aside at `partition`/`offset`
+    /// (it was re-driven into the log). `false` if there was none.
+    async fn remove_dead_letter(&self, group: &str, partition: u32, offset: u64) -> PortResult<bool>;
+
+    /// Expire up to `limit` orders that became ready before `ready_before`
+    /// and were not picked up (`ready` → `expired`, at `now`), in one
+    /// transaction; returns their live events.
+    async fn expire_ready(&self, ready_before: i64, limit: u32, now: i64) -> PortResult<Vec<LiveEvent>>;
+
+    /// Orders per status (for snapshots and `monitor`).
+    async fn order_counts(&self) -> PortResult<Vec<(OrderStatus, u64)>>;
+}

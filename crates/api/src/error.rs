@@ -28,9 +28,14 @@ macro_rules! error_codes {
         /// Every public error code: the `code` of a problem document. Adding
         /// one is an API change; renaming or removing one breaks clients
         /// (the `every_error_code_is_pinned` test says so).
+        ///
+        /// The wire form is the variant's name in snake_case (serde and
+        /// utoipa agree on `rename_all`; utoipa ignores per-variant
+        /// renames), and the tests check it equals [`ErrorCode::as_str`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
-            $($(#[doc = $doc])* #[serde(rename = $code)] $variant,)*
+            $($(#[doc = $doc])* $variant,)*
         }
 
         impl ErrorCode {

@@ -156,7 +156,13 @@ pub fn spawn_processors(
                         if running.contains_key(&p) {
                             continue;
                         }
-                        status.state().assigned.insert(p);
+                        {
+                            // Running from the start: no window in which a
+                            // fresh assignment reads as stalled.
+                            let mut s = status.state();
+                            s.assigned.insert(p);
+                            s.running.insert(p);
+                        }
                         let stop = shutdown.child_token();
                         let handle =
                             tasks.spawn(supervise(app.clone(), config.clone(), p, stop.clone(), status.clone()));

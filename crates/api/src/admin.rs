@@ -17,13 +17,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::jobs::{JobFilter, JobId, JobInfo, JobQueue, JobState, QueueCounts};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Staff;
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem, Resource, problem_type};
 use crate::extract::{Path, Query};
 use crate::orders::rfc3339;
 
@@ -235,28 +234,28 @@ impl IntoResponse for AdminError {
             AdminError::Api(e) => return e.into_response(),
             AdminError::JobsUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "jobs_unavailable",
+                ErrorCode::JobsUnavailable,
                 "Jobs unavailable",
                 "this process has no job queue configured".to_owned(),
             ),
             AdminError::JobNotDead(id) => (
                 StatusCode::CONFLICT,
-                "job_not_dead",
+                ErrorCode::JobNotDead,
                 "Job not dead",
                 format!("job {id} is not dead; only dead jobs can be retried"),
             ),
             AdminError::JobRunning(id) => (
                 StatusCode::CONFLICT,
-                "job_running",
+                ErrorCode::JobRunning,
                 "Job running",
                 format!("job {id} is running; wait for it to finish or fail"),
             ),
         };
         let problem = Problem {
-            kind: format!("urn:rushhour:problem:{code}"),
+            kind: problem_type(code),
             title,
             status: status.as_u16(),
-            code: Cow::Borrowed(code),
+            code,
             detail,
             errors: None,
         };
@@ -317,7 +316,7 @@ pub async fn sync(
         "menu" => &[SYNC_MENU],
         "accounts" => &[SYNC_ACCOUNTS],
         "all" => &[SYNC_MENU, SYNC_ACCOUNTS],
-        _ => return Err(ApiError::NotFound("sync").into()),
+        _ => return Err(ApiError::NotFound(Resource::Sync).into()),
     };
     let now = state.app.clock.now_ms();
     let jobs: Vec<_> = kinds.iter().map(|k| sync_job(k, now)).collect();
@@ -422,7 +421,7 @@ pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<JobId>,
 ) -> Result<axum::Json<JobView>, AdminError> {
-    let job = queue(&state)?.get(id).await?.ok_or(ApiError::NotFound("job"))?;
+    let job = queue(&state)?.get(id).await?.ok_or(ApiError::NotFound(Resource::Job))?;
     Ok(axum::Json(job.into()))
 }
 
@@ -451,12 +450,12 @@ pub async fn retry_job(
     if !queue.retry(id, state.app.clock.now_ms()).await? {
         // Not retried: tell "no such job" from "not dead".
         return Err(match queue.get(id).await? {
-            None => ApiError::NotFound("job").into(),
+            None => ApiError::NotFound(Resource::Job).into(),
             Some(_) => AdminError::JobNotDead(id),
         });
     }
     // A worker may claim it at once; whatever it is now is the answer.
-    let job = queue.get(id).await?.ok_or(ApiError::NotFound("job"))?;
+    let job = queue.get(id).await?.ok_or(ApiError::NotFound(Resource::Job))?;
     Ok(axum::Json(job.into()))
 }
 
@@ -494,7 +493,7 @@ pub async fn discard_job(
             "job {id} is {} and cannot be discarded",
             j.state.as_str()
         ))),
-        None => ApiError::NotFound("job").into(),
+        None => ApiError::NotFound(Resource::Job).into(),
     })
 }
 
@@ -547,6 +546,6 @@ mod tests {
             assert_eq!(v["status"], status);
             assert_eq!(v["type"], format!("urn:rushhour:problem:{code}"));
         }
-        assert_eq!(ApiError::NotFound("job").code(), "job_not_found");
+        assert_eq!(ApiError::NotFound(Resource::Job).code(), "job_not_found");
     }
 }

@@ -3,7 +3,11 @@
 //! `application/problem+json`.
 //!
 //! Clients branch on `code`, never on `title` or `detail` (those are for
-//! humans and may change). 5xx bodies say nothing about the cause; the cause
+//! humans and may change). The codes are one closed enum, [`ErrorCode`]
+//! (meilisearch's `Code` is the model): every problem document's `code`
+//! comes from it, the OpenAPI document lists it as an enum schema, and a
+//! test pins every value. Building a code from a string at run time (as
+//! `format!("{what}_not_found")` once did) would make the set unlistable. 5xx bodies say nothing about the cause; the cause
 //! goes to the log instead, so a database message or a hostname never leaks
 //! to a client.
 
@@ -12,10 +16,132 @@ use axum::response::{IntoResponse, Response};
 use domain::order::FieldError;
 use domain::{AppError, PortError, TransitionError};
 use serde::Serialize;
-use std::borrow::Cow;
+use std::fmt;
 use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Declares [`ErrorCode`] and its wire strings in one list, so a variant
+/// cannot exist without its string or be left out of [`ErrorCode::ALL`].
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal,)*) => {
+        /// Every public error code: the `code` of a problem document. Adding
+        /// one is an API change; renaming or removing one breaks clients
+        /// (the `every_error_code_is_pinned` test says so).
+        ///
+        /// The wire form is the variant's name in snake_case (serde and
+        /// utoipa agree on `rename_all`; utoipa ignores per-variant
+        /// renames), and the tests check it equals [`ErrorCode::as_str`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The snake_case string clients see.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    MalformedJson = "malformed_json",
+    InvalidBody = "invalid_body",
+    UnsupportedMediaType = "unsupported_media_type",
+    PayloadTooLarge = "payload_too_large",
+    BadRequest = "bad_request",
+    InvalidPath = "invalid_path",
+    InvalidQuery = "invalid_query",
+    InvalidIdempotencyKey = "invalid_idempotency_key",
+    InvalidLastEventId = "invalid_last_event_id",
+    Unauthorized = "unauthorized",
+    InvalidSignature = "invalid_signature",
+    StaleSignature = "stale_signature",
+    OrderNotFound = "order_not_found",
+    StoreNotFound = "store_not_found",
+    ItemNotFound = "item_not_found",
+    JobNotFound = "job_not_found",
+    /// `POST /v1/admin/sync/{what}` with an unknown `what`.
+    SyncNotFound = "sync_not_found",
+    LineNotFound = "line_not_found",
+    RouteNotFound = "route_not_found",
+    MethodNotAllowed = "method_not_allowed",
+    InvalidTransition = "invalid_transition",
+    ValidationFailed = "validation_failed",
+    IdempotencyKeyReused = "idempotency_key_reused",
+    /// The admin job routes on a process without a job queue.
+    JobsUnavailable = "jobs_unavailable",
+    JobNotDead = "job_not_dead",
+    JobRunning = "job_running",
+    Overloaded = "overloaded",
+    NotReady = "not_ready",
+    Unavailable = "unavailable",
+    Timeout = "timeout",
+    Internal = "internal",
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What a request named and the API did not find; each has its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Order,
+    Store,
+    Item,
+    Job,
+    /// A sync target (`menu`, `accounts`, `all`).
+    Sync,
+}
+
+impl Resource {
+    fn noun(self) -> &'static str {
+        match self {
+            Resource::Order => "order",
+            Resource::Store => "store",
+            Resource::Item => "item",
+            Resource::Job => "job",
+            Resource::Sync => "sync",
+        }
+    }
+
+    fn code(self) -> ErrorCode {
+        match self {
+            Resource::Order => ErrorCode::OrderNotFound,
+            Resource::Store => ErrorCode::StoreNotFound,
+            Resource::Item => ErrorCode::ItemNotFound,
+            Resource::Job => ErrorCode::JobNotFound,
+            Resource::Sync => ErrorCode::SyncNotFound,
+        }
+    }
+}
+
+impl From<domain::Resource> for Resource {
+    fn from(r: domain::Resource) -> Self {
+        match r {
+            domain::Resource::Order => Resource::Order,
+            domain::Resource::Store => Resource::Store,
+            domain::Resource::Item => Resource::Item,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -38,8 +164,8 @@ pub enum ApiError {
     /// A correctly signed webhook whose timestamp is outside the tolerance:
     /// a replay, or a sender with a badly wrong clock.
     StaleSignature,
-    /// A resource, named by kind: `order`, `store`, `item`.
-    NotFound(&'static str),
+    /// A resource, named by kind.
+    NotFound(Resource),
     LineNotFound(u32),
     RouteNotFound,
     MethodNotAllowed,
@@ -66,8 +192,7 @@ pub struct Problem {
     pub kind: String,
     pub title: &'static str,
     pub status: u16,
-    #[schema(value_type = String, example = "order_not_found")]
-    pub code: Cow<'static, str>,
+    pub code: ErrorCode,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldProblem>>,
@@ -106,34 +231,34 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> Cow<'static, str> {
+    pub fn code(&self) -> ErrorCode {
         use ApiError::*;
-        Cow::Borrowed(match self {
-            MalformedJson(_) => "malformed_json",
-            InvalidBody(_) => "invalid_body",
-            UnsupportedMediaType => "unsupported_media_type",
-            PayloadTooLarge => "payload_too_large",
-            BadRequest(_) => "bad_request",
-            InvalidPath(_) => "invalid_path",
-            InvalidQuery(_) => "invalid_query",
-            InvalidIdempotencyKey => "invalid_idempotency_key",
-            InvalidLastEventId => "invalid_last_event_id",
-            Unauthorized => "unauthorized",
-            InvalidSignature => "invalid_signature",
-            StaleSignature => "stale_signature",
-            NotFound(what) => return Cow::Owned(format!("{what}_not_found")),
-            LineNotFound(_) => "line_not_found",
-            RouteNotFound => "route_not_found",
-            MethodNotAllowed => "method_not_allowed",
-            InvalidTransition(_) => "invalid_transition",
-            Validation(_) => "validation_failed",
-            IdempotencyKeyReused => "idempotency_key_reused",
-            Overloaded => "overloaded",
-            NotReady => "not_ready",
-            Unavailable => "unavailable",
-            Timeout => "timeout",
-            Internal(_) => "internal",
-        })
+        match self {
+            MalformedJson(_) => ErrorCode::MalformedJson,
+            InvalidBody(_) => ErrorCode::InvalidBody,
+            UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            BadRequest(_) => ErrorCode::BadRequest,
+            InvalidPath(_) => ErrorCode::InvalidPath,
+            InvalidQuery(_) => ErrorCode::InvalidQuery,
+            InvalidIdempotencyKey => ErrorCode::InvalidIdempotencyKey,
+            InvalidLastEventId => ErrorCode::InvalidLastEventId,
+            Unauthorized => ErrorCode::Unauthorized,
+            InvalidSignature => ErrorCode::InvalidSignature,
+            StaleSignature => ErrorCode::StaleSignature,
+            NotFound(what) => what.code(),
+            LineNotFound(_) => ErrorCode::LineNotFound,
+            RouteNotFound => ErrorCode::RouteNotFound,
+            MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            InvalidTransition(_) => ErrorCode::InvalidTransition,
+            Validation(_) => ErrorCode::ValidationFailed,
+            IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            Overloaded => ErrorCode::Overloaded,
+            NotReady => ErrorCode::NotReady,
+            Unavailable => ErrorCode::Unavailable,
+            Timeout => ErrorCode::Timeout,
+            Internal(_) => ErrorCode::Internal,
+        }
     }
 
     fn title(&self) -> &'static str {
@@ -180,7 +305,7 @@ impl ApiError {
                     .into()
             }
             StaleSignature => "the signature's timestamp is outside the accepted tolerance".into(),
-            NotFound(what) => format!("no such {what}"),
+            NotFound(what) => format!("no such {}", what.noun()),
             LineNotFound(n) => format!("the order has no line {n}"),
             RouteNotFound => "no route matches this path".into(),
             MethodNotAllowed => "this route does not accept this method; see the Allow header".into(),
@@ -199,7 +324,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let code = self.code();
         Problem {
-            kind: format!("urn:rushhour:problem:{code}"),
+            kind: problem_type(code),
             title: self.title(),
             status: self.status().as_u16(),
             code,
@@ -218,6 +343,11 @@ impl ApiError {
             },
         }
     }
+}
+
+/// The problem `type` URN of `code`.
+pub fn problem_type(code: ErrorCode) -> String {
+    format!("urn:rushhour:problem:{code}")
 }
 
 impl IntoResponse for ApiError {
@@ -264,7 +394,7 @@ impl From<PortError> for ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::NotFound(what) => ApiError::NotFound(what),
+            AppError::NotFound(what) => ApiError::NotFound(what.into()),
             AppError::Validation(errors) => ApiError::Validation(errors),
             AppError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             AppError::Transition(t) => t.into(),
@@ -277,7 +407,7 @@ impl From<AppError> for ApiError {
 impl From<TransitionError> for ApiError {
     fn from(e: TransitionError) -> Self {
         match e {
-            TransitionError::OrderNotFound(_) => ApiError::NotFound("order"),
+            TransitionError::OrderNotFound(_) => ApiError::NotFound(Resource::Order),
             TransitionError::LineNotFound(n) => ApiError::LineNotFound(n),
             t @ TransitionError::InvalidTransition { .. } => ApiError::InvalidTransition(t.to_string()),
             TransitionError::Backend(p) => p.into(),
@@ -296,15 +426,15 @@ mod tests {
 
     fn mapped(e: AppError) -> (u16, String) {
         let api = ApiError::from(e);
-        (api.status().as_u16(), api.code().into_owned())
+        (api.status().as_u16(), api.code().as_str().to_owned())
     }
 
     #[test]
     fn app_errors_map_to_stable_codes() {
         let cases = [
-            (AppError::NotFound("order"), 404, "order_not_found"),
-            (AppError::NotFound("store"), 404, "store_not_found"),
-            (AppError::NotFound("item"), 404, "item_not_found"),
+            (AppError::NotFound(domain::Resource::Order), 404, "order_not_found"),
+            (AppError::NotFound(domain::Resource::Store), 404, "store_not_found"),
+            (AppError::NotFound(domain::Resource::Item), 404, "item_not_found"),
             (AppError::Validation(vec![]), 422, "validation_failed"),
             (AppError::IdempotencyKeyReused, 422, "idempotency_key_reused"),
             (
@@ -381,13 +511,13 @@ mod tests {
             (ApiError::InvalidSignature, "invalid_signature"),
             (ApiError::StaleSignature, "stale_signature"),
         ] {
-            assert_eq!((e.status().as_u16(), e.code().into_owned()), (401, code.to_owned()));
+            assert_eq!((e.status().as_u16(), e.code().as_str()), (401, code));
             let resp = e.into_response();
             assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Rushhour-Signature");
             assert!(resp.headers().get(header::RETRY_AFTER).is_none());
         }
         assert!(
-            ApiError::NotFound("order")
+            ApiError::NotFound(Resource::Order)
                 .into_response()
                 .headers()
                 .get(header::RETRY_AFTER)
@@ -398,6 +528,82 @@ mod tests {
                 .await
                 .get("errors")
                 .is_none()
+        );
+    }
+
+    /// The public codes, pinned: renaming, removing or adding a code is an
+    /// API change, and this list is where it shows.
+    #[test]
+    fn every_error_code_is_pinned() {
+        let pinned = [
+            "malformed_json",
+            "invalid_body",
+            "unsupported_media_type",
+            "payload_too_large",
+            "bad_request",
+            "invalid_path",
+            "invalid_query",
+            "invalid_idempotency_key",
+            "invalid_last_event_id",
+            "unauthorized",
+            "invalid_signature",
+            "stale_signature",
+            "order_not_found",
+            "store_not_found",
+            "item_not_found",
+            "job_not_found",
+            "sync_not_found",
+            "line_not_found",
+            "route_not_found",
+            "method_not_allowed",
+            "invalid_transition",
+            "validation_failed",
+            "idempotency_key_reused",
+            "jobs_unavailable",
+            "job_not_dead",
+            "job_running",
+            "overloaded",
+            "not_ready",
+            "unavailable",
+            "timeout",
+            "internal",
+        ];
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, pinned);
+        for c in ErrorCode::ALL {
+            // The wire form is the pinned string, and every code is snake_case.
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(c.as_str()));
+            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+        }
+        // Every resource has its own not-found code.
+        for (r, code) in [
+            (Resource::Order, "order_not_found"),
+            (Resource::Store, "store_not_found"),
+            (Resource::Item, "item_not_found"),
+            (Resource::Job, "job_not_found"),
+            (Resource::Sync, "sync_not_found"),
+        ] {
+            assert_eq!(ApiError::NotFound(r).code(), code);
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_code() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let listed: Vec<&str> = schemas["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is an enum schema")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, all);
+        assert_eq!(
+            schemas["Problem"]["properties"]["code"]["$ref"], "#/components/schemas/ErrorCode",
+            "{}",
+            schemas["Problem"]
         );
     }
 }

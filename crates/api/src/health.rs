@@ -2,9 +2,13 @@
 //!
 //! `live` says only that the process answers HTTP; it touches nothing, so it
 //! doubles as the ceiling the menu route is benchmarked against. `ready`
-//! checks every backend concurrently, each under its own short deadline, so
-//! one hung backend makes the instance unready in about a second instead of
-//! hanging the probe.
+//! checks every backend the process uses concurrently (the log — with the
+//! Kafka log's claims database —, the store, the cache, and the job queue
+//! when there is one), each under its own short deadline, so one hung
+//! backend makes the instance unready in about a second instead of hanging
+//! the probe. A process that runs order processors also reports them: it is
+//! not ready while a partition assigned to it has no running processor
+//! (one died and waits for its restart).
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use domain::PortError;
 use serde::Serialize;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -35,12 +40,37 @@ pub struct Ready {
 
 /// Each check is `ok`, `timeout`, `unavailable` or `error`. The backend's
 /// own message goes to the log, not here: it may name hosts or users.
+/// `jobs` and `processors` are present only in a process that has them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Checks {
     pub log: &'static str,
     pub store: &'static str,
     pub cache: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processors: Option<&'static str>,
 }
+
+/// Readiness of something in this process beside the ports: the order
+/// processors' supervision (`worker::ProcessorStatus`), which the binary
+/// hands over as a closure so this crate stays ignorant of `worker`.
+pub trait Probe: Send + Sync {
+    /// `Err` while it cannot do its job.
+    fn check(&self) -> Result<(), PortError>;
+}
+
+impl<F> Probe for F
+where
+    F: Fn() -> Result<(), PortError> + Send + Sync,
+{
+    fn check(&self) -> Result<(), PortError> {
+        self()
+    }
+}
+
+/// A probe shared with the router.
+pub type SharedProbe = Arc<dyn Probe>;
 
 /// The process is up.
 #[utoipa::path(
@@ -70,15 +100,32 @@ pub async fn live() -> Response {
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let app = &state.app;
-    let (log, store, cache) = tokio::join!(
+    let jobs = async {
+        match &state.jobs {
+            Some(queue) => Some(check("jobs", queue.health()).await),
+            None => None,
+        }
+    };
+    let (log, store, cache, jobs) = tokio::join!(
         check("log", app.log.health()),
         check("store", app.store.health()),
         check("cache", app.menus.health()),
+        jobs,
     );
-    let ok = [log, store, cache].iter().all(|c| *c == "ok");
+    let processors = state.processors.as_ref().map(|p| outcome("processors", p.check()));
+    let ok = [Some(log), Some(store), Some(cache), jobs, processors]
+        .iter()
+        .flatten()
+        .all(|c| *c == "ok");
     let body = Ready {
         status: if ok { "ok" } else { "unavailable" },
-        checks: Checks { log, store, cache },
+        checks: Checks {
+            log,
+            store,
+            cache,
+            jobs,
+            processors,
+        },
     };
     let status = if ok {
         StatusCode::OK
@@ -90,14 +137,20 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 async fn check(name: &'static str, health: impl Future<Output = Result<(), PortError>>) -> &'static str {
     match tokio::time::timeout(CHECK_TIMEOUT, health).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(e)) => {
-            tracing::warn!(check = name, error = %e, "readiness check failed");
-            if e.is_retryable() { "unavailable" } else { "error" }
-        }
+        Ok(result) => outcome(name, result),
         Err(_) => {
             tracing::warn!(check = name, "readiness check timed out");
             "timeout"
+        }
+    }
+}
+
+fn outcome(name: &'static str, result: Result<(), PortError>) -> &'static str {
+    match result {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(check = name, error = %e, "readiness check failed");
+            if e.is_retryable() { "unavailable" } else { "error" }
         }
     }
 }

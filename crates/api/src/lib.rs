@@ -38,6 +38,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use error::{ApiError, ErrorCode};
+pub use health::{Probe, SharedProbe};
 pub use openapi::ApiDoc;
 pub use webhooks::webhook_signature;
 
@@ -69,8 +71,13 @@ pub struct ApiConfig {
     /// cannot crowd out orders.
     pub max_inflight_webhooks: usize,
     /// The job queue the `/v1/admin/...` routes inspect and act on; with
-    /// `None` they answer 503 `jobs_unavailable`.
+    /// `None` they answer 503 `jobs_unavailable`. `/health/ready` checks it
+    /// too.
     pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
+    /// The order processors of this process, if it runs them:
+    /// `/health/ready` fails while one of its partitions has no running
+    /// processor.
+    pub processors: Option<health::SharedProbe>,
 }
 
 // By hand: the queue is a trait object without `Debug`, and the secrets
@@ -83,6 +90,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("request_timeout", &self.request_timeout)
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("jobs", &self.jobs.is_some())
+            .field("processors", &self.processors.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +110,7 @@ pub(crate) struct Shared {
     pub webhook_secret: String,
     pub webhook_tolerance: Duration,
     pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
+    pub processors: Option<health::SharedProbe>,
 }
 
 impl std::ops::Deref for AppState {
@@ -123,6 +132,7 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         webhook_secret: config.webhook_secret.clone(),
         webhook_tolerance: config.webhook_tolerance,
         jobs: config.jobs.clone(),
+        processors: config.processors.clone(),
     }))
 }
 

@@ -47,7 +47,7 @@ use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
         openapi_json,
         docs,
     ),
-    components(schemas(error::Problem, error::FieldProblem)),
+    components(schemas(error::Problem, error::ErrorCode, error::FieldProblem)),
     modifiers(&StaffKey),
     tags(
         (name = "orders", description = "Placing and following orders"),

@@ -188,7 +188,7 @@ pub async fn receive_payment(State(state): State<AppState>, headers: HeaderMap, 
             resp
         }
         Err(e) => {
-            metrics::counter!(names::WEBHOOKS_RECEIVED, "outcome" => e.code().into_owned()).increment(1);
+            metrics::counter!(names::WEBHOOKS_RECEIVED, "outcome" => e.code().as_str()).increment(1);
             e.into_response()
         }
     }
@@ -402,7 +402,7 @@ mod tests {
     }
 
     fn code(r: Result<(), ApiError>) -> String {
-        r.map_or_else(|e| e.code().into_owned(), |()| "ok".into())
+        r.map_or_else(|e| e.code().as_str().to_owned(), |()| "ok".into())
     }
 
     #[test]

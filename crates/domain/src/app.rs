@@ -34,10 +34,36 @@ impl Default for RushhourConfig {
     }
 }
 
+/// What a use-case looked for and did not find. A closed set, so the HTTP
+/// edge can map each to its own stable error code (a `&str` here would let
+/// the set of public codes grow at run time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Order,
+    Store,
+    Item,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Order => "order",
+            Resource::Store => "store",
+            Resource::Item => "item",
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(Resource),
     #[error("the request is invalid")]
     Validation(Vec<FieldError>),
     #[error("this Idempotency-Key was already used with a different request")]
@@ -54,7 +80,7 @@ pub enum AppError {
 impl From<TransitionError> for AppError {
     fn from(e: TransitionError) -> Self {
         match e {
-            TransitionError::OrderNotFound(_) => AppError::NotFound("order"),
+            TransitionError::OrderNotFound(_) => AppError::NotFound(Resource::Order),
             TransitionError::Backend(p) => AppError::Backend(p),
             other => AppError::Transition(other),
         }
@@ -112,7 +138,7 @@ impl Rushhour {
         });
         match self.menus.get_or_load(store, load).await {
             Ok(m) => Ok(m),
-            Err(PortError::NotFound) => Err(AppError::NotFound("store")),
+            Err(PortError::NotFound) => Err(AppError::NotFound(Resource::Store)),
             Err(e) => Err(e.into()),
         }
     }
@@ -218,7 +244,7 @@ impl Rushhour {
                 }
                 Err(e) => Err(PortError::Invalid(format!("log record for {id}: {e}")).into()),
             },
-            None => Err(AppError::NotFound("order")),
+            None => Err(AppError::NotFound(Resource::Order)),
         }
     }
 
@@ -244,7 +270,7 @@ impl Rushhour {
                     // processor rather than lose the action.
                     if !in_log {
                         if self.log.find(&id.to_string()).await?.is_none() {
-                            return Err(AppError::NotFound("order"));
+                            return Err(AppError::NotFound(Resource::Order));
                         }
                         in_log = true;
                     }
@@ -262,7 +288,7 @@ impl Rushhour {
     /// 86 an item (or bring it back) and drop the cached menu.
     pub async fn set_availability(&self, store: &StoreId, sku: &str, available: bool) -> Result<(), AppError> {
         if !self.store.set_availability(store, sku, available).await? {
-            return Err(AppError::NotFound("item"));
+            return Err(AppError::NotFound(Resource::Item));
         }
         self.menus.invalidate(store).await?;
         Ok(())

@@ -20,7 +20,7 @@ pub mod order;
 pub mod ports;
 pub mod sync;
 
-pub use app::{AppError, IntakeOutcome, Rushhour, RushhourConfig};
+pub use app::{AppError, IntakeOutcome, Resource, Rushhour, RushhourConfig};
 pub use events::{LiveEvent, LiveEventKind, OrderPlacedV1, PlacedLineV1};
 pub use ids::{OrderId, StoreId};
 pub use jobs::{Job, JobId, JobQueue, JobState, NewJob};

@@ -213,17 +213,20 @@ pub async fn open_jobs(cfg: &Config) -> anyhow::Result<Arc<dyn JobQueue>> {
 
 pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamClient>> {
     let u = &cfg.upstream;
-    let client = upstream::UpstreamClient::new(upstream::UpstreamConfig {
-        base_url: u.base_url.clone(),
-        client_id: u.client_id.clone(),
-        client_secret: u.client_secret.clone(),
-        page_size: u.page_size,
-        timeout: Duration::from_millis(u.timeout_ms),
-        max_retries: u.max_retries,
-        circuit_failures: u.circuit_failures,
-        circuit_cooldown: Duration::from_secs(u.circuit_cooldown_secs),
-        ..Default::default()
-    })
+    let client = upstream::UpstreamClient::new(
+        upstream::UpstreamConfig {
+            base_url: u.base_url.clone(),
+            client_id: u.client_id.clone(),
+            client_secret: u.client_secret.clone(),
+            page_size: u.page_size,
+            timeout: Duration::from_millis(u.timeout_ms),
+            max_retries: u.max_retries,
+            circuit_failures: u.circuit_failures,
+            circuit_cooldown: Duration::from_secs(u.circuit_cooldown_secs),
+            ..Default::default()
+        },
+        Arc::new(worker::TokioClock),
+    )
     .context("set up the upstream client")?;
     Ok(Arc::new(client))
 }
@@ -383,6 +386,7 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
         webhook_tolerance: Duration::from_secs(cfg.webhooks.tolerance_secs),
         max_inflight_webhooks: cfg.webhooks.max_inflight,
         jobs: Some(built.jobs.clone()),
+        processors: None,
     }
 }
 
@@ -397,9 +401,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
-    if roles.processors && cfg.processor.enabled {
-        worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone());
-    }
+    let processors = (roles.processors && cfg.processor.enabled)
+        .then(|| worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone()));
     if (roles.jobs && cfg.jobs.enabled) || (roles.scheduler && cfg.scheduler.enabled) {
         let registry = Arc::new(crate::tasks::registry(built.tasks(cfg)));
         if roles.jobs && cfg.jobs.enabled {
@@ -431,7 +434,10 @@ pub async fn run(
         }
     }
     if let Some(listener) = listener {
-        let config = api_config(cfg, built, shutdown.clone());
+        let mut config = api_config(cfg, built, shutdown.clone());
+        if let Some(status) = processors.clone() {
+            config.processors = Some(Arc::new(move || status.health()));
+        }
         // A worker-only process serves the probes and /metrics.
         let router = if roles.api {
             api::router(built.app.clone(), telemetry::prometheus(), config)

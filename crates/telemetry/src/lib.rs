@@ -34,6 +34,9 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "processor_dead_letters_total";
     /// Failed batch applies that will be retried, label `partition`.
     pub const BATCH_RETRIES: &str = "processor_batch_retries_total";
+    /// Processor tasks that died (panicked, or ended without being asked)
+    /// and were restarted after a backoff, label `partition`.
+    pub const PROCESSOR_RESTARTS: &str = "processor_restarts_total";
     /// Menu cache lookups, label `result` (`hit`, `miss`).
     pub const CACHE_REQUESTS: &str = "cache_requests_total";
     /// Menu cache L2 (Redis) lookups after an L1 miss, label `result` (`hit`, `miss`).

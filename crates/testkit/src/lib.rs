@@ -1,6 +1,7 @@
 //! Shared test support: the contract suite of each port, run unchanged
-//! against every backend of that port (embedded now, scale backends next),
-//! plus fixtures and the service-gating helper.
+//! against every backend of that port (embedded and scale backends alike),
+//! plus fixtures, the one manual clock (`clock::ManualClock`), an
+//! in-process SMTP sink (`mail::SmtpSink`) and the service-gating helper.
 //!
 //! A suite is a set of `async fn`s taking a factory that builds a fresh,
 //! empty backend; an adapter crate's `tests/it` calls each one with its
@@ -8,8 +9,10 @@
 //! test bodies, as ripgrep runs each test with both regex engines.
 
 pub mod cache;
+pub mod clock;
 pub mod eventlog;
 pub mod fixtures;
+pub mod mail;
 pub mod pg;
 pub mod queue;
 pub mod store;

@@ -7,29 +7,46 @@
 //! first failure opens it for another cooldown. There is no single-probe
 //! limit in the half-open state: the callers are a handful of background
 //! sync jobs, not a request fan-out, so the extra complexity buys nothing.
+//!
+//! Time is the injected `Clock` (wall milliseconds), not `Instant::now`, so
+//! a test moves a manual clock past the cooldown instead of sleeping
+//! through it.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use domain::Clock;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use telemetry::names;
 
-#[derive(Debug)]
 pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("threshold", &self.threshold)
+            .field("cooldown", &self.cooldown)
+            .field("state", &*self.state())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     consecutive: u32,
-    open_until: Option<Instant>,
+    /// Epoch ms on the breaker's clock.
+    open_until: Option<i64>,
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cooldown: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             threshold: threshold.max(1),
             cooldown,
+            clock,
             state: Mutex::new(State::default()),
         }
     }
@@ -43,7 +60,7 @@ impl Breaker {
     /// Whether a call may go out now.
     pub(crate) fn allows(&self) -> bool {
         match self.state().open_until {
-            Some(until) => Instant::now() >= until,
+            Some(until) => self.clock.now_ms() >= until,
             None => true,
         }
     }
@@ -70,7 +87,8 @@ impl Breaker {
                     "upstream circuit opened"
                 );
             }
-            s.open_until = Some(Instant::now() + self.cooldown);
+            let cooldown = i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX);
+            s.open_until = Some(self.clock.now_ms().saturating_add(cooldown));
             metrics::gauge!(names::UPSTREAM_CIRCUIT_OPEN).set(1.0);
         }
     }
@@ -85,9 +103,12 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    use testkit::clock::ManualClock;
+
     #[test]
     fn opens_after_threshold_and_closes_on_success_after_cooldown() {
-        let b = Breaker::new(3, Duration::from_millis(30));
+        let clock = ManualClock::new(1_000_000);
+        let b = Breaker::new(3, Duration::from_millis(30), clock.clone());
         b.failure();
         b.failure();
         assert!(b.allows(), "two failures are below the threshold");
@@ -97,11 +118,13 @@ mod tests {
         assert!(b.allows(), "a success resets the count");
         b.failure();
         assert!(b.is_open());
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(29));
+        assert!(b.is_open(), "still open a millisecond before the cooldown ends");
+        clock.advance(Duration::from_millis(1));
         assert!(b.allows(), "half-open after the cooldown");
         b.failure();
         assert!(b.is_open(), "a failure while half-open reopens at once");
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(30));
         b.success();
         assert!(b.allows());
         b.failure();

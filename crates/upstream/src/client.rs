@@ -18,6 +18,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use domain::Clock;
 use domain::menu::{Category, Item};
 use domain::ops::LoyaltyAccount;
 use domain::ports::{PortError, PortResult};
@@ -156,7 +157,9 @@ impl std::fmt::Debug for UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(cfg: UpstreamConfig) -> Result<Self, ConfigError> {
+    /// A client for `cfg`; `clock` times the circuit breaker's cooldown
+    /// (`worker::TokioClock` in production, a manual clock in tests).
+    pub fn new(cfg: UpstreamConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let url = reqwest::Url::parse(&cfg.base_url).map_err(|_| ConfigError::BaseUrl(cfg.base_url.clone()))?;
         match url.scheme() {
             "http" => {}
@@ -175,7 +178,7 @@ impl UpstreamClient {
         Ok(Self {
             http,
             base: cfg.base_url.trim_end_matches('/').to_owned(),
-            breaker: Breaker::new(cfg.circuit_failures, cfg.circuit_cooldown),
+            breaker: Breaker::new(cfg.circuit_failures, cfg.circuit_cooldown, clock),
             cfg,
             token: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
@@ -533,21 +536,30 @@ mod tests {
     #[test]
     fn config_is_checked() {
         let ok = UpstreamConfig::default();
-        assert!(UpstreamClient::new(ok.clone()).is_ok());
+        assert!(UpstreamClient::new(ok.clone(), testkit::clock::ManualClock::new(0)).is_ok());
         let https = UpstreamConfig {
             base_url: "https://catalog.example".into(),
             ..ok.clone()
         };
-        assert!(matches!(UpstreamClient::new(https), Err(ConfigError::NoTls(_))));
+        assert!(matches!(
+            UpstreamClient::new(https, testkit::clock::ManualClock::new(0)),
+            Err(ConfigError::NoTls(_))
+        ));
         let page = UpstreamConfig {
             page_size: 500,
             ..ok.clone()
         };
-        assert!(matches!(UpstreamClient::new(page), Err(ConfigError::PageSize(500))));
+        assert!(matches!(
+            UpstreamClient::new(page, testkit::clock::ManualClock::new(0)),
+            Err(ConfigError::PageSize(500))
+        ));
         let junk = UpstreamConfig {
             base_url: "not a url".into(),
             ..ok
         };
-        assert!(matches!(UpstreamClient::new(junk), Err(ConfigError::BaseUrl(_))));
+        assert!(matches!(
+            UpstreamClient::new(junk, testkit::clock::ManualClock::new(0)),
+            Err(ConfigError::BaseUrl(_))
+        ));
     }
 }

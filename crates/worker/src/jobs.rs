@@ -2,7 +2,8 @@
 //! [`JobQueue`], on every process that shares the queue.
 //!
 //! What lives here is the public face (handlers, the kind registry, the
-//! runner's settings, [`backoff`]); the loops themselves are in
+//! runner's settings, [`backoff`], and [`Runner::run_once`], one round of
+//! claim/run/settle for tests); the loops themselves are in
 //! `jobs/runner.rs`.
 //!
 //! Shape of a running runner, per process:
@@ -337,8 +338,37 @@ pub fn spawn_runner(
         worker_id: config.worker_id.clone(),
         wakers: wakers.clone(),
     };
-    runner::spawn(queue, registry, clock, config, wakers, tracker, shutdown);
+    runner::spawn(
+        runner::Shared::new(queue, registry, clock, config),
+        wakers,
+        tracker,
+        shutdown,
+    );
     handle
+}
+
+/// The runner as a single step, for tests and one-shot tools: what the
+/// claim loops do, one round at a time, with no timers (see
+/// [`Runner::run_once`]). Production runs [`spawn_runner`].
+pub struct Runner {
+    shared: Arc<runner::Shared>,
+}
+
+impl Runner {
+    pub fn new(queue: Arc<dyn JobQueue>, registry: Arc<Registry>, clock: Arc<dyn Clock>, config: RunnerConfig) -> Self {
+        Self {
+            shared: runner::Shared::new(queue, registry, clock, config),
+        }
+    }
+
+    /// One round: per served queue, claim the jobs due at the clock's `now`
+    /// (up to the queue's concurrency and `claim_batch`), run them to their
+    /// end and record their outcomes (done, retry with [`backoff`], dead),
+    /// exactly as the loops would. Returns how many jobs ran; 0 means
+    /// nothing was due.
+    pub async fn run_once(&self) -> Result<usize, PortError> {
+        runner::run_once(&self.shared).await
+    }
 }
 
 /// Poll the queue's counts every `interval` and publish them as the

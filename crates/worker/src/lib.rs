@@ -13,8 +13,8 @@ pub mod scheduler;
 
 pub use clock::TokioClock;
 pub use jobs::{
-    JobError, JobHandler, JobKind, Registry, RunnerConfig, RunnerHandle, backoff, handler_fn, spawn_queue_gauges,
-    spawn_runner,
+    JobError, JobHandler, JobKind, Registry, Runner, RunnerConfig, RunnerHandle, backoff, handler_fn,
+    spawn_queue_gauges, spawn_runner,
 };
-pub use processor::{PartitionWorker, ProcessorConfig, spawn_processors};
-pub use scheduler::{Schedule, ScheduleError, parse_schedule, spawn_scheduler};
+pub use processor::{PartitionWorker, ProcessorConfig, ProcessorStatus, spawn_processors};
+pub use scheduler::{Fired, Schedule, ScheduleError, Scheduler, parse_schedule, spawn_scheduler};

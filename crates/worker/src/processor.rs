@@ -15,12 +15,19 @@
 //! retried `max_attempts` times, then the batch is applied record by record
 //! and the culprit goes to the dead-letter table, so it cannot block its
 //! partition.
+//!
+//! Supervision: a partition's processor task that dies (a panic inside a
+//! batch, or the task ending without being asked to) is restarted from the
+//! store's position after a backoff on the app's `Clock`, and counted in
+//! `processor_restarts_total`. While a partition assigned to this process
+//! has no running processor, [`ProcessorStatus::health`] fails, and with it
+//! `/health/ready`: a worker that confirms nothing must not say it is ready.
 
 use domain::events::LogEvent;
 use domain::ports::{DeadLetter, Decided, LogRecord, PortError, Rebalance};
 use domain::{MenuSnapshot, Rushhour, StoreId};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use telemetry::names;
 use tokio_util::sync::CancellationToken;
@@ -61,19 +68,68 @@ impl Default for ProcessorConfig {
     }
 }
 
+/// What the processors of this process are doing, for readiness: which
+/// partitions the log assigned here, which have a live processor task, and
+/// how many times a dead task was restarted. Cheap to clone (one `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessorStatus(Arc<Mutex<StatusState>>);
+
+#[derive(Debug, Default)]
+struct StatusState {
+    assigned: BTreeSet<u32>,
+    running: BTreeSet<u32>,
+    restarts: u64,
+}
+
+impl ProcessorStatus {
+    fn state(&self) -> MutexGuard<'_, StatusState> {
+        // Set inserts and removes only: a poisoned lock is still whole.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Partitions assigned to this process that have no running processor
+    /// (dead and waiting for their restart).
+    pub fn stalled(&self) -> Vec<u32> {
+        let s = self.state();
+        s.assigned.difference(&s.running).copied().collect()
+    }
+
+    /// How many dead processor tasks were restarted so far.
+    pub fn restarts(&self) -> u64 {
+        self.state().restarts
+    }
+
+    /// `Unavailable` while an assigned partition has no running processor.
+    pub fn health(&self) -> Result<(), PortError> {
+        let stalled = self.stalled();
+        if stalled.is_empty() {
+            Ok(())
+        } else {
+            Err(PortError::Unavailable(format!(
+                "partitions {stalled:?} have no running processor"
+            )))
+        }
+    }
+}
+
 /// Join the consumer group and run one processor task per partition the
 /// log assigns to this process, on `tracker`. On a revocation the affected
 /// processors finish their current batch, report their position and stop
 /// before the log is told it may hand the partitions on. Everything stops
-/// after the current batches once `shutdown` is cancelled.
+/// after the current batches once `shutdown` is cancelled. A processor
+/// task that dies is restarted (see the module docs); the returned status
+/// says whether every assigned partition is being processed.
 pub fn spawn_processors(
     app: Arc<Rushhour>,
     config: ProcessorConfig,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) {
+) -> ProcessorStatus {
+    let status = ProcessorStatus::default();
     let tasks = tracker.clone();
+    let st = status.clone();
     tracker.spawn(async move {
+        let status = st;
         let mut backoff = config.backoff;
         let mut membership = loop {
             match app.log.join(&config.group).await {
@@ -100,13 +156,27 @@ pub fn spawn_processors(
                         if running.contains_key(&p) {
                             continue;
                         }
+                        {
+                            // Running from the start: no window in which a
+                            // fresh assignment reads as stalled.
+                            let mut s = status.state();
+                            s.assigned.insert(p);
+                            s.running.insert(p);
+                        }
                         let stop = shutdown.child_token();
-                        let handle = tasks.spawn(run_partition(app.clone(), config.clone(), p, stop.clone()));
+                        let handle =
+                            tasks.spawn(supervise(app.clone(), config.clone(), p, stop.clone(), status.clone()));
                         running.insert(p, (stop, handle));
                     }
                 }
                 Some(Rebalance::Revoked { partitions, done }) => {
                     tracing::info!(group = %config.group, ?partitions, "partitions revoked; finishing their batches");
+                    {
+                        let mut s = status.state();
+                        for p in &partitions {
+                            s.assigned.remove(p);
+                        }
+                    }
                     stop_all(partitions.iter().filter_map(|p| running.remove(p))).await;
                     let _ = done.send(());
                 }
@@ -116,11 +186,54 @@ pub fn spawn_processors(
                 }
             }
         }
+        status.state().assigned.clear();
         stop_all(running.into_values()).await;
         // Dropping the membership leaves the group only now, after every
         // batch in hand was committed.
         drop(membership);
     });
+    status
+}
+
+/// Run one partition's processor until `stop`, restarting it after a
+/// backoff whenever its task dies. The processor runs in a task of its own
+/// so that a panic inside a batch ends that task, not this one; its
+/// uncommitted batch is simply read again from the store's position.
+async fn supervise(
+    app: Arc<Rushhour>,
+    config: ProcessorConfig,
+    partition: u32,
+    stop: CancellationToken,
+    status: ProcessorStatus,
+) {
+    let label = partition.to_string();
+    let mut backoff = config.backoff;
+    loop {
+        status.state().running.insert(partition);
+        let started = Instant::now();
+        let result = tokio::spawn(run_partition(app.clone(), config.clone(), partition, stop.clone())).await;
+        status.state().running.remove(&partition);
+        match result {
+            Ok(()) if stop.is_cancelled() => return,
+            Ok(()) => tracing::error!(partition, "processor ended without being stopped; restarting"),
+            Err(e) if e.is_panic() => tracing::error!(partition, error = %e, "processor panicked; restarting"),
+            Err(e) => tracing::error!(partition, error = %e, "processor task failed; restarting"),
+        }
+        // A processor that ran for a while before dying starts the backoff
+        // over; one that keeps dying at once backs off further each time.
+        if started.elapsed() >= config.max_backoff {
+            backoff = config.backoff;
+        }
+        // On the app's clock, so a test holds the partition dead (and
+        // readiness failing) until it moves time.
+        tokio::select! {
+            _ = app.clock.sleep(backoff) => {}
+            _ = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+        status.state().restarts += 1;
+        metrics::counter!(names::PROCESSOR_RESTARTS, "partition" => label.clone()).increment(1);
+    }
 }
 
 async fn stop_all(workers: impl Iterator<Item = (CancellationToken, tokio::task::JoinHandle<()>)>) {

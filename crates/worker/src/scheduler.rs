@@ -13,14 +13,17 @@
 //! starts with the next tick rather than one in the past.
 //!
 //! Time comes from the injected [`Clock`], and the scheduler sleeps in steps
-//! of at most a second, re-reading the clock after each, so a manual clock
-//! in tests (or a wall clock that jumps) is noticed promptly.
+//! of at most a second, re-reading the clock after each, so a wall clock
+//! that jumps is noticed promptly. [`Scheduler::run_once`] is one step of
+//! the loop (evaluate every schedule at the clock's `now`), so tests move a
+//! manual clock and step, rather than wait for a timer.
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use domain::Clock;
 use domain::jobs::{JobQueue, NewJob};
+use domain::ports::PortError;
 use std::sync::Arc;
 use std::time::Duration;
 use telemetry::names;
@@ -114,9 +117,157 @@ fn latest_at_or_before(cron: &Cron, ms: i64) -> Option<i64> {
     Some(t.timestamp_millis())
 }
 
-/// Run every schedule on `tracker` until `shutdown`. A schedule whose cron
-/// does not parse is logged and skipped (use [`parse_schedule`] to refuse
-/// it at startup instead).
+/// What one step fired for one schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub schedule: String,
+    /// The tick (epoch ms) that fired; the job's `run_at`.
+    pub slot: i64,
+    /// Whether this instance enqueued the job (false: another instance had
+    /// already fired this slot).
+    pub won: bool,
+}
+
+/// One schedule and what it has handled so far.
+struct Entry {
+    schedule: Schedule,
+    cron: Cron,
+    /// The slot handled last (by any process); `None` until read from the
+    /// queue.
+    last: Option<i64>,
+}
+
+impl Entry {
+    /// Fire the latest slot due at `now`, if it was not handled yet.
+    async fn step(&mut self, queue: &dyn JobQueue, now: i64) -> Result<Option<Fired>, PortError> {
+        let name = self.schedule.name.as_str();
+        let last = match self.last {
+            Some(l) => l,
+            None => {
+                let last_fired = queue.last_fired(name).await?;
+                tracing::info!(schedule = name, cron = %self.schedule.cron, ?last_fired, "schedule started");
+                // Never fired: ticks before now are not ours to catch up on.
+                *self.last.insert(last_fired.unwrap_or(now))
+            }
+        };
+        let Some(slot) = latest_at_or_before(&self.cron, now).filter(|s| *s > last) else {
+            return Ok(None);
+        };
+        // Only the most recent due slot fires; any older missed ones between
+        // `last` and it are skipped on purpose.
+        let skipped = next_after(&self.cron, last).is_some_and(|first| first < slot);
+        let job = NewJob {
+            run_at: slot,
+            ..self.schedule.job.clone()
+        };
+        let won = queue.fire(name, slot, &job, now).await?;
+        let result = if won { "won" } else { "lost" };
+        metrics::counter!(names::SCHEDULE_FIRES, "schedule" => self.schedule.name.clone(), "result" => result)
+            .increment(1);
+        tracing::info!(schedule = name, slot, won, skipped_missed_ticks = skipped, kind = %job.kind, "schedule fired");
+        self.last = Some(slot);
+        Ok(Some(Fired {
+            schedule: self.schedule.name.clone(),
+            slot,
+            won,
+        }))
+    }
+
+    /// The next tick to wait for, after `now` and after the last handled.
+    fn next_due(&self, now: i64) -> Option<i64> {
+        next_after(&self.cron, now.max(self.last.unwrap_or(now)))
+    }
+}
+
+/// The schedules of one process over a queue and a clock. [`run_once`]
+/// is one step (what the spawned loops do at each wake-up), so tests drive
+/// ticks with a manual clock instead of waiting for them.
+///
+/// [`run_once`]: Scheduler::run_once
+pub struct Scheduler {
+    queue: Arc<dyn JobQueue>,
+    clock: Arc<dyn Clock>,
+    entries: Vec<Entry>,
+}
+
+impl Scheduler {
+    /// A schedule whose cron does not parse is logged and skipped (use
+    /// [`parse_schedule`] to refuse it at startup instead).
+    pub fn new(queue: Arc<dyn JobQueue>, clock: Arc<dyn Clock>, schedules: Vec<Schedule>) -> Self {
+        let entries = schedules
+            .into_iter()
+            .filter_map(|schedule| match parse_cron(&schedule.name, &schedule.cron) {
+                Ok(cron) => Some(Entry {
+                    schedule,
+                    cron,
+                    last: None,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "schedule skipped");
+                    None
+                }
+            })
+            .collect();
+        Self { queue, clock, entries }
+    }
+
+    /// Evaluate every schedule at the clock's `now`: each fires its latest
+    /// due slot not handled yet (the first step reads the schedules'
+    /// history from the queue). Every schedule is tried even if one fails;
+    /// the first failure is returned, and a later step tries again.
+    pub async fn run_once(&mut self) -> Result<Vec<Fired>, PortError> {
+        let now = self.clock.now_ms();
+        let mut fired = Vec::new();
+        let mut first_error = None;
+        for entry in &mut self.entries {
+            match entry.step(&*self.queue, now).await {
+                Ok(f) => fired.extend(f),
+                Err(e) => {
+                    tracing::warn!(schedule = %entry.schedule.name, error = %e, "cannot fire the schedule; retrying");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(fired), Err)
+    }
+
+    /// The earliest tick any schedule waits for, after the clock's `now`.
+    pub fn next_tick(&self) -> Option<i64> {
+        let now = self.clock.now_ms();
+        self.entries.iter().filter_map(|e| e.next_due(now)).min()
+    }
+
+    /// Step, then sleep on the clock until the next tick, until `shutdown`.
+    async fn run(mut self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if self.run_once().await.is_err() {
+                if pause(&*self.clock, MAX_SLEEP, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            let Some(next) = self.next_tick() else {
+                tracing::warn!(schedules = self.entries.len(), "no schedule has further ticks");
+                return;
+            };
+            loop {
+                let now = self.clock.now_ms();
+                if now >= next {
+                    break;
+                }
+                let step = Duration::from_millis((next - now) as u64).min(MAX_SLEEP);
+                if pause(&*self.clock, step, &shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Run every schedule on `tracker` until `shutdown`, each in its own task
+/// (so a schedule whose fire keeps failing does not hold the others back).
+/// A schedule whose cron does not parse is logged and skipped (use
+/// [`parse_schedule`] to refuse it at startup instead).
 pub fn spawn_scheduler(
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
@@ -125,17 +276,9 @@ pub fn spawn_scheduler(
     shutdown: CancellationToken,
 ) {
     for schedule in schedules {
-        match parse_cron(&schedule.name, &schedule.cron) {
-            Ok(cron) => {
-                tracker.spawn(run_schedule(
-                    queue.clone(),
-                    clock.clone(),
-                    schedule,
-                    cron,
-                    shutdown.clone(),
-                ));
-            }
-            Err(e) => tracing::error!(error = %e, "schedule skipped"),
+        let scheduler = Scheduler::new(queue.clone(), clock.clone(), vec![schedule]);
+        if !scheduler.entries.is_empty() {
+            tracker.spawn(scheduler.run(shutdown.clone()));
         }
     }
 }
@@ -145,74 +288,6 @@ async fn pause(clock: &dyn Clock, d: Duration, shutdown: &CancellationToken) -> 
     tokio::select! {
         _ = clock.sleep(d) => false,
         _ = shutdown.cancelled() => true,
-    }
-}
-
-async fn run_schedule(
-    queue: Arc<dyn JobQueue>,
-    clock: Arc<dyn Clock>,
-    schedule: Schedule,
-    cron: Cron,
-    shutdown: CancellationToken,
-) {
-    let name = schedule.name.as_str();
-    let last_fired = loop {
-        match queue.last_fired(name).await {
-            Ok(l) => break l,
-            Err(e) => {
-                tracing::warn!(schedule = name, error = %e, "cannot read the schedule's last tick; retrying");
-                if pause(&*clock, MAX_SLEEP, &shutdown).await {
-                    return;
-                }
-            }
-        }
-    };
-    // The slot handled last (by any process). Never fired: ticks before now
-    // are not ours to catch up on.
-    let mut last = last_fired.unwrap_or_else(|| clock.now_ms());
-    tracing::info!(schedule = name, cron = %schedule.cron, ?last_fired, "schedule started");
-    let won_counter = metrics::counter!(names::SCHEDULE_FIRES, "schedule" => schedule.name.clone(), "result" => "won");
-    let lost_counter =
-        metrics::counter!(names::SCHEDULE_FIRES, "schedule" => schedule.name.clone(), "result" => "lost");
-    while !shutdown.is_cancelled() {
-        let now = clock.now_ms();
-        if let Some(slot) = latest_at_or_before(&cron, now).filter(|s| *s > last) {
-            // Only the most recent due slot fires; any older missed ones
-            // between `last` and it are skipped on purpose.
-            let skipped = next_after(&cron, last).is_some_and(|first| first < slot);
-            let job = NewJob {
-                run_at: slot,
-                ..schedule.job.clone()
-            };
-            match queue.fire(name, slot, &job, now).await {
-                Ok(won) => {
-                    if won { &won_counter } else { &lost_counter }.increment(1);
-                    tracing::info!(schedule = name, slot, won, skipped_missed_ticks = skipped, kind = %job.kind, "schedule fired");
-                    last = slot;
-                }
-                Err(e) => {
-                    tracing::warn!(schedule = name, slot, error = %e, "cannot fire the schedule; retrying");
-                    if pause(&*clock, MAX_SLEEP, &shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(next) = next_after(&cron, now.max(last)) else {
-            tracing::warn!(schedule = name, "the schedule has no further ticks");
-            return;
-        };
-        loop {
-            let now = clock.now_ms();
-            if now >= next {
-                break;
-            }
-            let step = Duration::from_millis((next - now) as u64).min(MAX_SLEEP);
-            if pause(&*clock, step, &shutdown).await {
-                return;
-            }
-        }
     }
 }
 

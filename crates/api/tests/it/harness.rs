@@ -93,6 +93,7 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         webhook_tolerance: Duration::from_secs(300),
         max_inflight_webhooks: 64,
         jobs: None,
+        processors: None,
     };
     tweak(&mut config);
     Harness {

@@ -4,8 +4,10 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, header};
+use domain::PortError;
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
@@ -139,4 +141,51 @@ async fn liveness_is_static_and_readiness_reports_each_backend() {
     let a = h.get("/health/live").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json(), json!({"status": "ok"}));
+}
+
+/// The job queue and the order processors are checked too, where the
+/// process has them, and a failing processor check alone makes the
+/// instance unready (and ready again once it recovers).
+#[tokio::test]
+async fn readiness_covers_the_job_queue_and_the_processors() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue::SqliteQueue::open(&dir.path().join("jobs.db"), queue::SqliteQueueOptions::default()).unwrap();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let s = stalled.clone();
+    let h = harness_with(move |c| {
+        c.jobs = Some(Arc::new(queue));
+        c.processors = Some(Arc::new(move || {
+            if s.load(Ordering::SeqCst) {
+                Err(PortError::Unavailable(
+                    "partitions [3] have no running processor".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        }));
+    })
+    .await;
+    let a = h.get("/health/ready").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let v = a.json();
+    assert_eq!(v["checks"]["jobs"], "ok");
+    assert_eq!(v["checks"]["processors"], "ok");
+
+    stalled.store(true, Ordering::SeqCst);
+    let a = h.get("/health/ready").await;
+    assert_eq!(a.status, 503);
+    let v = a.json();
+    assert_eq!(v["checks"]["processors"], "unavailable");
+    assert_eq!(v["checks"]["log"], "ok", "only the failing check says so");
+    assert!(!v.to_string().contains("partitions"), "causes stay in the log: {v}");
+
+    stalled.store(false, Ordering::SeqCst);
+    assert_eq!(h.get("/health/ready").await.status, 200);
+
+    // A process without a queue or processors does not report them.
+    let plain = harness().await.get("/health/ready").await.json();
+    assert!(
+        plain["checks"].get("jobs").is_none() && plain["checks"].get("processors").is_none(),
+        "{plain}"
+    );
 }

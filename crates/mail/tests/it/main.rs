@@ -1,7 +1,9 @@
 //! The mail adapters against the real things they write to: an outbox
-//! directory on disk, and a real SMTP server (Python's stdlib `smtpd`
-//! DebuggingServer, spawned as a child process) on a local port.
+//! directory on disk, and a real SMTP conversation with the in-process
+//! `testkit::mail::SmtpSink` on a local port. `contract` runs the shared
+//! `Mailer` suite on both.
 
+mod contract;
 mod outbox;
 mod smtp;
 

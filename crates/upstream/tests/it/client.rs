@@ -5,6 +5,7 @@
 use domain::ports::PortError;
 use domain::sync::{CatalogFetch, CatalogSource, LoyaltySource, NoProgress};
 use std::time::Duration;
+use testkit::clock::ManualClock;
 use upstream::sim::SimStats;
 use upstream::{UpstreamClient, UpstreamConfig};
 
@@ -50,10 +51,13 @@ async fn wrong_credentials_fail_without_retrying() {
     let (url, sim) = upstream::Simulator::start(crate::support::sim_config(10))
         .await
         .unwrap();
-    let client = UpstreamClient::new(UpstreamConfig {
-        client_secret: "wrong".into(),
-        ..client_config(&url)
-    })
+    let client = UpstreamClient::new(
+        UpstreamConfig {
+            client_secret: "wrong".into(),
+            ..client_config(&url)
+        },
+        ManualClock::at_system_now(),
+    )
     .unwrap();
     let err = client.changes(None, 10).await.unwrap_err();
     assert!(
@@ -92,12 +96,16 @@ async fn persistent_failures_open_the_circuit_which_then_fails_fast_and_recovers
     let (url, sim) = upstream::Simulator::start(crate::support::sim_config(100))
         .await
         .unwrap();
-    let client = UpstreamClient::new(UpstreamConfig {
-        max_retries: 2,
-        circuit_failures: 3,
-        circuit_cooldown: Duration::from_millis(300),
-        ..client_config(&url)
-    })
+    let clock = ManualClock::at_system_now();
+    let client = UpstreamClient::new(
+        UpstreamConfig {
+            max_retries: 2,
+            circuit_failures: 3,
+            circuit_cooldown: Duration::from_secs(300),
+            ..client_config(&url)
+        },
+        clock.clone(),
+    )
     .unwrap();
     client.changes(None, 1).await.unwrap();
     sim.fail_next(1_000, 500);
@@ -115,9 +123,14 @@ async fn persistent_failures_open_the_circuit_which_then_fails_fast_and_recovers
     assert_eq!(err, PortError::Unavailable("upstream circuit open".into()));
     assert_eq!(sim.stats().loyalty_changes, reached, "an open circuit sends nothing");
 
-    // The upstream heals; after the cooldown the circuit lets calls through.
+    // The upstream heals, but the circuit stays open until its cooldown
+    // is over on the client's clock.
     sim.fail_next(0, 500);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    clock.advance(Duration::from_secs(299));
+    let err = client.changes(None, 10).await.unwrap_err();
+    assert_eq!(err, PortError::Unavailable("upstream circuit open".into()));
+    assert_eq!(sim.stats().loyalty_changes, reached, "still open: nothing sent");
+    clock.advance(Duration::from_secs(1));
     let page = client.changes(None, 10).await.expect("half-open call succeeds");
     assert_eq!(page.accounts.len(), 10);
     assert!(!client.circuit_open());
@@ -128,11 +141,14 @@ async fn an_answer_slower_than_the_timeout_is_an_error() {
     let (url, sim) = upstream::Simulator::start(crate::support::sim_config(100))
         .await
         .unwrap();
-    let client = UpstreamClient::new(UpstreamConfig {
-        timeout: Duration::from_millis(150),
-        max_retries: 1,
-        ..client_config(&url)
-    })
+    let client = UpstreamClient::new(
+        UpstreamConfig {
+            timeout: Duration::from_millis(150),
+            max_retries: 1,
+            ..client_config(&url)
+        },
+        ManualClock::at_system_now(),
+    )
     .unwrap();
     sim.set_latency(Duration::from_millis(600));
     let err = client.changes(None, 10).await.unwrap_err();
@@ -154,10 +170,13 @@ async fn the_catalog_is_paged_and_conditional() {
     let (url, sim) = upstream::Simulator::start(crate::support::sim_config(10))
         .await
         .unwrap();
-    let client = UpstreamClient::new(UpstreamConfig {
-        page_size: 50,
-        ..client_config(&url)
-    })
+    let client = UpstreamClient::new(
+        UpstreamConfig {
+            page_size: 50,
+            ..client_config(&url)
+        },
+        ManualClock::at_system_now(),
+    )
     .unwrap();
     let progress = Recorder::default();
     let CatalogFetch::Changed {
@@ -225,7 +244,7 @@ async fn the_simulator_is_controllable_over_http() {
         .unwrap()
         .status();
     assert_eq!(status, 204);
-    let client = UpstreamClient::new(client_config(&url)).unwrap();
+    let client = UpstreamClient::new(client_config(&url), ManualClock::at_system_now()).unwrap();
     let page = client.changes(None, 5000).await.unwrap();
     assert_eq!((page.accounts.len(), page.errors, page.has_more), (500, 1, false));
 

@@ -1,11 +1,11 @@
 //! Shared pieces of the upstream tests: a small simulator, a client tuned
-//! for tests (short backoff), a system clock and a progress recorder.
+//! for tests (short backoff) and a progress recorder. Time is
+//! `testkit::clock::ManualClock`, started at the system's time.
 
-use domain::ports::Clock;
 use domain::sync::SyncProgress;
-use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use testkit::clock::ManualClock;
 use upstream::{SimConfig, Simulator, UpstreamClient, UpstreamConfig};
 
 pub fn sim_config(accounts: usize) -> SimConfig {
@@ -19,7 +19,7 @@ pub fn sim_config(accounts: usize) -> SimConfig {
 
 pub async fn start(accounts: usize) -> (Simulator, UpstreamClient) {
     let (url, sim) = Simulator::start(sim_config(accounts)).await.expect("simulator starts");
-    let client = UpstreamClient::new(client_config(&url)).expect("client builds");
+    let client = UpstreamClient::new(client_config(&url), ManualClock::at_system_now()).expect("client builds");
     (sim, client)
 }
 
@@ -36,18 +36,6 @@ pub fn client_config(base_url: &str) -> UpstreamConfig {
         circuit_failures: 10,
         circuit_cooldown: Duration::from_secs(30),
         backoff: Duration::from_millis(5),
-    }
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        domain::ports::system_now_ms()
-    }
-
-    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(d))
     }
 }
 

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use store::{PgStore, PgStoreOptions, SqliteStore, SqliteStoreOptions};
 use upstream::{Simulator, UpstreamClient, UpstreamConfig};
 
-use crate::support::{Recorder, SystemClock, client_config, sim_config, start};
+use crate::support::{Recorder, client_config, sim_config, start};
+use testkit::clock::ManualClock;
 
 const PG_URL: &str = "RUSHHOUR_TEST_POSTGRES_URL";
 
@@ -79,7 +80,7 @@ fn uptown() -> Menu {
 async fn menu_scenario(store: &dyn Store) {
     let (sim, client) = start(10).await;
     let menus = MemoryMenuCache::new(Duration::from_secs(600), 100);
-    let clock = SystemClock;
+    let clock = ManualClock::at_system_now();
     let demo = demo_menu();
     let demo_id = demo.store.id.clone();
     store.upsert_menu(&demo).await.unwrap();
@@ -90,7 +91,7 @@ async fn menu_scenario(store: &dyn Store) {
     // First run: the demo store gains the 184 items it lacks (its 16 are
     // the catalog's already); uptown gains 199, gets latte's price back
     // (200 upserts) and loses house-blend (1 removal).
-    let run = sync::sync_menu(store, &menus, &client, &clock, &NoProgress)
+    let run = sync::sync_menu(store, &menus, &client, &*clock, &NoProgress)
         .await
         .unwrap();
     assert_eq!(run.outcome, "ok");
@@ -114,7 +115,7 @@ async fn menu_scenario(store: &dyn Store) {
     assert_eq!(up.items.iter().find(|i| i.sku == "latte").unwrap().sizes, latte.sizes);
 
     // Unchanged catalog: one 304, nothing read or written but the cursor.
-    let run = sync::sync_menu(store, &menus, &client, &clock, &NoProgress)
+    let run = sync::sync_menu(store, &menus, &client, &*clock, &NoProgress)
         .await
         .unwrap();
     assert_eq!(
@@ -126,7 +127,7 @@ async fn menu_scenario(store: &dyn Store) {
     // Five price changes upstream, one of them on an item the store 86'd.
     let skus = sim.mutate_items(5);
     assert!(store.set_availability(&demo_id, &skus[0], false).await.unwrap());
-    let run = sync::sync_menu(store, &menus, &client, &clock, &NoProgress)
+    let run = sync::sync_menu(store, &menus, &client, &*clock, &NoProgress)
         .await
         .unwrap();
     assert_eq!((run.outcome.as_str(), run.fetched, run.changed), ("ok", 200, 5 * 2));
@@ -153,11 +154,11 @@ async fn accounts_scenario(store: &dyn Store, backend: &str) {
     const ACCOUNTS: usize = 150_000;
     const PAGE: u32 = 1000;
     let (sim, client) = start(ACCOUNTS).await;
-    let clock = SystemClock;
+    let clock = ManualClock::at_system_now();
     let progress = Recorder::default();
 
     let started = Instant::now();
-    let first = sync::sync_accounts(store, &client, &clock, PAGE, &progress)
+    let first = sync::sync_accounts(store, &client, &*clock, PAGE, &progress)
         .await
         .unwrap();
     let took = started.elapsed();
@@ -176,7 +177,7 @@ async fn accounts_scenario(store: &dyn Store, backend: &str) {
     // 1000 accounts change: only they are fetched and written.
     let ids = sim.mutate_accounts(1000);
     let started = Instant::now();
-    let second = sync::sync_accounts(store, &client, &clock, PAGE, &NoProgress)
+    let second = sync::sync_accounts(store, &client, &*clock, PAGE, &NoProgress)
         .await
         .unwrap();
     let took = started.elapsed();
@@ -207,7 +208,7 @@ async fn accounts_scenario(store: &dyn Store, backend: &str) {
     assert_eq!(store.count_accounts().await.unwrap(), ACCOUNTS as u64);
 
     // Nothing changed: one empty page, no write.
-    let idle = sync::sync_accounts(store, &client, &clock, PAGE, &NoProgress)
+    let idle = sync::sync_accounts(store, &client, &*clock, PAGE, &NoProgress)
         .await
         .unwrap();
     assert_eq!((idle.fetched, idle.changed, idle.db_queries), (0, 0, 2));
@@ -221,16 +222,19 @@ async fn accounts_scenario(store: &dyn Store, backend: &str) {
 async fn resume_scenario(store: &dyn Store) {
     const ACCOUNTS: usize = 20_000;
     let (url, sim) = Simulator::start(sim_config(ACCOUNTS)).await.unwrap();
-    let client = UpstreamClient::new(UpstreamConfig {
-        max_retries: 1,
-        ..client_config(&url)
-    })
+    let client = UpstreamClient::new(
+        UpstreamConfig {
+            max_retries: 1,
+            ..client_config(&url)
+        },
+        ManualClock::at_system_now(),
+    )
     .unwrap();
-    let clock = SystemClock;
+    let clock = ManualClock::at_system_now();
     // The token and five pages go through; the sixth page fails twice,
     // which is all the retries the client has.
     sim.fail_after(6, 2, 503);
-    let err = sync::sync_accounts(store, &client, &clock, 1000, &NoProgress)
+    let err = sync::sync_accounts(store, &client, &*clock, 1000, &NoProgress)
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -239,7 +243,7 @@ async fn resume_scenario(store: &dyn Store) {
     assert!(failed.outcome.starts_with("failed: "), "{failed:?}");
     assert_eq!((failed.fetched, failed.changed, failed.errors), (5_000, 5_000, 1));
 
-    let run = sync::sync_accounts(store, &client, &clock, 1000, &NoProgress)
+    let run = sync::sync_accounts(store, &client, &*clock, 1000, &NoProgress)
         .await
         .unwrap();
     assert_eq!(run.outcome, "ok");
@@ -264,9 +268,9 @@ async fn an_empty_catalog_is_refused_and_recorded_as_a_failure() {
     })
     .await
     .unwrap();
-    let client = UpstreamClient::new(client_config(&url)).unwrap();
+    let client = UpstreamClient::new(client_config(&url), ManualClock::at_system_now()).unwrap();
     let menus = MemoryMenuCache::new(Duration::from_secs(600), 100);
-    let err = sync::sync_menu(&store, &menus, &client, &SystemClock, &NoProgress)
+    let err = sync::sync_menu(&store, &menus, &client, &*ManualClock::at_system_now(), &NoProgress)
         .await
         .unwrap_err();
     assert!(matches!(err, domain::ports::PortError::Invalid(_)), "{err:?}");

@@ -12,6 +12,7 @@
 use super::{JobError, Registry, RunnerConfig, backoff};
 use domain::Clock;
 use domain::jobs::{Job, JobId, JobQueue};
+use domain::ports::PortResult;
 use futures::StreamExt;
 use metrics::{Counter, Gauge, Histogram};
 use std::collections::{HashMap, HashSet};
@@ -52,7 +53,7 @@ enum Lease {
     Lost,
 }
 
-struct Shared {
+pub(super) struct Shared {
     queue: Arc<dyn JobQueue>,
     registry: Arc<Registry>,
     clock: Arc<dyn Clock>,
@@ -79,22 +80,71 @@ enum Finish {
     },
 }
 
+impl Shared {
+    pub(super) fn new(
+        queue: Arc<dyn JobQueue>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        config: RunnerConfig,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            queue,
+            registry,
+            clock,
+            config,
+            leases: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// One round without the loops: per served queue (in name order), claim
+/// what is due at the clock's `now` (up to the queue's concurrency and
+/// `claim_batch`), run those jobs concurrently to their end, and settle
+/// them through the same outcome and flush code as the loops. No timers
+/// and no heartbeat: a round lasts as long as its slowest handler.
+pub(super) async fn run_once(shared: &Arc<Shared>) -> PortResult<usize> {
+    let cfg = &shared.config;
+    let mut queues: Vec<(&String, usize)> = cfg
+        .concurrency
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(q, n)| (q, *n))
+        .collect();
+    queues.sort();
+    let mut ran = 0;
+    for (queue, concurrency) in queues {
+        let want = concurrency.min(cfg.claim_batch.max(1));
+        let now = shared.clock.now_ms();
+        let jobs = shared.queue.claim(queue, &cfg.worker_id, want, cfg.lease, now).await?;
+        if jobs.is_empty() {
+            continue;
+        }
+        ran += jobs.len();
+        // Room for every outcome, so settling never waits on a finisher.
+        let (tx, mut rx) = mpsc::channel(jobs.len());
+        let mut round = ClaimLoop::new(shared.clone(), queue.clone(), concurrency, Arc::new(Notify::new()), tx);
+        for job in jobs {
+            round.start(job).await;
+        }
+        while let Some(r) = round.tasks.join_next_with_id().await {
+            round.reap(r).await;
+        }
+        drop(round);
+        let mut batch = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            batch.push(f);
+        }
+        flush(shared, &mut batch).await;
+    }
+    Ok(ran)
+}
+
 pub(super) fn spawn(
-    queue: Arc<dyn JobQueue>,
-    registry: Arc<Registry>,
-    clock: Arc<dyn Clock>,
-    config: RunnerConfig,
+    shared: Arc<Shared>,
     wakers: Arc<HashMap<String, Arc<Notify>>>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let shared = Arc::new(Shared {
-        queue,
-        registry,
-        clock,
-        config,
-        leases: Mutex::new(HashMap::new()),
-    });
     let tasks = tracker.clone();
     tracker.spawn(async move {
         let worker = shared.config.worker_id.clone();

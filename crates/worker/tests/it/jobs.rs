@@ -1,58 +1,24 @@
 //! Job runner tests on the real embedded queue (`queue::SqliteQueue` in a
 //! temp dir): outcomes (done, retry with backoff, dead), concurrency and
 //! priority, graceful shutdown, leases lost and kept, and a no-op drain
-//! that prints its rate. Queue time is a manual clock the tests move;
-//! waits are bounded polls of the queue's state.
+//! that prints its rate. Queue time is `testkit::clock::ManualClock`, moved
+//! by the tests. Outcomes and "nothing is due" are checked by stepping a
+//! `Runner` with `run_once`; only what needs the loops (concurrency limits,
+//! shutdown, heartbeats, lost leases) spawns them and polls the queue's
+//! state with a deadline.
 
 use domain::Clock;
 use domain::jobs::{JobFilter, JobInfo, JobQueue, JobState, NewJob};
-use futures::future::BoxFuture;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use testkit::clock::ManualClock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use worker::{JobError, JobKind, Registry, RunnerConfig, RunnerHandle, TokioClock, handler_fn, spawn_runner};
-
-/// Time that moves only when a test says so. `sleep` waits a few real
-/// milliseconds whatever it is asked for, so loops that sleep on this clock
-/// keep re-reading it; `sleeps` counts the calls (a loop that slept has
-/// reached its waiting point).
-pub(crate) struct ManualClock {
-    now: AtomicI64,
-    sleeps: AtomicUsize,
-}
-
-impl ManualClock {
-    pub(crate) fn new(now: i64) -> Arc<Self> {
-        Arc::new(Self {
-            now: AtomicI64::new(now),
-            sleeps: AtomicUsize::new(0),
-        })
-    }
-
-    pub(crate) fn advance(&self, d: Duration) {
-        self.now.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
-    }
-
-    pub(crate) fn sleeps(&self) -> usize {
-        self.sleeps.load(Ordering::SeqCst)
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
-    }
-
-    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        self.sleeps.fetch_add(1, Ordering::SeqCst);
-        Box::pin(tokio::time::sleep(d.min(Duration::from_millis(2))))
-    }
-}
+use worker::{JobError, JobKind, Registry, Runner, RunnerConfig, RunnerHandle, TokioClock, handler_fn, spawn_runner};
 
 /// Poll `check` every 10 ms until it holds; panic after `limit`.
 pub(crate) async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -130,6 +96,11 @@ fn start(queue: &Arc<dyn JobQueue>, registry: Registry, clock: Arc<dyn Clock>, c
     }
 }
 
+/// A runner to step with `run_once` (no loops, no timers).
+fn stepper(queue: &Arc<dyn JobQueue>, registry: Registry, clock: Arc<dyn Clock>, config: RunnerConfig) -> Runner {
+    Runner::new(queue.clone(), Arc::new(registry), clock, config)
+}
+
 async fn enqueue(queue: &dyn JobQueue, job: NewJob) -> i64 {
     queue.enqueue(&[job], T0).await.unwrap()[0].id()
 }
@@ -148,7 +119,7 @@ async fn wait_for_state(queue: &dyn JobQueue, id: i64, state: JobState, attempts
     info(queue, id).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_successful_job_is_done_with_its_payload_seen() {
     let rig = rig();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -166,16 +137,17 @@ async fn a_successful_job_is_done_with_its_payload_seen() {
         }),
     ));
     let id = enqueue(&*rig.queue, reg.new_job("greet", json!({"name": "ada"}), T0)).await;
-    let clock = ManualClock::new(T0);
-    let r = start(&rig.queue, reg, clock, config("w1", &[("default", 2)]));
-    let j = wait_for_state(&*rig.queue, id, JobState::Done, 1).await;
+    let r = stepper(&rig.queue, reg, ManualClock::new(T0), config("w1", &[("default", 2)]));
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Done, 1));
     assert_eq!(j.finished_at, Some(T0));
     assert_eq!(j.last_error, None);
     assert_eq!(*seen.lock().unwrap(), vec![(json!({"name": "ada"}), 1)]);
-    r.stop().await;
+    assert_eq!(r.run_once().await.unwrap(), 0, "nothing left to run");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn retries_back_off_then_the_job_dies_with_its_last_error() {
     let rig = rig();
     let calls = Arc::new(AtomicU32::new(0));
@@ -196,35 +168,44 @@ async fn retries_back_off_then_the_job_dies_with_its_last_error() {
     let clock = ManualClock::new(T0);
     let mut cfg = config("w1", &[("default", 2)]);
     cfg.backoff_base = Duration::from_secs(10);
-    let r = start(&rig.queue, reg, clock.clone(), cfg);
+    let r = stepper(&rig.queue, reg, clock.clone(), cfg);
 
     // Attempt 1 fails: queued again 5..=10 s later (equal jitter on 10 s).
-    let j = wait_for_state(&*rig.queue, id, JobState::Queued, 1).await;
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Queued, 1));
     assert_eq!(j.last_error.as_deref(), Some("boom 1"));
     let delay = j.run_at - clock.now_ms();
     assert!((5_000..=10_000).contains(&delay), "first retry in {delay} ms");
-    // Not due yet: nothing runs while the clock stands still.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Not due yet: nothing runs while the clock stands still, nor a
+    // millisecond before the retry is due.
+    assert_eq!(r.run_once().await.unwrap(), 0);
+    clock.advance(Duration::from_millis(delay as u64 - 1));
+    assert_eq!(r.run_once().await.unwrap(), 0);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     // Attempt 2 fails: the step doubles (10..=20 s).
-    clock.advance(Duration::from_millis(delay as u64));
-    r.handle.notify();
-    let j = wait_for_state(&*rig.queue, id, JobState::Queued, 2).await;
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Queued, 2));
     assert_eq!(j.last_error.as_deref(), Some("boom 2"));
     let delay = j.run_at - clock.now_ms();
     assert!((10_000..=20_000).contains(&delay), "second retry in {delay} ms");
 
     // Attempt 3 is the last: dead, keeping the last error.
     clock.advance(Duration::from_millis(delay as u64));
-    let j = wait_for_state(&*rig.queue, id, JobState::Dead, 3).await;
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Dead, 3));
     assert_eq!(j.last_error.as_deref(), Some("boom 3"));
     assert!(j.finished_at.is_some());
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(r.run_once().await.unwrap(), 0, "a dead job stays dead");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_fatal_error_kills_the_job_at_once() {
     let rig = rig();
     let mut reg = Registry::new();
@@ -237,32 +218,34 @@ async fn a_fatal_error_kills_the_job_at_once() {
         .attempts(5),
     );
     let id = enqueue(&*rig.queue, reg.new_job("strict", json!({}), T0)).await;
-    let r = start(&rig.queue, reg, ManualClock::new(T0), config("w1", &[("default", 2)]));
-    let j = wait_for_state(&*rig.queue, id, JobState::Dead, 1).await;
+    let r = stepper(&rig.queue, reg, ManualClock::new(T0), config("w1", &[("default", 2)]));
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Dead, 1));
     assert_eq!(j.last_error.as_deref(), Some("payload has no order id"));
-    r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn an_unknown_kind_is_kept_dead() {
     let rig = rig();
     let id = enqueue(&*rig.queue, NewJob::new("mystery", "default", json!({}), T0)).await;
-    let r = start(
+    let r = stepper(
         &rig.queue,
         Registry::new(),
         ManualClock::new(T0),
         config("w1", &[("default", 2)]),
     );
-    let j = wait_for_state(&*rig.queue, id, JobState::Dead, 1).await;
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Dead, 1));
     let error = j.last_error.unwrap();
     assert!(
         error.contains("unknown job kind") && error.contains("mystery"),
         "{error}"
     );
-    r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_panicking_handler_counts_as_a_retry() {
     let rig = rig();
     let mut reg = Registry::new();
@@ -278,16 +261,19 @@ async fn a_panicking_handler_counts_as_a_retry() {
     ));
     let id = enqueue(&*rig.queue, reg.new_job("shaky", json!({}), T0)).await;
     let clock = ManualClock::new(T0);
-    let r = start(&rig.queue, reg, clock.clone(), config("w1", &[("default", 2)]));
-    let j = wait_for_state(&*rig.queue, id, JobState::Queued, 1).await;
+    let r = stepper(&rig.queue, reg, clock.clone(), config("w1", &[("default", 2)]));
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Queued, 1));
     let error = j.last_error.unwrap();
     assert!(
         error.contains("panicked") && error.contains("first attempt explodes"),
         "{error}"
     );
     clock.advance(Duration::from_secs(3600));
-    wait_for_state(&*rig.queue, id, JobState::Done, 2).await;
-    r.stop().await;
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Done, 2));
 }
 
 /// Counts jobs running at once and remembers the most seen.
@@ -361,7 +347,7 @@ async fn per_queue_concurrency_is_never_exceeded() {
     assert_eq!(mail.max.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn higher_priorities_run_first() {
     let rig = rig();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -381,10 +367,25 @@ async fn higher_priorities_run_first() {
         enqueue(&*rig.queue, reg.new_job("note", json!(name), T0).priority(p)).await;
     }
     // One at a time, so the run order is the claim order.
-    let r = start(&rig.queue, reg, ManualClock::new(T0), config("w1", &[("default", 1)]));
-    wait_until("five jobs run", WAIT, || async { order.lock().unwrap().len() == 5 }).await;
-    r.stop().await;
+    let r = stepper(&rig.queue, reg, ManualClock::new(T0), config("w1", &[("default", 1)]));
+    while r.run_once().await.unwrap() > 0 {}
     assert_eq!(*order.lock().unwrap(), ["ten", "five-a", "five-b", "zero", "minus"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notified_runner_claims_without_waiting_for_its_idle_poll() {
+    let rig = rig();
+    let mut reg = Registry::new();
+    reg.register(JobKind::new("ping", "default", handler_fn(|_| async { Ok(()) })));
+    let job = reg.new_job("ping", json!({}), T0);
+    let mut cfg = config("w1", &[("default", 1)]);
+    // Without the notification the job would wait an hour.
+    cfg.idle_poll = Duration::from_secs(3600);
+    let r = start(&rig.queue, reg, ManualClock::new(T0), cfg);
+    let id = enqueue(&*rig.queue, job).await;
+    r.handle.notify_queue("default");
+    wait_for_state(&*rig.queue, id, JobState::Done, 1).await;
+    r.stop().await;
 }
 
 /// Sets its flag when dropped: tells whether a handler's task was aborted.
@@ -457,7 +458,7 @@ async fn shutdown_finishes_short_jobs_and_releases_long_ones() {
     assert_eq!(started.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_job_of_a_dead_worker_is_run_again_after_its_lease() {
     let rig = rig();
     let attempts = Arc::new(Mutex::new(Vec::new()));
@@ -481,14 +482,17 @@ async fn a_job_of_a_dead_worker_is_run_again_after_its_lease() {
     assert_eq!(claimed.len(), 1);
 
     let clock = ManualClock::new(T0);
-    let r = start(&rig.queue, reg, clock.clone(), config("w2", &[("default", 2)]));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(attempts.lock().unwrap().is_empty(), "the lease still holds");
-    clock.advance(Duration::from_secs(31));
-    let j = wait_for_state(&*rig.queue, id, JobState::Done, 2).await;
+    let r = stepper(&rig.queue, reg, clock.clone(), config("w2", &[("default", 2)]));
+    assert_eq!(r.run_once().await.unwrap(), 0, "the lease still holds");
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(r.run_once().await.unwrap(), 0, "the lease still holds");
+    assert!(attempts.lock().unwrap().is_empty());
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(r.run_once().await.unwrap(), 1);
+    let j = info(&*rig.queue, id).await;
+    assert_eq!((j.state, j.attempts), (JobState::Done, 2));
     assert_eq!(j.worker, None);
     assert_eq!(*attempts.lock().unwrap(), [2]);
-    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use worker::{PartitionWorker, ProcessorConfig, TokioClock};
 
 mod jobs;
 mod scheduler;
+mod supervision;
 
 struct Rig {
     app: Arc<Rushhour>,

@@ -2,19 +2,26 @@
 //! handles on one SQLite file, or two pools on one PostgreSQL schema) fire
 //! each cron tick exactly once as a manual clock crosses the ticks; a
 //! restart after missed ticks fires only the latest; bad cron is refused.
+//!
+//! Each instance is a `Scheduler` stepped with `run_once` at the manual
+//! clock's `now`, so "nothing fired" is a step that returns nothing, not a
+//! wait; one test runs the spawned loops to show they step on their own.
 
-use crate::jobs::{ManualClock, wait_until};
+use crate::jobs::wait_until;
 use domain::Clock;
 use domain::jobs::{JobFilter, JobInfo, JobQueue, NewJob};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
+use testkit::clock::ManualClock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use worker::{Schedule, ScheduleError, parse_schedule, spawn_scheduler};
+use worker::{Fired, Schedule, ScheduleError, Scheduler, parse_schedule, spawn_scheduler};
 
 const WAIT: Duration = Duration::from_secs(20);
+/// A step that fired nothing.
+const NONE: Vec<Fired> = Vec::new();
 const MINUTE: i64 = 60_000;
 const T0: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z, a tick of every schedule below
 
@@ -40,62 +47,46 @@ async fn jobs_of(queue: &dyn JobQueue, kind: &str) -> Vec<JobInfo> {
     jobs
 }
 
-/// Schedulers running on `tracker` until `shutdown`.
-struct Instances {
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
-
-impl Instances {
-    fn start(queues: &[Arc<dyn JobQueue>], clock: &Arc<ManualClock>, schedules: Vec<Schedule>) -> Self {
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        for q in queues {
-            let clock: Arc<dyn Clock> = clock.clone();
-            spawn_scheduler(q.clone(), clock, schedules.clone(), &tracker, shutdown.clone());
-        }
-        Self { tracker, shutdown }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.tracker.close();
-        tokio::time::timeout(WAIT, self.tracker.wait())
-            .await
-            .expect("schedulers stop");
-    }
-}
-
-/// Wait until every scheduler task has gone to sleep at least `n` times
-/// more than `before` (so it has read its history and is waiting).
-async fn settled(clock: &ManualClock, before: usize, n: usize) {
-    wait_until("the schedulers to wait for their next tick", WAIT, || async {
-        clock.sleeps() >= before + n
-    })
-    .await;
+fn scheduler(queue: &Arc<dyn JobQueue>, clock: &Arc<ManualClock>, schedules: Vec<Schedule>) -> Scheduler {
+    let clock: Arc<dyn Clock> = clock.clone();
+    Scheduler::new(queue.clone(), clock, schedules)
 }
 
 /// Two schedulers on `queues` (two handles on one queue) cross three ticks:
-/// three jobs, one per tick, due at their tick.
+/// three jobs, one per tick, due at their tick, each won by one instance.
 async fn three_ticks_fire_three_jobs(a: Arc<dyn JobQueue>, b: Arc<dyn JobQueue>) {
     let clock = ManualClock::new(T0 + 30_000);
-    let s = every_minute("snapshot");
-    let instances = Instances::start(&[a.clone(), b.clone()], &clock, vec![s]);
-    settled(&clock, 0, 2).await;
+    let mut sa = scheduler(&a, &clock, vec![every_minute("snapshot")]);
+    let mut sb = scheduler(&b, &clock, vec![every_minute("snapshot")]);
     // Never fired before: the tick at T0 is in the past and is not caught up.
-    assert!(jobs_of(&*a, "maintenance.snapshot").await.is_empty());
+    assert_eq!(sa.run_once().await.unwrap(), NONE);
+    assert_eq!(sb.run_once().await.unwrap(), NONE);
+    assert_eq!(sa.next_tick(), Some(T0 + MINUTE));
 
     for tick in 1..=3 {
         clock.advance(Duration::from_secs(60));
-        wait_until(&format!("tick {tick} to fire"), WAIT, || async {
-            jobs_of(&*a, "maintenance.snapshot").await.len() == tick
-        })
-        .await;
+        let slot = T0 + tick * MINUTE;
+        // Alternate who gets there first: exactly one wins either way.
+        let (first, second) = if tick % 2 == 1 {
+            (&mut sa, &mut sb)
+        } else {
+            (&mut sb, &mut sa)
+        };
+        let won = |won| {
+            vec![Fired {
+                schedule: "snapshot".into(),
+                slot,
+                won,
+            }]
+        };
+        assert_eq!(first.run_once().await.unwrap(), won(true), "tick {tick}");
+        assert_eq!(second.run_once().await.unwrap(), won(false), "tick {tick}");
+        // Handled: another step at the same time fires nothing.
+        assert_eq!(first.run_once().await.unwrap(), NONE);
+        assert_eq!(jobs_of(&*a, "maintenance.snapshot").await.len(), tick as usize);
     }
-    // Let both instances handle the last tick (the loser's fire is a no-op).
-    let before = clock.sleeps();
-    settled(&clock, before, 4).await;
-    instances.stop().await;
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(sa.run_once().await.unwrap(), NONE, "the next tick is a second away");
 
     let jobs = jobs_of(&*b, "maintenance.snapshot").await;
     let run_ats: Vec<i64> = jobs.iter().map(|j| j.run_at).collect();
@@ -130,7 +121,7 @@ async fn two_instances_on_one_postgres_queue_fire_each_tick_once() {
     schema.drop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn after_downtime_only_the_latest_missed_tick_fires() {
     let dir = TempDir::new().unwrap();
     let q: Arc<dyn JobQueue> =
@@ -157,21 +148,14 @@ async fn after_downtime_only_the_latest_missed_tick_fires() {
         .unwrap()
     );
     let clock = ManualClock::new(T0 + 22 * MINUTE);
-    let instances = Instances::start(std::slice::from_ref(&q), &clock, vec![s]);
-    wait_until("the catch-up tick to fire", WAIT, || async {
-        jobs_of(&*q, "maintenance.prune").await.len() == 2
-    })
-    .await;
-    let before = clock.sleeps();
-    settled(&clock, before, 3).await;
+    let mut sched = scheduler(&q, &clock, vec![s]);
+    let fired = sched.run_once().await.unwrap();
+    assert_eq!(fired.iter().map(|f| f.slot).collect::<Vec<_>>(), [T0 + 20 * MINUTE]);
     // The next tick (+25) is not due yet: nothing more fires.
-    assert_eq!(jobs_of(&*q, "maintenance.prune").await.len(), 2);
+    assert_eq!(sched.run_once().await.unwrap(), NONE);
+    assert_eq!(sched.next_tick(), Some(T0 + 25 * MINUTE));
     clock.advance(Duration::from_secs(3 * 60));
-    wait_until("the next tick to fire", WAIT, || async {
-        jobs_of(&*q, "maintenance.prune").await.len() == 3
-    })
-    .await;
-    instances.stop().await;
+    assert_eq!(sched.run_once().await.unwrap().len(), 1);
 
     let run_ats: Vec<i64> = jobs_of(&*q, "maintenance.prune")
         .await
@@ -179,6 +163,47 @@ async fn after_downtime_only_the_latest_missed_tick_fires() {
         .map(|j| j.run_at)
         .collect();
     assert_eq!(run_ats, [T0, T0 + 20 * MINUTE, T0 + 25 * MINUTE]);
+}
+
+/// The spawned loops step by themselves: two instances, sleeping on the
+/// manual clock, fire each tick once as the test moves time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_schedulers_fire_as_the_clock_moves() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("jobs.db");
+    let a: Arc<dyn JobQueue> = Arc::new(queue::SqliteQueue::open(&path, Default::default()).unwrap());
+    let b: Arc<dyn JobQueue> = Arc::new(queue::SqliteQueue::open(&path, Default::default()).unwrap());
+    let clock = ManualClock::new(T0 + 30_000);
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    for q in [&a, &b] {
+        let c: Arc<dyn Clock> = clock.clone();
+        spawn_scheduler(q.clone(), c, vec![every_minute("snapshot")], &tracker, shutdown.clone());
+    }
+    // Both have read their (empty) history at T0+30s and sleep on the
+    // clock; moving time before that would make the first tick "missed".
+    wait_until("both schedulers to wait for their first tick", WAIT, || async {
+        clock.sleeps() >= 2
+    })
+    .await;
+    for tick in 1..=2 {
+        clock.advance(Duration::from_secs(60));
+        wait_until(&format!("tick {tick} to fire"), WAIT, || async {
+            jobs_of(&*a, "maintenance.snapshot").await.len() == tick
+        })
+        .await;
+    }
+    shutdown.cancel();
+    tracker.close();
+    tokio::time::timeout(WAIT, tracker.wait())
+        .await
+        .expect("schedulers stop");
+    let run_ats: Vec<i64> = jobs_of(&*a, "maintenance.snapshot")
+        .await
+        .iter()
+        .map(|j| j.run_at)
+        .collect();
+    assert_eq!(run_ats, [T0 + MINUTE, T0 + 2 * MINUTE]);
 }
 
 #[test]

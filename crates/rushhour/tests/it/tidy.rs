@@ -15,7 +15,10 @@
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The workspace's crates: `crates/<name>/`.
@@ -138,7 +141,10 @@ fn every_declared_dependency_is_used() {
 const CONFINED: &[(&str, &[&str])] = &[
     // The PostgreSQL adapters and their shared kit; testkit creates and drops
     // test schemas; bench measures the raw client as a baseline.
-    ("sqlx-postgres", &["dbkit", "store", "queue", "eventlog", "testkit", "bench"]),
+    (
+        "sqlx-postgres",
+        &["dbkit", "store", "queue", "eventlog", "testkit", "bench"],
+    ),
     // The Kafka log; bench's raw producer is the ceiling scale intake is
     // measured against.
     ("rdkafka", &["eventlog", "bench"]),
@@ -178,5 +184,9 @@ fn heavy_clients_stay_in_their_adapters() {
             }
         }
     }
-    assert!(strays.is_empty(), "heavy clients outside their adapters:\n  {}", strays.join("\n  "));
+    assert!(
+        strays.is_empty(),
+        "heavy clients outside their adapters:\n  {}",
+        strays.join("\n  ")
+    );
 }

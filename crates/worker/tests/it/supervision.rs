@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use domain::ports::{
-    AppendOutcome, AppendRequest, DeadLetter, EventLog, IdempotencyRecord, LogRecord, Membership, PortResult, Store,
+    AppendOutcome, AppendRequest, DeadLetter, EventLog, IdempotencyRecord, LogRecord, Membership, MenuStore, PortResult,
 };
 use domain::{OrderStatus, Rushhour, RushhourConfig};
 use std::sync::Arc;

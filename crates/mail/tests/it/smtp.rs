@@ -111,7 +111,7 @@ async fn a_receipt_reaches_a_real_smtp_server() {
     let data = tempfile::tempdir().unwrap();
     let mailer = mail::open(&format!("smtp://127.0.0.1:{}", server.port), FROM, data.path()).unwrap();
     let order = picked_up_order();
-    let receipt = mail::receipt::render(&order, "Demo Downtown", "ada@example.com");
+    let receipt = domain::receipt::render(&order, "Demo Downtown", "ada@example.com");
     mailer.send(&receipt).await.unwrap();
 
     let out = server.wait_for_output(&[&receipt.subject, "To: ada@example.com", "X-Peer: 127.0.0.1"]);
@@ -132,7 +132,7 @@ async fn a_refused_connection_is_unavailable() {
         timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let receipt = mail::receipt::render(&picked_up_order(), "Demo Downtown", "ada@example.com");
+    let receipt = domain::receipt::render(&picked_up_order(), "Demo Downtown", "ada@example.com");
     let err = domain::Mailer::send(&mailer, &receipt).await.unwrap_err();
     assert!(matches!(err, PortError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("refused"), "the cause is kept: {err}");

@@ -251,9 +251,27 @@ pub trait JobQueue: Send + Sync {
     async fn health(&self) -> PortResult<()>;
 }
 
-/// The kinds of the upstream sync jobs.
+// Every job kind rushhour runs, in one list: the API and the processors
+// enqueue some of them and depend on `domain` only, so the names live here;
+// each kind's queue, attempts, priority and body are registered in
+// `worker::catalog`.
+
+/// The upstream catalog sync (`domain::sync::sync_menu`).
 pub const SYNC_MENU: &str = "sync.menu";
+/// The loyalty accounts sync (`domain::sync::sync_accounts`).
 pub const SYNC_ACCOUNTS: &str = "sync.accounts";
+/// Load every menu into the caches (`domain::housekeeping::warm_up`).
+pub const CACHE_WARMUP: &str = "cache.warmup";
+/// Record a performance snapshot (`domain::housekeeping::snapshot`).
+pub const PERF_SNAPSHOT: &str = "perf.snapshot";
+/// Expire ready orders nobody picked up (`domain::housekeeping::expire_orders`).
+pub const ORDERS_EXPIRE: &str = "orders.expire";
+/// Retention (`domain::housekeeping::cleanup`).
+pub const CLEANUP: &str = "cleanup.nightly";
+/// Refresh the store's planner statistics (`Store::maintain`).
+pub const DB_MAINTENANCE: &str = "db.maintenance";
+/// A job that does nothing (`rushhour bench jobs`).
+pub const NOOP: &str = "noop";
 
 /// A sync job of `kind` (`SYNC_MENU` or `SYNC_ACCOUNTS`): on the `sync`
 /// queue, 3 attempts, unique by kind (a sync asked for while one is queued
@@ -264,7 +282,7 @@ pub fn sync_job(kind: &str, now: i64) -> NewJob {
         .unique(kind)
 }
 
-/// The kind of the job that e-mails a picked-up order's receipt.
+/// E-mail a picked-up order's receipt (`domain::receipt::send_receipt`).
 pub const MAIL_RECEIPT: &str = "mail.receipt";
 
 /// The receipt job of a picked-up order: on the `mail` queue, unique per

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod events;
+pub mod housekeeping;
 pub mod ids;
 pub mod jobs;
 pub mod menu;
@@ -18,6 +19,7 @@ pub mod money;
 pub mod ops;
 pub mod order;
 pub mod ports;
+pub mod receipt;
 pub mod sync;
 
 pub use app::{AppError, IntakeOutcome, Resource, Rushhour, RushhourConfig};

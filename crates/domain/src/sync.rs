@@ -99,6 +99,58 @@ pub trait LoyaltySource: Send + Sync {
     async fn changes(&self, cursor: Option<&str>, limit: u32) -> PortResult<AccountChanges>;
 }
 
+/// The credentials upstream calls share (an OAuth2 token the client
+/// caches). `rushhour cache clear --auth` makes every process drop it.
+pub trait UpstreamAuth: Send + Sync {
+    /// Forget the cached token; the next call fetches a new one.
+    fn clear_auth(&self);
+}
+
+/// Everything the syncs need from upstream, as one object: the catalog,
+/// the loyalty feed and their shared credentials.
+pub trait Upstream: CatalogSource + LoyaltySource + UpstreamAuth {}
+
+impl<T: CatalogSource + LoyaltySource + UpstreamAuth + ?Sized> Upstream for T {}
+
+/// The sync-cursor key under which `cache clear --auth` bumps the upstream
+/// auth epoch: every process drops its cached token before its next sync.
+pub const AUTH_EPOCH: &str = "upstream.auth_epoch";
+
+/// The auth epoch one process last saw. A process that sees a different
+/// one drops its cached token ([`AuthEpoch::honour`]), so clearing the
+/// token reaches every process through the store, which they all share.
+#[derive(Debug, Default)]
+pub struct AuthEpoch {
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+impl AuthEpoch {
+    /// Drop `auth`'s cached token if `cache clear --auth` ran anywhere
+    /// since this process last looked.
+    pub async fn honour(&self, store: &dyn Store, auth: &dyn UpstreamAuth) -> PortResult<()> {
+        let epoch = store.sync_cursor(AUTH_EPOCH).await?;
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| PortError::Unavailable("auth epoch lock".into()))?;
+        if *seen != epoch {
+            if seen.is_some() || epoch.is_some() {
+                auth.clear_auth();
+            }
+            *seen = epoch;
+        }
+        Ok(())
+    }
+}
+
+/// `rushhour cache clear --auth`: drop this process's token and bump the
+/// epoch, so every other process drops its own before its next sync.
+pub async fn clear_auth_everywhere(store: &dyn Store, auth: &dyn UpstreamAuth, clock: &dyn Clock) -> PortResult<()> {
+    auth.clear_auth();
+    let epoch = clock.now_ms().to_string();
+    store.set_sync_cursor(AUTH_EPOCH, Some(&epoch)).await
+}
+
 /// What the rejected per-account approach would have cost for `run`: one
 /// lookup per fetched account plus one write per changed one (seed 002's
 /// "before"). Compare with `run.db_queries`.

@@ -5,6 +5,7 @@
 //! `kafka` feature, on by default), lives beside it; both pass the same
 //! contract suite in `testkit::eventlog`.
 
+mod config;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod sqlite;
@@ -12,4 +13,5 @@ pub mod sqlite;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaEventLog, KafkaLogError, KafkaLogOptions};
 
+pub use config::{ClaimsConfig, KafkaConfig, LogBuildError, LogConfig};
 pub use sqlite::{SqliteEventLog, SqliteLogOptions, Synchronous};

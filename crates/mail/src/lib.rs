@@ -1,7 +1,8 @@
-//! Outgoing e-mail: the adapters behind `domain::ports::Mailer`, and the
-//! receipt a customer gets when an order is picked up.
+//! Outgoing e-mail: the adapters behind `domain::ports::Mailer`. (The
+//! receipt a customer gets when an order is picked up is rendered by
+//! `domain::receipt`.)
 //!
-//! Two adapters, chosen by URL like every other port (`open`):
+//! Two adapters, chosen by URL (`MailConfig::from_url`, then `build`):
 //! - `smtp://[user:pass@]host:port` (plain, or STARTTLS with
 //!   `?tls=required` / `?tls=opportunistic`) and `smtps://host:port`
 //!   (implicit TLS): `SmtpMailer`, lettre's async SMTP client.
@@ -15,8 +16,8 @@
 //! lands in the outbox is byte for byte what SMTP would have sent, bar the
 //! `Date` and `Message-ID`.
 
+mod config;
 mod outbox;
-pub mod receipt;
 mod smtp;
 
 use domain::Mailer;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use config::MailConfig;
 pub use outbox::OutboxMailer;
 pub use smtp::{SmtpConfig, SmtpMailer};
 
@@ -52,36 +54,9 @@ pub enum MailError {
     },
 }
 
-/// The mailer for `url`: `smtp://…`/`smtps://…` → [`SmtpMailer`] (with
-/// [`DEFAULT_SMTP_TIMEOUT`]), `file://` → [`OutboxMailer`] in
-/// `<data_dir>/outbox`, `file:///abs/dir` → an outbox in that directory
-/// (created if missing).
+/// The mailer for `url` (see [`MailConfig::from_url`]): parse, then build.
 pub fn open(url: &str, from: &str, data_dir: &Path) -> Result<Arc<dyn Mailer>, MailError> {
-    let url = url.trim();
-    if let Some(rest) = url.strip_prefix("file://") {
-        let dir = if rest.is_empty() {
-            data_dir.join("outbox")
-        } else if rest.starts_with('/') {
-            PathBuf::from(rest)
-        } else {
-            return Err(MailError::InvalidUrl {
-                url: url.to_owned(),
-                reason: "a file URL is `file://` (the data directory's outbox) or `file:///absolute/dir`".into(),
-            });
-        };
-        return Ok(Arc::new(OutboxMailer::new(dir, from)?));
-    }
-    if url.starts_with("smtp://") || url.starts_with("smtps://") {
-        return Ok(Arc::new(SmtpMailer::new(&SmtpConfig {
-            url: url.to_owned(),
-            from: from.to_owned(),
-            timeout: DEFAULT_SMTP_TIMEOUT,
-        })?));
-    }
-    Err(MailError::InvalidUrl {
-        url: redact(url),
-        reason: "expected smtp://, smtps:// or file://".into(),
-    })
+    MailConfig::from_url(url, from, data_dir)?.build()
 }
 
 /// Parse the sender address once, at setup, so a typo fails at startup

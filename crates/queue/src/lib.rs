@@ -27,10 +27,12 @@
 //! - `counts` lists the four standard queues first (in `QUEUES` order),
 //!   then any other queue with jobs, by name.
 
+mod config;
 mod error;
 mod postgres;
 mod sqlite;
 
+pub use config::QueueConfig;
 pub use error::QueueError;
 pub use postgres::{PgQueue, PgQueueOptions};
 pub use sqlite::{SqliteQueue, SqliteQueueOptions, Synchronous};

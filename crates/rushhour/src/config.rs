@@ -1,6 +1,12 @@
 //! Configuration: the compiled-in `config/default.toml`, then an optional
 //! `--config FILE`, then `RUSHHOUR__SECTION__KEY` environment variables
-//! (figment merges them in that order). Backends are chosen by URL.
+//! (figment merges them in that order). Backends are chosen by URL: each
+//! port's URL is parsed here, when configuration loads, into that port's
+//! config enum (`store::StoreConfig`, `eventlog::LogConfig`,
+//! `queue::QueueConfig`, `cache::CacheConfig`, `mail::MailConfig`), whose
+//! `build()` the wiring calls. A URL naming another port's engine
+//! (`store.url = kafka://…`) is refused at load, naming the key and the
+//! schemes it accepts.
 //!
 //! This is the only module that reads the environment for settings.
 
@@ -20,14 +26,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
     pub auth: AuthConfig,
-    pub log: LogConfig,
-    pub store: StoreConfig,
+    pub log: LogSection,
+    pub store: StoreSection,
     pub processor: ProcessorSection,
-    pub cache: CacheConfig,
+    pub cache: CacheSection,
     pub jobs: JobsConfig,
     pub scheduler: SchedulerConfig,
     pub upstream: UpstreamSection,
-    pub mail: MailConfig,
+    pub mail: MailSection,
     pub webhooks: WebhooksConfig,
     pub telemetry: TelemetryConfig,
     pub demo: DemoConfig,
@@ -64,7 +70,7 @@ pub enum Sync {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogConfig {
+pub struct LogSection {
     pub url: String,
     pub partitions: u32,
     pub group_commit: bool,
@@ -84,7 +90,7 @@ pub struct LogConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StoreConfig {
+pub struct StoreSection {
     pub url: String,
     pub synchronous: Sync,
     pub max_connections: u32,
@@ -105,7 +111,7 @@ pub struct ProcessorSection {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CacheConfig {
+pub struct CacheSection {
     pub url: String,
     pub menu_ttl_secs: u64,
     pub l1_ttl_secs: u64,
@@ -173,7 +179,7 @@ impl std::fmt::Debug for UpstreamSection {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MailConfig {
+pub struct MailSection {
     pub url: String,
     pub from: String,
 }
@@ -251,35 +257,18 @@ impl Config {
         if self.http.max_inflight_intake == 0 {
             bail!("http.max_inflight_intake must be at least 1");
         }
-        self.log_backend()?;
-        self.store_backend()?;
+        self.check_urls()?;
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.log.compression.as_str()) {
             bail!("log.compression must be none, gzip, snappy, lz4 or zstd");
         }
         if self.log.append_timeout_ms == 0 {
             bail!("log.append_timeout_ms must be at least 1");
         }
-        self.jobs_backend()?;
         if !(10..=1000).contains(&self.upstream.page_size) {
             bail!("upstream.page_size must be 10 to 1000");
         }
         if self.jobs.lease_secs == 0 || self.jobs.claim_batch == 0 {
             bail!("jobs.lease_secs and jobs.claim_batch must be at least 1");
-        }
-        if !(self.mail.url.starts_with("file://") || self.mail.url.starts_with("smtp://")) {
-            bail!(
-                "mail.url = {:?}: expected file:// or smtp://",
-                redact_url(&self.mail.url)
-            );
-        }
-        if !(self.cache.url == "memory://"
-            || self.cache.url.starts_with("redis://")
-            || self.cache.url.starts_with("rediss://"))
-        {
-            bail!(
-                "cache.url = {:?}: expected memory:// or redis://",
-                redact_url(&self.cache.url)
-            );
         }
         Ok(())
     }
@@ -288,20 +277,104 @@ impl Config {
         Duration::from_millis(self.http.request_timeout_ms)
     }
 
-    pub fn log_backend(&self) -> anyhow::Result<Backend> {
-        backend(&self.log.url, &self.data_dir, "log.db", "log.url")
+    /// Every URL's scheme names an engine of its own port (and Kafka has
+    /// brokers): checked at load, so a misplaced URL never reaches the
+    /// wiring.
+    fn check_urls(&self) -> anyhow::Result<()> {
+        self.store_config()?;
+        self.log_engine()?;
+        if !self.log.claims_url.is_empty() {
+            parse_url(&CLAIMS_URL, &self.log.claims_url)?;
+        }
+        self.queue_config()?;
+        self.cache_config()?;
+        self.mail_config()?;
+        Ok(())
+    }
+
+    /// The store `store.url` names.
+    pub fn store_config(&self) -> anyhow::Result<store::StoreConfig> {
+        Ok(match parse_url(&STORE_URL, &self.store.url)? {
+            Engine::Sqlite(path) => store::StoreConfig::Sqlite {
+                path: self.sqlite_path(path, "rushhour.db"),
+                options: store::SqliteStoreOptions {
+                    synchronous: store_sync(self.store.synchronous),
+                    ..Default::default()
+                },
+            },
+            Engine::Postgres(url) => store::StoreConfig::Postgres {
+                url: url.to_owned(),
+                options: store::PgStoreOptions {
+                    max_connections: self.store.max_connections,
+                    statement_timeout: Duration::from_millis(self.store.statement_timeout_ms),
+                    read_replica_url: Some(self.store.read_replica_url.clone()).filter(|u| !u.is_empty()),
+                    schema: self.pg_schema(),
+                    ..Default::default()
+                },
+            },
+            other => unreachable!("store.url accepts no {other:?}"),
+        })
+    }
+
+    /// `log.url`'s engine: a SQLite file or Kafka brokers.
+    fn log_engine(&self) -> anyhow::Result<Engine<'_>> {
+        let engine = parse_url(&LOG_URL, &self.log.url)?;
+        if engine == Engine::Kafka("") {
+            bail!("log.url = kafka:// needs brokers: kafka://host:port,host:port");
+        }
+        Ok(engine)
+    }
+
+    /// The event log `log.url` names. Kafka also needs a PostgreSQL for
+    /// its idempotency claims ([`Config::claims_url`]), checked here rather
+    /// than at load, as before: only a process that opens the log needs it.
+    pub fn log_config(&self) -> anyhow::Result<eventlog::LogConfig> {
+        let l = &self.log;
+        Ok(match self.log_engine()? {
+            Engine::Sqlite(path) => eventlog::LogConfig::Sqlite {
+                path: self.sqlite_path(path, "log.db"),
+                options: eventlog::SqliteLogOptions {
+                    partitions: l.partitions,
+                    group_commit: l.group_commit,
+                    max_batch: l.max_batch,
+                    linger: Duration::from_micros(l.linger_us),
+                    synchronous: log_sync(l.synchronous),
+                    ..Default::default()
+                },
+            },
+            Engine::Kafka(brokers) => eventlog::LogConfig::Kafka(eventlog::KafkaConfig {
+                brokers: brokers.to_owned(),
+                topic: l.topic.clone(),
+                dlq_topic: l.dlq_topic.clone(),
+                partitions: l.partitions,
+                replication_factor: l.replication_factor,
+                linger: Duration::from_millis(l.producer_linger_ms),
+                compression: l.compression.clone(),
+                append_timeout: Duration::from_millis(l.append_timeout_ms),
+                session_timeout: Duration::from_millis(l.session_timeout_ms),
+                fetch_wait: Duration::from_millis(l.fetch_wait_ms),
+                processor_group: self.processor.group.clone(),
+                claims: eventlog::ClaimsConfig {
+                    url: self.claims_url()?,
+                    max_connections: self.store.max_connections,
+                    // Intake must answer within a second when PostgreSQL is gone.
+                    acquire_timeout: Duration::from_millis(l.append_timeout_ms),
+                },
+            }),
+            other => unreachable!("log.url accepts no {other:?}"),
+        })
     }
 
     /// Where the Kafka log keeps its idempotency claims: `log.claims_url`,
     /// or the store's PostgreSQL database when that is empty.
     pub fn claims_url(&self) -> anyhow::Result<String> {
-        let url = if self.log.claims_url.is_empty() {
-            &self.store.url
+        let (spec, url) = if self.log.claims_url.is_empty() {
+            (&STORE_URL, &self.store.url)
         } else {
-            &self.log.claims_url
+            (&CLAIMS_URL, &self.log.claims_url)
         };
-        match backend(url, &self.data_dir, "rushhour.db", "log.claims_url")? {
-            Backend::Postgres(u) => Ok(u),
+        match parse_url(spec, url)? {
+            Engine::Postgres(u) => Ok(u.to_owned()),
             _ => bail!(
                 "log.url = kafka:// keeps idempotency claims in PostgreSQL: set store.url \
                  (or log.claims_url) to a postgres:// URL"
@@ -309,20 +382,81 @@ impl Config {
         }
     }
 
-    /// Where the job queue lives: `jobs.url`, else the store's PostgreSQL,
-    /// else `<data_dir>/jobs.db`.
-    pub fn jobs_backend(&self) -> anyhow::Result<Backend> {
+    /// The job queue: `jobs.url`, else the store's PostgreSQL, else
+    /// `<data_dir>/jobs.db`.
+    pub fn queue_config(&self) -> anyhow::Result<queue::QueueConfig> {
         let url = if !self.jobs.url.is_empty() {
             self.jobs.url.as_str()
-        } else if matches!(self.store_backend()?, Backend::Postgres(_)) {
+        } else if matches!(parse_url(&STORE_URL, &self.store.url)?, Engine::Postgres(_)) {
             self.store.url.as_str()
         } else {
             "sqlite://"
         };
-        match backend(url, &self.data_dir, "jobs.db", "jobs.url")? {
-            Backend::Kafka(_) => bail!("jobs.url cannot be kafka://"),
-            b => Ok(b),
+        Ok(match parse_url(&JOBS_URL, url)? {
+            Engine::Sqlite(path) => queue::QueueConfig::Sqlite {
+                path: self.sqlite_path(path, "jobs.db"),
+                options: queue::SqliteQueueOptions::default(),
+            },
+            Engine::Postgres(url) => queue::QueueConfig::Postgres {
+                url: url.to_owned(),
+                options: queue::PgQueueOptions {
+                    max_connections: self.jobs.max_connections,
+                    statement_timeout: Duration::from_millis(self.store.statement_timeout_ms),
+                    schema: self.pg_schema(),
+                    ..Default::default()
+                },
+            },
+            other => unreachable!("jobs.url accepts no {other:?}"),
+        })
+    }
+
+    /// The menu cache and live feed `cache.url` names: in-process, or over
+    /// Redis so every instance shares them.
+    pub fn cache_config(&self) -> anyhow::Result<cache::CacheConfig> {
+        let c = &self.cache;
+        Ok(match parse_url(&CACHE_URL, &c.url)? {
+            Engine::Memory => cache::CacheConfig::Memory {
+                menu_ttl: Duration::from_secs(c.menu_ttl_secs),
+                max_stores: c.max_stores,
+                feed_capacity: FEED_CAPACITY,
+            },
+            Engine::Redis(url) => cache::CacheConfig::Redis {
+                url: url.to_owned(),
+                cache: cache::RedisCacheOptions {
+                    l1_ttl: Duration::from_secs(c.l1_ttl_secs),
+                    l1_max_stores: c.max_stores,
+                    l2_ttl: Duration::from_secs(c.menu_ttl_secs),
+                    key_prefix: c.key_prefix.clone(),
+                    ..Default::default()
+                },
+                feed: cache::RedisFeedOptions {
+                    capacity: FEED_CAPACITY,
+                    channel_prefix: c.key_prefix.clone(),
+                    ..Default::default()
+                },
+            },
+            other => unreachable!("cache.url accepts no {other:?}"),
+        })
+    }
+
+    /// The mailer `mail.url` names.
+    pub fn mail_config(&self) -> anyhow::Result<mail::MailConfig> {
+        parse_url(&MAIL_URL, &self.mail.url)?;
+        mail::MailConfig::from_url(&self.mail.url, &self.mail.from, &self.data_dir)
+            .with_context(|| format!("mail.url = {:?}", redact_url(&self.mail.url)))
+    }
+
+    /// `sqlite://` alone means `<data_dir>/<default_file>`.
+    fn sqlite_path(&self, rest: &str, default_file: &str) -> PathBuf {
+        if rest.is_empty() {
+            self.data_dir.join(default_file)
+        } else {
+            PathBuf::from(rest)
         }
+    }
+
+    fn pg_schema(&self) -> Option<String> {
+        Some(self.store.schema.clone()).filter(|s| !s.is_empty())
     }
 
     /// This process's lease-holder name: `jobs.worker_id` or host-pid.
@@ -336,20 +470,16 @@ impl Config {
         format!("{host}-{}", std::process::id())
     }
 
-    pub fn store_backend(&self) -> anyhow::Result<Backend> {
-        backend(&self.store.url, &self.data_dir, "rushhour.db", "store.url")
-    }
-
     pub fn redacted_store_url(&self) -> String {
-        match self.store_backend() {
-            Ok(Backend::Sqlite(p)) => p.display().to_string(),
+        match self.store_config() {
+            Ok(store::StoreConfig::Sqlite { path, .. }) => path.display().to_string(),
             _ => redact_url(&self.store.url),
         }
     }
 
     pub fn redacted_log_url(&self) -> String {
-        match self.log_backend() {
-            Ok(Backend::Sqlite(p)) => p.display().to_string(),
+        match self.log_engine() {
+            Ok(Engine::Sqlite(path)) => self.sqlite_path(path, "log.db").display().to_string(),
             _ => redact_url(&self.log.url),
         }
     }
@@ -381,36 +511,110 @@ impl Config {
     }
 }
 
-/// Which engine a URL selects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite(PathBuf),
-    Postgres(String),
-    Kafka(String),
+/// Events buffered per live subscriber (in-process and Redis feeds).
+const FEED_CAPACITY: usize = 4096;
+
+/// The engine a URL names, with the part of the URL its adapter needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine<'a> {
+    /// What follows `sqlite://`: empty (the data directory's default
+    /// file) or a path.
+    Sqlite(&'a str),
+    /// The whole `postgres://` URL.
+    Postgres(&'a str),
+    /// The brokers after `kafka://`.
+    Kafka(&'a str),
+    Memory,
+    /// The whole `redis://`/`rediss://` URL.
+    Redis(&'a str),
+    /// `file://` or `smtp://`/`smtps://` (parsed by `mail::MailConfig`).
+    Mail,
 }
 
-fn backend(url: &str, data_dir: &Path, default_file: &str, key: &str) -> anyhow::Result<Backend> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        let path = if rest.is_empty() {
-            data_dir.join(default_file)
-        } else {
-            PathBuf::from(rest)
-        };
-        return Ok(Backend::Sqlite(path));
+/// Every scheme rushhour knows, and the keys that take it (named when a
+/// URL lands under the wrong key).
+const SCHEMES: [(&str, &str); 10] = [
+    ("sqlite://", "store.url, log.url and jobs.url"),
+    ("postgres://", "store.url, jobs.url and log.claims_url"),
+    ("postgresql://", "store.url, jobs.url and log.claims_url"),
+    ("kafka://", "log.url"),
+    ("memory://", "cache.url"),
+    ("redis://", "cache.url"),
+    ("rediss://", "cache.url"),
+    ("file://", "mail.url"),
+    ("smtp://", "mail.url"),
+    ("smtps://", "mail.url"),
+];
+
+/// A URL key and the schemes it accepts.
+struct UrlKey {
+    key: &'static str,
+    accepts: &'static [&'static str],
+}
+
+const STORE_URL: UrlKey = UrlKey {
+    key: "store.url",
+    accepts: &["sqlite://", "postgres://", "postgresql://"],
+};
+const LOG_URL: UrlKey = UrlKey {
+    key: "log.url",
+    accepts: &["sqlite://", "kafka://"],
+};
+const CLAIMS_URL: UrlKey = UrlKey {
+    key: "log.claims_url",
+    accepts: &["postgres://", "postgresql://"],
+};
+const JOBS_URL: UrlKey = UrlKey {
+    key: "jobs.url",
+    accepts: &["sqlite://", "postgres://", "postgresql://"],
+};
+const CACHE_URL: UrlKey = UrlKey {
+    key: "cache.url",
+    accepts: &["memory://", "redis://", "rediss://"],
+};
+const MAIL_URL: UrlKey = UrlKey {
+    key: "mail.url",
+    accepts: &["file://", "smtp://", "smtps://"],
+};
+
+/// The engine `url` names if `spec` accepts it; else an error naming the
+/// key, the keys the scheme belongs to (when it is another port's engine)
+/// and the schemes the key accepts.
+fn parse_url<'a>(spec: &UrlKey, url: &'a str) -> anyhow::Result<Engine<'a>> {
+    let (key, accepts) = (spec.key, spec.accepts.join(", "));
+    let Some(&(scheme, owners)) = SCHEMES.iter().find(|(scheme, _)| url.starts_with(scheme)) else {
+        bail!("{key} = {:?}: unknown scheme; {key} accepts {accepts}", redact_url(url));
+    };
+    if !spec.accepts.contains(&scheme) {
+        bail!(
+            "{key} = {:?}: {scheme} is an engine for {owners}, not for {key}; {key} accepts {accepts}",
+            redact_url(url)
+        );
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Backend::Postgres(url.to_owned()));
+    let rest = &url[scheme.len()..];
+    Ok(match scheme {
+        "sqlite://" => Engine::Sqlite(rest),
+        "postgres://" | "postgresql://" => Engine::Postgres(url),
+        "kafka://" => Engine::Kafka(rest),
+        "memory://" if rest.is_empty() => Engine::Memory,
+        "memory://" => bail!("{key} = {url:?}: memory:// takes nothing after it"),
+        "redis://" | "rediss://" => Engine::Redis(url),
+        _ => Engine::Mail,
+    })
+}
+
+fn log_sync(s: Sync) -> eventlog::Synchronous {
+    match s {
+        Sync::Full => eventlog::Synchronous::Full,
+        Sync::Normal => eventlog::Synchronous::Normal,
     }
-    if let Some(brokers) = url.strip_prefix("kafka://") {
-        if brokers.is_empty() {
-            bail!("{key} = kafka:// needs brokers: kafka://host:port,host:port");
-        }
-        return Ok(Backend::Kafka(brokers.to_owned()));
+}
+
+fn store_sync(s: Sync) -> store::Synchronous {
+    match s {
+        Sync::Full => store::Synchronous::Full,
+        Sync::Normal => store::Synchronous::Normal,
     }
-    bail!(
-        "{key} = {:?}: expected sqlite://, postgres:// or kafka://",
-        redact_url(url)
-    )
 }
 
 /// Hide a password in `scheme://user:password@host`.
@@ -431,10 +635,22 @@ fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    fn defaults() -> Config {
+        Config::load(None, &Overrides::default()).unwrap()
+    }
+
     #[test]
     fn defaults_parse_and_select_embedded_backends() {
-        let c = Config::load(None, &Overrides::default()).unwrap();
-        assert_eq!(c.log_backend().unwrap(), Backend::Sqlite(c.data_dir.join("log.db")));
+        let c = defaults();
+        assert!(matches!(
+            c.log_config().unwrap(),
+            eventlog::LogConfig::Sqlite { path, .. } if path == c.data_dir.join("log.db")
+        ));
+        assert!(matches!(c.cache_config().unwrap(), cache::CacheConfig::Memory { .. }));
+        assert!(matches!(
+            c.mail_config().unwrap(),
+            mail::MailConfig::Outbox { dir, .. } if dir == c.data_dir.join("outbox")
+        ));
         assert_eq!(c.http.max_body_bytes, 64 * 1024);
     }
 
@@ -449,12 +665,15 @@ mod tests {
         let c = Config::load(None, &o).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.http.addr.port(), 9999);
-        assert_eq!(c.store_backend().unwrap(), Backend::Sqlite("/tmp/x/rushhour.db".into()));
+        assert!(matches!(
+            c.store_config().unwrap(),
+            store::StoreConfig::Sqlite { path, .. } if path == Path::new("/tmp/x/rushhour.db")
+        ));
     }
 
     #[test]
     fn secrets_are_redacted() {
-        let mut c = Config::load(None, &Overrides::default()).unwrap();
+        let mut c = defaults();
         c.auth.staff_key = "s3cret".into();
         c.store.url = "postgres://app:hunter2@db:5432/rushhour".into();
         c.upstream.client_secret = "upst-secret".into();
@@ -469,34 +688,166 @@ mod tests {
 
     #[test]
     fn kafka_needs_brokers_and_a_postgres_for_claims() {
-        let mut c = Config::load(None, &Overrides::default()).unwrap();
+        let mut c = defaults();
         c.log.url = "kafka://k1:9092,k2:9092".into();
-        assert_eq!(c.log_backend().unwrap(), Backend::Kafka("k1:9092,k2:9092".into()));
+        assert!(c.validate().is_ok(), "Kafka parses (a build without it fails to build)");
         assert!(c.claims_url().is_err(), "SQLite store cannot hold the claims");
+        assert!(c.log_config().is_err());
         c.store.url = "postgres://db/rushhour".into();
         assert_eq!(c.claims_url().unwrap(), "postgres://db/rushhour");
+        match c.log_config().unwrap() {
+            eventlog::LogConfig::Kafka(k) => {
+                assert_eq!(k.brokers, "k1:9092,k2:9092");
+                assert_eq!(k.claims.url, "postgres://db/rushhour");
+            }
+            other => panic!("expected Kafka, got {other:?}"),
+        }
         c.log.url = "kafka://".into();
         assert!(c.validate().is_err());
     }
 
     #[test]
     fn the_job_queue_follows_the_store() {
-        let mut c = Config::load(None, &Overrides::default()).unwrap();
-        assert_eq!(c.jobs_backend().unwrap(), Backend::Sqlite(c.data_dir.join("jobs.db")));
+        let mut c = defaults();
+        assert!(matches!(
+            c.queue_config().unwrap(),
+            queue::QueueConfig::Sqlite { path, .. } if path == c.data_dir.join("jobs.db")
+        ));
         c.store.url = "postgres://db/rushhour".into();
-        assert_eq!(
-            c.jobs_backend().unwrap(),
-            Backend::Postgres("postgres://db/rushhour".into())
-        );
+        assert!(matches!(
+            c.queue_config().unwrap(),
+            queue::QueueConfig::Postgres { url, .. } if url == "postgres://db/rushhour"
+        ));
         c.jobs.url = "sqlite:///tmp/j.db".into();
-        assert_eq!(c.jobs_backend().unwrap(), Backend::Sqlite("/tmp/j.db".into()));
+        assert!(matches!(
+            c.queue_config().unwrap(),
+            queue::QueueConfig::Sqlite { path, .. } if path == Path::new("/tmp/j.db")
+        ));
         assert_eq!(c.scheduler.schedules["order_expiry"], "* * * * *");
     }
 
+    /// A URL under the wrong key, or with a scheme nobody knows, is refused
+    /// when configuration loads, with a message naming the key, the keys
+    /// the scheme belongs to, and what the key accepts.
     #[test]
-    fn unknown_schemes_are_refused() {
-        let mut c = Config::load(None, &Overrides::default()).unwrap();
-        c.log.url = "mysql://x".into();
-        assert!(c.validate().is_err());
+    fn misplaced_and_unknown_urls_are_parse_errors() {
+        type Set = fn(&mut Config, &str);
+        let store: Set = |c, u| c.store.url = u.into();
+        let log: Set = |c, u| c.log.url = u.into();
+        let claims: Set = |c, u| c.log.claims_url = u.into();
+        let jobs: Set = |c, u| c.jobs.url = u.into();
+        let cache: Set = |c, u| c.cache.url = u.into();
+        let mail: Set = |c, u| c.mail.url = u.into();
+        let cases: [(Set, &str, &str); 14] = [
+            (
+                store,
+                "kafka://k1:9092",
+                "store.url = \"kafka://k1:9092\": kafka:// is an engine for log.url, not for store.url; \
+                 store.url accepts sqlite://, postgres://, postgresql://",
+            ),
+            (
+                store,
+                "redis://r:6379",
+                "store.url = \"redis://r:6379\": redis:// is an engine for cache.url, not for store.url",
+            ),
+            (
+                store,
+                "mysql://db",
+                "store.url = \"mysql://db\": unknown scheme; store.url accepts sqlite://, postgres://, postgresql://",
+            ),
+            (
+                log,
+                "postgres://db/x",
+                "log.url = \"postgres://db/x\": postgres:// is an engine for store.url, jobs.url and \
+                 log.claims_url, not for log.url; log.url accepts sqlite://, kafka://",
+            ),
+            (
+                log,
+                "memory://",
+                "log.url = \"memory://\": memory:// is an engine for cache.url",
+            ),
+            (log, "kafka://", "log.url = kafka:// needs brokers"),
+            (
+                claims,
+                "sqlite://",
+                "log.claims_url = \"sqlite://\": sqlite:// is an engine for store.url, log.url and jobs.url",
+            ),
+            (
+                jobs,
+                "kafka://k:9092",
+                "jobs.url = \"kafka://k:9092\": kafka:// is an engine for log.url, not for jobs.url; \
+                 jobs.url accepts sqlite://, postgres://, postgresql://",
+            ),
+            (
+                cache,
+                "postgres://u:hunter2@db/x",
+                "cache.url = \"postgres://u:[redacted]@db/x\": postgres:// is an engine for store.url",
+            ),
+            (
+                cache,
+                "memory://x",
+                "cache.url = \"memory://x\": memory:// takes nothing after it",
+            ),
+            (
+                cache,
+                "sqlite://",
+                "cache.url = \"sqlite://\": sqlite:// is an engine for store.url, log.url and jobs.url, \
+                 not for cache.url; cache.url accepts memory://, redis://, rediss://",
+            ),
+            (
+                mail,
+                "redis://r",
+                "mail.url = \"redis://r\": redis:// is an engine for cache.url, not for mail.url; \
+                 mail.url accepts file://, smtp://, smtps://",
+            ),
+            (
+                mail,
+                "file://relative/dir",
+                "mail.url = \"file://relative/dir\": invalid mail URL",
+            ),
+            (
+                mail,
+                "http://mail",
+                "mail.url = \"http://mail\": unknown scheme; mail.url accepts file://, smtp://, smtps://",
+            ),
+        ];
+        for (set, url, want) in cases {
+            let mut c = defaults();
+            set(&mut c, url);
+            let err = format!("{:#}", c.validate().expect_err(url));
+            assert!(err.contains(want), "{url}:\n got: {err}\nwant: {want}");
+        }
+    }
+
+    /// The same refusal comes from `Config::load`, before anything is
+    /// built, and configuration written for earlier binaries (every key of
+    /// the defaults, scale-mode URLs) still loads.
+    #[test]
+    fn load_refuses_a_misplaced_url_and_accepts_todays_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[store]\nurl = \"kafka://k1:9092\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&bad), &Overrides::default()).unwrap_err());
+        assert!(
+            err.contains("store.url = \"kafka://k1:9092\": kafka:// is an engine for log.url"),
+            "{err}"
+        );
+
+        let good = dir.path().join("good.toml");
+        std::fs::write(
+            &good,
+            DEFAULTS
+                .replace(
+                    "url = \"sqlite://\"\npartitions",
+                    "url = \"kafka://k1:9092\"\npartitions",
+                )
+                .replace("url = \"memory://\"", "url = \"redis://127.0.0.1:6379\"")
+                .replace("url = \"file://\"", "url = \"smtp://127.0.0.1:2525\""),
+        )
+        .unwrap();
+        let c = Config::load(Some(&good), &Overrides::default()).unwrap();
+        assert!(matches!(c.cache_config().unwrap(), cache::CacheConfig::Redis { .. }));
+        assert!(matches!(c.mail_config().unwrap(), mail::MailConfig::Smtp(_)));
+        assert_eq!(c.log.url, "kafka://k1:9092");
     }
 }

@@ -56,7 +56,7 @@ enum Command {
     /// Development helpers: `dev upstream` serves the upstream simulator.
     Dev(rushhour::ops_cli::DevArgs),
     /// Load-generate against a running server, or run the benchmark suite.
-    Bench(Box<rushhour::bench::BenchArgs>),
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Bench(args) => rushhour::bench::run(*args).await,
+            Command::Bench(args) => bench::run(*args).await,
         }
     })
 }

@@ -6,6 +6,7 @@
 //! running is not queued twice).
 
 use anyhow::Context;
+use domain::jobs::{SYNC_ACCOUNTS, SYNC_MENU};
 use domain::sync::SyncProgress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
@@ -13,7 +14,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::tasks::{self, Tasks};
 use crate::wiring::Built;
 
 #[derive(clap::Args, Debug)]
@@ -101,9 +101,9 @@ impl SyncProgress for Bar {
 
 pub async fn sync(cfg: &Config, built: &Built, args: &SyncArgs) -> anyhow::Result<()> {
     let kinds: &[&str] = match args.what {
-        SyncWhat::Menu => &[tasks::SYNC_MENU],
-        SyncWhat::Accounts => &[tasks::SYNC_ACCOUNTS],
-        SyncWhat::All => &[tasks::SYNC_MENU, tasks::SYNC_ACCOUNTS],
+        SyncWhat::Menu => &[SYNC_MENU],
+        SyncWhat::Accounts => &[SYNC_ACCOUNTS],
+        SyncWhat::All => &[SYNC_MENU, SYNC_ACCOUNTS],
     };
     if args.background {
         let now = built.app.clock.now_ms();
@@ -119,7 +119,7 @@ pub async fn sync(cfg: &Config, built: &Built, args: &SyncArgs) -> anyhow::Resul
     }
     let t = built.tasks(cfg);
     for kind in kinds {
-        let run = if *kind == tasks::SYNC_MENU {
+        let run = if *kind == SYNC_MENU {
             let bar = Bar::new("menu");
             let r = t.sync_menu(&bar).await;
             bar.0.finish_and_clear();
@@ -145,7 +145,7 @@ pub async fn sync(cfg: &Config, built: &Built, args: &SyncArgs) -> anyhow::Resul
 }
 
 pub async fn warmup(cfg: &Config, built: &Built) -> anyhow::Result<()> {
-    let t: std::sync::Arc<Tasks> = built.tasks(cfg);
+    let t = built.tasks(cfg);
     let bar = Bar::new("menus");
     let started = std::time::Instant::now();
     let n = t.warm_up(&bar).await.context("warm up the menu caches")?;

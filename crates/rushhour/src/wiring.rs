@@ -4,9 +4,11 @@
 //! task tracker (`run`), so SIGTERM drains: stop accepting, finish in-flight
 //! batches and jobs (or release them), commit, exit.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use domain::housekeeping::RetentionPeriods;
 use domain::jobs::JobQueue;
-use domain::ports::{EventLog, LiveFeed, Mailer, MenuCache, Store};
+use domain::ports::Mailer;
+use domain::sync::Upstream;
 use domain::{Rushhour, RushhourConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use worker::catalog::{self, TaskSettings, Tasks};
 
-use crate::config::{Backend, Config, Sync};
+use crate::config::Config;
 
 /// A process's ports, built from config.
 pub struct Built {
@@ -25,7 +28,8 @@ pub struct Built {
     pub generated_key: bool,
     pub jobs: Arc<dyn JobQueue>,
     pub mailer: Arc<dyn Mailer>,
-    pub upstream: Arc<upstream::UpstreamClient>,
+    /// The catalog and loyalty services, behind their ports.
+    pub upstream: Arc<dyn Upstream>,
     pub webhook_secret: String,
     /// Set when this start generated the webhook secret (print it once).
     pub generated_webhook_secret: bool,
@@ -33,182 +37,32 @@ pub struct Built {
 
 impl Built {
     /// The background jobs' view of this process's ports.
-    pub fn tasks(&self, cfg: &Config) -> Arc<crate::tasks::Tasks> {
-        Arc::new(crate::tasks::Tasks::new(
-            cfg,
+    pub fn tasks(&self, cfg: &Config) -> Arc<Tasks> {
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        let r = &cfg.jobs.retention;
+        Arc::new(Tasks::new(
             self.app.clone(),
             self.jobs.clone(),
             self.upstream.clone(),
             self.mailer.clone(),
+            TaskSettings {
+                pickup_timeout: Duration::from_secs(cfg.jobs.pickup_timeout_secs),
+                retention: RetentionPeriods {
+                    orders: days(r.orders_days),
+                    records: days(r.records_days),
+                    finished_jobs: days(r.finished_jobs_days),
+                    idempotency: Duration::from_secs(r.idempotency_hours.max(24) * 3600),
+                },
+                accounts_page: cfg.upstream.accounts_page,
+                instance: cfg.worker_id(),
+            },
         ))
     }
 }
 
-fn log_sync(s: Sync) -> eventlog::Synchronous {
-    match s {
-        Sync::Full => eventlog::Synchronous::Full,
-        Sync::Normal => eventlog::Synchronous::Normal,
-    }
-}
-
-fn store_sync(s: Sync) -> store::Synchronous {
-    match s {
-        Sync::Full => store::Synchronous::Full,
-        Sync::Normal => store::Synchronous::Normal,
-    }
-}
-
-#[cfg(not(feature = "kafka"))]
-fn scale_mode_missing(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: this binary was built without the `kafka` feature")
-}
-
-pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match cfg.store_backend()? {
-        Backend::Sqlite(path) => {
-            let opts = store::SqliteStoreOptions {
-                synchronous: store_sync(cfg.store.synchronous),
-                ..Default::default()
-            };
-            let s = tokio::task::spawn_blocking(move || store::SqliteStore::open(&path, opts))
-                .await?
-                .context("open the SQLite store")?;
-            Ok(Arc::new(s))
-        }
-        Backend::Postgres(url) => {
-            let opts = store::PgStoreOptions {
-                max_connections: cfg.store.max_connections,
-                statement_timeout: Duration::from_millis(cfg.store.statement_timeout_ms),
-                read_replica_url: Some(cfg.store.read_replica_url.clone()).filter(|u| !u.is_empty()),
-                schema: Some(cfg.store.schema.clone()).filter(|s| !s.is_empty()),
-                ..Default::default()
-            };
-            let s = store::PgStore::connect(&url, opts)
-                .await
-                .context("connect to the PostgreSQL store")?;
-            s.migrate().await.context("migrate the PostgreSQL store")?;
-            Ok(Arc::new(s))
-        }
-        Backend::Kafka(_) => bail!("store.url cannot be kafka://"),
-    }
-}
-
-pub async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
-    match cfg.log_backend()? {
-        Backend::Sqlite(path) => {
-            let opts = eventlog::SqliteLogOptions {
-                partitions: cfg.log.partitions,
-                group_commit: cfg.log.group_commit,
-                max_batch: cfg.log.max_batch,
-                linger: Duration::from_micros(cfg.log.linger_us),
-                synchronous: log_sync(cfg.log.synchronous),
-                ..Default::default()
-            };
-            let l = tokio::task::spawn_blocking(move || eventlog::SqliteEventLog::open(&path, opts))
-                .await?
-                .context("open the SQLite event log")?;
-            Ok(Arc::new(l))
-        }
-        Backend::Kafka(brokers) => open_kafka_log(cfg, brokers).await,
-        Backend::Postgres(_) => bail!("log.url cannot be postgres://"),
-    }
-}
-
-#[cfg(feature = "kafka")]
-async fn open_kafka_log(cfg: &Config, brokers: String) -> anyhow::Result<Arc<dyn EventLog>> {
-    let claims_url = cfg.claims_url()?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(cfg.store.max_connections)
-        // Intake must answer within a second when PostgreSQL is gone.
-        .acquire_timeout(Duration::from_millis(cfg.log.append_timeout_ms))
-        .connect(&claims_url)
-        .await
-        .context("connect to PostgreSQL for the Kafka log's idempotency claims")?;
-    let opts = eventlog::KafkaLogOptions {
-        brokers,
-        topic: cfg.log.topic.clone(),
-        dlq_topic: cfg.log.dlq_topic.clone(),
-        partitions: cfg.log.partitions,
-        replication_factor: cfg.log.replication_factor,
-        linger: Duration::from_millis(cfg.log.producer_linger_ms),
-        compression: cfg.log.compression.clone(),
-        append_timeout: Duration::from_millis(cfg.log.append_timeout_ms),
-        session_timeout: Duration::from_millis(cfg.log.session_timeout_ms),
-        fetch_wait: Duration::from_millis(cfg.log.fetch_wait_ms),
-        processor_group: cfg.processor.group.clone(),
-        ..Default::default()
-    };
-    let log = eventlog::KafkaEventLog::connect(opts, pool)
-        .await
-        .context("connect to Kafka")?;
-    Ok(Arc::new(log))
-}
-
-#[cfg(not(feature = "kafka"))]
-async fn open_kafka_log(_cfg: &Config, _brokers: String) -> anyhow::Result<Arc<dyn EventLog>> {
-    Err(scale_mode_missing("log.url = kafka://"))
-}
-
-/// The menu cache and the live-event feed: in-process, or over Redis so
-/// every instance shares them. Redis connects lazily: an instance starts
-/// (and serves from its own memory and the store) while Redis is down.
-pub async fn open_cache(cfg: &Config) -> anyhow::Result<(Arc<dyn MenuCache>, Arc<dyn LiveFeed>)> {
-    const FEED_CAPACITY: usize = 4096;
-    if cfg.cache.url == "memory://" {
-        let menus = cache::MemoryMenuCache::new(Duration::from_secs(cfg.cache.menu_ttl_secs), cfg.cache.max_stores);
-        return Ok((Arc::new(menus), Arc::new(cache::BroadcastFeed::new(FEED_CAPACITY))));
-    }
-    let menus = cache::RedisMenuCache::connect(
-        &cfg.cache.url,
-        cache::RedisCacheOptions {
-            l1_ttl: Duration::from_secs(cfg.cache.l1_ttl_secs),
-            l1_max_stores: cfg.cache.max_stores,
-            l2_ttl: Duration::from_secs(cfg.cache.menu_ttl_secs),
-            key_prefix: cfg.cache.key_prefix.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .context("set up the Redis menu cache")?;
-    let feed = cache::RedisFeed::connect(
-        &cfg.cache.url,
-        cache::RedisFeedOptions {
-            capacity: FEED_CAPACITY,
-            channel_prefix: cfg.cache.key_prefix.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .context("set up the Redis live-event feed")?;
-    Ok((Arc::new(menus), Arc::new(feed)))
-}
-
-/// The job queue: `<data_dir>/jobs.db` or PostgreSQL (see `jobs_backend`).
+/// The job queue `jobs.url` (or the store's PostgreSQL) names.
 pub async fn open_jobs(cfg: &Config) -> anyhow::Result<Arc<dyn JobQueue>> {
-    match cfg.jobs_backend()? {
-        Backend::Sqlite(path) => {
-            let q = tokio::task::spawn_blocking(move || {
-                queue::SqliteQueue::open(&path, queue::SqliteQueueOptions::default())
-            })
-            .await?
-            .context("open the SQLite job queue")?;
-            Ok(Arc::new(q))
-        }
-        Backend::Postgres(url) => {
-            let opts = queue::PgQueueOptions {
-                max_connections: cfg.jobs.max_connections,
-                statement_timeout: Duration::from_millis(cfg.store.statement_timeout_ms),
-                schema: Some(cfg.store.schema.clone()).filter(|s| !s.is_empty()),
-                ..Default::default()
-            };
-            let q = queue::PgQueue::connect(&url, opts)
-                .await
-                .context("connect to the PostgreSQL job queue")?;
-            q.migrate().await.context("migrate the PostgreSQL job queue")?;
-            Ok(Arc::new(q))
-        }
-        Backend::Kafka(_) => bail!("jobs.url cannot be kafka://"),
-    }
+    cfg.queue_config()?.build().await.context("open the job queue")
 }
 
 pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamClient>> {
@@ -235,8 +89,8 @@ pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamCli
 /// store is empty and `demo.seed` is on.
 pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
-    let store = open_store(cfg).await?;
-    let log = open_log(cfg).await?;
+    let store = cfg.store_config()?.build().await.context("open the store")?;
+    let log = cfg.log_config()?.build().await.context("open the event log")?;
     if cfg.demo.seed && store.list_stores().await.context("list stores")?.is_empty() {
         store
             .upsert_menu(&domain::menu::demo_menu())
@@ -246,10 +100,10 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     }
     let (staff_key, generated_key) = staff_key(cfg)?;
     let (webhook_secret, generated_webhook_secret) = webhook_secret(cfg)?;
-    let (menus, feed) = open_cache(cfg).await?;
+    let cache::Caches { menus, feed } = cfg.cache_config()?.build().await.context("set up the caches")?;
     let jobs = open_jobs(cfg).await?;
-    let mailer = mail::open(&cfg.mail.url, &cfg.mail.from, &cfg.data_dir).context("set up mail")?;
-    let upstream = upstream_client(cfg)?;
+    let mailer = cfg.mail_config()?.build().context("set up mail")?;
+    let upstream: Arc<dyn Upstream> = upstream_client(cfg)?;
     let app = Arc::new(Rushhour {
         log,
         store,
@@ -404,7 +258,7 @@ pub async fn run(
     let processors = (roles.processors && cfg.processor.enabled)
         .then(|| worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone()));
     if (roles.jobs && cfg.jobs.enabled) || (roles.scheduler && cfg.scheduler.enabled) {
-        let registry = Arc::new(crate::tasks::registry(built.tasks(cfg)));
+        let registry = Arc::new(catalog::registry(built.tasks(cfg)));
         if roles.jobs && cfg.jobs.enabled {
             worker::spawn_runner(
                 built.jobs.clone(),
@@ -423,7 +277,8 @@ pub async fn run(
             );
         }
         if roles.scheduler && cfg.scheduler.enabled {
-            let schedules = crate::tasks::schedules(cfg, &registry, built.app.clock.now_ms())?;
+            let configured = cfg.scheduler.schedules.iter().map(|(n, c)| (n.as_str(), c.as_str()));
+            let schedules = catalog::schedules(configured, &registry, built.app.clock.now_ms())?;
             worker::spawn_scheduler(
                 built.jobs.clone(),
                 built.app.clock.clone(),

@@ -4,16 +4,15 @@
 //!
 //! `sqlite` is the embedded backend (one file under `./data/`, nothing to
 //! install); `postgres` is the scale-mode backend (`PgStore`), passing the
-//! same contract suite (`testkit::store`). `baseline` is not a
-//! backend: it is the "raw SQLite" insert ceiling that benchmarks compare the
-//! processors' drain rate to, kept here because it must share the schema.
+//! same contract suite (`testkit::store`). The raw-insert baselines that
+//! benchmarks compare the processors with live in the `bench` crate.
 
-pub mod baseline;
-pub mod baseline_pg;
 mod bulk;
+mod config;
 mod decode;
 pub mod postgres;
 pub mod sqlite;
 
+pub use config::StoreConfig;
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::{SqliteStore, SqliteStoreOptions, Synchronous};

@@ -489,6 +489,13 @@ impl CatalogSource for UpstreamClient {
     }
 }
 
+/// `rushhour cache clear --auth` reaches the token through this port.
+impl domain::sync::UpstreamAuth for UpstreamClient {
+    fn clear_auth(&self) {
+        UpstreamClient::clear_auth(self);
+    }
+}
+
 #[async_trait]
 impl LoyaltySource for UpstreamClient {
     #[tracing::instrument(skip_all, fields(limit))]

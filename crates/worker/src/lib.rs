@@ -1,11 +1,12 @@
 //! The background side of rushhour: order processors that drain the event
 //! log into the store, the background-job runner and the cron scheduler
-//! (both over the `JobQueue` port), and the runtime pieces they need (a
-//! tokio clock).
+//! (both over the `JobQueue` port), the catalog of job kinds and their
+//! schedules (`catalog`), and the runtime pieces they need (a tokio clock).
 //!
 //! Like `api`, this crate is a driver: it talks to ports through
 //! `domain::Rushhour` and never names an adapter.
 
+pub mod catalog;
 pub mod clock;
 pub mod jobs;
 pub mod processor;

@@ -32,7 +32,7 @@ async fn the_default_outbox_gets_one_parseable_eml_per_receipt() {
     let data = tempfile::tempdir().unwrap();
     let mailer = mail::open("file://", FROM, data.path()).unwrap();
     let order = picked_up_order();
-    let receipt = mail::receipt::render(&order, "Demo Downtown", "Ada Lovelace <ada@example.com>");
+    let receipt = domain::receipt::render(&order, "Demo Downtown", "Ada Lovelace <ada@example.com>");
     mailer.send(&receipt).await.unwrap();
     mailer.send(&receipt).await.unwrap();
 

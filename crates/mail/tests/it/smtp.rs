@@ -22,7 +22,7 @@ async fn a_receipt_reaches_a_real_smtp_server() {
     let data = tempfile::tempdir().unwrap();
     let mailer = mail::open(&sink.url(), FROM, data.path()).unwrap();
     let order = picked_up_order();
-    let receipt = mail::receipt::render(&order, "Demo Downtown", "ada@example.com");
+    let receipt = domain::receipt::render(&order, "Demo Downtown", "ada@example.com");
     mailer.send(&receipt).await.unwrap();
 
     let received = sink.received();
@@ -52,7 +52,7 @@ async fn a_refused_connection_is_unavailable() {
         timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let receipt = mail::receipt::render(&picked_up_order(), "Demo Downtown", "ada@example.com");
+    let receipt = domain::receipt::render(&picked_up_order(), "Demo Downtown", "ada@example.com");
     let err = domain::Mailer::send(&mailer, &receipt).await.unwrap_err();
     assert!(matches!(err, PortError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("refused"), "the cause is kept: {err}");

@@ -94,9 +94,9 @@ async fn a_menu_sync_job_brings_upstream_changes_to_the_menu() {
     })
     .await;
     let tasks = app.built.tasks(&app.config);
-    let registry = rushhour::tasks::registry(tasks);
+    let registry = worker::catalog::registry(tasks);
     let now = domain::ports::system_now_ms();
-    let job = rushhour::tasks::unique_job(&registry, "sync.menu", now).unwrap();
+    let job = worker::catalog::unique_job(&registry, "sync.menu", now).unwrap();
     let id = app.built.jobs.enqueue(&[job], now).await.unwrap()[0].id();
     let jobs = app.built.jobs.clone();
     let done = eventually(Duration::from_secs(30), "the sync job", || {
@@ -138,7 +138,7 @@ fn free_port() -> u16 {
 
 /// Every schedule switched off but `keep` (set to `cron`).
 fn only_schedule(cmd: &mut Command, keep: &str, cron: &str) {
-    for (name, _) in rushhour::tasks::SCHEDULES {
+    for (name, _) in worker::catalog::SCHEDULES {
         let value = if name == keep { cron } else { "" };
         cmd.env(
             format!("RUSHHOUR__SCHEDULER__SCHEDULES__{}", name.to_uppercase()),

@@ -134,5 +134,5 @@ async fn instances_share_menu_invalidation_and_live_events_through_redis() {
 
     a.stop().await.unwrap();
     b.stop().await.unwrap();
-    store::baseline_pg::drop_schema(&pg, &schema).await.unwrap();
+    testkit::pg::TestSchema { url: pg, name: schema }.drop().await;
 }

@@ -10,7 +10,7 @@ use crate::support::spawn_app;
 #[tokio::test]
 async fn a_re_driven_dead_letter_is_applied_and_forgotten() {
     let app = spawn_app().await;
-    let placed = rushhour::drain::sample_orders(1, 2).remove(0);
+    let placed = bench::drain::sample_orders(1, 2).remove(0);
     let id = placed.order_id.to_string();
     let letter = DeadLetter {
         group: "order-processors".into(),

@@ -141,7 +141,12 @@ impl Scale {
             .await
             .unwrap();
         pool.close().await;
-        store::baseline_pg::drop_schema(&self.pg, &self.schema).await.unwrap();
+        testkit::pg::TestSchema {
+            url: self.pg.clone(),
+            name: self.schema.clone(),
+        }
+        .drop()
+        .await;
     }
 }
 

@@ -301,7 +301,7 @@ async fn syncs_against_postgres() {
     menu_scenario(&store).await;
     accounts_scenario(&store, "postgres").await;
     drop(store);
-    store::baseline_pg::drop_schema(&url, &schema).await.unwrap();
+    testkit::pg::TestSchema { url, name: schema }.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,5 +311,5 @@ async fn sync_resumes_against_postgres() {
     };
     resume_scenario(&store).await;
     drop(store);
-    store::baseline_pg::drop_schema(&url, &schema).await.unwrap();
+    testkit::pg::TestSchema { url, name: schema }.drop().await;
 }

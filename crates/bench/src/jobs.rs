@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use worker::{JobError, JobKind, Registry, RunnerConfig, TokioClock, handler_fn};
 
 const QUEUE: &str = "default";
-const KIND: &str = "noop";
+const KIND: &str = domain::jobs::NOOP;
 const ENQUEUE_CHUNK: usize = 1000;
 const POLL: Duration = Duration::from_millis(20);
 /// Give up when the backlog has not moved for this long.

@@ -31,7 +31,7 @@ pub struct ProduceArgs {
     /// Concurrent producers, each with one record in flight.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     pub duration: Duration,
     /// Bytes per record (an order placed with three lines is ~450).
     #[arg(long, default_value_t = 450)]

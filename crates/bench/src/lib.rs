@@ -1,22 +1,32 @@
 //! `rushhour bench`: the built-in HTTP load generator (closed and open
-//! loop, weighted mixes, presets from quiet to rush, HDR percentiles) and
+//! loop, weighted mixes, presets from quiet to rush, HDR percentiles),
 //! `bench suite`, the one-run benchmark behind the numbers in
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md`, and the in-process benchmarks (`drain`, `jobs`,
+//! `produce`) with the raw baselines they are compared with.
 //!
-//! It lives in the binary rather than in a separate tool so that anyone with
-//! the binary can reproduce a published number, and so that the suite can
-//! start servers from the very executable it measures.
+//! The binary's `rushhour bench …` delegates here ([`BenchArgs`], [`run`]),
+//! so anyone with the binary can reproduce a published number and the
+//! suite starts servers from the very executable it measures. The code
+//! lives in its own crate rather than in the binary or the store library,
+//! so neither carries a load generator nor benchmark-only SQL.
 //!
 //! Map: `config` (flags, presets, mixes; pure), `order` (valid random orders
 //! from the served menu), `client` (one hyper HTTP/1 connection per
 //! worker), `load` (the engine), `stats` (recording and the report),
-//! `suite` (servers, runs, ratios against the goals).
+//! `suite` (servers, runs, ratios against the goals), `drain` (processor
+//! drain vs `baseline`/`baseline_pg`), `jobs` (job-runner drain),
+//! `produce` (raw Kafka producer).
 
+pub mod baseline;
+pub mod baseline_pg;
 mod client;
 mod config;
+pub mod drain;
 mod jobs;
 mod load;
 mod order;
+#[cfg(feature = "kafka")]
+pub mod produce;
 mod stats;
 mod suite;
 
@@ -26,7 +36,7 @@ pub use config::{LoadConfig, Mix, Mode, Op, Preset};
 pub use load::{LoadReport, RunOptions, run_load};
 pub use suite::SuiteArgs;
 
-pub(crate) use config::parse_duration;
+pub use config::parse_duration;
 use config::{DEFAULT_STORE, Overrides, resolve};
 
 #[derive(clap::Args, Debug)]
@@ -44,14 +54,14 @@ pub enum BenchCmd {
     /// their goals, on servers it starts itself.
     Suite(SuiteArgs),
     /// In-process processor drain vs raw SQLite insert.
-    Drain(crate::drain::DrainArgs),
+    Drain(drain::DrainArgs),
     /// Job runner drain: no-op jobs burned down per second on the SQLite or
     /// PostgreSQL queue (scripts/bench-jobs.sh compares it with Sidekiq).
     Jobs(jobs::JobsBenchArgs),
     /// A raw Kafka producer (acks=all, idempotent): the ceiling scale-mode
     /// intake is compared with (scripts/bench-scale.sh runs both).
     #[cfg(feature = "kafka")]
-    Produce(crate::produce::ProduceArgs),
+    Produce(produce::ProduceArgs),
 }
 
 /// Load-generate against a running server. Flags left out come from
@@ -101,10 +111,10 @@ pub struct LoadArgs {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.cmd {
-        Some(BenchCmd::Drain(drain)) => crate::drain::run(&drain).await,
+        Some(BenchCmd::Drain(drain)) => drain::run(&drain).await,
         Some(BenchCmd::Jobs(j)) => jobs::run(&j).await,
         #[cfg(feature = "kafka")]
-        Some(BenchCmd::Produce(p)) => crate::produce::run(&p).await,
+        Some(BenchCmd::Produce(p)) => produce::run(&p).await,
         Some(BenchCmd::Suite(suite)) => {
             // Dropping the suite's future drops its server children, and
             // they are `kill_on_drop`: Ctrl-C leaves no orphan servers.

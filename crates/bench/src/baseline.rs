@@ -3,17 +3,18 @@
 //!
 //! The processors' drain rate is reported next to this number, so the cost
 //! of everything they add (idempotency checks, consumer positions, batching
-//! and the writer hop) is visible rather than guessed. It lives in the store
-//! crate because it must use the very same schema and connection settings.
+//! and the writer hop) is visible rather than guessed. The schema is the
+//! store's own: the file is created and migrated by `store::SqliteStore`,
+//! closed, and reopened with the writer's pragmas, so the benchmark needs no
+//! access to the store's internals (it used to live in the store crate for
+//! that, which made benchmark SQL part of a production library).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use domain::events::OrderPlacedV1;
-use domain::ports::{Decision, PortError, system_now_ms};
+use domain::ports::{PortError, system_now_ms};
 use rusqlite::{Connection, ToSql};
-
-use crate::sqlite::{Error, Synchronous, open_writer, rows::NewOrder};
 
 /// Rows per `INSERT` statement. 100 rows of the widest table bind 1,100
 /// parameters, far below SQLite's limit of 32,766, and larger statements
@@ -36,24 +37,99 @@ pub fn raw_insert(path: &Path, orders: &[OrderPlacedV1]) -> Result<Duration, Por
             path.display()
         )));
     }
-    timed_insert(path, orders).map_err(PortError::from)
+    // Create and migrate with the store itself, then let it go: its writer
+    // and checkpointer stop when it is dropped.
+    drop(store::SqliteStore::open(
+        path,
+        store::SqliteStoreOptions {
+            synchronous: store::Synchronous::Normal,
+            ..Default::default()
+        },
+    )?);
+    let rows = orders.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+    timed_insert(path, &rows).map_err(unavailable)
 }
 
-fn timed_insert(path: &Path, orders: &[OrderPlacedV1]) -> Result<Duration, Error> {
-    let rows = orders
+fn unavailable(e: rusqlite::Error) -> PortError {
+    PortError::Unavailable(format!("sqlite baseline: {e}"))
+}
+
+/// One order encoded as the store encodes it (`store::sqlite::rows`).
+struct Row {
+    id: String,
+    store: String,
+    customer: Option<String>,
+    currency: String,
+    total: i64,
+    placed_at: i64,
+    lines: Vec<Line>,
+}
+
+struct Line {
+    line: i64,
+    sku: String,
+    name: String,
+    station: &'static str,
+    size: String,
+    modifiers: String,
+    qty: i64,
+    unit_price: i64,
+    line_total: i64,
+}
+
+fn encode(o: &OrderPlacedV1) -> Result<Row, PortError> {
+    let lines = o
+        .lines
         .iter()
-        .map(|o| NewOrder::new(o, &Decision::Confirm))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut conn = open_writer(path, Synchronous::Normal)?;
+        .map(|l| {
+            Ok(Line {
+                line: i64::from(l.line),
+                sku: l.sku.clone(),
+                name: l.name.clone(),
+                station: l.station.as_str(),
+                size: l.size.clone(),
+                modifiers: serde_json::to_string(&l.modifiers)
+                    .map_err(|e| PortError::Invalid(format!("line modifiers: {e}")))?,
+                qty: i64::from(l.qty),
+                unit_price: l.unit_price,
+                line_total: l.line_total,
+            })
+        })
+        .collect::<Result<_, PortError>>()?;
+    Ok(Row {
+        id: o.order_id.to_string(),
+        store: o.store.0.clone(),
+        customer: o.customer.clone(),
+        currency: o.currency.clone(),
+        total: o.total,
+        placed_at: o.placed_at,
+        lines,
+    })
+}
+
+/// The store's writer pragmas (`store::sqlite::conn::open_writer`) with
+/// `synchronous=NORMAL`, the store's default.
+fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    Ok(conn)
+}
+
+fn timed_insert(path: &Path, rows: &[Row]) -> Result<Duration, rusqlite::Error> {
+    let mut conn = open(path)?;
     let now = system_now_ms();
     let started = Instant::now();
     let tx = conn.transaction()?;
-    insert_all(&tx, &rows, now)?;
+    insert_all(&tx, rows, now)?;
     tx.commit()?;
     Ok(started.elapsed())
 }
 
-fn insert_all(c: &Connection, rows: &[NewOrder], now: i64) -> Result<(), Error> {
+fn insert_all(c: &Connection, rows: &[Row], now: i64) -> Result<(), rusqlite::Error> {
     const ORDERS: &str = "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, \
                           total, placed_at, confirmed_at) VALUES ";
     const LINES: &str = "INSERT INTO order_lines (order_id, line, sku, name, station, size, modifiers, qty, \
@@ -64,11 +140,11 @@ fn insert_all(c: &Connection, rows: &[NewOrder], now: i64) -> Result<(), Error> 
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 10);
         for o in chunk {
             args.extend_from_slice(&[
-                &o.id_text,
-                &o.store.0,
+                &o.id,
+                &o.store,
                 &o.customer,
                 &"confirmed",
-                &o.reject_reason,
+                &None::<String>,
                 &"unpaid",
                 &o.currency,
                 &o.total,
@@ -84,7 +160,7 @@ fn insert_all(c: &Connection, rows: &[NewOrder], now: i64) -> Result<(), Error> 
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 11);
         for (o, l) in chunk {
             args.extend_from_slice(&[
-                &o.id_text,
+                &o.id,
                 &l.line,
                 &l.sku,
                 &l.name,
@@ -103,7 +179,7 @@ fn insert_all(c: &Connection, rows: &[NewOrder], now: i64) -> Result<(), Error> 
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 5);
         for o in chunk {
-            args.extend_from_slice(&[&o.id_text, &o.store.0, &"status", &"confirmed", &now]);
+            args.extend_from_slice(&[&o.id, &o.store, &"status", &"confirmed", &now]);
         }
         execute(c, EVENTS, 5, chunk.len(), &args)?;
     }
@@ -112,7 +188,13 @@ fn insert_all(c: &Connection, rows: &[NewOrder], now: i64) -> Result<(), Error> 
 
 /// Run `head` followed by `rows` groups of `columns` placeholders. The
 /// statement is cached, so only the last, shorter chunk prepares anew.
-fn execute(c: &Connection, head: &str, columns: usize, rows: usize, args: &[&dyn ToSql]) -> Result<(), Error> {
+fn execute(
+    c: &Connection,
+    head: &str,
+    columns: usize,
+    rows: usize,
+    args: &[&dyn ToSql],
+) -> Result<(), rusqlite::Error> {
     let group = format!("({})", vec!["?"; columns].join(", "));
     let sql = format!("{head}{}", vec![group.as_str(); rows].join(", "));
     c.prepare_cached(&sql)?.execute(args)?;

@@ -184,15 +184,15 @@ pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
 
     let raw = match &target {
         Target::Postgres { url, apply, copy } => {
-            let raw = store::baseline_pg::raw_copy(url, copy, &orders).await;
+            let raw = crate::baseline_pg::raw_copy(url, copy, &orders).await;
             for s in [apply, copy] {
-                if let Err(e) = store::baseline_pg::drop_schema(url, s).await {
+                if let Err(e) = crate::baseline_pg::drop_schema(url, s).await {
                     tracing::warn!(schema = %s, error = %e, "could not drop a benchmark schema");
                 }
             }
             raw?
         }
-        Target::Sqlite => store::baseline::raw_insert(&dir.path().join("raw.db"), &orders)?,
+        Target::Sqlite => crate::baseline::raw_insert(&dir.path().join("raw.db"), &orders)?,
     };
     let n = args.orders as f64;
     let report = DrainReport {

@@ -11,7 +11,7 @@ use domain::events::OrderPlacedV1;
 use domain::ports::{PortError, system_now_ms};
 use sqlx::{Connection, PgConnection};
 
-use crate::postgres::{PgStore, PgStoreOptions};
+use store::{PgStore, PgStoreOptions};
 
 fn unavailable(e: impl std::fmt::Display) -> PortError {
     PortError::Unavailable(format!("postgres baseline: {e}"))

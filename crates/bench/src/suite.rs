@@ -707,7 +707,7 @@ async fn run_drain(exe: &Path, orders: Option<usize>) -> anyhow::Result<(serde_j
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::stats::{Latency, OpReport};
+    use crate::stats::{Latency, OpReport};
     use std::collections::BTreeMap;
 
     fn report(op: Op, ok_rps: f64, errors: u64) -> LoadReport {

@@ -1,0 +1,298 @@
+//! The job catalog: every background job kind rushhour runs, with its queue,
+//! attempts, priority and body, and which configured schedule fires which
+//! kind. Adding a job means one line in [`registry`] (and a use-case in
+//! `domain`); nothing in the binary changes but its configuration.
+//!
+//! | kind | queue | fired by |
+//! |---|---|---|
+//! | `sync.menu` | sync | hourly, `rushhour sync menu --background`, admin |
+//! | `sync.accounts` | sync | nightly, `rushhour sync accounts --background` |
+//! | `cache.warmup` | maintenance | every 30 min |
+//! | `perf.snapshot` | maintenance | every 5 min |
+//! | `orders.expire` | maintenance | every minute |
+//! | `cleanup.nightly` | maintenance | nightly |
+//! | `db.maintenance` | maintenance | nightly |
+//! | `mail.receipt` | mail | an order's pickup |
+//! | `noop` | default | `rushhour bench jobs` |
+//!
+//! The kind names themselves are constants in `domain::jobs`, because the
+//! API and the processors enqueue some of them and depend on `domain` only.
+//! The bodies are thin: each calls a `domain` use-case through ports and
+//! records its metrics, so `rushhour sync`, `rushhour warmup` and the job of
+//! the same name run the very same code ([`Tasks`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::housekeeping::{self, Cleaned, RetentionPeriods};
+use domain::jobs::{
+    CACHE_WARMUP, CLEANUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE, PERF_SNAPSHOT,
+    SYNC_ACCOUNTS, SYNC_MENU,
+};
+use domain::ops::{PerfSnapshot, SyncRun};
+use domain::ports::{Mailer, PortError, PortResult};
+use domain::sync::{AuthEpoch, NoProgress, SyncProgress, Upstream};
+use domain::{OrderId, Rushhour};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use telemetry::names;
+
+use crate::jobs::{JobError, JobKind, Registry, handler_fn};
+use crate::scheduler::{Schedule, ScheduleError, parse_schedule};
+
+/// Which job each configured schedule (`scheduler.schedules.<name>`) fires.
+pub const SCHEDULES: [(&str, &str); 7] = [
+    ("menu_sync", SYNC_MENU),
+    ("accounts_sync", SYNC_ACCOUNTS),
+    ("cache_warmup", CACHE_WARMUP),
+    ("perf_snapshot", PERF_SNAPSHOT),
+    ("order_expiry", ORDERS_EXPIRE),
+    ("cleanup", CLEANUP),
+    ("db_maintenance", DB_MAINTENANCE),
+];
+
+/// A configured schedule the catalog cannot turn into a job.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("scheduler.schedules.{name}: unknown schedule (known: {known})")]
+    UnknownSchedule { name: String, known: String },
+    #[error("unknown job kind {0}")]
+    UnknownKind(String),
+    #[error("scheduler.schedules.{name} = {cron:?}: {source}")]
+    Schedule {
+        name: String,
+        cron: String,
+        source: ScheduleError,
+    },
+}
+
+/// The settings the job bodies need besides the ports.
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    /// A ready order not picked up within this expires.
+    pub pickup_timeout: Duration,
+    pub retention: RetentionPeriods,
+    /// Accounts asked of the loyalty service per page.
+    pub accounts_page: u32,
+    /// This process, as named in performance snapshots.
+    pub instance: String,
+}
+
+/// What the jobs need: the application's ports and a few settings.
+pub struct Tasks {
+    pub app: Arc<Rushhour>,
+    pub jobs: Arc<dyn JobQueue>,
+    pub upstream: Arc<dyn Upstream>,
+    pub mailer: Arc<dyn Mailer>,
+    pub settings: TaskSettings,
+    /// The upstream auth epoch this process last saw.
+    auth_epoch: AuthEpoch,
+}
+
+impl Tasks {
+    pub fn new(
+        app: Arc<Rushhour>,
+        jobs: Arc<dyn JobQueue>,
+        upstream: Arc<dyn Upstream>,
+        mailer: Arc<dyn Mailer>,
+        settings: TaskSettings,
+    ) -> Self {
+        Self {
+            app,
+            jobs,
+            upstream,
+            mailer,
+            settings,
+            auth_epoch: AuthEpoch::default(),
+        }
+    }
+
+    /// `rushhour cache clear --auth`: every process forgets its token.
+    pub async fn clear_auth_everywhere(&self) -> PortResult<()> {
+        domain::sync::clear_auth_everywhere(&*self.app.store, &*self.upstream, &*self.app.clock).await
+    }
+
+    pub async fn sync_menu(&self, progress: &dyn SyncProgress) -> PortResult<SyncRun> {
+        self.auth_epoch.honour(&*self.app.store, &*self.upstream).await?;
+        let run = domain::sync::sync_menu(
+            &*self.app.store,
+            &*self.app.menus,
+            &*self.upstream,
+            &*self.app.clock,
+            progress,
+        )
+        .await;
+        record_sync_metrics("menu", &run);
+        run
+    }
+
+    pub async fn sync_accounts(&self, progress: &dyn SyncProgress) -> PortResult<SyncRun> {
+        self.auth_epoch.honour(&*self.app.store, &*self.upstream).await?;
+        let run = domain::sync::sync_accounts(
+            &*self.app.store,
+            &*self.upstream,
+            &*self.app.clock,
+            self.settings.accounts_page,
+            progress,
+        )
+        .await;
+        record_sync_metrics("accounts", &run);
+        run
+    }
+
+    /// Load every store's menu into the caches; how many were loaded.
+    pub async fn warm_up(&self, progress: &dyn SyncProgress) -> PortResult<usize> {
+        let n = housekeeping::warm_up(&self.app, progress).await?;
+        metrics::counter!(names::CACHE_WARMUPS).increment(1);
+        Ok(n)
+    }
+
+    pub async fn expire_orders(&self) -> PortResult<usize> {
+        let n = housekeeping::expire_orders(&self.app, self.settings.pickup_timeout).await?;
+        metrics::counter!(names::ORDERS_EXPIRED).increment(n as u64);
+        Ok(n)
+    }
+
+    pub async fn cleanup(&self) -> PortResult<Cleaned> {
+        housekeeping::cleanup(&self.app, &*self.jobs, &self.settings.retention).await
+    }
+
+    pub async fn snapshot(&self) -> PortResult<PerfSnapshot> {
+        housekeeping::snapshot(&self.app, &*self.jobs, &self.settings.instance).await
+    }
+
+    pub async fn send_receipt(&self, order: OrderId) -> PortResult<bool> {
+        let sent = domain::receipt::send_receipt(&*self.app.store, &*self.mailer, order).await?;
+        if sent {
+            metrics::counter!(names::RECEIPTS_SENT).increment(1);
+        }
+        Ok(sent)
+    }
+}
+
+fn record_sync_metrics(kind: &'static str, run: &Result<SyncRun, PortError>) {
+    match run {
+        Ok(r) => {
+            let outcome = if r.outcome == "not_modified" {
+                "not_modified"
+            } else {
+                "ok"
+            };
+            metrics::counter!(names::SYNC_RUNS, "kind" => kind, "outcome" => outcome).increment(1);
+            metrics::gauge!(names::SYNC_LAST_FETCHED, "kind" => kind).set(r.fetched as f64);
+            metrics::gauge!(names::SYNC_LAST_CHANGED, "kind" => kind).set(r.changed as f64);
+            metrics::histogram!(names::SYNC_DURATION, "kind" => kind)
+                .record((r.finished_at - r.started_at).max(0) as f64 / 1000.0);
+        }
+        Err(_) => metrics::counter!(names::SYNC_RUNS, "kind" => kind, "outcome" => "failed").increment(1),
+    }
+}
+
+/// A port failure is worth retrying when the backend may come back;
+/// anything else is final.
+fn job_error(e: PortError) -> JobError {
+    if e.is_retryable() {
+        JobError::Retry(e.to_string())
+    } else {
+        JobError::Fatal(e.to_string())
+    }
+}
+
+/// A job body: a plain function of the tasks and the job.
+type Body = fn(Arc<Tasks>, Job) -> BoxFuture<'static, Result<(), JobError>>;
+
+/// Every job kind rushhour knows, bound to `tasks`.
+pub fn registry(tasks: Arc<Tasks>) -> Registry {
+    let mut r = Registry::new();
+    let mut add = |name: &'static str, queue: &'static str, max_attempts: u32, priority: i16, body: Body| {
+        r.register(JobKind {
+            name,
+            queue,
+            max_attempts,
+            priority,
+            handler: {
+                let tasks = tasks.clone();
+                handler_fn(move |job| body(tasks.clone(), job))
+            },
+        });
+    };
+    add(NOOP, "default", 3, 0, |_, _| async { Ok(()) }.boxed());
+    add(SYNC_MENU, "sync", 3, 0, |t, _| {
+        async move { t.sync_menu(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
+    });
+    add(SYNC_ACCOUNTS, "sync", 3, 0, |t, _| {
+        async move { t.sync_accounts(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
+    });
+    add(CACHE_WARMUP, "maintenance", 2, 0, |t, _| {
+        async move { t.warm_up(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
+    });
+    add(PERF_SNAPSHOT, "maintenance", 1, 0, |t, _| {
+        async move { t.snapshot().await.map(drop).map_err(job_error) }.boxed()
+    });
+    // Expiry outranks the rest of the maintenance queue: a customer's
+    // order status depends on it.
+    add(ORDERS_EXPIRE, "maintenance", 2, 10, |t, _| {
+        async move { t.expire_orders().await.map(drop).map_err(job_error) }.boxed()
+    });
+    add(CLEANUP, "maintenance", 3, -10, |t, _| {
+        async move { t.cleanup().await.map(drop).map_err(job_error) }.boxed()
+    });
+    add(DB_MAINTENANCE, "maintenance", 2, -10, |t, _| {
+        async move { t.app.store.maintain().await.map(drop).map_err(job_error) }.boxed()
+    });
+    add(MAIL_RECEIPT, "mail", 8, 0, |t, job| {
+        async move {
+            let id = job
+                .payload
+                .get("order_id")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<uuid::Uuid>().ok())
+                .ok_or_else(|| JobError::Fatal(format!("mail.receipt payload without an order_id: {}", job.payload)))?;
+            t.send_receipt(OrderId(id)).await.map(drop).map_err(job_error)
+        }
+        .boxed()
+    });
+    r
+}
+
+/// The periodic schedules from configuration (`name → cron`; an empty cron
+/// switches a schedule off), each firing its job (unique, so a slow run is
+/// never doubled by the next tick).
+pub fn schedules<'a>(
+    configured: impl IntoIterator<Item = (&'a str, &'a str)>,
+    registry: &Registry,
+    now: i64,
+) -> Result<Vec<Schedule>, CatalogError> {
+    let mut out = Vec::new();
+    for (name, cron) in configured {
+        if cron.trim().is_empty() {
+            continue;
+        }
+        let kind = SCHEDULES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| CatalogError::UnknownSchedule {
+                name: name.to_owned(),
+                known: SCHEDULES.map(|(n, _)| n).join(", "),
+            })?;
+        let job = unique_job(registry, kind, now)?;
+        out.push(
+            parse_schedule(name, cron, job).map_err(|source| CatalogError::Schedule {
+                name: name.to_owned(),
+                cron: cron.to_owned(),
+                source,
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+/// A job of `kind` with its kind's queue, priority and attempts, unique by
+/// kind: a second `sync.menu` while one is queued or running is not added.
+pub fn unique_job(registry: &Registry, kind: &str, now: i64) -> Result<NewJob, CatalogError> {
+    if registry.kind(kind).is_none() {
+        return Err(CatalogError::UnknownKind(kind.to_owned()));
+    }
+    Ok(registry.new_job(kind, serde_json::json!({}), now).unique(kind))
+}

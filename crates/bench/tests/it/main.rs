@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use bench::baseline;
-use domain::ports::{PortError, Store};
+use domain::ports::{OrderStore, PortError};
 use store::{SqliteStore, SqliteStoreOptions};
 use testkit::fixtures::placed_order;
 

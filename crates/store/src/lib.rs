@@ -11,6 +11,7 @@ pub mod baseline;
 pub mod baseline_pg;
 mod bulk;
 mod decode;
+mod error;
 pub mod postgres;
 pub mod sqlite;
 

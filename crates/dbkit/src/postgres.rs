@@ -124,9 +124,21 @@ pub async fn pool(url: &str, settings: &PoolSettings<'_>) -> Result<PgPool, Port
 }
 
 /// [`pool`], then create the configured schema if it is missing.
+///
+/// An existing schema is found without the advisory lock, so connecting to
+/// it never waits (within `statement_timeout`) behind another process's
+/// migration; only a missing one is created under the lock.
 pub async fn connect(url: &str, settings: &PoolSettings<'_>) -> Result<PgPool, PortError> {
     let pool = pool(url, settings).await?;
     if let Some(schema) = settings.schema {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&pool)
+            .await
+            .map_err(sqlx_error)?;
+        if exists {
+            return Ok(pool);
+        }
         let mut tx = locked(&pool).await?;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
             .execute(&mut *tx)

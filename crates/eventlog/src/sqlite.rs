@@ -21,27 +21,29 @@
 //! but may lose the last commits on power loss, in exchange for cheaper
 //! commits. Readers use their own connections; WAL lets them read while the
 //! writer writes.
+//!
+//! Opening the file, the schema's versioned migrations (`migrations/sqlite`,
+//! counted by `PRAGMA user_version`), the read pool and the background
+//! checkpointer are `dbkit::sqlite`'s, shared with the store and the job
+//! queue; the group-commit writer loop is this module's own.
 
 use async_trait::async_trait;
+use dbkit::sqlite::{Nudge, Profile, Readers};
+use dbkit::sqlite_error;
 use domain::ports::{
     AppendOutcome, AppendRequest, EventLog, IdempotencyRecord, LogRecord, Membership, PortError, PortResult, Position,
     Rebalance,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::path::{Path, PathBuf};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
-/// How hard a commit waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Synchronous {
-    /// fsync on every commit: survives power loss.
-    Full,
-    /// survives a process crash; the last commits may be lost on power loss.
-    Normal,
-}
+/// How hard a commit waits for the disk: `Full` survives power loss;
+/// `Normal` survives a process crash, but the last commits may be lost on
+/// power loss.
+pub use dbkit::Synchronous;
 
 #[derive(Debug, Clone)]
 pub struct SqliteLogOptions {
@@ -74,30 +76,17 @@ impl Default for SqliteLogOptions {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS records (
-    partition        INTEGER NOT NULL,
-    offset           INTEGER NOT NULL,
-    key              TEXT NOT NULL,
-    payload          BLOB NOT NULL,
-    appended_at      INTEGER NOT NULL,
-    -- The idempotency claim travels on its record: one row, one write, so
-    -- the claim is durable exactly when the record is (see `Claims`).
-    idem_key         TEXT,
-    idem_fingerprint TEXT,
-    idem_status      INTEGER,
-    idem_response    BLOB,
-    PRIMARY KEY (partition, offset)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_by_key ON records (key);
-CREATE TABLE IF NOT EXISTS commits (
-    grp         TEXT NOT NULL,
-    partition   INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (grp, partition)
-) WITHOUT ROWID;
-";
+/// The log file's database: 16 MB of page cache; no foreign keys (records,
+/// commits and meta refer to nothing).
+const PROFILE: Profile = Profile::new("event log", "eventlog", MIGRATIONS).with_cache_kib(16_000);
+
+/// One embedded file per schema version, applied in order; `PRAGMA
+/// user_version` counts how many have run. Files written before versioning
+/// have version 0 and the tables of version 1, which adopts them.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+/// The schema version this binary writes (and the newest it can open).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 enum Job {
     Append {
@@ -123,14 +112,11 @@ struct Inner {
     partitions: u32,
     /// Next offset per partition, published by the writer after each commit.
     ends: Vec<watch::Receiver<u64>>,
-    readers: Mutex<Vec<Connection>>,
-    /// Bounds concurrent reads (and so open read connections) to `READERS`.
-    read_permits: tokio::sync::Semaphore,
-    path: PathBuf,
+    readers: Arc<Readers>,
     claims: Arc<Claims>,
 }
 
-/// Read connections at most; readers beyond wait (asynchronously) for one.
+/// Read connections; readers beyond wait (asynchronously) for one.
 const READERS: usize = 8;
 
 /// How long an idempotency key is honoured. The product promises at least
@@ -197,35 +183,8 @@ fn unavailable(e: impl std::fmt::Display) -> PortError {
     PortError::Unavailable(format!("sqlite log: {e}"))
 }
 
-fn map_err(e: rusqlite::Error) -> PortError {
-    use rusqlite::ErrorCode::*;
-    match e.sqlite_error_code() {
-        Some(ConstraintViolation) => PortError::Conflict(e.to_string()),
-        Some(DatabaseCorrupt | NotADatabase) => PortError::Invalid(e.to_string()),
-        _ => unavailable(e),
-    }
-}
-
 fn now_ms() -> i64 {
     domain::ports::system_now_ms()
-}
-
-fn open_conn(path: &Path, sync: Synchronous) -> Result<Connection, PortError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(map_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
-    let sync = match sync {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;"
-    ))
-    .map_err(map_err)?;
-    Ok(conn)
 }
 
 impl SqliteEventLog {
@@ -234,37 +193,32 @@ impl SqliteEventLog {
         if opts.partitions == 0 {
             return Err(PortError::Invalid("log partitions must be at least 1".into()));
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("create {}: {e}", dir.display())))?;
-        }
-        let conn = open_conn(path, opts.synchronous)?;
-        conn.execute_batch(SCHEMA).map_err(map_err)?;
+        let conn = dbkit::sqlite::open_writer(path, &PROFILE, opts.synchronous)?;
+        // Sorting and grouping spill to memory, not to a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(sqlite_error)?;
         check_partitions(&conn, opts.partitions)?;
         let mut next = vec![0u64; opts.partitions as usize];
         {
             let mut st = conn
                 .prepare("SELECT partition, MAX(offset) + 1 FROM records GROUP BY partition")
-                .map_err(map_err)?;
+                .map_err(sqlite_error)?;
             let rows = st
                 .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(map_err)?;
+                .map_err(sqlite_error)?;
             for row in rows {
-                let (p, n) = row.map_err(map_err)?;
+                let (p, n) = row.map_err(sqlite_error)?;
                 if let Some(slot) = next.get_mut(p as usize) {
                     *slot = n as u64;
                 }
             }
         }
-        // Checkpoints run on their own thread (see `checkpoint_loop`); the
-        // writer keeps SQLite's auto-checkpoint only as a far-off safety net.
-        conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT)
-            .map_err(map_err)?;
-        let checkpointer = open_conn(path, opts.synchronous)?;
-        let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("eventlog-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointer, &nudged))
-            .map_err(|e| unavailable(format!("spawn checkpointer: {e}")))?;
+        // Checkpoints run on their own thread, off the commit path (see
+        // `dbkit::sqlite`); the writer keeps SQLite's auto-checkpoint only as
+        // a far-off safety net.
+        let nudge = dbkit::sqlite::spawn_checkpointer(dbkit::sqlite::open_checkpointer(path)?, &PROFILE)?;
+        let readers = (0..READERS)
+            .map(|_| dbkit::sqlite::open_reader(path, &PROFILE))
+            .collect::<Result<Vec<_>, _>>()?;
         let claims = Arc::new(Claims::default());
         load_claims(&conn, &claims)?;
         let (senders, ends): (Vec<_>, Vec<_>) = next.iter().map(|&n| watch::channel(n)).unzip();
@@ -289,9 +243,7 @@ impl SqliteEventLog {
                 jobs: tx,
                 partitions: opts.partitions,
                 ends,
-                readers: Mutex::new(Vec::new()),
-                read_permits: tokio::sync::Semaphore::new(READERS),
-                path: path.to_owned(),
+                readers: Readers::new(readers, PROFILE.label),
                 claims,
             }),
         })
@@ -303,37 +255,7 @@ impl SqliteEventLog {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .read_permits
-            .acquire()
-            .await
-            .map_err(|_| unavailable("log readers closed"))?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.readers.lock().ok().and_then(|mut p| p.pop());
-            let conn = match conn {
-                Some(c) => c,
-                None => {
-                    let c = Connection::open_with_flags(
-                        &inner.path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )
-                    .map_err(map_err)?;
-                    c.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
-                    c
-                }
-            };
-            let out = f(&conn).map_err(map_err);
-            if let Ok(mut pool) = inner.readers.lock()
-                && pool.len() < READERS
-            {
-                pool.push(conn);
-            }
-            out
-        })
-        .await
-        .map_err(|e| unavailable(format!("reader task: {e}")))?
+        self.inner.readers.run(move |c| f(c).map_err(sqlite_error)).await?
     }
 
     async fn submit(&self, job: Job) -> PortResult<()> {
@@ -351,14 +273,14 @@ fn check_partitions(conn: &Connection, partitions: u32) -> Result<(), PortError>
     let existing: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE name = 'partitions'", [], |r| r.get(0))
         .optional()
-        .map_err(map_err)?;
+        .map_err(sqlite_error)?;
     match existing {
         None => {
             conn.execute(
                 "INSERT INTO meta (name, value) VALUES ('partitions', ?1)",
                 params![partitions.to_string()],
             )
-            .map_err(map_err)?;
+            .map_err(sqlite_error)?;
             Ok(())
         }
         Some(v) if v == partitions.to_string() => Ok(()),
@@ -377,31 +299,8 @@ struct Writer {
     max_batch: usize,
     linger: Duration,
     /// Wakes the checkpointer after a commit; dropping it stops the thread.
-    nudge: std::sync::mpsc::SyncSender<()>,
+    nudge: Nudge,
     claims: Arc<Claims>,
-}
-
-/// The writer still checkpoints by itself past this many WAL pages (64 MiB),
-/// should the background checkpointer ever fall behind.
-const FALLBACK_AUTOCHECKPOINT: i64 = 16_384;
-
-/// At most one background checkpoint per interval: fewer, larger
-/// checkpoints mean fewer fsyncs of the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Why a separate thread: SQLite's auto-checkpoint runs inside whichever
-/// commit crosses its threshold, adding two fsyncs to that commit and
-/// stalling every append waiting in its group. A `PASSIVE` checkpoint from
-/// another connection copies WAL frames into the database beside the
-/// writer, without blocking it.
-fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
-    while nudged.recv().is_ok() {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "event log checkpoint failed; the writer's auto-checkpoint remains");
-        }
-        // A rate limit, not a wait for work: nudges meanwhile coalesce.
-        std::thread::sleep(CHECKPOINT_INTERVAL);
-    }
 }
 
 enum Reply {
@@ -468,7 +367,7 @@ impl Writer {
                             )
                             .and_then(|mut st| st.execute(params![group, partition, next as i64]))
                             .map(drop)
-                            .map_err(map_err);
+                            .map_err(sqlite_error);
                         replies.push(Reply::Commit(reply, out));
                     }
                 }
@@ -480,8 +379,7 @@ impl Writer {
                 if !fresh.is_empty() {
                     self.claims.extend(fresh, now);
                 }
-                // Full means a checkpoint is already pending.
-                let _ = self.nudge.try_send(());
+                self.nudge.after_commit();
                 for (p, end) in self.ends.iter().enumerate() {
                     end.send_if_modified(|v| {
                         let changed = *v != self.next[p];
@@ -500,7 +398,7 @@ impl Writer {
                 // Nothing of this batch is durable: undo the offsets we
                 // handed out and fail every waiter, who may retry.
                 self.next = saved;
-                let err = map_err(e);
+                let err = sqlite_error(e);
                 tracing::error!(error = %err, size, "event log commit failed");
                 for r in replies {
                     match r {
@@ -535,7 +433,7 @@ fn append_one(
             .or_else(|| claims.get(&claim.key));
         if let Some(c) = earlier {
             return claim_record(tx, &c)
-                .map_err(map_err)?
+                .map_err(sqlite_error)?
                 .map(AppendOutcome::Duplicate)
                 .ok_or_else(|| PortError::Invalid(format!("claimed record {}:{} is missing", c.partition, c.offset)));
         }
@@ -561,7 +459,7 @@ fn append_one(
             claim.map(|c| &c.response),
         ])
     })
-    .map_err(map_err)?;
+    .map_err(sqlite_error)?;
     next[partition as usize] = offset + 1;
     if let Some(c) = req.idempotency {
         fresh.push((
@@ -603,7 +501,7 @@ fn load_claims(conn: &Connection, claims: &Claims) -> Result<(), PortError> {
             "SELECT idem_key, idem_fingerprint, idem_status, partition, offset, appended_at
              FROM records WHERE idem_key IS NOT NULL AND appended_at >= ?1",
         )
-        .map_err(map_err)?;
+        .map_err(sqlite_error)?;
     let rows = st
         .query_map(params![horizon], |r| {
             Ok((
@@ -617,8 +515,8 @@ fn load_claims(conn: &Connection, claims: &Claims) -> Result<(), PortError> {
                 },
             ))
         })
-        .map_err(map_err)?;
-    let loaded = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)?;
+        .map_err(sqlite_error)?;
+    let loaded = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite_error)?;
     claims.extend(loaded, now_ms());
     Ok(())
 }

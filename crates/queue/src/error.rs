@@ -1,7 +1,9 @@
-//! `QueueError`, the crate's one error type, and the translation of both
-//! drivers' errors into it, so no driver type leaks past the crate. It
-//! converts into the port's `PortError` with the same meaning: the variant
-//! says whether a retry can help.
+//! `QueueError`, the crate's one error type. Driver errors (rusqlite's and
+//! sqlx's) are classified by `dbkit`'s one rule (`dbkit::error`), shared by
+//! every adapter, so no driver type leaks past the crate and a given failure
+//! means the same here as in the store. It converts into the port's
+//! `PortError` with the same meaning: the variant says whether a retry can
+//! help.
 
 use domain::ports::PortError;
 
@@ -31,70 +33,29 @@ impl From<QueueError> for PortError {
     }
 }
 
-/// Contention and IO are `Unavailable`, constraint violations `Conflict`,
-/// unreadable data and driver misuse (a bug, not a passing state) `Invalid`.
+/// The way back, for what `dbkit` already classified. `NotFound` is not
+/// something the database layer says (a missing row is an answer, not an
+/// error); should it come, it means the caller asked for what is not there.
+impl From<PortError> for QueueError {
+    fn from(e: PortError) -> Self {
+        match e {
+            PortError::Unavailable(m) => QueueError::Unavailable(m),
+            PortError::Conflict(m) => QueueError::Conflict(m),
+            PortError::Invalid(m) => QueueError::Invalid(m),
+            PortError::NotFound => QueueError::Invalid("not found".into()),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for QueueError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
-        let msg = format!("sqlite: {e}");
-        match &e {
-            rusqlite::Error::SqliteFailure(f, _) => match f.code {
-                ErrorCode::ConstraintViolation => QueueError::Conflict(msg),
-                ErrorCode::DatabaseCorrupt
-                | ErrorCode::NotADatabase
-                | ErrorCode::TypeMismatch
-                | ErrorCode::TooBig
-                | ErrorCode::Unknown
-                | ErrorCode::ApiMisuse
-                | ErrorCode::ParameterOutOfRange => QueueError::Invalid(msg),
-                // Busy, locked, IO, full disk, cannot open, out of memory...
-                _ => QueueError::Unavailable(msg),
-            },
-            _ => QueueError::Invalid(msg),
-        }
+        dbkit::sqlite_error(e).into()
     }
 }
 
-/// Connection trouble, timeouts and contention are `Unavailable`;
-/// constraint violations `Conflict`; undecodable rows and SQL the server
-/// refuses `Invalid`.
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        let msg = format!("postgres: {e}");
-        match &e {
-            E::Database(db) => match db.code().as_deref() {
-                Some(code) => map_sqlstate(code, msg),
-                None => QueueError::Invalid(msg),
-            },
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::Protocol(_) | E::WorkerCrashed => {
-                QueueError::Unavailable(msg)
-            }
-            E::ColumnDecode { .. }
-            | E::Decode(_)
-            | E::Encode(_)
-            | E::TypeNotFound { .. }
-            | E::ColumnNotFound(_)
-            | E::ColumnIndexOutOfBounds { .. }
-            | E::RowNotFound
-            | E::Configuration(_)
-            | E::InvalidArgument(_) => QueueError::Invalid(msg),
-            _ => QueueError::Unavailable(msg),
-        }
-    }
-}
-
-/// By SQLSTATE class, with the exceptions that matter named.
-fn map_sqlstate(code: &str, msg: String) -> QueueError {
-    match code {
-        // query_canceled (statement_timeout), serialization failure,
-        // deadlock, lock not available, read-only transaction (failover).
-        "57014" | "40001" | "40P01" | "55P03" | "25006" => QueueError::Unavailable(msg),
-        c if c.starts_with("23") => QueueError::Conflict(msg),
-        // Connection exceptions, insufficient resources, operator
-        // intervention, system errors.
-        c if ["08", "53", "57", "58"].iter().any(|p| c.starts_with(p)) => QueueError::Unavailable(msg),
-        _ => QueueError::Invalid(msg),
+        dbkit::sqlx_error(e).into()
     }
 }
 
@@ -102,21 +63,30 @@ fn map_sqlstate(code: &str, msg: String) -> QueueError {
 mod tests {
     use super::*;
 
+    /// The classification itself is `dbkit`'s (and tested there); this
+    /// checks the queue keeps each variant on the way through.
     #[test]
-    fn errors_map_by_whether_a_retry_helps() {
-        let m = || "m".to_owned();
-        assert!(matches!(map_sqlstate("57014", m()), QueueError::Unavailable(_)));
-        assert!(matches!(map_sqlstate("23505", m()), QueueError::Conflict(_)));
-        assert!(matches!(map_sqlstate("40P01", m()), QueueError::Unavailable(_)));
-        assert!(matches!(map_sqlstate("08006", m()), QueueError::Unavailable(_)));
-        assert!(matches!(map_sqlstate("42P01", m()), QueueError::Invalid(_)));
+    fn driver_errors_keep_their_variant_through_the_queue_error() {
         assert!(matches!(
             QueueError::from(sqlx::Error::PoolTimedOut),
             QueueError::Unavailable(_)
         ));
+        assert!(matches!(
+            QueueError::from(sqlx::Error::Decode("bad".into())),
+            QueueError::Invalid(_)
+        ));
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(matches!(QueueError::from(busy), QueueError::Unavailable(_)));
+        let unique =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE), None);
+        assert!(matches!(QueueError::from(unique), QueueError::Conflict(_)));
         assert_eq!(
             PortError::from(QueueError::Conflict("x".into())),
             PortError::Conflict("x".into())
+        );
+        assert_eq!(
+            QueueError::from(PortError::Unavailable("y".into())),
+            QueueError::Unavailable("y".into())
         );
     }
 }

@@ -28,23 +28,25 @@
 //! (`queue_migrations`), so the two crates migrate independently.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::jobs::{Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
 use domain::ports::{PortError, PortResult};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{EncodedJob, QueueError, assemble_counts, count_u32, lease_until, parse_payload};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
-
-/// Advisory lock key serialising schema creation and migrations across
-/// processes: the same key the store uses ("rushhour" in ASCII), so a store
-/// and a queue creating one schema at the same moment take turns too.
-const MIGRATION_LOCK: i64 = 0x7275_7368_686f_7572;
+/// The queue's tables live next to the store's under their own migration
+/// ledger. Schema creation and migrations take `dbkit`'s advisory lock, the
+/// same key the store uses, so a store and a queue creating one schema at
+/// the same moment take turns too.
+const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
+    label: "job queue",
+    ledger: "queue_migrations",
+    steps: &[include_str!("../migrations/postgres/0001_init.sql")],
+};
 
 /// How long `health()` waits for `SELECT 1`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -138,21 +140,8 @@ impl PgQueue {
     /// server that is down fails here) and create the schema if one is
     /// configured and missing. Does not migrate: call `migrate`.
     pub async fn connect(url: &str, opts: PgQueueOptions) -> Result<Self, QueueError> {
-        if let Some(schema) = &opts.schema {
-            check_schema_name(schema)?;
-        }
-        let pool = pool(url, &opts).await?;
-        if let Some(schema) = &opts.schema {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
+        let settings = dbkit::pool_settings!(opts);
+        let pool = dbkit::postgres::connect(url, &settings).await?;
         Ok(Self { pool })
     }
 
@@ -161,78 +150,8 @@ impl PgQueue {
     /// take turns and the later ones find nothing to do. A schema newer
     /// than this binary is refused (`Invalid`).
     pub async fn migrate(&self) -> Result<(), QueueError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS queue_migrations (\
-             version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let newest: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM queue_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
-        let known = MIGRATIONS.len();
-        let done = newest.unwrap_or(0);
-        let Some(done) = usize::try_from(done).ok().filter(|&d| d <= known) else {
-            return Err(QueueError::Invalid(format!(
-                "job queue schema version {done} is not one this binary knows (0 to {known})"
-            )));
-        };
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO queue_migrations (version) VALUES ($1)")
-                .bind(i as i32 + 1)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(dbkit::postgres::migrate(&self.pool, &MIGRATIONS).await?)
     }
-}
-
-/// Schema names are formatted into `SET search_path` and `CREATE SCHEMA`,
-/// which take no bind parameter, so only plain identifiers are allowed.
-fn check_schema_name(s: &str) -> Result<(), QueueError> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !s.as_bytes()[0].is_ascii_digit();
-    if ok {
-        Ok(())
-    } else {
-        Err(QueueError::Invalid(format!(
-            "schema name {s:?} must be 1 to 63 letters, digits or '_', not starting with a digit"
-        )))
-    }
-}
-
-async fn pool(url: &str, opts: &PgQueueOptions) -> Result<PgPool, QueueError> {
-    let connect: PgConnectOptions = url
-        .parse()
-        .map_err(|e| QueueError::Invalid(format!("invalid PostgreSQL URL: {e}")))?;
-    let mut setup = format!("SET statement_timeout = {};", opts.statement_timeout.as_millis().max(1));
-    if let Some(schema) = &opts.schema {
-        setup.push_str(&format!(" SET search_path = \"{schema}\";"));
-    }
-    let setup: Arc<str> = setup.into();
-    let pool = PgPoolOptions::new()
-        .max_connections(opts.max_connections.max(1))
-        .acquire_timeout(opts.acquire_timeout)
-        .idle_timeout(opts.idle_timeout)
-        .after_connect(move |conn: &mut PgConnection, _meta| {
-            let setup = setup.clone();
-            Box::pin(async move {
-                sqlx::raw_sql(AssertSqlSafe(setup)).execute(conn).await?;
-                Ok(())
-            })
-        })
-        .connect_with(connect)
-        .await?;
-    Ok(pool)
 }
 
 /// Insert `jobs` on `conn` (a pooled connection, or a transaction for

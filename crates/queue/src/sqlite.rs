@@ -40,25 +40,10 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use crate::{EncodedJob, QueueError, assemble_counts, count_u32, lease_until, parse_payload};
 use conn::{Readers, Writer};
 
-/// SQLite's `synchronous` setting for the queue's write connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Synchronous {
-    /// fsync on every commit: nothing committed is lost on power loss.
-    #[default]
-    Full,
-    /// fsync at WAL checkpoints only: a power loss may drop the last
-    /// commits (enqueued jobs, completions that then run again).
-    Normal,
-}
-
-impl Synchronous {
-    fn pragma(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
-}
+/// SQLite's `synchronous` setting for the queue's write connection. The
+/// queue defaults to `Full` (module docs); `Normal` may lose the last
+/// commits on power loss (enqueued jobs, completions that then run again).
+pub use dbkit::Synchronous;
 
 #[derive(Debug, Clone)]
 pub struct SqliteQueueOptions {
@@ -124,13 +109,10 @@ impl SqliteQueue {
     /// needed, switching to WAL and applying pending migrations. Blocking:
     /// call it at startup (or from `spawn_blocking`).
     pub fn open(path: &Path, opts: SqliteQueueOptions) -> Result<Self, QueueError> {
-        let writer = conn::open_writer(path, opts.synchronous)?;
-        let readers = (0..opts.read_connections.max(1))
-            .map(|_| conn::open_reader(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (writer, readers) = dbkit::sqlite::open(path, &conn::PROFILE, opts.synchronous, opts.read_connections)?;
         Ok(Self {
-            writer: Writer::spawn(writer, conn::open_checkpointer(path)?)?,
-            readers: Readers::new(readers),
+            writer,
+            readers,
             path: path.to_owned(),
         })
     }
@@ -144,7 +126,7 @@ impl SqliteQueue {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
     {
-        Ok(self.readers.run(f).await?)
+        Ok(self.readers.run(f).await??)
     }
 
     /// `f` inside one `IMMEDIATE` transaction on the writer thread,
@@ -156,13 +138,13 @@ impl SqliteQueue {
     {
         Ok(self
             .writer
-            .run(move |conn| {
+            .run(move |conn| -> Result<T, QueueError> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let out = f(&tx)?;
                 tx.commit()?;
                 Ok(out)
             })
-            .await?)
+            .await??)
     }
 }
 

@@ -10,6 +10,7 @@
 mod bulk;
 mod config;
 mod decode;
+mod error;
 pub mod postgres;
 pub mod sqlite;
 

@@ -38,12 +38,11 @@
 //! primary (read-your-writes, and a processor must resume from where it
 //! really committed).
 
-mod error;
+use crate::error;
 mod ops;
 mod rows;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,7 +55,7 @@ use domain::ports::{
     AccountStore, ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, MenuStore, OpsStore,
     OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
 };
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -64,19 +63,19 @@ pub(crate) use error::Error;
 
 /// The schema, one embedded file per version, applied in order; the
 /// `schema_migrations` table records which have run.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/postgres/0001_init.sql"),
-    include_str!("../migrations/postgres/0002_operations.sql"),
-];
-
-/// Advisory lock key (a single `bigint`) serialising schema creation and
-/// migrations across processes; "rushhour" in ASCII, so it is recognisable
-/// in `pg_locks`.
-const MIGRATION_LOCK: i64 = 0x7275_7368_686f_7572;
+const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
+    label: "database",
+    ledger: "schema_migrations",
+    steps: &[
+        include_str!("../migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0002_operations.sql"),
+    ],
+};
 
 /// First half of the two-`int4` advisory lock keys that order event ids
 /// per store (module docs); the second half is `hashtext(store_id)`. The
-/// two-key space cannot collide with `MIGRATION_LOCK`'s one-key space.
+/// two-key space cannot collide with the one-key space of
+/// `dbkit::postgres::MIGRATION_LOCK`.
 const EVENTS_LOCK_SPACE: i32 = 0x7268;
 
 /// How long `health()` waits for `SELECT 1`.
@@ -141,26 +140,10 @@ impl PgStore {
     }
 
     async fn connect_inner(url: &str, opts: &PgStoreOptions) -> Result<Self, Error> {
-        if let Some(schema) = &opts.schema {
-            check_schema_name(schema)?;
-        }
-        let primary = pool(url, opts).await?;
-        if let Some(schema) = &opts.schema {
-            // Concurrent `CREATE SCHEMA IF NOT EXISTS` can still fail with a
-            // unique violation on the catalog; the lock makes it safe for
-            // several processes starting at once.
-            let mut tx = primary.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
+        let settings = dbkit::pool_settings!(opts);
+        let primary = dbkit::postgres::connect(url, &settings).await?;
         let replica = match &opts.read_replica_url {
-            Some(url) => Some(pool(url, opts).await?),
+            Some(url) => Some(dbkit::postgres::pool(url, &settings).await?),
             None => None,
         };
         Ok(Self { primary, replica })
@@ -171,89 +154,13 @@ impl PgStore {
     /// processes starting at once) queue up and the later ones find nothing
     /// left to do. A schema newer than this binary is refused (`Invalid`).
     pub async fn migrate(&self) -> Result<(), PortError> {
-        Ok(self.migrate_inner().await?)
-    }
-
-    async fn migrate_inner(&self) -> Result<(), Error> {
-        let mut tx = self.primary.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (\
-             version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let newest: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
-        let known = MIGRATIONS.len();
-        let done = newest.unwrap_or(0);
-        let Some(done) = usize::try_from(done).ok().filter(|&d| d <= known) else {
-            return Err(Error::Invalid(format!(
-                "database schema version {done} is not one this binary knows (0 to {known})"
-            )));
-        };
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-                .bind(i as i32 + 1)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        dbkit::postgres::migrate(&self.primary, &MIGRATIONS).await
     }
 
     /// The pool for reads that tolerate replica lag.
     fn reader(&self) -> &PgPool {
         self.replica.as_ref().unwrap_or(&self.primary)
     }
-}
-
-/// Schema names are formatted into `SET search_path` and `CREATE SCHEMA`
-/// (neither takes a bind parameter), so only plain identifiers are allowed.
-fn check_schema_name(s: &str) -> Result<(), Error> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !s.as_bytes()[0].is_ascii_digit();
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "schema name {s:?} must be 1 to 63 letters, digits or '_', not starting with a digit"
-        )))
-    }
-}
-
-async fn pool(url: &str, opts: &PgStoreOptions) -> Result<PgPool, Error> {
-    let connect: PgConnectOptions = url
-        .parse()
-        .map_err(|e| Error::Invalid(format!("invalid PostgreSQL URL: {e}")))?;
-    // Set per connection rather than per role or database: the store's
-    // limits travel with the binary, whoever administers the server.
-    let mut setup = format!("SET statement_timeout = {};", opts.statement_timeout.as_millis().max(1));
-    if let Some(schema) = &opts.schema {
-        setup.push_str(&format!(" SET search_path = \"{schema}\";"));
-    }
-    let setup: Arc<str> = setup.into();
-    let pool = PgPoolOptions::new()
-        .max_connections(opts.max_connections.max(1))
-        .acquire_timeout(opts.acquire_timeout)
-        .idle_timeout(opts.idle_timeout)
-        .after_connect(move |conn: &mut PgConnection, _meta| {
-            let setup = setup.clone();
-            Box::pin(async move {
-                sqlx::raw_sql(AssertSqlSafe(setup)).execute(conn).await?;
-                Ok(())
-            })
-        })
-        .connect_with(connect)
-        .await?;
-    Ok(pool)
 }
 
 // ------------------------------------------------------------------- Store
@@ -1076,13 +983,5 @@ mod tests {
     fn order_width_is_the_number_of_order_columns() {
         assert_eq!(rows::ORDER_COLUMNS.split(", ").count(), ORDER_WIDTH);
         assert_eq!(prefixed("o", "a, b::text"), "o.a, o.b::text");
-    }
-
-    #[test]
-    fn schema_names_are_plain_identifiers() {
-        assert!(check_schema_name("rh_test_0190abc").is_ok());
-        for bad in ["", "1abc", "a-b", "a\"b", "a b", &"x".repeat(64)] {
-            assert!(check_schema_name(bad).is_err(), "{bad:?}");
-        }
     }
 }

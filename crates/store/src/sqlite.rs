@@ -26,7 +26,7 @@
 //! when there are none (`ops::apply_payments`).
 
 mod conn;
-mod error;
+use crate::error;
 mod ops;
 pub(crate) mod rows;
 
@@ -59,24 +59,10 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Orders the nightly cleanup deletes per transaction.
 const PRUNE_CHUNK: u32 = 2_000;
 
-/// SQLite's `synchronous` setting for the store's connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Synchronous {
-    /// fsync on every commit: nothing committed is lost on power loss.
-    Full,
-    /// fsync at WAL checkpoints only: a power loss may drop the last
-    /// commits, which the processors re-apply from the log (module docs).
-    Normal,
-}
-
-impl Synchronous {
-    pub(crate) fn pragma(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
-}
+/// SQLite's `synchronous` setting for the store's connection. `Normal`
+/// (the store's default) may lose the last commits on power loss, which
+/// the processors re-apply from the log (module docs).
+pub use dbkit::Synchronous;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStoreOptions {
@@ -114,13 +100,10 @@ impl SqliteStore {
     /// needed, switching to WAL and applying pending migrations. Blocking:
     /// call it at startup (or from `spawn_blocking`).
     pub fn open(path: &Path, opts: SqliteStoreOptions) -> Result<Self, PortError> {
-        let writer = open_writer(path, opts.synchronous)?;
-        let readers = (0..opts.read_connections.max(1))
-            .map(|_| conn::open_reader(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (writer, readers) = dbkit::sqlite::open(path, &conn::PROFILE, opts.synchronous, opts.read_connections)?;
         Ok(Self {
-            writer: Writer::spawn(writer, conn::open_checkpointer(path)?)?,
-            readers: Readers::new(readers),
+            writer,
+            readers,
             path: path.to_owned(),
         })
     }

@@ -15,26 +15,20 @@
 //!    stored record itself. Either way no response is replayed for a record
 //!    that is not durable in the log.
 
+use dbkit::sqlx_error;
 use domain::ports::{IdempotencyClaim, IdempotencyRecord, PortError, PortResult};
 use sqlx::PgPool;
 use sqlx::Row;
 
-/// The claim table is shared by every topic (keys are per topic), created
-/// on first use under an advisory lock so processes starting together do
-/// not race on `CREATE TABLE`.
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS log_idempotency (
-    topic text NOT NULL,
-    key text NOT NULL,
-    fingerprint text NOT NULL,
-    status integer NOT NULL,
-    response bytea NOT NULL,
-    record_key text NOT NULL,
-    payload bytea NOT NULL,
-    appended boolean NOT NULL DEFAULT false,
-    created_at bigint NOT NULL,
-    PRIMARY KEY (topic, key)
-)";
-const SCHEMA_LOCK: i64 = 0x7273_6c6f_675f_6964; // "rslog_id"
+/// The claim table, versioned in its own ledger (`log_migrations`) beside
+/// whatever else lives in the database, and created under `dbkit`'s
+/// advisory lock so processes starting together do not race on
+/// `CREATE TABLE`.
+const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
+    label: "idempotency claims",
+    ledger: "log_migrations",
+    steps: &[include_str!("../../migrations/postgres/0001_claims.sql")],
+};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Claims {
@@ -51,19 +45,9 @@ pub(crate) struct Existing {
     pub payload: Vec<u8>,
 }
 
-fn unavailable(e: sqlx::Error) -> PortError {
-    PortError::Unavailable(format!("idempotency claims: {e}"))
-}
-
 impl Claims {
-    pub(crate) async fn open(pool: PgPool, topic: &str) -> Result<Self, sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(SCHEMA).execute(&mut *tx).await?;
-        tx.commit().await?;
+    pub(crate) async fn open(pool: PgPool, topic: &str) -> Result<Self, PortError> {
+        dbkit::postgres::migrate(&pool, &MIGRATIONS).await?;
         Ok(Self {
             pool,
             topic: topic.to_owned(),
@@ -95,7 +79,7 @@ impl Claims {
         .bind(now)
         .execute(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(sqlx_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -103,18 +87,18 @@ impl Claims {
     /// for durability: if this is lost, a retry finds the claim pending and
     /// appends the same record again, which the processors apply once.
     pub(crate) async fn mark_appended(&self, key: &str) -> PortResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(sqlx_error)?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(sqlx_error)?;
         sqlx::query("UPDATE log_idempotency SET appended = true WHERE topic = $1 AND key = $2")
             .bind(&self.topic)
             .bind(key)
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)
+            .map_err(sqlx_error)?;
+        tx.commit().await.map_err(sqlx_error)
     }
 
     pub(crate) async fn get(&self, key: &str) -> PortResult<Option<Existing>> {
@@ -126,20 +110,19 @@ impl Claims {
         .bind(key)
         .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(sqlx_error)?;
         let Some(r) = row else { return Ok(None) };
-        let decode = |e: sqlx::Error| PortError::Invalid(format!("idempotency claim row: {e}"));
-        let status: i32 = r.try_get("status").map_err(decode)?;
+        let status: i32 = r.try_get("status").map_err(sqlx_error)?;
         Ok(Some(Existing {
             record: IdempotencyRecord {
-                fingerprint: r.try_get("fingerprint").map_err(decode)?,
+                fingerprint: r.try_get("fingerprint").map_err(sqlx_error)?,
                 status: u16::try_from(status).map_err(|_| PortError::Invalid(format!("claim status {status}")))?,
-                response: r.try_get("response").map_err(decode)?,
-                created_at: r.try_get("created_at").map_err(decode)?,
+                response: r.try_get("response").map_err(sqlx_error)?,
+                created_at: r.try_get("created_at").map_err(sqlx_error)?,
             },
-            appended: r.try_get("appended").map_err(decode)?,
-            record_key: r.try_get("record_key").map_err(decode)?,
-            payload: r.try_get("payload").map_err(decode)?,
+            appended: r.try_get("appended").map_err(sqlx_error)?,
+            record_key: r.try_get("record_key").map_err(sqlx_error)?,
+            payload: r.try_get("payload").map_err(sqlx_error)?,
         }))
     }
 
@@ -150,12 +133,12 @@ impl Claims {
             .bind(before)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(sqlx_error)?;
         Ok(done.rows_affected())
     }
 
     pub(crate) async fn health(&self) -> PortResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(sqlx_error)?;
         Ok(())
     }
 }

@@ -101,7 +101,7 @@ pub enum KafkaLogError {
     #[error("topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
     #[error("idempotency claims in PostgreSQL: {0}")]
-    Claims(#[from] sqlx::Error),
+    Claims(#[from] PortError),
 }
 
 pub(crate) fn kafka_err(e: KafkaError) -> PortError {

@@ -42,6 +42,7 @@ contract_cases!(
 
 #[cfg(feature = "kafka")]
 mod kafka;
+mod upgrade;
 
 fn req(key: String) -> AppendRequest {
     AppendRequest {

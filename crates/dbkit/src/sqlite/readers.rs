@@ -1,0 +1,101 @@
+//! The pool of read connections: a fixed set, lent out one per read on
+//! tokio's blocking pool. WAL lets them read beside the writer.
+
+use std::sync::{Arc, Mutex};
+
+use domain::ports::PortError;
+use rusqlite::Connection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A fixed set of read connections. The semaphore holds one permit per idle
+/// connection, so a permit guarantees the stack has one to pop and waiting
+/// for a connection is async (no blocking thread is parked on it).
+pub struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    label: &'static str,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers")
+            .field("label", &self.label)
+            .field("idle", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl Readers {
+    /// A pool of `conns` (see `open_reader`); `label` names the database in
+    /// errors.
+    pub fn new(conns: Vec<Connection>, label: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(conns.len())),
+            idle: Mutex::new(conns),
+            label,
+        })
+    }
+
+    /// Run `f` with a read connection on the blocking pool.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, PortError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> T + Send + 'static,
+    {
+        let label = self.label;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PortError::Unavailable(format!("the {label} read pool is closed")))?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let lease = Lease::take(pool, permit)?;
+            Ok(f(lease.conn()))
+        })
+        .await
+        .map_err(|e| PortError::Unavailable(format!("a {label} read failed unexpectedly: {e}")))?
+    }
+}
+
+/// A borrowed read connection that goes back to the pool when dropped, also
+/// when `f` panics, so a panic cannot shrink the pool.
+struct Lease {
+    conn: Option<Connection>,
+    pool: Arc<Readers>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn take(pool: Arc<Readers>, permit: OwnedSemaphorePermit) -> Result<Self, PortError> {
+        // Nothing is ever left half-done while the lock is held (a push or a
+        // pop), so a poisoned lock still guards a consistent Vec.
+        let conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match conn {
+            Some(conn) => Ok(Self {
+                conn: Some(conn),
+                pool,
+                _permit: permit,
+            }),
+            None => Err(PortError::Unavailable(format!(
+                "no idle {} read connection despite a permit",
+                pool.label
+            ))),
+        }
+    }
+
+    fn conn(&self) -> &Connection {
+        // Only `drop` takes it out.
+        self.conn.as_ref().expect("lease holds a connection until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+        // `_permit` is released after this, once the connection is back.
+    }
+}

@@ -4,10 +4,11 @@
 //! The processors' drain rate is reported next to this number, so the cost
 //! of everything they add (idempotency checks, consumer positions, batching
 //! and the writer hop) is visible rather than guessed. The schema is the
-//! store's own: the file is created and migrated by `store::SqliteStore`,
-//! closed, and reopened with the writer's pragmas, so the benchmark needs no
-//! access to the store's internals (it used to live in the store crate for
-//! that, which made benchmark SQL part of a production library).
+//! store's own: the file is opened by `dbkit` with the store's profile
+//! (`store::sqlite::PROFILE`: its migrations and the writer's pragmas), so
+//! the benchmark needs no access to the store's internals (it used to live
+//! in the store crate for that, which made benchmark SQL part of a
+//! production library).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,17 +38,11 @@ pub fn raw_insert(path: &Path, orders: &[OrderPlacedV1]) -> Result<Duration, Por
             path.display()
         )));
     }
-    // Create and migrate with the store itself, then let it go: its writer
-    // and checkpointer stop when it is dropped.
-    drop(store::SqliteStore::open(
-        path,
-        store::SqliteStoreOptions {
-            synchronous: store::Synchronous::Normal,
-            ..Default::default()
-        },
-    )?);
     let rows = orders.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-    timed_insert(path, &rows).map_err(unavailable)
+    // Created and migrated exactly as the store's writer does it, with the
+    // store's default `synchronous=NORMAL`.
+    let mut conn = dbkit::sqlite::open_writer(path, &store::sqlite::PROFILE, store::Synchronous::Normal)?;
+    timed_insert(&mut conn, &rows).map_err(unavailable)
 }
 
 fn unavailable(e: rusqlite::Error) -> PortError {
@@ -107,20 +102,7 @@ fn encode(o: &OrderPlacedV1) -> Result<Row, PortError> {
     })
 }
 
-/// The store's writer pragmas (`store::sqlite::conn::open_writer`) with
-/// `synchronous=NORMAL`, the store's default.
-fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -16_384)?;
-    Ok(conn)
-}
-
-fn timed_insert(path: &Path, rows: &[Row]) -> Result<Duration, rusqlite::Error> {
-    let mut conn = open(path)?;
+fn timed_insert(conn: &mut Connection, rows: &[Row]) -> Result<Duration, rusqlite::Error> {
     let now = system_now_ms();
     let started = Instant::now();
     let tx = conn.transaction()?;

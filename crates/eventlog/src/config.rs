@@ -100,10 +100,17 @@ impl LogConfig {
 
 #[cfg(feature = "kafka")]
 async fn build_kafka(c: &KafkaConfig) -> Result<Arc<dyn EventLog>, LogBuildError> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(c.claims.max_connections)
-        .acquire_timeout(c.claims.acquire_timeout)
-        .connect(&c.claims.url)
+    // The claims live in the default schema; each claim is bounded by the
+    // append budget on the client side, the statement timeout is only a
+    // server-side backstop against a query stuck on a lock.
+    let settings = dbkit::postgres::PoolSettings {
+        max_connections: c.claims.max_connections,
+        acquire_timeout: c.claims.acquire_timeout,
+        statement_timeout: std::time::Duration::from_secs(30),
+        idle_timeout: std::time::Duration::from_secs(600),
+        schema: None,
+    };
+    let pool = dbkit::postgres::pool(&c.claims.url, &settings)
         .await
         .map_err(crate::KafkaLogError::Claims)?;
     let options = crate::KafkaLogOptions {

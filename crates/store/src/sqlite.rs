@@ -51,6 +51,7 @@ use conn::{Readers, Writer};
 pub(crate) use error::Error;
 use rows::NewOrder;
 
+#[cfg(test)]
 pub(crate) use conn::open_writer;
 
 /// How long `health()` waits for a read connection and `SELECT 1`.
@@ -62,6 +63,7 @@ const PRUNE_CHUNK: u32 = 2_000;
 /// SQLite's `synchronous` setting for the store's connection. `Normal`
 /// (the store's default) may lose the last commits on power loss, which
 /// the processors re-apply from the log (module docs).
+pub use conn::PROFILE;
 pub use dbkit::Synchronous;
 
 #[derive(Debug, Clone)]

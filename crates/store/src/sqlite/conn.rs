@@ -4,20 +4,14 @@
 //! `Mutex<Connection>`, why a background checkpointer) live in `dbkit`,
 //! shared with the job queue and the event log.
 
-use std::path::Path;
-
 use dbkit::sqlite::Profile;
 pub(crate) use dbkit::sqlite::{Readers, Writer};
-use rusqlite::Connection;
-
-use super::Synchronous;
-use crate::error::Error;
 
 /// The store's database: foreign keys on; 16 MiB of page cache so the order
 /// indexes' hot right edges stay resident; 64 prepared statements per
 /// connection (the hot paths use about twenty and `list_orders` has eight
 /// filter shapes).
-pub(crate) const PROFILE: Profile = Profile::new("store", "store", MIGRATIONS)
+pub const PROFILE: Profile = Profile::new("store", "store", MIGRATIONS)
     .with_cache_kib(16_384)
     .with_statement_cache(64)
     .with_foreign_keys();
@@ -30,8 +24,12 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Open (creating if needed) the database at `path` for writing, switch it
-/// to WAL and bring the schema up to date; for tools that write the file
-/// directly (the bulk-insert baseline, tests).
-pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, Error> {
+/// to WAL and bring the schema up to date; for tests that inspect the file
+/// directly.
+#[cfg(test)]
+pub(crate) fn open_writer(
+    path: &std::path::Path,
+    synchronous: super::Synchronous,
+) -> Result<rusqlite::Connection, crate::error::Error> {
     Ok(dbkit::sqlite::open_writer(path, &PROFILE, synchronous)?)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use domain::Mailer;
 
-use crate::{DEFAULT_SMTP_TIMEOUT, MailError, OutboxMailer, SmtpConfig, SmtpMailer, redact};
+use crate::{DEFAULT_SMTP_TIMEOUT, MailError, OutboxMailer, SmtpMailer, SmtpOptions, redact};
 
 /// A mailer to set up.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub enum MailConfig {
     /// One `.eml` file per message in `dir`.
     Outbox { dir: PathBuf, from: String },
     /// lettre's async SMTP client.
-    Smtp(SmtpConfig),
+    Smtp(SmtpOptions),
 }
 
 impl MailConfig {
@@ -42,7 +42,7 @@ impl MailConfig {
             });
         }
         if url.starts_with("smtp://") || url.starts_with("smtps://") {
-            return Ok(MailConfig::Smtp(SmtpConfig {
+            return Ok(MailConfig::Smtp(SmtpOptions {
                 url: url.to_owned(),
                 from: from.to_owned(),
                 timeout: DEFAULT_SMTP_TIMEOUT,

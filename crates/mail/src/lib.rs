@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use config::MailConfig;
 pub use outbox::OutboxMailer;
-pub use smtp::{SmtpConfig, SmtpMailer};
+pub use smtp::{SmtpMailer, SmtpOptions};
 
 /// How long one SMTP exchange (connect, greeting, each command) may take
 /// when the mailer comes from `open`.

@@ -19,7 +19,7 @@ use crate::{MailError, compose, parse_from, redact};
 
 /// Where and how to relay.
 #[derive(Debug, Clone)]
-pub struct SmtpConfig {
+pub struct SmtpOptions {
     /// `smtp://[user:pass@]host:port` (add `?tls=required` for STARTTLS) or
     /// `smtps://[user:pass@]host:port` for implicit TLS. User and password
     /// are percent-decoded.
@@ -48,7 +48,7 @@ impl std::fmt::Debug for SmtpMailer {
 
 impl SmtpMailer {
     /// Parse the URL and sender; connects only when sending.
-    pub fn new(config: &SmtpConfig) -> Result<Self, MailError> {
+    pub fn new(config: &SmtpOptions) -> Result<Self, MailError> {
         let from = parse_from(&config.from)?;
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.url.trim())
             .map_err(|e| MailError::InvalidUrl {

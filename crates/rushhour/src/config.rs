@@ -24,24 +24,24 @@ pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
-    pub http: HttpConfig,
-    pub auth: AuthConfig,
+    pub http: HttpSection,
+    pub auth: AuthSection,
     pub log: LogSection,
     pub store: StoreSection,
     pub processor: ProcessorSection,
     pub cache: CacheSection,
-    pub jobs: JobsConfig,
-    pub scheduler: SchedulerConfig,
+    pub jobs: JobsSection,
+    pub scheduler: SchedulerSection,
     pub upstream: UpstreamSection,
     pub mail: MailSection,
-    pub webhooks: WebhooksConfig,
-    pub telemetry: TelemetryConfig,
-    pub demo: DemoConfig,
+    pub webhooks: WebhooksSection,
+    pub telemetry: TelemetrySection,
+    pub demo: DemoSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpConfig {
+pub struct HttpSection {
     pub addr: SocketAddr,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
@@ -51,22 +51,19 @@ pub struct HttpConfig {
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthConfig {
+pub struct AuthSection {
     pub staff_key: String,
 }
 
-impl std::fmt::Debug for AuthConfig {
+impl std::fmt::Debug for AuthSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig").field("staff_key", &"[redacted]").finish()
+        f.debug_struct("AuthSection").field("staff_key", &"[redacted]").finish()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sync {
-    Full,
-    Normal,
-}
+/// `log.synchronous` and `store.synchronous`: one type for every embedded
+/// database (`dbkit::Synchronous`, `full` / `normal`).
+pub use store::Synchronous;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +73,7 @@ pub struct LogSection {
     pub group_commit: bool,
     pub max_batch: usize,
     pub linger_us: u64,
-    pub synchronous: Sync,
+    pub synchronous: Synchronous,
     pub topic: String,
     pub dlq_topic: String,
     pub replication_factor: i32,
@@ -92,7 +89,7 @@ pub struct LogSection {
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
     pub url: String,
-    pub synchronous: Sync,
+    pub synchronous: Synchronous,
     pub max_connections: u32,
     pub statement_timeout_ms: u64,
     pub read_replica_url: String,
@@ -121,7 +118,7 @@ pub struct CacheSection {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobsConfig {
+pub struct JobsSection {
     pub url: String,
     pub enabled: bool,
     pub worker_id: String,
@@ -133,12 +130,12 @@ pub struct JobsConfig {
     pub pickup_timeout_secs: u64,
     pub max_connections: u32,
     pub concurrency: std::collections::BTreeMap<String, usize>,
-    pub retention: RetentionConfig,
+    pub retention: RetentionSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
+pub struct RetentionSection {
     pub orders_days: u64,
     pub records_days: u64,
     pub finished_jobs_days: u64,
@@ -147,7 +144,7 @@ pub struct RetentionConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SchedulerConfig {
+pub struct SchedulerSection {
     pub enabled: bool,
     /// Schedule name → cron expression ("" = off).
     pub schedules: std::collections::BTreeMap<String, String>,
@@ -186,15 +183,15 @@ pub struct MailSection {
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebhooksConfig {
+pub struct WebhooksSection {
     pub secret: String,
     pub tolerance_secs: u64,
     pub max_inflight: usize,
 }
 
-impl std::fmt::Debug for WebhooksConfig {
+impl std::fmt::Debug for WebhooksSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhooksConfig")
+        f.debug_struct("WebhooksSection")
             .field("secret", &"[redacted]")
             .field("tolerance_secs", &self.tolerance_secs)
             .field("max_inflight", &self.max_inflight)
@@ -204,14 +201,14 @@ impl std::fmt::Debug for WebhooksConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
+pub struct TelemetrySection {
     pub log_format: String,
     pub log_filter: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DemoConfig {
+pub struct DemoSection {
     pub seed: bool,
 }
 
@@ -298,7 +295,7 @@ impl Config {
             Engine::Sqlite(path) => store::StoreConfig::Sqlite {
                 path: self.sqlite_path(path, "rushhour.db"),
                 options: store::SqliteStoreOptions {
-                    synchronous: store_sync(self.store.synchronous),
+                    synchronous: self.store.synchronous,
                     ..Default::default()
                 },
             },
@@ -338,7 +335,7 @@ impl Config {
                     group_commit: l.group_commit,
                     max_batch: l.max_batch,
                     linger: Duration::from_micros(l.linger_us),
-                    synchronous: log_sync(l.synchronous),
+                    synchronous: l.synchronous,
                     ..Default::default()
                 },
             },
@@ -601,20 +598,6 @@ fn parse_url<'a>(spec: &UrlKey, url: &'a str) -> anyhow::Result<Engine<'a>> {
         "redis://" | "rediss://" => Engine::Redis(url),
         _ => Engine::Mail,
     })
-}
-
-fn log_sync(s: Sync) -> eventlog::Synchronous {
-    match s {
-        Sync::Full => eventlog::Synchronous::Full,
-        Sync::Normal => eventlog::Synchronous::Normal,
-    }
-}
-
-fn store_sync(s: Sync) -> store::Synchronous {
-    match s {
-        Sync::Full => store::Synchronous::Full,
-        Sync::Normal => store::Synchronous::Normal,
-    }
 }
 
 /// Hide a password in `scheme://user:password@host`.

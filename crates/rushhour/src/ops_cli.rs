@@ -174,7 +174,7 @@ pub async fn dev(cfg: &Config, args: &DevArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listen on {}", a.listen))?;
-    let sim = upstream::sim::SimConfig {
+    let sim = upstream::sim::SimOptions {
         accounts: a.accounts,
         items: a.items,
         client_id: cfg.upstream.client_id.clone(),

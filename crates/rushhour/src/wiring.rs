@@ -68,7 +68,7 @@ pub async fn open_jobs(cfg: &Config) -> anyhow::Result<Arc<dyn JobQueue>> {
 pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamClient>> {
     let u = &cfg.upstream;
     let client = upstream::UpstreamClient::new(
-        upstream::UpstreamConfig {
+        upstream::UpstreamOptions {
             base_url: u.base_url.clone(),
             client_id: u.client_id.clone(),
             client_secret: u.client_secret.clone(),

@@ -252,7 +252,7 @@ impl SmtpSink {
         self.addr
     }
 
-    /// `smtp://127.0.0.1:<port>`, for `mail::open` or `SmtpConfig`.
+    /// `smtp://127.0.0.1:<port>`, for `mail::open` or `SmtpOptions`.
     pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)
     }

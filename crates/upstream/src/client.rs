@@ -53,7 +53,7 @@ const EP_CHANGES: &str = "loyalty_changes";
 
 /// How to reach and treat the upstreams.
 #[derive(Clone)]
-pub struct UpstreamConfig {
+pub struct UpstreamOptions {
     /// `http://host:port` (no TLS backend is compiled in; see Cargo.toml).
     pub base_url: String,
     pub client_id: String,
@@ -73,7 +73,7 @@ pub struct UpstreamConfig {
     pub backoff: Duration,
 }
 
-impl Default for UpstreamConfig {
+impl Default for UpstreamOptions {
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:8090".into(),
@@ -89,9 +89,9 @@ impl Default for UpstreamConfig {
     }
 }
 
-impl std::fmt::Debug for UpstreamConfig {
+impl std::fmt::Debug for UpstreamOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamConfig")
+        f.debug_struct("UpstreamOptions")
             .field("base_url", &self.base_url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
@@ -141,7 +141,7 @@ struct Retryable {
 pub struct UpstreamClient {
     http: reqwest::Client,
     base: String,
-    cfg: UpstreamConfig,
+    cfg: UpstreamOptions,
     token: Mutex<Option<CachedToken>>,
     /// Held while a token is fetched, so concurrent misses share one fetch.
     refresh: tokio::sync::Mutex<()>,
@@ -159,7 +159,7 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     /// A client for `cfg`; `clock` times the circuit breaker's cooldown
     /// (`worker::TokioClock` in production, a manual clock in tests).
-    pub fn new(cfg: UpstreamConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+    pub fn new(cfg: UpstreamOptions, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let url = reqwest::Url::parse(&cfg.base_url).map_err(|_| ConfigError::BaseUrl(cfg.base_url.clone()))?;
         match url.scheme() {
             "http" => {}
@@ -542,9 +542,9 @@ mod tests {
 
     #[test]
     fn config_is_checked() {
-        let ok = UpstreamConfig::default();
+        let ok = UpstreamOptions::default();
         assert!(UpstreamClient::new(ok.clone(), testkit::clock::ManualClock::new(0)).is_ok());
-        let https = UpstreamConfig {
+        let https = UpstreamOptions {
             base_url: "https://catalog.example".into(),
             ..ok.clone()
         };
@@ -552,7 +552,7 @@ mod tests {
             UpstreamClient::new(https, testkit::clock::ManualClock::new(0)),
             Err(ConfigError::NoTls(_))
         ));
-        let page = UpstreamConfig {
+        let page = UpstreamOptions {
             page_size: 500,
             ..ok.clone()
         };
@@ -560,7 +560,7 @@ mod tests {
             UpstreamClient::new(page, testkit::clock::ManualClock::new(0)),
             Err(ConfigError::PageSize(500))
         ));
-        let junk = UpstreamConfig {
+        let junk = UpstreamOptions {
             base_url: "not a url".into(),
             ..ok
         };

@@ -17,5 +17,5 @@ pub mod client;
 pub mod sim;
 pub mod wire;
 
-pub use client::{ConfigError, UpstreamClient, UpstreamConfig};
-pub use sim::{SimConfig, SimStats, Simulator};
+pub use client::{ConfigError, UpstreamClient, UpstreamOptions};
+pub use sim::{SimOptions, SimStats, Simulator};

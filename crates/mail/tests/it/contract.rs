@@ -10,7 +10,7 @@ use testkit::mail::{FROM, Fresh, SmtpSink};
 
 fn smtp_mailer(sink: &SmtpSink) -> Arc<dyn Mailer> {
     Arc::new(
-        mail::SmtpMailer::new(&mail::SmtpConfig {
+        mail::SmtpMailer::new(&mail::SmtpOptions {
             url: sink.url(),
             from: FROM.into(),
             timeout: Duration::from_secs(10),

@@ -46,7 +46,7 @@ async fn a_receipt_reaches_a_real_smtp_server() {
 #[tokio::test]
 async fn a_refused_connection_is_unavailable() {
     let port = free_port();
-    let mailer = mail::SmtpMailer::new(&mail::SmtpConfig {
+    let mailer = mail::SmtpMailer::new(&mail::SmtpOptions {
         url: format!("smtp://127.0.0.1:{port}"),
         from: FROM.into(),
         timeout: Duration::from_secs(5),

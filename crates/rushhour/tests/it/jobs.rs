@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 const SIM_SECRET: &str = "jobs-test-secret";
 
 async fn simulator(accounts: usize) -> upstream::Simulator {
-    let (_, sim) = upstream::Simulator::start(upstream::SimConfig {
+    let (_, sim) = upstream::Simulator::start(upstream::SimOptions {
         accounts,
         client_secret: SIM_SECRET.into(),
         ..Default::default()

@@ -40,7 +40,7 @@ pub use data::{MAX_CHANGES_LIMIT, MAX_PER_PAGE};
 
 /// What to simulate.
 #[derive(Clone)]
-pub struct SimConfig {
+pub struct SimOptions {
     /// Loyalty accounts (ids `L000001`…).
     pub accounts: usize,
     /// Catalog items (the demo menu's first, then generated ones).
@@ -53,7 +53,7 @@ pub struct SimConfig {
     pub seed: u64,
 }
 
-impl Default for SimConfig {
+impl Default for SimOptions {
     fn default() -> Self {
         Self {
             accounts: 150_000,
@@ -66,9 +66,9 @@ impl Default for SimConfig {
     }
 }
 
-impl std::fmt::Debug for SimConfig {
+impl std::fmt::Debug for SimOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimConfig")
+        f.debug_struct("SimOptions")
             .field("accounts", &self.accounts)
             .field("items", &self.items)
             .field("client_id", &self.client_id)
@@ -158,7 +158,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(cfg: &SimConfig) -> Self {
+    fn new(cfg: &SimOptions) -> Self {
         Self {
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
@@ -435,7 +435,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn build(cfg: SimConfig) -> io::Result<Arc<Shared>> {
+async fn build(cfg: SimOptions) -> io::Result<Arc<Shared>> {
     // 150k accounts take a moment to generate: off the async workers.
     tokio::task::spawn_blocking(move || Arc::new(Shared::new(&cfg)))
         .await
@@ -443,7 +443,7 @@ async fn build(cfg: SimConfig) -> io::Result<Arc<Shared>> {
 }
 
 /// Serve the simulator on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, cfg: SimConfig, shutdown: CancellationToken) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, cfg: SimOptions, shutdown: CancellationToken) -> io::Result<()> {
     let shared = build(cfg).await?;
     serve_shared(listener, shared, shutdown).await
 }
@@ -475,7 +475,7 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// Generate the data, bind an ephemeral port on 127.0.0.1 and serve.
     /// Returns the base URL (`http://127.0.0.1:<port>`) and the handle.
-    pub async fn start(cfg: SimConfig) -> io::Result<(String, Simulator)> {
+    pub async fn start(cfg: SimOptions) -> io::Result<(String, Simulator)> {
         let shared = build(cfg).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);

@@ -7,7 +7,7 @@ use domain::sync::{CatalogFetch, CatalogSource, LoyaltySource, NoProgress};
 use std::time::Duration;
 use testkit::clock::ManualClock;
 use upstream::sim::SimStats;
-use upstream::{UpstreamClient, UpstreamConfig};
+use upstream::{UpstreamClient, UpstreamOptions};
 
 use crate::support::{Recorder, client_config, start};
 
@@ -52,7 +52,7 @@ async fn wrong_credentials_fail_without_retrying() {
         .await
         .unwrap();
     let client = UpstreamClient::new(
-        UpstreamConfig {
+        UpstreamOptions {
             client_secret: "wrong".into(),
             ..client_config(&url)
         },
@@ -98,7 +98,7 @@ async fn persistent_failures_open_the_circuit_which_then_fails_fast_and_recovers
         .unwrap();
     let clock = ManualClock::at_system_now();
     let client = UpstreamClient::new(
-        UpstreamConfig {
+        UpstreamOptions {
             max_retries: 2,
             circuit_failures: 3,
             circuit_cooldown: Duration::from_secs(300),
@@ -142,7 +142,7 @@ async fn an_answer_slower_than_the_timeout_is_an_error() {
         .await
         .unwrap();
     let client = UpstreamClient::new(
-        UpstreamConfig {
+        UpstreamOptions {
             timeout: Duration::from_millis(150),
             max_retries: 1,
             ..client_config(&url)
@@ -171,7 +171,7 @@ async fn the_catalog_is_paged_and_conditional() {
         .await
         .unwrap();
     let client = UpstreamClient::new(
-        UpstreamConfig {
+        UpstreamOptions {
             page_size: 50,
             ..client_config(&url)
         },

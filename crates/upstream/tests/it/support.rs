@@ -6,14 +6,14 @@ use domain::sync::SyncProgress;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use testkit::clock::ManualClock;
-use upstream::{SimConfig, Simulator, UpstreamClient, UpstreamConfig};
+use upstream::{SimOptions, Simulator, UpstreamClient, UpstreamOptions};
 
-pub fn sim_config(accounts: usize) -> SimConfig {
-    SimConfig {
+pub fn sim_config(accounts: usize) -> SimOptions {
+    SimOptions {
         accounts,
         items: 200,
         seed: 7,
-        ..SimConfig::default()
+        ..SimOptions::default()
     }
 }
 
@@ -24,9 +24,9 @@ pub async fn start(accounts: usize) -> (Simulator, UpstreamClient) {
 }
 
 /// Retries quickly so fault tests stay fast; otherwise the defaults.
-pub fn client_config(base_url: &str) -> UpstreamConfig {
-    let sim = SimConfig::default();
-    UpstreamConfig {
+pub fn client_config(base_url: &str) -> UpstreamOptions {
+    let sim = SimOptions::default();
+    UpstreamOptions {
         base_url: base_url.to_owned(),
         client_id: sim.client_id,
         client_secret: sim.client_secret,

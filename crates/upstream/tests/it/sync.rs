@@ -14,7 +14,7 @@ use domain::sync::{self, NoProgress, naive_queries};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{PgStore, PgStoreOptions, SqliteStore, SqliteStoreOptions};
-use upstream::{Simulator, UpstreamClient, UpstreamConfig};
+use upstream::{Simulator, UpstreamClient, UpstreamOptions};
 
 use crate::support::{Recorder, client_config, sim_config, start};
 use testkit::clock::ManualClock;
@@ -223,7 +223,7 @@ async fn resume_scenario(store: &dyn Store) {
     const ACCOUNTS: usize = 20_000;
     let (url, sim) = Simulator::start(sim_config(ACCOUNTS)).await.unwrap();
     let client = UpstreamClient::new(
-        UpstreamConfig {
+        UpstreamOptions {
             max_retries: 1,
             ..client_config(&url)
         },
@@ -262,7 +262,7 @@ async fn menu_sync_against_sqlite() {
 async fn an_empty_catalog_is_refused_and_recorded_as_a_failure() {
     let (_dir, store) = sqlite();
     store.upsert_menu(&demo_menu()).await.unwrap();
-    let (url, _sim) = Simulator::start(upstream::SimConfig {
+    let (url, _sim) = Simulator::start(upstream::SimOptions {
         items: 0,
         ..sim_config(10)
     })

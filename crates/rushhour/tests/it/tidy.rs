@@ -6,8 +6,10 @@
 //! - every dependency a crate declares is used by that crate (a leftover
 //!   dependency costs build time on every machine and hides the real map);
 //! - the heavy clients stay in the crates that adapt them: `sqlx` with
-//!   PostgreSQL, `rdkafka` and `redis` each in a short, named list, so
-//!   `cargo check -p domain` (and `api`, `worker`) never compiles them.
+//!   PostgreSQL, `rdkafka` and `redis` each in a short, named list of
+//!   `[dependencies]`, so `cargo check -p domain` (and `api`, `worker`, the
+//!   binary) never compiles them. Tests may use them as dev-dependencies to
+//!   look at what a backend really holds.
 //!
 //! Reading `std::env` outside configuration is refused by clippy
 //! (`clippy.toml` `disallowed-methods`), not here.
@@ -153,20 +155,17 @@ const CONFINED: &[(&str, &[&str])] = &[
 ];
 
 fn uses_heavy_client(manifest: &toml::Table, client: &str) -> bool {
-    let tables = ["dependencies", "dev-dependencies", "build-dependencies"];
-    tables.iter().any(|t| {
-        let Some(toml::Value::Table(deps)) = manifest.get(*t) else {
-            return false;
-        };
-        match client {
-            "sqlx-postgres" => deps.get("sqlx").is_some_and(|spec| {
-                spec.get("features")
-                    .and_then(|f| f.as_array())
-                    .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("postgres")))
-            }),
-            other => deps.contains_key(other),
-        }
-    })
+    let Some(toml::Value::Table(deps)) = manifest.get("dependencies") else {
+        return false;
+    };
+    match client {
+        "sqlx-postgres" => deps.get("sqlx").is_some_and(|spec| {
+            spec.get("features")
+                .and_then(|f| f.as_array())
+                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("postgres")))
+        }),
+        other => deps.contains_key(other),
+    }
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //!
 //! `Kafka` is always a variant, so a configuration naming Kafka parses in
 //! every build; without the `kafka` feature its `build()` fails with
-//! [`LogBuildError::KafkaNotCompiled`]. Its settings are therefore plain
-//! fields here, not `KafkaLogOptions`, which exists only with the feature.
+//! [`LogBuildError::KafkaNotCompiled`]. Its settings, `KafkaLogOptions`,
+//! are therefore plain data defined here, outside the feature.
 //! The Kafka build also creates the PostgreSQL pool its idempotency claims
 //! live in, which the binary's wiring used to do.
 
@@ -28,33 +28,64 @@ pub enum LogConfig {
     Kafka(KafkaConfig),
 }
 
-/// Settings of the Kafka log (see `KafkaLogOptions` for each one's
-/// meaning).
-#[derive(Clone)]
-pub struct KafkaConfig {
+/// Settings of the Kafka log: plain data, so a binary built without the
+/// `kafka` feature still parses a `kafka://` configuration (and its
+/// `build()` says what is missing).
+#[derive(Debug, Clone)]
+pub struct KafkaLogOptions {
     /// `host:port,host:port`
     pub brokers: String,
     pub topic: String,
+    /// Where records the processors gave up on are copied.
     pub dlq_topic: String,
+    /// Partitions of a topic this log creates; an existing topic must have
+    /// exactly this many (the partition function depends on it).
     pub partitions: u32,
     pub replication_factor: i32,
+    /// Producer batching: how long librdkafka waits to fill a batch.
     pub linger: Duration,
+    /// none, gzip, snappy, lz4 or zstd.
     pub compression: String,
+    /// Longest an append may take, idempotency claim and broker
+    /// acknowledgement together.
     pub append_timeout: Duration,
+    /// How long a crashed member keeps its partitions before the group
+    /// moves them.
     pub session_timeout: Duration,
+    /// Longest a fetch waits at the broker for records to arrive (an idle
+    /// partition's poll interval; records that arrive are sent at once).
     pub fetch_wait: Duration,
+    /// Consumer group whose committed offsets bound `find`'s scan.
     pub processor_group: String,
-    /// Where the idempotency claims live.
-    pub claims: ClaimsConfig,
+    /// How long a duplicate request waits for the first one's append
+    /// before appending the claimed record itself.
+    pub claim_wait: Duration,
 }
 
-impl std::fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &self.brokers)
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
+impl Default for KafkaLogOptions {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "rushhour.orders.v1".into(),
+            dlq_topic: "rushhour.orders.v1.dlq".into(),
+            partitions: 8,
+            replication_factor: 1,
+            linger: Duration::from_millis(1),
+            compression: "lz4".into(),
+            append_timeout: Duration::from_millis(900),
+            session_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(100),
+            processor_group: "order-processors".into(),
+            claim_wait: Duration::from_secs(2),
+        }
     }
+}
+
+/// The Kafka log and where its idempotency claims live.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub options: KafkaLogOptions,
+    pub claims: ClaimsConfig,
 }
 
 /// The PostgreSQL pool of the Kafka log's idempotency claims.
@@ -66,6 +97,16 @@ pub struct ClaimsConfig {
     /// How long an append waits for a pooled connection: intake must
     /// answer within its deadline when PostgreSQL is gone.
     pub acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClaimsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimsConfig")
+            .field("url", &"[redacted]")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
 }
 
 /// Why a log could not be opened.
@@ -113,21 +154,7 @@ async fn build_kafka(c: &KafkaConfig) -> Result<Arc<dyn EventLog>, LogBuildError
     let pool = dbkit::postgres::pool(&c.claims.url, &settings)
         .await
         .map_err(crate::KafkaLogError::Claims)?;
-    let options = crate::KafkaLogOptions {
-        brokers: c.brokers.clone(),
-        topic: c.topic.clone(),
-        dlq_topic: c.dlq_topic.clone(),
-        partitions: c.partitions,
-        replication_factor: c.replication_factor,
-        linger: c.linger,
-        compression: c.compression.clone(),
-        append_timeout: c.append_timeout,
-        session_timeout: c.session_timeout,
-        fetch_wait: c.fetch_wait,
-        processor_group: c.processor_group.clone(),
-        ..Default::default()
-    };
-    Ok(Arc::new(crate::KafkaEventLog::connect(options, pool).await?))
+    Ok(Arc::new(crate::KafkaEventLog::connect(c.options.clone(), pool).await?))
 }
 
 #[cfg(not(feature = "kafka"))]
@@ -145,17 +172,10 @@ mod tests {
     #[tokio::test]
     async fn kafka_compiled_out_fails_to_build_with_a_clear_message() {
         let config = LogConfig::Kafka(KafkaConfig {
-            brokers: "k1:9092".into(),
-            topic: "t".into(),
-            dlq_topic: "t.dlq".into(),
-            partitions: 8,
-            replication_factor: 1,
-            linger: Duration::from_millis(1),
-            compression: "lz4".into(),
-            append_timeout: Duration::from_millis(900),
-            session_timeout: Duration::from_secs(10),
-            fetch_wait: Duration::from_millis(100),
-            processor_group: "g".into(),
+            options: KafkaLogOptions {
+                brokers: "k1:9092".into(),
+                ..Default::default()
+            },
             claims: ClaimsConfig {
                 url: "postgres://db/x".into(),
                 max_connections: 4,

@@ -11,7 +11,7 @@ pub mod kafka;
 pub mod sqlite;
 
 #[cfg(feature = "kafka")]
-pub use kafka::{KafkaEventLog, KafkaLogError, KafkaLogOptions};
+pub use kafka::{KafkaEventLog, KafkaLogError};
 
-pub use config::{ClaimsConfig, KafkaConfig, LogBuildError, LogConfig};
+pub use config::{ClaimsConfig, KafkaConfig, KafkaLogOptions, LogBuildError, LogConfig};
 pub use sqlite::{SqliteEventLog, SqliteLogOptions, Synchronous};

@@ -340,17 +340,20 @@ impl Config {
                 },
             },
             Engine::Kafka(brokers) => eventlog::LogConfig::Kafka(eventlog::KafkaConfig {
-                brokers: brokers.to_owned(),
-                topic: l.topic.clone(),
-                dlq_topic: l.dlq_topic.clone(),
-                partitions: l.partitions,
-                replication_factor: l.replication_factor,
-                linger: Duration::from_millis(l.producer_linger_ms),
-                compression: l.compression.clone(),
-                append_timeout: Duration::from_millis(l.append_timeout_ms),
-                session_timeout: Duration::from_millis(l.session_timeout_ms),
-                fetch_wait: Duration::from_millis(l.fetch_wait_ms),
-                processor_group: self.processor.group.clone(),
+                options: eventlog::KafkaLogOptions {
+                    brokers: brokers.to_owned(),
+                    topic: l.topic.clone(),
+                    dlq_topic: l.dlq_topic.clone(),
+                    partitions: l.partitions,
+                    replication_factor: l.replication_factor,
+                    linger: Duration::from_millis(l.producer_linger_ms),
+                    compression: l.compression.clone(),
+                    append_timeout: Duration::from_millis(l.append_timeout_ms),
+                    session_timeout: Duration::from_millis(l.session_timeout_ms),
+                    fetch_wait: Duration::from_millis(l.fetch_wait_ms),
+                    processor_group: self.processor.group.clone(),
+                    ..Default::default()
+                },
                 claims: eventlog::ClaimsConfig {
                     url: self.claims_url()?,
                     max_connections: self.store.max_connections,
@@ -680,7 +683,7 @@ mod tests {
         assert_eq!(c.claims_url().unwrap(), "postgres://db/rushhour");
         match c.log_config().unwrap() {
             eventlog::LogConfig::Kafka(k) => {
-                assert_eq!(k.brokers, "k1:9092,k2:9092");
+                assert_eq!(k.options.brokers, "k1:9092,k2:9092");
                 assert_eq!(k.claims.url, "postgres://db/rushhour");
             }
             other => panic!("expected Kafka, got {other:?}"),

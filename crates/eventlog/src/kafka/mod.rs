@@ -41,58 +41,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::config::KafkaLogOptions;
 use claims::Claims;
 use reader::Reader;
-
-#[derive(Debug, Clone)]
-pub struct KafkaLogOptions {
-    /// `host:port,host:port`
-    pub brokers: String,
-    pub topic: String,
-    /// Where records the processors gave up on are copied.
-    pub dlq_topic: String,
-    /// Partitions of a topic this log creates; an existing topic must have
-    /// exactly this many (the partition function depends on it).
-    pub partitions: u32,
-    pub replication_factor: i32,
-    /// Producer batching: how long librdkafka waits to fill a batch.
-    pub linger: Duration,
-    /// none, gzip, snappy, lz4 or zstd.
-    pub compression: String,
-    /// Longest an append may take, idempotency claim and broker
-    /// acknowledgement together.
-    pub append_timeout: Duration,
-    /// How long a crashed member keeps its partitions before the group
-    /// moves them.
-    pub session_timeout: Duration,
-    /// Longest a fetch waits at the broker for records to arrive (an idle
-    /// partition's poll interval; records that arrive are sent at once).
-    pub fetch_wait: Duration,
-    /// Consumer group whose committed offsets bound `find`'s scan.
-    pub processor_group: String,
-    /// How long a duplicate request waits for the first one's append
-    /// before appending the claimed record itself.
-    pub claim_wait: Duration,
-}
-
-impl Default for KafkaLogOptions {
-    fn default() -> Self {
-        Self {
-            brokers: "127.0.0.1:9092".into(),
-            topic: "rushhour.orders.v1".into(),
-            dlq_topic: "rushhour.orders.v1.dlq".into(),
-            partitions: 8,
-            replication_factor: 1,
-            linger: Duration::from_millis(1),
-            compression: "lz4".into(),
-            append_timeout: Duration::from_millis(900),
-            session_timeout: Duration::from_secs(10),
-            fetch_wait: Duration::from_millis(100),
-            processor_group: "order-processors".into(),
-            claim_wait: Duration::from_secs(2),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaLogError {

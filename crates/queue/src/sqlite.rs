@@ -27,18 +27,17 @@
 
 mod conn;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::jobs::{Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
-use domain::ports::{PortError, PortResult};
+use domain::ports::PortResult;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter};
 
 use crate::{EncodedJob, QueueError, assemble_counts, count_u32, lease_until, parse_payload};
-use conn::{Readers, Writer};
+use dbkit::sqlite::Database;
 
 /// SQLite's `synchronous` setting for the queue's write connection. The
 /// queue defaults to `Full` (module docs); `Normal` may lose the last
@@ -63,15 +62,13 @@ impl Default for SqliteQueueOptions {
 }
 
 pub struct SqliteQueue {
-    writer: Writer,
-    readers: Arc<Readers>,
-    path: PathBuf,
+    db: Database,
 }
 
 impl std::fmt::Debug for SqliteQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteQueue")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish_non_exhaustive()
     }
 }
@@ -109,16 +106,12 @@ impl SqliteQueue {
     /// needed, switching to WAL and applying pending migrations. Blocking:
     /// call it at startup (or from `spawn_blocking`).
     pub fn open(path: &Path, opts: SqliteQueueOptions) -> Result<Self, QueueError> {
-        let (writer, readers) = dbkit::sqlite::open(path, &conn::PROFILE, opts.synchronous, opts.read_connections)?;
-        Ok(Self {
-            writer,
-            readers,
-            path: path.to_owned(),
-        })
+        let db = Database::open(path, &conn::PROFILE, opts.synchronous, opts.read_connections)?;
+        Ok(Self { db })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     async fn read<T, F>(&self, f: F) -> PortResult<T>
@@ -126,7 +119,7 @@ impl SqliteQueue {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
     {
-        Ok(self.readers.run(f).await??)
+        self.db.read(f).await
     }
 
     /// `f` inside one `IMMEDIATE` transaction on the writer thread,
@@ -137,7 +130,8 @@ impl SqliteQueue {
         F: FnOnce(&Transaction<'_>) -> Result<T, QueueError> + Send + 'static,
     {
         Ok(self
-            .writer
+            .db
+            .writer()
             .run(move |conn| -> Result<T, QueueError> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let out = f(&tx)?;
@@ -498,14 +492,6 @@ impl JobQueue for SqliteQueue {
     }
 
     async fn health(&self) -> PortResult<()> {
-        if !self.writer.is_running() {
-            return Err(PortError::Unavailable("the job queue writer has stopped".into()));
-        }
-        let probe = self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?));
-        match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(PortError::Unavailable("the job queue did not answer in time".into())),
-        }
+        self.db.health(HEALTH_TIMEOUT).await
     }
 }

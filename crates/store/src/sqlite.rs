@@ -30,8 +30,7 @@ use crate::error;
 mod ops;
 pub(crate) mod rows;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,7 +46,7 @@ use domain::ports::{
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
-use conn::{Readers, Writer};
+use dbkit::sqlite::Database;
 pub(crate) use error::Error;
 use rows::NewOrder;
 
@@ -84,15 +83,13 @@ impl Default for SqliteStoreOptions {
 }
 
 pub struct SqliteStore {
-    writer: Writer,
-    readers: Arc<Readers>,
-    path: PathBuf,
+    db: Database,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish_non_exhaustive()
     }
 }
@@ -102,16 +99,12 @@ impl SqliteStore {
     /// needed, switching to WAL and applying pending migrations. Blocking:
     /// call it at startup (or from `spawn_blocking`).
     pub fn open(path: &Path, opts: SqliteStoreOptions) -> Result<Self, PortError> {
-        let (writer, readers) = dbkit::sqlite::open(path, &conn::PROFILE, opts.synchronous, opts.read_connections)?;
-        Ok(Self {
-            writer,
-            readers,
-            path: path.to_owned(),
-        })
+        let db = Database::open(path, &conn::PROFILE, opts.synchronous, opts.read_connections)?;
+        Ok(Self { db })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     async fn read<T, F>(&self, f: F) -> PortResult<T>
@@ -119,7 +112,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        Ok(self.readers.run(f).await??)
+        self.db.read(f).await
     }
 
     async fn write<T, F>(&self, f: F) -> PortResult<T>
@@ -127,7 +120,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
-        Ok(self.writer.run(f).await??)
+        Ok(self.db.writer().run(f).await??)
     }
 }
 
@@ -367,7 +360,7 @@ impl OrderStore for SqliteStore {
         action: Action,
         now: i64,
     ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
-        let result = self.writer.run(move |c| transition(c, id, action, now)).await?;
+        let result = self.db.writer().run(move |c| transition(c, id, action, now)).await?;
         Ok(result?)
     }
 
@@ -533,18 +526,7 @@ impl OpsStore for SqliteStore {
 #[async_trait]
 impl StoreBackend for SqliteStore {
     async fn health(&self) -> PortResult<()> {
-        if !self.writer.is_running() {
-            return Err(PortError::Unavailable("the store writer has stopped".into()));
-        }
-        let probe = self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?));
-        match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
-            Ok(Ok(1)) => Ok(()),
-            Ok(Ok(other)) => Err(PortError::Invalid(format!("SELECT 1 returned {other}"))),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(PortError::Unavailable(format!(
-                "no answer from the store within {HEALTH_TIMEOUT:?}"
-            ))),
-        }
+        self.db.health(HEALTH_TIMEOUT).await
     }
 }
 

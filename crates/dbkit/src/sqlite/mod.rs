@@ -32,6 +32,7 @@
 //! embedded migration files applied so far (see [`migrate`]).
 
 mod checkpoint;
+mod database;
 mod readers;
 mod writer;
 
@@ -43,6 +44,7 @@ use domain::ports::PortError;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use checkpoint::{Nudge, spawn_checkpointer};
+pub use database::Database;
 pub use readers::Readers;
 pub use writer::Writer;
 

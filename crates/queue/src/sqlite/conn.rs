@@ -5,7 +5,6 @@
 //! `dbkit`, shared with the store and the event log, with their reasons.
 
 use dbkit::sqlite::Profile;
-pub(super) use dbkit::sqlite::{Readers, Writer};
 
 /// The queue's file: 8 MiB of page cache (the default), 48 prepared
 /// statements per connection (`list` alone has a few shapes), no foreign

@@ -5,7 +5,6 @@
 //! shared with the job queue and the event log.
 
 use dbkit::sqlite::Profile;
-pub(crate) use dbkit::sqlite::{Readers, Writer};
 
 /// The store's database: foreign keys on; 16 MiB of page cache so the order
 /// indexes' hot right edges stay resident; 64 prepared statements per

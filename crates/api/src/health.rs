@@ -54,23 +54,9 @@ pub struct Checks {
 
 /// Readiness of something in this process beside the ports: the order
 /// processors' supervision (`worker::ProcessorStatus`), which the binary
-/// hands over as a closure so this crate stays ignorant of `worker`.
-pub trait Probe: Send + Sync {
-    /// `Err` while it cannot do its job.
-    fn check(&self) -> Result<(), PortError>;
-}
-
-impl<F> Probe for F
-where
-    F: Fn() -> Result<(), PortError> + Send + Sync,
-{
-    fn check(&self) -> Result<(), PortError> {
-        self()
-    }
-}
-
-/// A probe shared with the router.
-pub type SharedProbe = Arc<dyn Probe>;
+/// hands over as a closure so this crate stays ignorant of `worker`. `Err`
+/// while it cannot do its job.
+pub type SharedProbe = Arc<dyn Fn() -> Result<(), PortError> + Send + Sync>;
 
 /// The process is up.
 #[utoipa::path(
@@ -112,7 +98,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         check("cache", app.menus.health()),
         jobs,
     );
-    let processors = state.processors.as_ref().map(|p| outcome("processors", p.check()));
+    let processors = state.processors.as_ref().map(|p| outcome("processors", p()));
     let ok = [Some(log), Some(store), Some(cache), jobs, processors]
         .iter()
         .flatten()

@@ -39,7 +39,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, Tr
 use tracing::Level;
 
 pub use error::{ApiError, ErrorCode};
-pub use health::{Probe, SharedProbe};
+pub use health::SharedProbe;
 pub use openapi::ApiDoc;
 pub use webhooks::webhook_signature;
 

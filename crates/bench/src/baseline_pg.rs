@@ -155,9 +155,7 @@ pub async fn raw_copy(url: &str, schema: &str, orders: &[OrderPlacedV1]) -> Resu
 
 /// Drop a benchmark schema made by [`raw_copy`] or for a benchmark store.
 pub async fn drop_schema(url: &str, schema: &str) -> Result<(), PortError> {
-    if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(PortError::Invalid(format!("not a schema name: {schema}")));
-    }
+    dbkit::postgres::check_schema_name(schema)?;
     let mut conn = PgConnection::connect(url).await.map_err(unavailable)?;
     let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))

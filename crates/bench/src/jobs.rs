@@ -173,24 +173,12 @@ async fn measure(args: &JobsBenchArgs) -> anyhow::Result<JobsReport> {
                 drain(Arc::new(q), args).await
             }
             .await;
-            drop_schema(&args.postgres_url, &schema).await?;
+            crate::baseline_pg::drop_schema(&args.postgres_url, &schema)
+                .await
+                .with_context(|| format!("dropping schema {schema}"))?;
             res
         }
     }
-}
-
-async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .context("connecting to drop the bench schema")?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .with_context(|| format!("dropping schema {schema}"))?;
-    Ok(())
 }
 
 async fn drain(q: Arc<dyn JobQueue>, args: &JobsBenchArgs) -> anyhow::Result<JobsReport> {

@@ -273,27 +273,36 @@ pub const DB_MAINTENANCE: &str = "db.maintenance";
 /// A job that does nothing (`rushhour bench jobs`).
 pub const NOOP: &str = "noop";
 
+/// The queue and attempts of the sync jobs (`sync_job`, and their
+/// registration in `worker::catalog`).
+pub const SYNC_QUEUE: &str = "sync";
+pub const SYNC_ATTEMPTS: u32 = 3;
+
 /// A sync job of `kind` (`SYNC_MENU` or `SYNC_ACCOUNTS`): on the `sync`
 /// queue, 3 attempts, unique by kind (a sync asked for while one is queued
 /// or running is not queued again).
 pub fn sync_job(kind: &str, now: i64) -> NewJob {
-    NewJob::new(kind, "sync", serde_json::json!({}), now)
-        .attempts(3)
+    NewJob::new(kind, SYNC_QUEUE, serde_json::json!({}), now)
+        .attempts(SYNC_ATTEMPTS)
         .unique(kind)
 }
 
 /// E-mail a picked-up order's receipt (`domain::receipt::send_receipt`).
 pub const MAIL_RECEIPT: &str = "mail.receipt";
+/// The queue and attempts of receipt jobs (`receipt_job`, and their
+/// registration in `worker::catalog`).
+pub const RECEIPT_QUEUE: &str = "mail";
+pub const RECEIPT_ATTEMPTS: u32 = 8;
 
 /// The receipt job of a picked-up order: on the `mail` queue, unique per
 /// order (a repeated pickup request does not send two), 8 attempts.
 pub fn receipt_job(order: crate::ids::OrderId, now: i64) -> NewJob {
     NewJob::new(
         MAIL_RECEIPT,
-        "mail",
+        RECEIPT_QUEUE,
         serde_json::json!({ "order_id": order.to_string() }),
         now,
     )
-    .attempts(8)
+    .attempts(RECEIPT_ATTEMPTS)
     .unique(format!("{MAIL_RECEIPT}:{order}"))
 }

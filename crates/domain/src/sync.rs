@@ -127,7 +127,7 @@ pub struct AuthEpoch {
 impl AuthEpoch {
     /// Drop `auth`'s cached token if `cache clear --auth` ran anywhere
     /// since this process last looked.
-    pub async fn honour(&self, store: &dyn Store, auth: &dyn UpstreamAuth) -> PortResult<()> {
+    pub async fn honour(&self, store: &dyn AccountStore, auth: &dyn UpstreamAuth) -> PortResult<()> {
         let epoch = store.sync_cursor(AUTH_EPOCH).await?;
         let mut seen = self
             .seen
@@ -145,7 +145,11 @@ impl AuthEpoch {
 
 /// `rushhour cache clear --auth`: drop this process's token and bump the
 /// epoch, so every other process drops its own before its next sync.
-pub async fn clear_auth_everywhere(store: &dyn Store, auth: &dyn UpstreamAuth, clock: &dyn Clock) -> PortResult<()> {
+pub async fn clear_auth_everywhere(
+    store: &dyn AccountStore,
+    auth: &dyn UpstreamAuth,
+    clock: &dyn Clock,
+) -> PortResult<()> {
     auth.clear_auth();
     let epoch = clock.now_ms().to_string();
     store.set_sync_cursor(AUTH_EPOCH, Some(&epoch)).await

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use domain::housekeeping::RetentionPeriods;
 use domain::jobs::JobQueue;
-use domain::ports::Mailer;
+use domain::ports::{Clock, Mailer};
 use domain::sync::Upstream;
 use domain::{Rushhour, RushhourConfig};
 use std::path::Path;
@@ -65,7 +65,7 @@ pub async fn open_jobs(cfg: &Config) -> anyhow::Result<Arc<dyn JobQueue>> {
     cfg.queue_config()?.build().await.context("open the job queue")
 }
 
-pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamClient>> {
+fn upstream_client(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn Upstream>> {
     let u = &cfg.upstream;
     let client = upstream::UpstreamClient::new(
         upstream::UpstreamOptions {
@@ -79,7 +79,7 @@ pub fn upstream_client(cfg: &Config) -> anyhow::Result<Arc<upstream::UpstreamCli
             circuit_cooldown: Duration::from_secs(u.circuit_cooldown_secs),
             ..Default::default()
         },
-        Arc::new(worker::TokioClock),
+        clock,
     )
     .context("set up the upstream client")?;
     Ok(Arc::new(client))
@@ -103,13 +103,14 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     let cache::Caches { menus, feed } = cfg.cache_config()?.build().await.context("set up the caches")?;
     let jobs = open_jobs(cfg).await?;
     let mailer = cfg.mail_config()?.build().context("set up mail")?;
-    let upstream: Arc<dyn Upstream> = upstream_client(cfg)?;
+    let clock: Arc<dyn Clock> = Arc::new(worker::TokioClock);
+    let upstream = upstream_client(cfg, clock.clone())?;
     let app = Arc::new(Rushhour {
         log,
         store,
         menus,
         feed,
-        clock: Arc::new(worker::TokioClock),
+        clock,
         config: RushhourConfig::default(),
     });
     Ok(Built {

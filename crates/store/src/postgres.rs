@@ -136,10 +136,6 @@ impl PgStore {
     /// server that is down fails here) and create the schema if one is
     /// configured and missing. Does not migrate: call `migrate`.
     pub async fn connect(url: &str, opts: PgStoreOptions) -> Result<Self, PortError> {
-        Ok(Self::connect_inner(url, &opts).await?)
-    }
-
-    async fn connect_inner(url: &str, opts: &PgStoreOptions) -> Result<Self, Error> {
         let settings = dbkit::pool_settings!(opts);
         let primary = dbkit::postgres::connect(url, &settings).await?;
         let replica = match &opts.read_replica_url {

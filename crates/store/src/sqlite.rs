@@ -62,8 +62,11 @@ const PRUNE_CHUNK: u32 = 2_000;
 /// SQLite's `synchronous` setting for the store's connection. `Normal`
 /// (the store's default) may lose the last commits on power loss, which
 /// the processors re-apply from the log (module docs).
-pub use conn::PROFILE;
 pub use dbkit::Synchronous;
+
+/// The store's database profile (schema and pragmas) for `dbkit::sqlite`,
+/// so tools can open the store's file exactly as its writer does.
+pub use conn::PROFILE;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStoreOptions {

@@ -45,12 +45,6 @@ impl ManualClock {
         self.now.send_modify(|t| *t = t.saturating_add(step));
     }
 
-    /// Set the time (forward or back; sleepers wake only once it reaches
-    /// their deadline).
-    pub fn set(&self, now_ms: i64) {
-        self.now.send_replace(now_ms);
-    }
-
     /// How many times `sleep` was called: a loop that slept has reached its
     /// waiting point.
     pub fn sleeps(&self) -> usize {

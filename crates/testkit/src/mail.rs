@@ -248,10 +248,6 @@ impl SmtpSink {
         Ok(Self { addr, received, task })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `smtp://127.0.0.1:<port>`, for `mail::open` or `SmtpOptions`.
     pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)

@@ -27,7 +27,7 @@ use std::time::Duration;
 use domain::housekeeping::{self, Cleaned, RetentionPeriods};
 use domain::jobs::{
     CACHE_WARMUP, CLEANUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE, PERF_SNAPSHOT,
-    SYNC_ACCOUNTS, SYNC_MENU,
+    RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE,
 };
 use domain::ops::{PerfSnapshot, SyncRun};
 use domain::ports::{Mailer, PortError, PortResult};
@@ -217,10 +217,10 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
         });
     };
     add(NOOP, "default", 3, 0, |_, _| async { Ok(()) }.boxed());
-    add(SYNC_MENU, "sync", 3, 0, |t, _| {
+    add(SYNC_MENU, SYNC_QUEUE, SYNC_ATTEMPTS, 0, |t, _| {
         async move { t.sync_menu(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
     });
-    add(SYNC_ACCOUNTS, "sync", 3, 0, |t, _| {
+    add(SYNC_ACCOUNTS, SYNC_QUEUE, SYNC_ATTEMPTS, 0, |t, _| {
         async move { t.sync_accounts(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
     });
     add(CACHE_WARMUP, "maintenance", 2, 0, |t, _| {
@@ -240,7 +240,7 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
     add(DB_MAINTENANCE, "maintenance", 2, -10, |t, _| {
         async move { t.app.store.maintain().await.map(drop).map_err(job_error) }.boxed()
     });
-    add(MAIL_RECEIPT, "mail", 8, 0, |t, job| {
+    add(MAIL_RECEIPT, RECEIPT_QUEUE, RECEIPT_ATTEMPTS, 0, |t, job| {
         async move {
             let id = job
                 .payload

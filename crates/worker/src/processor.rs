@@ -208,8 +208,9 @@ async fn supervise(
 ) {
     let label = partition.to_string();
     let mut backoff = config.backoff;
+    // The partition is marked running by whoever starts the task: the
+    // spawner for the first run, this loop for each restart.
     loop {
-        status.state().running.insert(partition);
         let started = Instant::now();
         let result = tokio::spawn(run_partition(app.clone(), config.clone(), partition, stop.clone())).await;
         status.state().running.remove(&partition);
@@ -231,7 +232,11 @@ async fn supervise(
             _ = stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(config.max_backoff);
-        status.state().restarts += 1;
+        {
+            let mut s = status.state();
+            s.restarts += 1;
+            s.running.insert(partition);
+        }
         metrics::counter!(names::PROCESSOR_RESTARTS, "partition" => label.clone()).increment(1);
     }
 }

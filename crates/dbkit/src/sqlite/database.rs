@@ -19,13 +19,12 @@ pub struct Database {
     writer: Writer,
     readers: Arc<Readers>,
     path: PathBuf,
-    label: &'static str,
 }
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database")
-            .field("label", &self.label)
+            .field("label", &self.readers.label())
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -47,7 +46,6 @@ impl Database {
             writer,
             readers,
             path: path.to_owned(),
-            label: profile.label,
         })
     }
 
@@ -74,7 +72,7 @@ impl Database {
     /// Ready when the writer thread runs and a reader answers `SELECT 1`
     /// within `timeout`.
     pub async fn health(&self, timeout: Duration) -> PortResult<()> {
-        let label = self.label;
+        let label = self.readers.label();
         if !self.writer.is_running() {
             return Err(PortError::Unavailable(format!("the {label} writer has stopped")));
         }

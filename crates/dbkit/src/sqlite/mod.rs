@@ -134,17 +134,17 @@ impl Profile {
 /// How long a statement waits for a lock held by another connection (an
 /// operator's `backup` or `optimize-db`, a checkpoint, another process)
 /// before failing with `Unavailable`.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The writer still checkpoints by itself past this many WAL pages (64 MiB):
 /// a safety net should the background checkpointer fall behind.
-pub const FALLBACK_AUTOCHECKPOINT: i64 = 16_384;
+pub(crate) const FALLBACK_AUTOCHECKPOINT: i64 = 16_384;
 
 /// Open the database at `path` for an adapter: the write connection
 /// (migrated), `read_connections` read connections (at least one) and the
 /// writer and checkpointer threads. Blocking: call it at startup (or from
 /// `spawn_blocking`).
-pub fn open(
+pub(crate) fn open(
     path: &Path,
     profile: &Profile,
     synchronous: Synchronous,
@@ -230,7 +230,7 @@ fn open_existing(path: &Path) -> Result<Connection, PortError> {
 }
 
 /// The schema version of the database: how many migrations have run.
-pub fn schema_version(conn: &Connection) -> Result<i64, PortError> {
+pub(crate) fn schema_version(conn: &Connection) -> Result<i64, PortError> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(sqlite_error)
 }
@@ -246,8 +246,13 @@ pub fn schema_version(conn: &Connection) -> Result<i64, PortError> {
 /// A migration must also be correct on the schema its predecessor left:
 /// version 1 of a database that existed before versioning (the event log)
 /// is written with `IF NOT EXISTS`, so it adopts the old file as it is.
-pub fn migrate(conn: &mut Connection, label: &str, migrations: &[&str]) -> Result<(), PortError> {
+pub(crate) fn migrate(conn: &mut Connection, label: &str, migrations: &[&str]) -> Result<(), PortError> {
     let known = migrations.len();
+    // The common open finds the schema current: a plain read answers that
+    // without taking the write lock (which could wait behind a backup).
+    if usize::try_from(schema_version(conn)?).is_ok_and(|v| v == known) {
+        return Ok(());
+    }
     loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

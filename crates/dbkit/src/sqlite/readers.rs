@@ -28,6 +28,11 @@ impl std::fmt::Debug for Readers {
 impl Readers {
     /// A pool of `conns` (see `open_reader`); `label` names the database in
     /// errors.
+    /// The database's name in messages.
+    pub(crate) fn label(&self) -> &'static str {
+        self.label
+    }
+
     pub fn new(conns: Vec<Connection>, label: &'static str) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(conns.len())),

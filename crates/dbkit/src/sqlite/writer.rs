@@ -92,7 +92,7 @@ impl Writer {
     }
 
     /// Whether the writer thread still takes work.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         !self.jobs.is_closed()
     }
 }

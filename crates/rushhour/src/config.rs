@@ -531,21 +531,6 @@ enum Engine<'a> {
     Mail,
 }
 
-/// Every scheme rushhour knows, and the keys that take it (named when a
-/// URL lands under the wrong key).
-const SCHEMES: [(&str, &str); 10] = [
-    ("sqlite://", "store.url, log.url and jobs.url"),
-    ("postgres://", "store.url, jobs.url and log.claims_url"),
-    ("postgresql://", "store.url, jobs.url and log.claims_url"),
-    ("kafka://", "log.url"),
-    ("memory://", "cache.url"),
-    ("redis://", "cache.url"),
-    ("rediss://", "cache.url"),
-    ("file://", "mail.url"),
-    ("smtp://", "mail.url"),
-    ("smtps://", "mail.url"),
-];
-
 /// A URL key and the schemes it accepts.
 struct UrlKey {
     key: &'static str,
@@ -577,15 +562,34 @@ const MAIL_URL: UrlKey = UrlKey {
     accepts: &["file://", "smtp://", "smtps://"],
 };
 
+/// Every URL key, in the order an error names the keys a scheme belongs to.
+const URL_KEYS: [&UrlKey; 6] = [&STORE_URL, &LOG_URL, &JOBS_URL, &CLAIMS_URL, &CACHE_URL, &MAIL_URL];
+
+/// The keys that accept `scheme`, as a phrase ("a, b and c").
+fn owners(scheme: &str) -> String {
+    let keys: Vec<&str> = URL_KEYS
+        .iter()
+        .filter(|k| k.accepts.contains(&scheme))
+        .map(|k| k.key)
+        .collect();
+    match keys.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// The engine `url` names if `spec` accepts it; else an error naming the
 /// key, the keys the scheme belongs to (when it is another port's engine)
 /// and the schemes the key accepts.
 fn parse_url<'a>(spec: &UrlKey, url: &'a str) -> anyhow::Result<Engine<'a>> {
     let (key, accepts) = (spec.key, spec.accepts.join(", "));
-    let Some(&(scheme, owners)) = SCHEMES.iter().find(|(scheme, _)| url.starts_with(scheme)) else {
+    let mut known = URL_KEYS.iter().flat_map(|k| k.accepts.iter().copied());
+    let Some(scheme) = known.find(|scheme| url.starts_with(scheme)) else {
         bail!("{key} = {:?}: unknown scheme; {key} accepts {accepts}", redact_url(url));
     };
     if !spec.accepts.contains(&scheme) {
+        let owners = owners(scheme);
         bail!(
             "{key} = {:?}: {scheme} is an engine for {owners}, not for {key}; {key} accepts {accepts}",
             redact_url(url)

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod events;
 pub mod housekeeping;
+pub mod identity;
 pub mod ids;
 pub mod jobs;
 pub mod menu;

@@ -219,21 +219,27 @@ pub trait EventLog: Send + Sync {
 
 // ------------------------------------------------------------------- Store
 
-// The store is four narrow ports over one backend (one module each), plus
+// The store is narrow ports over one backend (one module each), plus
 // the `Store` aggregate the wiring holds; see `ports::store`.
 mod accounts;
+mod identity;
+mod limits;
 mod menus;
 mod ops;
 mod orders;
+mod sessions;
 mod store;
 
 pub use accounts::AccountStore;
+pub use identity::{AuditLog, AuditQuery, UserStore};
+pub use limits::{Quota, RateDecision, RateLimiter};
 pub use menus::MenuStore;
 pub use ops::OpsStore;
 pub use orders::{
     ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore, OrderSummary,
     PaymentsApplied,
 };
+pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};
 
 // --------------------------------------------------------------- MenuCache

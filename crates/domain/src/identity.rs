@@ -28,11 +28,11 @@ use crate::ids::OrderId;
 pub enum Role {
     /// The board, starting and finishing lines, pickups.
     Barista,
-    /// + availability, the order list and search, cancelling any order,
-    /// the store's figures.
+    /// Also: availability, the order list and search, cancelling any
+    /// order, the store's figures.
     Manager,
-    /// + jobs, sync, cache, dead letters, users and keys, audit, webhook
-    /// subscriptions.
+    /// Also: jobs, sync, cache, dead letters, users and keys, audit,
+    /// webhook subscriptions.
     Admin,
 }
 

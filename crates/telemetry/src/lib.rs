@@ -97,6 +97,16 @@ pub mod names {
     pub const ORDERS_EXPIRED: &str = "orders_expired_total";
     /// Receipt e-mails handed to the mailer.
     pub const RECEIPTS_SENT: &str = "receipts_sent_total";
+    /// Staff logins by `outcome` (`ok`, `invalid`, `locked`).
+    pub const LOGINS: &str = "auth_logins_total";
+    /// Accounts or client addresses locked out after repeated failed
+    /// logins, by `scope` (`user`, `address`).
+    pub const LOCKOUTS: &str = "auth_lockouts_total";
+    /// Requests refused for their credential, by `reason`
+    /// (`unauthenticated`, `forbidden`, `csrf`, `order_token`).
+    pub const AUTH_REFUSED: &str = "auth_refused_total";
+    /// Requests refused by a rate limit, by `class`.
+    pub const RATE_LIMITED: &str = "http_rate_limited_total";
 }
 
 /// Log output format.

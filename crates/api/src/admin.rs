@@ -21,7 +21,7 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::Staff;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem, Resource, problem_type};
 use crate::extract::{Path, Query};
 use crate::orders::rfc3339;
@@ -297,7 +297,6 @@ pub struct SyncJobRef {
     post,
     path = "/v1/admin/sync/{what}",
     tag = "admin",
-    security(("staff_key" = [])),
     params(("what" = String, Path, description = "menu, accounts or all")),
     responses(
         (status = 202, description = "Enqueued (or already queued)", body = SyncEnqueued),
@@ -307,8 +306,8 @@ pub struct SyncJobRef {
     )
 )]
 pub async fn sync(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path(what): Path<String>,
 ) -> Result<(StatusCode, axum::Json<SyncEnqueued>), AdminError> {
     use domain::jobs::{SYNC_ACCOUNTS, SYNC_MENU, sync_job};
@@ -321,6 +320,7 @@ pub async fn sync(
     let now = state.app.clock.now_ms();
     let jobs: Vec<_> = kinds.iter().map(|k| sync_job(k, now)).collect();
     let done = queue(&state)?.enqueue(&jobs, now).await?;
+    state.identity.record(&caller.actor(), "sync", &what, "{}").await;
     let jobs = kinds
         .iter()
         .zip(done)
@@ -339,15 +339,15 @@ pub async fn sync(
     post,
     path = "/v1/admin/cache/clear",
     tag = "admin",
-    security(("staff_key" = [])),
     responses(
         (status = 204, description = "Cleared"),
         (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn clear_cache(_: Staff, State(state): State<AppState>) -> Result<StatusCode, AdminError> {
+pub async fn clear_cache(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, AdminError> {
     state.app.menus.clear().await.map_err(ApiError::from)?;
+    state.identity.record(&caller.actor(), "cache_clear", "menus", "{}").await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,14 +356,13 @@ pub async fn clear_cache(_: Staff, State(state): State<AppState>) -> Result<Stat
     get,
     path = "/v1/admin/queues",
     tag = "admin",
-    security(("staff_key" = [])),
     responses(
         (status = 200, description = "Counts per queue", body = QueueList),
         (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn queues(_: Staff, State(state): State<AppState>) -> Result<axum::Json<QueueList>, AdminError> {
+pub async fn queues(State(state): State<AppState>) -> Result<axum::Json<QueueList>, AdminError> {
     let counts = queue(&state)?.counts(state.app.clock.now_ms()).await?;
     Ok(axum::Json(QueueList {
         queues: counts.into_iter().map(QueueCountsDto::from).collect(),
@@ -375,7 +374,6 @@ pub async fn queues(_: Staff, State(state): State<AppState>) -> Result<axum::Jso
     get,
     path = "/v1/admin/jobs",
     tag = "admin",
-    security(("staff_key" = [])),
     params(JobListQuery),
     responses(
         (status = 200, description = "One page", body = JobPage),
@@ -385,8 +383,7 @@ pub async fn queues(_: Staff, State(state): State<AppState>) -> Result<axum::Jso
     )
 )]
 pub async fn list_jobs(
-    _: Staff,
-    State(state): State<AppState>,
+        State(state): State<AppState>,
     Query(q): Query<JobListQuery>,
 ) -> Result<axum::Json<JobPage>, AdminError> {
     let queue = queue(&state)?;
@@ -406,7 +403,6 @@ pub async fn list_jobs(
     get,
     path = "/v1/admin/jobs/{id}",
     tag = "admin",
-    security(("staff_key" = [])),
     params(("id" = i64, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job", body = JobView),
@@ -417,8 +413,7 @@ pub async fn list_jobs(
     )
 )]
 pub async fn get_job(
-    _: Staff,
-    State(state): State<AppState>,
+        State(state): State<AppState>,
     Path(id): Path<JobId>,
 ) -> Result<axum::Json<JobView>, AdminError> {
     let job = queue(&state)?.get(id).await?.ok_or(ApiError::NotFound(Resource::Job))?;
@@ -430,7 +425,6 @@ pub async fn get_job(
     post,
     path = "/v1/admin/jobs/{id}/retry",
     tag = "admin",
-    security(("staff_key" = [])),
     params(("id" = i64, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job, queued again", body = JobView),
@@ -442,8 +436,8 @@ pub async fn get_job(
     )
 )]
 pub async fn retry_job(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<JobId>,
 ) -> Result<axum::Json<JobView>, AdminError> {
     let queue = queue(&state)?;
@@ -454,6 +448,7 @@ pub async fn retry_job(
             Some(_) => AdminError::JobNotDead(id),
         });
     }
+    state.identity.record(&caller.actor(), "job_retry", &id.to_string(), "{}").await;
     // A worker may claim it at once; whatever it is now is the answer.
     let job = queue.get(id).await?.ok_or(ApiError::NotFound(Resource::Job))?;
     Ok(axum::Json(job.into()))
@@ -465,7 +460,6 @@ pub async fn retry_job(
     delete,
     path = "/v1/admin/jobs/{id}",
     tag = "admin",
-    security(("staff_key" = [])),
     params(("id" = i64, Path, description = "Job id")),
     responses(
         (status = 204, description = "Deleted"),
@@ -477,12 +471,13 @@ pub async fn retry_job(
     )
 )]
 pub async fn discard_job(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<JobId>,
 ) -> Result<StatusCode, AdminError> {
     let queue = queue(&state)?;
     if queue.discard(id).await? {
+        state.identity.record(&caller.actor(), "job_discard", &id.to_string(), "{}").await;
         return Ok(StatusCode::NO_CONTENT);
     }
     Err(match queue.get(id).await? {

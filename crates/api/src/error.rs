@@ -63,6 +63,25 @@ error_codes! {
     InvalidIdempotencyKey = "invalid_idempotency_key",
     InvalidLastEventId = "invalid_last_event_id",
     Unauthorized = "unauthorized",
+    /// Authenticated, but the role, the key's store scope or the order
+    /// access token does not allow this.
+    Forbidden = "forbidden",
+    /// A cookie-authenticated unsafe request without the session's
+    /// `X-CSRF-Token`, or from another origin.
+    CsrfFailed = "csrf_failed",
+    /// `POST /v1/sessions` with an unknown user, a wrong password or a
+    /// disabled account (one answer for all three).
+    InvalidCredentials = "invalid_credentials",
+    /// Too many failed logins for this username or from this address.
+    LoginLocked = "login_locked",
+    RateLimited = "rate_limited",
+    UserNotFound = "user_not_found",
+    KeyNotFound = "key_not_found",
+    UserExists = "user_exists",
+    /// The change would leave no enabled admin.
+    LastAdmin = "last_admin",
+    /// A password shorter than the policy allows.
+    WeakPassword = "weak_password",
     InvalidSignature = "invalid_signature",
     StaleSignature = "stale_signature",
     OrderNotFound = "order_not_found",
@@ -109,6 +128,8 @@ pub enum Resource {
     Job,
     /// A sync target (`menu`, `accounts`, `all`).
     Sync,
+    User,
+    Key,
 }
 
 impl Resource {
@@ -119,6 +140,8 @@ impl Resource {
             Resource::Item => "item",
             Resource::Job => "job",
             Resource::Sync => "sync",
+            Resource::User => "user",
+            Resource::Key => "API key",
         }
     }
 
@@ -129,6 +152,8 @@ impl Resource {
             Resource::Item => ErrorCode::ItemNotFound,
             Resource::Job => ErrorCode::JobNotFound,
             Resource::Sync => ErrorCode::SyncNotFound,
+            Resource::User => ErrorCode::UserNotFound,
+            Resource::Key => ErrorCode::KeyNotFound,
         }
     }
 }
@@ -158,6 +183,16 @@ pub enum ApiError {
     InvalidIdempotencyKey,
     InvalidLastEventId,
     Unauthorized,
+    Forbidden,
+    CsrfFailed,
+    InvalidCredentials,
+    /// Locked out; retry after this long.
+    LoginLocked(std::time::Duration),
+    /// Over a rate limit; retry after this long.
+    RateLimited(std::time::Duration),
+    UserExists(String),
+    LastAdmin,
+    WeakPassword(String),
     /// A webhook whose `Rushhour-Signature` is missing, malformed or wrong
     /// (or a webhook received while no secret is configured).
     InvalidSignature,
@@ -219,7 +254,11 @@ impl ApiError {
             | InvalidQuery(_)
             | InvalidIdempotencyKey
             | InvalidLastEventId => StatusCode::BAD_REQUEST,
-            Unauthorized | InvalidSignature | StaleSignature => StatusCode::UNAUTHORIZED,
+            Unauthorized | InvalidCredentials | InvalidSignature | StaleSignature => StatusCode::UNAUTHORIZED,
+            Forbidden | CsrfFailed => StatusCode::FORBIDDEN,
+            LoginLocked(_) | RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            UserExists(_) | LastAdmin => StatusCode::CONFLICT,
+            WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound(_) | LineNotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             InvalidTransition(_) => StatusCode::CONFLICT,
@@ -244,6 +283,14 @@ impl ApiError {
             InvalidIdempotencyKey => ErrorCode::InvalidIdempotencyKey,
             InvalidLastEventId => ErrorCode::InvalidLastEventId,
             Unauthorized => ErrorCode::Unauthorized,
+            Forbidden => ErrorCode::Forbidden,
+            CsrfFailed => ErrorCode::CsrfFailed,
+            InvalidCredentials => ErrorCode::InvalidCredentials,
+            LoginLocked(_) => ErrorCode::LoginLocked,
+            RateLimited(_) => ErrorCode::RateLimited,
+            UserExists(_) => ErrorCode::UserExists,
+            LastAdmin => ErrorCode::LastAdmin,
+            WeakPassword(_) => ErrorCode::WeakPassword,
             InvalidSignature => ErrorCode::InvalidSignature,
             StaleSignature => ErrorCode::StaleSignature,
             NotFound(what) => what.code(),
@@ -274,6 +321,14 @@ impl ApiError {
             InvalidIdempotencyKey => "Invalid Idempotency-Key",
             InvalidLastEventId => "Invalid Last-Event-ID",
             Unauthorized => "Unauthorized",
+            Forbidden => "Forbidden",
+            CsrfFailed => "CSRF check failed",
+            InvalidCredentials => "Invalid credentials",
+            LoginLocked(_) => "Too many failed logins",
+            RateLimited(_) => "Too many requests",
+            UserExists(_) => "User exists",
+            LastAdmin => "Last admin",
+            WeakPassword(_) => "Weak password",
             InvalidSignature => "Invalid signature",
             StaleSignature => "Stale signature",
             NotFound(_) | LineNotFound(_) => "Not found",
@@ -299,7 +354,19 @@ impl ApiError {
             PayloadTooLarge => "the request body is larger than this API accepts".into(),
             InvalidIdempotencyKey => "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
             InvalidLastEventId => "Last-Event-ID must be a non-negative integer".into(),
-            Unauthorized => "this route needs a valid staff key: Authorization: Bearer <key>".into(),
+            Unauthorized => "this route needs a staff credential (Authorization: Bearer <session token or API key>, \
+                             or the session cookie) or, for an order, its access token (X-Order-Token)"
+                .into(),
+            Forbidden => "this credential does not allow this route".into(),
+            CsrfFailed => "a request authenticated by the session cookie must send the session's X-CSRF-Token \
+                           and come from this origin"
+                .into(),
+            InvalidCredentials => "invalid username or password".into(),
+            LoginLocked(d) => format!("too many failed logins; try again in {} s", retry_secs(*d)),
+            RateLimited(d) => format!("rate limit exceeded; retry in {} s", retry_secs(*d)),
+            UserExists(u) => format!("user {u:?} already exists"),
+            LastAdmin => "the last enabled admin cannot be disabled or demoted".into(),
+            WeakPassword(d) => d.clone(),
             InvalidSignature => {
                 "Rushhour-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\"> under the shared secret"
                     .into()
@@ -369,6 +436,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            ApiError::LoginLocked(d) | ApiError::RateLimited(d) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(d)));
+            }
             // RFC 9110 wants a challenge on every 401; this one names the
             // header the webhook must carry.
             ApiError::InvalidSignature | ApiError::StaleSignature => {
@@ -377,6 +447,29 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// Whole seconds to wait, at least one (`Retry-After` has no fractions).
+pub fn retry_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+impl From<identity::IdentityError> for ApiError {
+    fn from(e: identity::IdentityError) -> Self {
+        use identity::IdentityError as E;
+        match e {
+            E::InvalidCredentials => ApiError::InvalidCredentials,
+            E::Locked { retry_after } => ApiError::LoginLocked(retry_after),
+            E::WeakPassword(d) => ApiError::WeakPassword(d),
+            E::InvalidInput(d) => ApiError::InvalidBody(d),
+            E::UserExists(u) => ApiError::UserExists(u),
+            E::UnknownUser(_) => ApiError::NotFound(Resource::User),
+            E::UnknownKey(_) => ApiError::NotFound(Resource::Key),
+            E::LastAdmin => ApiError::LastAdmin,
+            E::Port(p) => p.into(),
+            E::Internal(cause) => ApiError::Internal(cause),
+        }
     }
 }
 
@@ -546,6 +639,16 @@ mod tests {
             "invalid_idempotency_key",
             "invalid_last_event_id",
             "unauthorized",
+            "forbidden",
+            "csrf_failed",
+            "invalid_credentials",
+            "login_locked",
+            "rate_limited",
+            "user_not_found",
+            "key_not_found",
+            "user_exists",
+            "last_admin",
+            "weak_password",
             "invalid_signature",
             "stale_signature",
             "order_not_found",

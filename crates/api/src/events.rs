@@ -30,7 +30,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Staff;
 use crate::error::{ApiError, Problem};
 use crate::extract::{LastEventId, Path};
 use crate::orders::{OrderStatusDto, TicketStatusDto};
@@ -102,7 +101,6 @@ pub async fn order_events(
     get,
     path = "/v1/stores/{id}/board",
     tag = "staff",
-    security(("staff_key" = [])),
     params(
         ("id" = String, Path, description = "Store slug"),
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
@@ -116,7 +114,6 @@ pub async fn order_events(
     )
 )]
 pub async fn store_board(
-    _: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
     LastEventId(after): LastEventId,

@@ -12,6 +12,7 @@
 //! 500, and the timeout sits on routes rather than the whole router because
 //! Server-Sent Event streams must be allowed to live for hours.
 
+mod accounts;
 mod admin;
 mod auth;
 mod error;
@@ -21,6 +22,7 @@ mod health;
 mod metrics;
 mod openapi;
 mod orders;
+mod permissions;
 mod protect;
 mod stores;
 mod webhooks;
@@ -38,7 +40,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use auth::{Caller, RateLimits};
 pub use error::{ApiError, ErrorCode};
+pub use permissions::{Access, Class, RULES, Rule};
 pub use health::SharedProbe;
 pub use openapi::ApiDoc;
 pub use webhooks::webhook_signature;
@@ -53,8 +57,19 @@ pub struct ApiConfig {
     pub max_inflight_intake: usize,
     /// Deadline for every request except the Server-Sent Event streams.
     pub request_timeout: Duration,
-    /// The Bearer key staff routes require.
-    pub staff_key: String,
+    /// Staff logins, sessions and API keys (the deprecated shared staff
+    /// key is configured on it).
+    pub identity: Arc<identity::Identity>,
+    /// Request budgets: in process, or shared through Redis.
+    pub limiter: Arc<dyn domain::ports::RateLimiter>,
+    /// The budget of each route class.
+    pub limits: RateLimits,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` / `X-Forwarded-Proto`
+    /// are believed (none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Mark the session cookie `Secure` (set it when clients reach the
+    /// API over HTTPS through a proxy that does not say so).
+    pub secure_cookies: bool,
     /// Interval of SSE keep-alive comments.
     pub sse_heartbeat: Duration,
     /// Cancelled at shutdown; open SSE streams end so the server can drain.
@@ -89,6 +104,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("max_inflight_intake", &self.max_inflight_intake)
             .field("request_timeout", &self.request_timeout)
             .field("sse_heartbeat", &self.sse_heartbeat)
+            .field("limits", &self.limits)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("jobs", &self.jobs.is_some())
             .field("processors", &self.processors.is_some())
             .finish_non_exhaustive()
@@ -104,7 +121,11 @@ pub(crate) struct Shared {
     pub app: Arc<Rushhour>,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
-    pub staff_key: String,
+    pub identity: Arc<identity::Identity>,
+    pub limiter: Arc<dyn domain::ports::RateLimiter>,
+    pub limits: RateLimits,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub secure_cookies: bool,
     pub sse_heartbeat: Duration,
     pub shutdown: CancellationToken,
     pub webhook_secret: String,
@@ -126,7 +147,11 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         app,
         metrics,
         max_body_bytes: config.max_body_bytes,
-        staff_key: config.staff_key.clone(),
+        identity: config.identity.clone(),
+        limiter: config.limiter.clone(),
+        limits: config.limits.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        secure_cookies: config.secure_cookies,
         sse_heartbeat: config.sse_heartbeat,
         shutdown: config.shutdown.clone(),
         webhook_secret: config.webhook_secret.clone(),
@@ -194,6 +219,16 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/v1/admin/sync/{what}", post(admin::sync))
         .route("/v1/admin/cache/clear", post(admin::clear_cache))
+        .route("/v1/admin/users", get(accounts::list_users).post(accounts::add_user))
+        .route("/v1/admin/users/{username}", axum::routing::patch(accounts::update_user))
+        .route("/v1/admin/keys", get(accounts::list_keys).post(accounts::issue_key))
+        .route("/v1/admin/keys/{prefix}", axum::routing::delete(accounts::revoke_key))
+        .route("/v1/admin/audit", get(accounts::audit))
+        .route("/v1/sessions", post(accounts::login))
+        .route(
+            "/v1/sessions/current",
+            get(accounts::current).delete(accounts::logout),
+        )
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route(
@@ -218,6 +253,9 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
 
     timed
         .merge(streams)
+        // After every route (layers apply to the routes present), before
+        // the fallbacks: who may call what, and the rate limits.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .fallback(protect::route_not_found)
         // Must come after every route: axum applies it to the routes that
         // exist when it is called.

@@ -8,11 +8,11 @@
 
 use axum::Router;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
+use crate::permissions::SecurityFromTable;
+use crate::{accounts, admin, error, events, health, metrics, orders, stores, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,6 +41,16 @@ use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
         admin::discard_job,
         admin::sync,
         admin::clear_cache,
+        accounts::login,
+        accounts::current,
+        accounts::logout,
+        accounts::list_users,
+        accounts::add_user,
+        accounts::update_user,
+        accounts::list_keys,
+        accounts::issue_key,
+        accounts::revoke_key,
+        accounts::audit,
         health::live,
         health::ready,
         metrics::render,
@@ -48,30 +58,18 @@ use crate::{admin, error, events, health, metrics, orders, stores, webhooks};
         docs,
     ),
     components(schemas(error::Problem, error::ErrorCode, error::FieldProblem)),
-    modifiers(&StaffKey),
+    modifiers(&SecurityFromTable),
     tags(
         (name = "orders", description = "Placing and following orders"),
         (name = "stores", description = "Stores and menus"),
-        (name = "staff", description = "Staff routes; `Authorization: Bearer <staff key>`"),
+        (name = "staff", description = "Staff routes; a session (cookie or `Authorization: Bearer rhs_…`) or a personal API key (`Bearer rhk_…`)"),
+        (name = "sessions", description = "Staff login and logout"),
         (name = "webhooks", description = "Callbacks from the payment provider, signed with a shared secret (`Rushhour-Signature`)"),
-        (name = "admin", description = "Operator routes: background jobs, upstream sync, caches; `Authorization: Bearer <staff key>`"),
+        (name = "admin", description = "Operator routes (role admin): background jobs, upstream sync, caches, users, API keys, audit"),
         (name = "ops", description = "Health, metrics and documentation"),
     )
 )]
 pub struct ApiDoc;
-
-/// Registers the `staff_key` Bearer scheme the staff routes refer to.
-struct StaffKey;
-
-impl utoipa::Modify for StaffKey {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "staff_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// Swagger UI at `/docs`; it also serves the document at `/openapi.json`,
 /// so that route must not be registered anywhere else.

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Staff;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
 use crate::stores::StationDto;
@@ -444,9 +444,21 @@ fn receipt_id(body: &[u8]) -> Option<Uuid> {
 )]
 pub async fn get_order(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    Ok(axum::Json(state.app.order(id).await?.into()))
+    let order = state.app.order(id).await?;
+    in_scope(&caller, order.store.as_str())?;
+    Ok(axum::Json(order.into()))
+}
+
+/// A store-scoped API key may only touch its store's orders. Checked after
+/// the order is loaded, since the store is the order's.
+fn in_scope(caller: &Caller, store: &str) -> Result<(), ApiError> {
+    match &caller.principal {
+        Some(p) if !p.may_act_on_store(store) => Err(ApiError::Forbidden),
+        _ => Ok(()),
+    }
 }
 
 /// List orders, newest first, with keyset pagination.
@@ -462,9 +474,17 @@ pub async fn get_order(
 )]
 pub async fn list_orders(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
-    let (filter, limit) = q.filter()?;
+    let (mut filter, limit) = q.filter()?;
+    // A store-scoped key lists its store only, asked or not.
+    if let Some(scope) = caller.principal.as_ref().and_then(|p| p.store.as_deref()) {
+        match &filter.store {
+            Some(s) if s.as_str() != scope => return Err(ApiError::Forbidden),
+            _ => filter.store = StoreId::parse(scope),
+        }
+    }
     let mut rows = state.app.list_orders(&filter).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
@@ -478,7 +498,11 @@ pub async fn list_orders(
     }))
 }
 
-async fn act(state: &AppState, id: OrderId, action: Action) -> Result<axum::Json<OrderView>, ApiError> {
+async fn act(state: &AppState, caller: &Caller, id: OrderId, action: Action) -> Result<axum::Json<OrderView>, ApiError> {
+    // Only a store-scoped key pays for the extra read.
+    if caller.principal.as_ref().is_some_and(|p| p.store.is_some()) {
+        in_scope(caller, state.app.order(id).await?.store.as_str())?;
+    }
     Ok(axum::Json(state.app.act(id, action).await?.into()))
 }
 
@@ -497,9 +521,15 @@ async fn act(state: &AppState, id: OrderId, action: Action) -> Result<axum::Json
 )]
 pub async fn cancel_order(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&state, id, Action::Cancel).await
+    let order = act(&state, &caller, id, Action::Cancel).await?;
+    // A customer cancelling their own order is not a staff action.
+    if caller.principal.is_some() {
+        state.identity.record(&caller.actor(), "cancel", &id.to_string(), "{}").await;
+    }
+    Ok(order)
 }
 
 /// Staff: start working on a line (its ticket goes `queued` → `started`).
@@ -507,7 +537,6 @@ pub async fn cancel_order(
     post,
     path = "/v1/orders/{id}/lines/{line}/start",
     tag = "staff",
-    security(("staff_key" = [])),
     params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
     responses(
         (status = 200, description = "The order", body = OrderView),
@@ -517,11 +546,11 @@ pub async fn cancel_order(
     )
 )]
 pub async fn start_line(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, line)): Path<(OrderId, u32)>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&state, id, Action::StartLine(line)).await
+    act(&state, &caller, id, Action::StartLine(line)).await
 }
 
 /// Staff: finish a line (`started` → `done`); the last one makes the order `ready`.
@@ -529,7 +558,6 @@ pub async fn start_line(
     post,
     path = "/v1/orders/{id}/lines/{line}/done",
     tag = "staff",
-    security(("staff_key" = [])),
     params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
     responses(
         (status = 200, description = "The order", body = OrderView),
@@ -539,11 +567,11 @@ pub async fn start_line(
     )
 )]
 pub async fn finish_line(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, line)): Path<(OrderId, u32)>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    act(&state, id, Action::FinishLine(line)).await
+    act(&state, &caller, id, Action::FinishLine(line)).await
 }
 
 /// Staff: hand a `ready` order over.
@@ -551,7 +579,6 @@ pub async fn finish_line(
     post,
     path = "/v1/orders/{id}/pickup",
     tag = "staff",
-    security(("staff_key" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
         (status = 200, description = "The picked-up order", body = OrderView),
@@ -561,11 +588,11 @@ pub async fn finish_line(
     )
 )]
 pub async fn pick_up(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    let order = act(&state, id, Action::PickUp).await?;
+    let order = act(&state, &caller, id, Action::PickUp).await?;
     // The receipt goes out as a job (unique per order). The pickup has
     // committed whatever happens here, so a queue failure is logged, not
     // answered: staff must not retry a pickup because the e-mail lagged.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::Staff;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfNoneMatch, Json, Path};
 
@@ -191,7 +191,6 @@ pub async fn menu(
     put,
     path = "/v1/stores/{id}/items/{sku}/availability",
     tag = "staff",
-    security(("staff_key" = [])),
     params(
         ("id" = String, Path, description = "Store slug"),
         ("sku" = String, Path, description = "Item sku"),
@@ -205,13 +204,18 @@ pub async fn menu(
     )
 )]
 pub async fn set_availability(
-    _: Staff,
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, sku)): Path<(String, String)>,
     Json(req): Json<AvailabilityRequest>,
 ) -> Result<StatusCode, ApiError> {
     let store = store_id(&id)?;
     state.app.set_availability(&store, &sku, req.available).await?;
+    let detail = serde_json::json!({ "store": id, "available": req.available }).to_string();
+    state
+        .identity
+        .record(&caller.actor(), "availability", &sku, &detail)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

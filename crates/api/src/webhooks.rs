@@ -44,7 +44,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::constant_time_eq;
+use identity::constant_time_eq;
 use crate::error::{ApiError, Problem};
 
 /// The header carrying the signature.

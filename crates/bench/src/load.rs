@@ -314,7 +314,7 @@ async fn prepare(
                 reqwest::StatusCode::ACCEPTED => {
                     let placed: Placed = serde_json::from_slice(&bytes)
                         .with_context(|| format!("202 without an order id: {}", snippet(&bytes)))?;
-                    seed_ids.push(placed.id);
+                    seed_ids.push(placed.links.this);
                 }
                 reqwest::StatusCode::SERVICE_UNAVAILABLE => {}
                 _ => bail!("POST {} answered {status}: {}", urls.orders_url, snippet(&bytes)),
@@ -337,7 +337,15 @@ fn snippet(body: &[u8]) -> String {
 
 #[derive(Deserialize)]
 struct Placed {
-    id: String,
+    links: PlacedLinks,
+}
+
+/// The receipt's link to the order: its path with the customer's access
+/// token, which is what a status read must carry.
+#[derive(Deserialize)]
+struct PlacedLinks {
+    #[serde(rename = "self")]
+    this: String,
 }
 
 /// A fresh key per request: a reused key would be answered from the
@@ -426,8 +434,8 @@ impl Worker {
                     .ids
                     .choose(&mut self.rng)
                     .or_else(|| ctx.seed_ids.choose(&mut self.rng));
-                let id = id.expect("prepare() seeds ids when the mix reads status");
-                match Uri::try_from(format!("/v1/orders/{id}")) {
+                let path = id.expect("prepare() seeds ids when the mix reads status");
+                match Uri::try_from(path.as_str()) {
                     Ok(uri) => ctx.target.get(uri),
                     // An id the server made that is not a valid path.
                     Err(_) => return Outcome::Error(ErrorKind::Decode),
@@ -466,7 +474,7 @@ impl Worker {
         let outcome = classify(status, expected);
         if op == Op::Orders && outcome == Outcome::Ok {
             match serde_json::from_slice::<Placed>(&body) {
-                Ok(placed) => self.ids.push(placed.id),
+                Ok(placed) => self.ids.push(placed.links.this),
                 Err(_) => return Outcome::Error(ErrorKind::Decode),
             }
         }

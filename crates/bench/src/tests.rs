@@ -55,12 +55,21 @@ async fn place(State(s): State<Arc<MockState>>, headers: HeaderMap, body: axum::
     s.seen.orders.lock().unwrap().insert(id.clone());
     (
         StatusCode::ACCEPTED,
-        serde_json::json!({"id": id, "status": "placed"}).to_string(),
+        serde_json::json!({"id": id, "status": "placed",
+                           "links": {"self": format!("/v1/orders/{id}?token=t-{id}")}})
+        .to_string(),
     )
 }
 
-async fn status(State(s): State<Arc<MockState>>, Path(id): Path<String>) -> StatusCode {
-    if s.seen.orders.lock().unwrap().contains(&id) {
+/// Like the real server: an order is read with its access token.
+async fn status(
+    State(s): State<Arc<MockState>>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> StatusCode {
+    if query.as_deref() != Some(&format!("token=t-{id}")) {
+        StatusCode::UNAUTHORIZED
+    } else if s.seen.orders.lock().unwrap().contains(&id) {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND

@@ -24,12 +24,24 @@ pub struct RushhourConfig {
     /// How long a lifecycle action on an order that is durable in the log
     /// but not yet applied by a processor waits for it before answering 503.
     pub apply_wait: Duration,
+    /// The server key order access tokens are derived with
+    /// (`identity::order_token`). The binary sets the configured or
+    /// generated one; the default is random per process, so tokens from a
+    /// default-configured instance do not survive a restart.
+    pub order_token_key: std::sync::Arc<[u8]>,
 }
 
 impl Default for RushhourConfig {
     fn default() -> Self {
+        // 2 × 74 random bits of two UUIDv7s, hashed: this crate has no
+        // random generator of its own, and the binary replaces it anyway.
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(uuid::Uuid::now_v7().as_bytes());
+        h.update(uuid::Uuid::now_v7().as_bytes());
         Self {
             apply_wait: Duration::from_secs(2),
+            order_token_key: h.finalize().to_vec().into(),
         }
     }
 }
@@ -94,6 +106,9 @@ pub struct IntakeReceipt {
     pub id: OrderId,
     pub status: OrderStatus,
     pub total: Money,
+    /// The order access token: `X-Order-Token` (or `?token=`) on the
+    /// order's routes.
+    pub access_token: String,
     pub links: ReceiptLinks,
 }
 
@@ -202,6 +217,7 @@ impl Rushhour {
         };
         let (lines, total) = order::price(draft, &menu).map_err(AppError::Validation)?;
         let id = OrderId::new();
+        let token = crate::identity::order_token(&self.config.order_token_key, id);
         let currency = menu.store().currency.clone();
         let placed = OrderPlacedV1 {
             order_id: id,
@@ -217,9 +233,10 @@ impl Rushhour {
             status: OrderStatus::Placed,
             total: Money::new(total, currency),
             links: ReceiptLinks {
-                this: format!("/v1/orders/{id}"),
-                events: format!("/v1/orders/{id}/events"),
+                this: format!("/v1/orders/{id}?token={token}"),
+                events: format!("/v1/orders/{id}/events?token={token}"),
             },
+            access_token: token,
         };
         let body = serde_json::to_vec(&receipt).expect("receipt serializes");
         let req = AppendRequest {

@@ -31,6 +31,8 @@ use std::time::Duration;
 use telemetry::names;
 use uuid::Uuid;
 
+/// Argon2 cost parameters (for [`Passwords::with_params`]).
+pub use argon2::Params as Argon2Params;
 pub use keys::{API_KEY_SCHEME, SESSION_SCHEME, api_key_prefix, generated_password, new_api_key, random_hex};
 pub use password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords, Verified, check_policy};
 

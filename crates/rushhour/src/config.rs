@@ -26,6 +26,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpSection,
     pub auth: AuthSection,
+    pub limits: LimitsSection,
     pub log: LogSection,
     pub store: StoreSection,
     pub processor: ProcessorSection,
@@ -47,18 +48,50 @@ pub struct HttpSection {
     pub max_body_bytes: usize,
     pub max_inflight_intake: usize,
     pub sse_heartbeat_secs: u64,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For`,
+    /// `Forwarded` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
+    /// Deprecated: honoured as an admin API key, with a warning.
     pub staff_key: String,
+    pub session_idle_mins: u64,
+    pub session_lifetime_hours: u64,
+    pub lockout_threshold: u32,
+    pub address_lockout_threshold: u32,
+    pub lockout_base_secs: u64,
+    pub lockout_max_secs: u64,
+    pub secure_cookies: bool,
 }
 
 impl std::fmt::Debug for AuthSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSection").field("staff_key", &"[redacted]").finish()
+        f.debug_struct("AuthSection")
+            .field("staff_key", &"[redacted]")
+            .field("session_idle_mins", &self.session_idle_mins)
+            .field("session_lifetime_hours", &self.session_lifetime_hours)
+            .finish_non_exhaustive()
     }
+}
+
+/// Requests per minute (burst: the same number) per client address, or
+/// per credential for staff, by route class; 0 = unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub enabled: bool,
+    /// Client addresses (or CIDR blocks) never limited.
+    pub exempt: Vec<String>,
+    pub intake: u32,
+    pub reads: u32,
+    pub streams: u32,
+    pub login: u32,
+    pub webhooks: u32,
+    pub staff: u32,
+    pub admin: u32,
 }
 
 /// `log.synchronous` and `store.synchronous`: one type for every embedded
@@ -254,6 +287,14 @@ impl Config {
         if self.http.max_inflight_intake == 0 {
             bail!("http.max_inflight_intake must be at least 1");
         }
+        self.trusted_proxies()?;
+        self.limit_exemptions()?;
+        if self.auth.session_idle_mins == 0 || self.auth.session_lifetime_hours == 0 {
+            bail!("auth.session_idle_mins and auth.session_lifetime_hours must be at least 1");
+        }
+        if self.auth.lockout_threshold == 0 || self.auth.address_lockout_threshold == 0 {
+            bail!("auth.lockout_threshold and auth.address_lockout_threshold must be at least 1");
+        }
         self.check_urls()?;
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.log.compression.as_str()) {
             bail!("log.compression must be none, gzip, snappy, lz4 or zstd");
@@ -268,6 +309,31 @@ impl Config {
             bail!("jobs.lease_secs and jobs.claim_batch must be at least 1");
         }
         Ok(())
+    }
+
+    /// `http.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        parse_nets("http.trusted_proxies", &self.http.trusted_proxies)
+    }
+
+    /// `limits.exempt`, parsed.
+    pub fn limit_exemptions(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        parse_nets("limits.exempt", &self.limits.exempt)
+    }
+
+    /// Login, session and lockout settings.
+    pub fn identity_settings(&self) -> identity::IdentitySettings {
+        let a = &self.auth;
+        let max = Duration::from_secs(a.lockout_max_secs.max(1));
+        identity::IdentitySettings {
+            session_idle: Duration::from_secs(a.session_idle_mins * 60),
+            session_lifetime: Duration::from_secs(a.session_lifetime_hours * 3600),
+            lockout_threshold: a.lockout_threshold,
+            address_threshold: a.address_lockout_threshold,
+            lockout_base: Duration::from_secs(a.lockout_base_secs.max(1)).min(max),
+            lockout_max: max,
+            lockout_window: max.max(Duration::from_secs(3600)),
+        }
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -439,6 +505,62 @@ impl Config {
         })
     }
 
+    /// Where sessions and failed-login counters live: Redis when the cache
+    /// is on Redis (shared by every API instance), else
+    /// `<data_dir>/sessions.db`.
+    pub fn sessions_config(&self) -> anyhow::Result<sessions::SessionsConfig> {
+        Ok(match parse_url(&CACHE_URL, &self.cache.url)? {
+            Engine::Redis(url) => sessions::SessionsConfig::Redis {
+                url: url.to_owned(),
+                key_prefix: self.cache.key_prefix.clone(),
+            },
+            _ => sessions::SessionsConfig::Sqlite {
+                path: self.data_dir.join("sessions.db"),
+            },
+        })
+    }
+
+    /// The rate limiter: shared through Redis when the cache is on Redis,
+    /// else in process.
+    pub fn rate_limit_config(&self) -> anyhow::Result<ratelimit::RateLimitConfig> {
+        Ok(match parse_url(&CACHE_URL, &self.cache.url)? {
+            Engine::Redis(url) => ratelimit::RateLimitConfig::Redis {
+                url: url.to_owned(),
+                key_prefix: self.cache.key_prefix.clone(),
+            },
+            _ => ratelimit::RateLimitConfig::Memory,
+        })
+    }
+
+    /// The budget of every route class (`limits.*`, per minute).
+    pub fn rate_limits(&self) -> anyhow::Result<api::RateLimits> {
+        let l = &self.limits;
+        let mut quotas = std::collections::HashMap::new();
+        if l.enabled {
+            for (class, per_min) in [
+                (api::Class::Intake, l.intake),
+                (api::Class::Reads, l.reads),
+                (api::Class::Streams, l.streams),
+                (api::Class::Login, l.login),
+                (api::Class::Webhooks, l.webhooks),
+                (api::Class::Staff, l.staff),
+                (api::Class::Admin, l.admin),
+            ] {
+                if per_min > 0 {
+                    let quota = domain::ports::Quota {
+                        burst: per_min,
+                        period: Duration::from_secs(60),
+                    };
+                    quotas.insert(class, quota);
+                }
+            }
+        }
+        Ok(api::RateLimits {
+            quotas,
+            exempt: self.limit_exemptions()?,
+        })
+    }
+
     /// The mailer `mail.url` names.
     pub fn mail_config(&self) -> anyhow::Result<mail::MailConfig> {
         parse_url(&MAIL_URL, &self.mail.url)?;
@@ -509,6 +631,25 @@ impl Config {
         }
         toml::to_string_pretty(&c).context("render config")
     }
+}
+
+/// The operating-system user running a CLI command, named in audit
+/// entries (`cli:<user>`); empty when unknown.
+#[allow(clippy::disallowed_methods)] // this module is where the environment is read
+pub fn os_user() -> String {
+    std::env::var("USER").unwrap_or_default()
+}
+
+/// Addresses (`10.0.0.1`) or blocks (`10.0.0.0/8`) of a list setting.
+fn parse_nets(key: &str, items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| format!("{key}: {s:?} is neither an address nor a CIDR block"))
+        })
+        .collect()
 }
 
 /// Events buffered per live subscriber (in-process and Redis feeds).

@@ -8,4 +8,5 @@ pub mod config;
 pub mod jobs_cli;
 pub mod ops_cli;
 pub mod replay;
+pub mod users_cli;
 pub mod wiring;

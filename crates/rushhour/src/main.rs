@@ -55,6 +55,8 @@ enum Command {
     Cache(rushhour::ops_cli::CacheArgs),
     /// Development helpers: `dev upstream` serves the upstream simulator.
     Dev(rushhour::ops_cli::DevArgs),
+    /// Staff accounts and API keys: list, add, disable, enable, set-password, set-role, keys, issue-key, revoke-key.
+    Users(rushhour::users_cli::UsersArgs),
     /// Load-generate against a running server, or run the benchmark suite.
     Bench(Box<bench::BenchArgs>),
 }
@@ -156,6 +158,13 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Users(args) => {
+                let built = wiring::build(&cfg).await?;
+                let os_user = rushhour::config::os_user();
+                let stdin = std::io::stdin();
+                rushhour::users_cli::run(&built.identity, &args, &os_user, &mut stdin.lock(), &mut std::io::stdout())
+                    .await
+            }
             Command::Bench(args) => bench::run(*args).await,
         }
     })
@@ -163,12 +172,17 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
     let built = wiring::build(cfg).await?;
-    if built.generated_key {
-        println!(
-            "Generated a staff API key (stored in {}): {}",
-            cfg.data_dir.join("staff.key").display(),
-            built.staff_key
-        );
+    if roles.api
+        && let Some(password) = wiring::bootstrap_admin(cfg, &built, None).await?
+    {
+        let path = cfg.data_dir.join("admin.password");
+        // The terminal only: stdout of a service is its log.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            println!("Created the admin account 'admin' with password: {password}");
+            println!("(also in {}; change it with `rushhour users set-password admin`)", path.display());
+        } else {
+            tracing::info!(file = %path.display(), "created the admin account 'admin'; its password is in the file");
+        }
     }
     if built.generated_webhook_secret {
         println!(

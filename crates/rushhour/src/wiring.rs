@@ -23,9 +23,12 @@ use crate::config::Config;
 /// A process's ports, built from config.
 pub struct Built {
     pub app: Arc<Rushhour>,
-    pub staff_key: String,
-    /// Set when this start generated the staff key (print it once).
-    pub generated_key: bool,
+    /// Staff accounts, sessions, API keys, audit.
+    pub identity: Arc<identity::Identity>,
+    /// Request budgets (in process, or shared through Redis).
+    pub limiter: Arc<dyn domain::ports::RateLimiter>,
+    /// Sessions and login counters, for the nightly cleanup.
+    pub sessions: Arc<dyn domain::ports::SessionStore>,
     pub jobs: Arc<dyn JobQueue>,
     pub mailer: Arc<dyn Mailer>,
     /// The catalog and loyalty services, behind their ports.
@@ -98,25 +101,52 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
             .context("seed the demo menu")?;
         tracing::info!("seeded the demo store 'demo-downtown' and its menu");
     }
-    let (staff_key, generated_key) = staff_key(cfg)?;
+    let staff_key = legacy_staff_key(cfg);
     let (webhook_secret, generated_webhook_secret) = webhook_secret(cfg)?;
     let cache::Caches { menus, feed } = cfg.cache_config()?.build().await.context("set up the caches")?;
     let jobs = open_jobs(cfg).await?;
     let mailer = cfg.mail_config()?.build().context("set up mail")?;
     let clock: Arc<dyn Clock> = Arc::new(worker::TokioClock);
     let upstream = upstream_client(cfg, clock.clone())?;
+    let sessions::Sessions { sessions, attempts } = cfg
+        .sessions_config()?
+        .build()
+        .await
+        .context("open the session store")?;
+    let limiter = cfg
+        .rate_limit_config()?
+        .build()
+        .await
+        .context("set up the rate limiter")?;
+    let parallel_hashes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let identity = identity::Identity::new(
+        identity::IdentityPorts {
+            users: store.clone(),
+            audit: store.clone(),
+            sessions: sessions.clone(),
+            attempts,
+            clock: clock.clone(),
+        },
+        identity::Passwords::owasp(parallel_hashes),
+        cfg.identity_settings(),
+    )
+    .with_staff_key(staff_key);
     let app = Arc::new(Rushhour {
         log,
         store,
         menus,
         feed,
         clock,
-        config: RushhourConfig::default(),
+        config: RushhourConfig {
+            order_token_key: session_key.as_bytes().to_vec().into(),
+            ..RushhourConfig::default()
+        },
     });
     Ok(Built {
         app,
-        staff_key,
-        generated_key,
+        identity: Arc::new(identity),
+        limiter,
+        sessions,
         jobs,
         mailer,
         upstream,
@@ -125,22 +155,39 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     })
 }
 
-/// The configured staff key, or the one stored under the data dir, or a new
-/// random one written there (mode 0600).
-fn staff_key(cfg: &Config) -> anyhow::Result<(String, bool)> {
-    if !cfg.auth.staff_key.is_empty() {
-        return Ok((cfg.auth.staff_key.clone(), false));
+/// The deprecated shared staff key: the configured one, or the one an
+/// earlier version generated under the data dir. Never generated any more;
+/// honoured as an admin API key so existing deployments and scripts keep
+/// working, with a warning at every start.
+fn legacy_staff_key(cfg: &Config) -> Option<String> {
+    let key = if cfg.auth.staff_key.is_empty() {
+        let path = cfg.data_dir.join("staff.key");
+        std::fs::read_to_string(&path).ok().map(|k| k.trim().to_owned())
+    } else {
+        Some(cfg.auth.staff_key.clone())
+    };
+    let key = key.filter(|k| !k.is_empty())?;
+    tracing::warn!(
+        "the shared staff key (auth.staff_key / staff.key) is deprecated and acts as an admin API key; \
+         create staff accounts and personal keys with `rushhour users`, then remove it"
+    );
+    Some(key)
+}
+
+/// On first start: make sure an enabled admin exists. A generated password
+/// is written to `<data_dir>/admin.password` (0600) and returned, so the
+/// caller may show it on a terminal; it never goes through the log.
+pub async fn bootstrap_admin(cfg: &Config, built: &Built, password: Option<&str>) -> anyhow::Result<Option<String>> {
+    let generated = built
+        .identity
+        .ensure_admin(password)
+        .await
+        .context("create the first admin account")?;
+    if let Some(p) = &generated {
+        let path = cfg.data_dir.join("admin.password");
+        write_secret(&path, p).with_context(|| format!("write {}", path.display()))?;
     }
-    let path = cfg.data_dir.join("staff.key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        let k = k.trim().to_owned();
-        if !k.is_empty() {
-            return Ok((k, false));
-        }
-    }
-    let key = format!("rh_{}", hex_key());
-    write_secret(&path, &key).with_context(|| format!("write {}", path.display()))?;
-    Ok((key, true))
+    Ok(generated)
 }
 
 /// The configured webhook secret, or the one under the data dir, or a new
@@ -229,12 +276,16 @@ pub fn processor_config(cfg: &Config) -> worker::ProcessorConfig {
     }
 }
 
-pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> api::ApiConfig {
-    api::ApiConfig {
+pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> anyhow::Result<api::ApiConfig> {
+    Ok(api::ApiConfig {
         max_body_bytes: cfg.http.max_body_bytes,
         max_inflight_intake: cfg.http.max_inflight_intake,
         request_timeout: cfg.request_timeout(),
-        staff_key: built.staff_key.clone(),
+        identity: built.identity.clone(),
+        limiter: built.limiter.clone(),
+        limits: cfg.rate_limits()?,
+        trusted_proxies: cfg.trusted_proxies()?,
+        secure_cookies: cfg.auth.secure_cookies,
         sse_heartbeat: Duration::from_secs(cfg.http.sse_heartbeat_secs),
         shutdown,
         webhook_secret: built.webhook_secret.clone(),
@@ -242,7 +293,7 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
         max_inflight_webhooks: cfg.webhooks.max_inflight,
         jobs: Some(built.jobs.clone()),
         processors: None,
-    }
+    })
 }
 
 /// Run the roles until `shutdown` is cancelled, then drain: the HTTP server
@@ -290,7 +341,7 @@ pub async fn run(
         }
     }
     if let Some(listener) = listener {
-        let mut config = api_config(cfg, built, shutdown.clone());
+        let mut config = api_config(cfg, built, shutdown.clone())?;
         if let Some(status) = processors.clone() {
             config.processors = Some(Arc::new(move || status.health()));
         }

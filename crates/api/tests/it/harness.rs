@@ -12,6 +12,7 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use domain::identity::Role;
 use domain::ports::EventLog;
 use domain::{OrderId, Rushhour, RushhourConfig};
 use futures::StreamExt;
@@ -26,7 +27,12 @@ use api::{ApiConfig, router};
 
 use crate::faults::{Faulty, Switch};
 
+/// The deprecated shared staff key (acts as admin).
 pub const KEY: &str = "staff-secret";
+/// Every test user's password.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The server key order access tokens are derived with.
+pub const ORDER_KEY: &[u8] = b"order-token-test-key";
 pub const STORE: &str = "demo-downtown";
 /// The payment provider's shared secret (`Rushhour-Signature`).
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
@@ -34,6 +40,9 @@ pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 pub struct Harness {
     pub router: Router,
     pub app: Arc<Rushhour>,
+    pub identity: Arc<identity::Identity>,
+    /// A personal API key per role (users `barista`, `manager`, `admin`).
+    pub keys: std::collections::HashMap<Role, String>,
     /// Fault switches in front of the real log, store and menu cache.
     pub log: Switch,
     pub store: Switch,
@@ -62,23 +71,61 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
     let store = store::SqliteStore::open(&dir.path().join("store.db"), store::SqliteStoreOptions::default())
         .expect("open the store");
     let (log_fault, store_fault, cache_fault) = (Switch::default(), Switch::default(), Switch::default());
-    let store = Faulty::new(store, store_fault.clone());
-    domain::ports::MenuStore::upsert_menu(&store, &domain::menu::demo_menu())
+    let store = Arc::new(Faulty::new(store, store_fault.clone()));
+    domain::ports::MenuStore::upsert_menu(&*store, &domain::menu::demo_menu())
         .await
         .expect("seed the demo menu");
+    let clock: Arc<dyn domain::ports::Clock> = Arc::new(worker::TokioClock);
+    let sessions = Arc::new(sessions::SqliteSessions::open(&dir.path().join("sessions.db")).expect("open sessions"));
+    let identity = Arc::new(
+        identity::Identity::new(
+            identity::IdentityPorts {
+                users: store.clone(),
+                audit: store.clone(),
+                sessions: sessions.clone(),
+                attempts: sessions,
+                clock: clock.clone(),
+            },
+            identity::Passwords::fast_for_tests(),
+            identity::IdentitySettings::default(),
+        )
+        .with_staff_key(Some(KEY.into())),
+    );
+    let mut keys = std::collections::HashMap::new();
+    for role in Role::ALL {
+        let actor = identity::Actor::cli("test");
+        identity
+            .add_user(&actor, role.as_str(), role, PASSWORD)
+            .await
+            .expect("add a test user");
+        let issued = identity
+            .issue_key(
+                &actor,
+                identity::KeyRequest {
+                    name: format!("{role} key"),
+                    role,
+                    store: None,
+                    user: Some(role.as_str().into()),
+                },
+            )
+            .await
+            .expect("issue a test key");
+        keys.insert(role, issued.key);
+    }
     let app = Arc::new(Rushhour {
         log: Arc::new(Faulty::new(log.clone(), log_fault.clone())),
-        store: Arc::new(store),
+        store,
         menus: Arc::new(Faulty::new(
             cache::MemoryMenuCache::new(Duration::from_secs(60), 100),
             cache_fault.clone(),
         )),
         feed: Arc::new(cache::BroadcastFeed::new(feed_capacity)),
-        clock: Arc::new(worker::TokioClock),
+        clock,
         config: RushhourConfig {
             // Short, so "not applied yet" answers 503 quickly; every other
             // test applies its orders before acting on them.
             apply_wait: Duration::from_millis(20),
+            order_token_key: ORDER_KEY.into(),
         },
     });
     let shutdown = CancellationToken::new();
@@ -86,7 +133,11 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         max_body_bytes: 64 * 1024,
         max_inflight_intake: 64,
         request_timeout: Duration::from_secs(5),
-        staff_key: KEY.into(),
+        identity: identity.clone(),
+        limiter: Arc::new(ratelimit::MemoryLimiter::new()),
+        limits: api::RateLimits::default(),
+        trusted_proxies: vec![],
+        secure_cookies: false,
         sse_heartbeat: Duration::from_secs(15),
         shutdown: shutdown.clone(),
         webhook_secret: WEBHOOK_SECRET.into(),
@@ -99,6 +150,8 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
     Harness {
         router: router(app.clone(), telemetry::prometheus(), config),
         app,
+        identity,
+        keys,
         log: log_fault,
         store: store_fault,
         cache: cache_fault,
@@ -155,10 +208,46 @@ impl Harness {
     }
 
     pub async fn staff(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
+        self.with_bearer(KEY, method, uri, body).await
+    }
+
+    /// A request with the personal API key of the user with `role`.
+    pub async fn as_role(&self, role: Role, method: Method, uri: &str, body: Option<Value>) -> Answer {
+        self.with_bearer(&self.keys[&role], method, uri, body).await
+    }
+
+    /// The customer's access token of `id`.
+    pub fn token(&self, id: OrderId) -> String {
+        domain::identity::order_token(ORDER_KEY, id)
+    }
+
+    /// `GET /v1/orders/{id}` as its customer (with the order's token).
+    pub async fn customer_get(&self, id: OrderId) -> Answer {
+        self.send(
+            Request::get(format!("/v1/orders/{id}"))
+                .header("x-order-token", self.token(id))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `POST /v1/orders/{id}/cancel` as its customer.
+    pub async fn customer_cancel(&self, id: OrderId) -> Answer {
+        self.send(
+            Request::post(format!("/v1/orders/{id}/cancel"))
+                .header("x-order-token", self.token(id))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn with_bearer(&self, token: &str, method: Method, uri: &str, body: Option<Value>) -> Answer {
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }

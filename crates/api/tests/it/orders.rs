@@ -14,7 +14,7 @@ async fn unapplied_orders_are_read_from_the_log_and_not_ready_for_actions() {
     let id = h.place(&latte_order()).await;
 
     // Read-your-writes before any processor ran: the view from the log.
-    let a = h.get(&format!("/v1/orders/{id}")).await;
+    let a = h.customer_get(id).await;
     assert_eq!(a.status, 200);
     let v = a.json();
     assert_eq!(v["status"], "placed");
@@ -27,17 +27,17 @@ async fn unapplied_orders_are_read_from_the_log_and_not_ready_for_actions() {
     assert_eq!(v["links"]["self"], format!("/v1/orders/{id}"));
 
     // An action waits `apply_wait` for the processor, then says "retry".
-    let a = h.post_json(&format!("/v1/orders/{id}/cancel"), &json!({}), None).await;
+    let a = h.customer_cancel(id).await;
     a.problem(503, "not_ready");
     assert_eq!(a.headers[header::RETRY_AFTER], "1");
     // Unlike an order the log has never seen.
-    h.post_json(&format!("/v1/orders/{}/cancel", OrderId::new()), &json!({}), None)
+    h.customer_cancel(OrderId::new())
         .await
         .problem(404, "order_not_found");
 
     // Once applied, the same action goes through.
     h.process_all().await;
-    let a = h.post_json(&format!("/v1/orders/{id}/cancel"), &json!({}), None).await;
+    let a = h.customer_cancel(id).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.json()["status"], "cancelled");
 }
@@ -65,7 +65,7 @@ async fn idempotent_replays_append_nothing_and_keep_their_location() {
 async fn actions_answer_with_the_updated_order() {
     let h = harness().await;
     let id = h.confirmed_order().await;
-    let v = h.get(&format!("/v1/orders/{id}")).await.json();
+    let v = h.customer_get(id).await.json();
     assert_eq!(v["status"], "confirmed");
     assert!(v["confirmed_at"].as_str().unwrap().ends_with('Z'), "{v}");
 
@@ -78,7 +78,7 @@ async fn actions_answer_with_the_updated_order() {
     assert_eq!(v["lines"][0]["ticket"], "started");
     assert_eq!(v["lines"][1]["ticket"], "queued");
     // Work has started: too late to cancel.
-    h.post_json(&format!("/v1/orders/{id}/cancel"), &json!({}), None)
+    h.customer_cancel(id)
         .await
         .problem(409, "invalid_transition");
 

@@ -34,7 +34,7 @@ async fn order_streams_replay_then_follow_live_and_end_on_shutdown() {
     let other = h.confirmed_order().await;
     let mut body = h
         .stream(
-            Request::get(format!("/v1/orders/{o}/events"))
+            Request::get(format!("/v1/orders/{o}/events?token={}", h.token(o)))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -82,6 +82,7 @@ async fn boards_resume_after_last_event_id_and_streams_check_their_subject() {
     assert_eq!(event_ids(&seen), vec![ids[2]], "{seen}");
 
     let req = Request::get(format!("/v1/orders/{o}/events"))
+        .header("x-order-token", h.token(o))
         .header("last-event-id", "soon")
         .body(Body::empty())
         .unwrap();
@@ -89,7 +90,8 @@ async fn boards_resume_after_last_event_id_and_streams_check_their_subject() {
     h.staff(Method::GET, "/v1/stores/nowhere/board", None)
         .await
         .problem(404, "store_not_found");
-    h.get(&format!("/v1/orders/{}/events", OrderId::new()))
+    let stranger = OrderId::new();
+    h.get(&format!("/v1/orders/{stranger}/events?token={}", h.token(stranger)))
         .await
         .problem(404, "order_not_found");
 }

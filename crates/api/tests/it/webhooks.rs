@@ -110,7 +110,7 @@ impl Processors {
 async fn wait_for_payment_status(h: &Harness, order: OrderId, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = h.get(&format!("/v1/orders/{order}")).await.json();
+        let v = h.customer_get(order).await.json();
         if v["payment_status"] == want {
             return;
         }
@@ -309,7 +309,7 @@ async fn a_redelivered_event_is_replayed_and_applied_once() {
     assert_eq!(h.log_records().await, 2);
     h.process_all().await;
     assert_eq!(
-        h.get(&format!("/v1/orders/{order}")).await.json()["payment_status"],
+        h.customer_get(order).await.json()["payment_status"],
         "paid"
     );
 
@@ -323,7 +323,7 @@ async fn a_redelivered_event_is_replayed_and_applied_once() {
     assert_eq!(late.headers["idempotent-replayed"], "true");
     h.process_all().await;
     assert_eq!(
-        h.get(&format!("/v1/orders/{order}")).await.json()["payment_status"],
+        h.customer_get(order).await.json()["payment_status"],
         "refunded"
     );
     assert_eq!(h.log_records().await, 3);
@@ -352,11 +352,11 @@ async fn a_payment_for_an_unknown_order_is_accepted_and_recorded_without_effect(
         "evt_known",
     );
     h.process_all().await;
-    h.get(&format!("/v1/orders/{stranger}"))
+    h.customer_get(stranger)
         .await
         .problem(404, "order_not_found");
     assert_eq!(
-        h.get(&format!("/v1/orders/{order}")).await.json()["payment_status"],
+        h.customer_get(order).await.json()["payment_status"],
         "paid"
     );
     assert!(

@@ -2,8 +2,9 @@
 //! writer thread, reader pool, background checkpointer and
 //! `user_version`-counted migrations ([`sqlite`]); the PostgreSQL pool,
 //! schema-name check and advisory-locked migrations ([`postgres`], behind
-//! the `postgres` feature); and the one translation of rusqlite and sqlx
-//! errors into `domain::ports::PortError` ([`error`]).
+//! the `postgres` feature); the lazy Redis connection and per-call deadline
+//! ([`redis`], behind the `redis` feature); and the one translation of
+//! rusqlite and sqlx errors into `domain::ports::PortError` ([`error`]).
 //!
 //! Why a crate of its own: the store, the job queue and the event log each
 //! had a copy of this code, and the copies had drifted (the same SQLite
@@ -15,6 +16,8 @@
 pub mod error;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 
 pub use error::sqlite_error;

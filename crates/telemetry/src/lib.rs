@@ -107,6 +107,9 @@ pub mod names {
     pub const AUTH_REFUSED: &str = "auth_refused_total";
     /// Requests refused by a rate limit, by `class`.
     pub const RATE_LIMITED: &str = "http_rate_limited_total";
+    /// Rate-limit decisions made in process because the shared (Redis)
+    /// limiter failed or was bypassed after a failure.
+    pub const RATE_LIMIT_FALLBACKS: &str = "rate_limit_fallbacks_total";
 }
 
 /// Log output format.

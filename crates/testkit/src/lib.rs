@@ -15,6 +15,8 @@ pub mod fixtures;
 pub mod mail;
 pub mod pg;
 pub mod queue;
+pub mod ratelimit;
+pub mod sessions;
 pub mod store;
 
 /// For tests that need an external service (PostgreSQL, Redis, Kafka):

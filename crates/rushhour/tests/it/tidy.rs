@@ -150,8 +150,9 @@ const CONFINED: &[(&str, &[&str])] = &[
     // The Kafka log; bench's raw producer is the ceiling scale intake is
     // measured against.
     ("rdkafka", &["eventlog", "bench"]),
-    // The scale-mode cache and live feed.
-    ("redis", &["cache"]),
+    // The scale-mode cache and live feed, sessions and rate limiter, and
+    // their shared connection plumbing (dbkit's `redis` feature).
+    ("redis", &["cache", "dbkit", "sessions", "ratelimit"]),
 ];
 
 fn uses_heavy_client(manifest: &toml::Table, client: &str) -> bool {

@@ -32,6 +32,8 @@ pub struct RetentionPeriods {
     pub finished_jobs: Duration,
     /// Idempotency keys of the event log (at least the 24 h promised).
     pub idempotency: Duration,
+    /// Audit entries of staff actions.
+    pub audit: Duration,
 }
 
 /// What one cleanup removed.
@@ -41,14 +43,15 @@ pub struct Cleaned {
     pub records: u64,
     pub finished_jobs: u64,
     pub idempotency_keys: u64,
+    pub audit_entries: u64,
 }
 
 impl fmt::Display for Cleaned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pruned {} orders, {} records, {} finished jobs, {} idempotency keys",
-            self.orders, self.records, self.finished_jobs, self.idempotency_keys
+            "pruned {} orders, {} records, {} finished jobs, {} idempotency keys, {} audit entries",
+            self.orders, self.records, self.finished_jobs, self.idempotency_keys, self.audit_entries
         )
     }
 }
@@ -87,8 +90,8 @@ pub async fn expire_orders(app: &Rushhour, pickup_timeout: Duration) -> PortResu
     Ok(total)
 }
 
-/// Retention: old finished orders and records, finished jobs, and
-/// idempotency keys past their promise.
+/// Retention: old finished orders and records, finished jobs, idempotency
+/// keys past their promise, and old audit entries.
 pub async fn cleanup(app: &Rushhour, jobs: &dyn JobQueue, keep: &RetentionPeriods) -> PortResult<Cleaned> {
     let now = app.clock.now_ms();
     let ago = |d: Duration| now - d.as_millis() as i64;
@@ -101,11 +104,13 @@ pub async fn cleanup(app: &Rushhour, jobs: &dyn JobQueue, keep: &RetentionPeriod
         .await?;
     let finished_jobs = jobs.prune(ago(keep.finished_jobs)).await?;
     let idempotency_keys = app.log.prune_idempotency(ago(keep.idempotency)).await?;
+    let audit_entries = app.store.purge_audit(ago(keep.audit)).await?;
     let cleaned = Cleaned {
         orders: pruned.orders,
         records: pruned.records,
         finished_jobs,
         idempotency_keys,
+        audit_entries,
     };
     tracing::info!("{cleaned}");
     Ok(cleaned)

@@ -5,9 +5,11 @@
 //! This crate does no IO of its own and knows no runtime, database or HTTP
 //! library: everything outside the process is reached through a port trait
 //! (`EventLog`, `Store`, `MenuCache`, `LiveFeed`, `JobQueue`, `Mailer`,
-//! `Clock`). That keeps the
-//! rules testable without a server and lets the embedded and scale backends
-//! be swapped by configuration alone.
+//! `Clock`). `Store` is the aggregate of the narrow store ports
+//! (`OrderStore`, `MenuStore`, `AccountStore`, `OpsStore`, `UserStore`,
+//! `AuditLog`), which code that needs one capability takes instead. That
+//! keeps the rules testable without a server and lets the embedded and
+//! scale backends be swapped by configuration alone.
 
 pub mod app;
 pub mod events;
@@ -31,5 +33,6 @@ pub use menu::{Menu, MenuSnapshot, Station};
 pub use money::Money;
 pub use order::{Action, Order, OrderLine, OrderStatus, TicketStatus, TransitionError};
 pub use ports::{
-    AccountStore, Clock, EventLog, LiveFeed, Mailer, MenuCache, MenuStore, OpsStore, OrderStore, PortError, Store,
+    AccountStore, AuditLog, Clock, EventLog, LiveFeed, Mailer, MenuCache, MenuStore, OpsStore, OrderStore, PortError,
+    Store, UserStore,
 };

@@ -8,9 +8,9 @@
 //! the boundary so no driver error type leaks past them.
 //!
 //! Ports are narrow, one per capability: the store is `OrderStore`,
-//! `MenuStore`, `AccountStore` and `OpsStore` (one module each under
-//! `ports/`), and code that needs one capability takes that port, not the
-//! `Store` aggregate. A new capability (users, sessions, audit, webhook
+//! `MenuStore`, `AccountStore`, `OpsStore`, `UserStore` and `AuditLog` (one
+//! module each under `ports/`, the last two sharing `identity`), and code
+//! that needs one capability takes that port, not the `Store` aggregate. A new capability (users, sessions, audit, webhook
 //! subscriptions, ...) gets a new narrow port of its own, in its own
 //! module, added to the aggregate if one backend serves it; it never adds
 //! methods to an existing port it does not belong to.

@@ -173,6 +173,8 @@ pub struct RetentionSection {
     pub records_days: u64,
     pub finished_jobs_days: u64,
     pub idempotency_hours: u64,
+    /// Audit entries of staff actions.
+    pub audit_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

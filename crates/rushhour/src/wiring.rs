@@ -55,6 +55,7 @@ impl Built {
                     records: days(r.records_days),
                     finished_jobs: days(r.finished_jobs_days),
                     idempotency: Duration::from_secs(r.idempotency_hours.max(24) * 3600),
+                    audit: days(r.audit_days),
                 },
                 accounts_page: cfg.upstream.accounts_page,
                 instance: cfg.worker_id(),

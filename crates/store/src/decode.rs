@@ -5,7 +5,9 @@
 
 use domain::Station;
 use domain::events::LiveEventKind;
+use domain::identity::Role;
 use domain::order::{OrderStatus, TicketStatus};
+use uuid::Uuid;
 
 #[derive(Debug)]
 pub(crate) enum DecodeError {
@@ -44,6 +46,15 @@ pub(crate) fn ticket(s: Option<String>) -> Result<Option<TicketStatus>, DecodeEr
 
 pub(crate) fn kind(s: &str) -> Result<LiveEventKind, DecodeError> {
     LiveEventKind::parse(s).ok_or_else(|| invalid("event kind", s))
+}
+
+pub(crate) fn role(s: &str) -> Result<Role, DecodeError> {
+    Role::parse(s).ok_or_else(|| invalid("role", s))
+}
+
+/// SQLite keeps ids as hyphenated text; PostgreSQL as `uuid`.
+pub(crate) fn uuid(column: &str, s: &str) -> Result<Uuid, DecodeError> {
+    Uuid::parse_str(s).map_err(|_| invalid(column, s))
 }
 
 pub(crate) fn u32_of(column: &str, v: i64) -> Result<u32, DecodeError> {

@@ -1,6 +1,7 @@
 //! Adapters of the store ports (`OrderStore`, `MenuStore`, `AccountStore`,
-//! `OpsStore`; together `domain::ports::Store`): durable stores, menus,
-//! orders, tickets, live events, consumer positions and dead letters.
+//! `OpsStore`, `UserStore`, `AuditLog`; together `domain::ports::Store`):
+//! durable stores, menus, orders, tickets, live events, consumer positions
+//! and dead letters, staff users with their API keys, and the audit trail.
 //!
 //! `sqlite` is the embedded backend (one file under `./data/`, nothing to
 //! install); `postgres` is the scale-mode backend (`PgStore`), passing the

@@ -39,6 +39,7 @@
 //! really committed).
 
 use crate::error;
+mod identity;
 mod ops;
 mod rows;
 
@@ -69,6 +70,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
     steps: &[
         include_str!("../migrations/postgres/0001_init.sql"),
         include_str!("../migrations/postgres/0002_operations.sql"),
+        include_str!("../migrations/postgres/0003_identity.sql"),
     ],
 };
 

@@ -27,6 +27,7 @@
 
 mod conn;
 use crate::error;
+mod identity;
 mod ops;
 pub(crate) mod rows;
 

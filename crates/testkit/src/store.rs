@@ -1,13 +1,14 @@
 //! Contract suites for the store ports: the behaviour every backend
 //! (SQLite and PostgreSQL) must show, one module per narrow port —
 //! `orders` (`OrderStore`), `menus` (`MenuStore`), `accounts`
-//! (`AccountStore`) and `ops` (`OpsStore`) — each case a plain `async fn`
-//! taking a fresh, empty store. A case takes the narrowest port it can: the
+//! (`AccountStore`), `ops` (`OpsStore`) and `identity` (`UserStore` and
+//! `AuditLog`) — each case a plain `async fn` taking a fresh, empty store. A case takes the narrowest port it can: the
 //! order and operations cases set their scene through other ports too
 //! (prune needs orders), so they take the whole `Store`.
 //!
 //! Each module owns its case list (`order_store_cases!`,
-//! `menu_store_cases!`, `account_store_cases!`, `ops_store_cases!`);
+//! `menu_store_cases!`, `account_store_cases!`, `ops_store_cases!`,
+//! `identity_cases!`);
 //! `store_contract_cases!` hands every list to one callback, once per port,
 //! as `port: case, case, ...`. A backend's `tests/it` runs the cases one
 //! test each, so a failure is named:
@@ -61,6 +62,7 @@ macro_rules! case_names {
 }
 
 pub mod accounts;
+pub mod identity;
 pub mod menus;
 pub mod ops;
 pub mod orders;
@@ -74,6 +76,7 @@ macro_rules! store_contract_cases {
         $crate::menu_store_cases!($callback);
         $crate::account_store_cases!($callback);
         $crate::ops_store_cases!($callback);
+        $crate::identity_cases!($callback);
     };
 }
 
@@ -291,7 +294,8 @@ mod tests {
     /// Each case is listed once, every port's list reaches the aggregate,
     /// and none is lost: 22 cases in the single `Store` suite before it was
     /// split by port (its `fresh_store_is_empty_and_healthy` became one
-    /// emptiness case per port), 25 since. Raise the floor as cases come.
+    /// emptiness case per port), 25 since, 35 with the identity ports.
+    /// Raise the floor as cases come.
     #[test]
     fn every_case_is_listed_once() {
         let all = super::cases();
@@ -300,8 +304,9 @@ mod tests {
         let per_port = super::orders::CASES.len()
             + super::menus::CASES.len()
             + super::accounts::CASES.len()
-            + super::ops::CASES.len();
+            + super::ops::CASES.len()
+            + super::identity::CASES.len();
         assert_eq!(all.len(), per_port, "every port's cases reach `store_contract_cases!`");
-        assert!(all.len() >= 25, "store contract cases went from 25 to {}", all.len());
+        assert!(all.len() >= 35, "store contract cases went from 35 to {}", all.len());
     }
 }

@@ -8,12 +8,13 @@
 //! commit, single-flight cache), and only the failure itself is simulated.
 
 use async_trait::async_trait;
+use domain::identity::{ApiKey, AuditEntry, User};
 use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::ports::{
-    AccountStore, AppendOutcome, AppendRequest, ApplyBatch, BatchApplied, DeadLetter, EventLog, EventScope,
-    IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore, OpsStore, OrderFilter, OrderStore,
-    OrderSummary, PortResult, StoreBackend,
+    AccountStore, AppendOutcome, AppendRequest, ApplyBatch, AuditLog, AuditQuery, BatchApplied, DeadLetter, EventLog,
+    EventScope, IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore, OpsStore, OrderFilter,
+    OrderStore, OrderSummary, PortResult, StoreBackend, UserStore,
 };
 use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, OrderStatus, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};
@@ -291,6 +292,77 @@ impl<T: OpsStore> OpsStore for Faulty<T> {
     async fn maintain(&self) -> PortResult<String> {
         self.fault.check().await?;
         self.inner.maintain().await
+    }
+}
+
+#[async_trait]
+impl<T: UserStore> UserStore for Faulty<T> {
+    async fn create_user(&self, user: &User) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.create_user(user).await
+    }
+
+    async fn user_by_name(&self, username: &str) -> PortResult<Option<User>> {
+        self.fault.check().await?;
+        self.inner.user_by_name(username).await
+    }
+
+    async fn user(&self, id: uuid::Uuid) -> PortResult<Option<User>> {
+        self.fault.check().await?;
+        self.inner.user(id).await
+    }
+
+    async fn list_users(&self) -> PortResult<Vec<User>> {
+        self.fault.check().await?;
+        self.inner.list_users().await
+    }
+
+    async fn update_user(&self, user: &User) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.update_user(user).await
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.create_api_key(key).await
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> PortResult<Option<ApiKey>> {
+        self.fault.check().await?;
+        self.inner.api_key_by_prefix(prefix).await
+    }
+
+    async fn list_api_keys(&self) -> PortResult<Vec<ApiKey>> {
+        self.fault.check().await?;
+        self.inner.list_api_keys().await
+    }
+
+    async fn revoke_api_key(&self, prefix: &str, at: i64) -> PortResult<bool> {
+        self.fault.check().await?;
+        self.inner.revoke_api_key(prefix, at).await
+    }
+
+    async fn touch_api_key(&self, prefix: &str, at: i64) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.touch_api_key(prefix, at).await
+    }
+}
+
+#[async_trait]
+impl<T: AuditLog> AuditLog for Faulty<T> {
+    async fn append_audit(&self, entry: &AuditEntry) -> PortResult<i64> {
+        self.fault.check().await?;
+        self.inner.append_audit(entry).await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> PortResult<Vec<AuditEntry>> {
+        self.fault.check().await?;
+        self.inner.list_audit(query).await
+    }
+
+    async fn purge_audit(&self, before: i64) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.purge_audit(before).await
     }
 }
 

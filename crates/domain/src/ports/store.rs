@@ -1,10 +1,10 @@
 //! What the narrow store ports share, and the aggregate the wiring holds.
 //!
 //! Every narrow store port (`OrderStore`, `MenuStore`, `AccountStore`,
-//! `OpsStore`) is a view of one backend, so `health()` lives once, on their
-//! common supertrait `StoreBackend`, rather than on each of them: a call on
-//! `dyn Store` resolves to that one method (four `health`s would be
-//! ambiguous there), and `/health/ready` asks each backend once, however
+//! `OpsStore`, `UserStore`, `AuditLog`) is a view of one backend, so
+//! `health()` lives once, on their common supertrait `StoreBackend`, rather
+//! than on each of them: a call on `dyn Store` resolves to that one method
+//! (six `health`s would be ambiguous there), and `/health/ready` asks each backend once, however
 //! many ports it serves. A holder of one narrow port still has `health()`.
 //!
 //! `Store` is the convenience aggregate for wiring: one backend implements
@@ -15,7 +15,7 @@
 
 use async_trait::async_trait;
 
-use super::{AccountStore, MenuStore, OpsStore, OrderStore, PortResult};
+use super::{AccountStore, AuditLog, MenuStore, OpsStore, OrderStore, PortResult, UserStore};
 
 /// The backend behind the narrow store ports.
 #[async_trait]
@@ -27,6 +27,6 @@ pub trait StoreBackend: Send + Sync {
 /// Durable state, every capability at once: what the wiring builds from one
 /// backend. Implemented for every type that implements all the narrow
 /// ports; add no methods here.
-pub trait Store: OrderStore + MenuStore + AccountStore + OpsStore {}
+pub trait Store: OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog {}
 
-impl<T: OrderStore + MenuStore + AccountStore + OpsStore + ?Sized> Store for T {}
+impl<T: OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ?Sized> Store for T {}

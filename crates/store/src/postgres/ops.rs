@@ -456,6 +456,9 @@ const TABLES: &[&str] = &[
     "sync_state",
     "sync_runs",
     "perf_snapshots",
+    "users",
+    "api_keys",
+    "audit_log",
 ];
 
 /// `ANALYZE` table by table: each is bounded by its sample size, so each

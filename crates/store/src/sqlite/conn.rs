@@ -20,6 +20,7 @@ pub const PROFILE: Profile = Profile::new("store", "store", MIGRATIONS)
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_operations.sql"),
+    include_str!("../../migrations/0003_identity.sql"),
 ];
 
 /// Open (creating if needed) the database at `path` for writing, switch it

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use domain::ports::{AccountStore, ApplyBatch, OrderStore, PortError, Store, StoreBackend};
+use domain::ports::{AccountStore, ApplyBatch, OrderStore, PortError, Store, StoreBackend, UserStore};
 use store::{SqliteStore, SqliteStoreOptions, Synchronous};
 use tempfile::TempDir;
 use testkit::fixtures::placed_order;
@@ -87,7 +87,7 @@ async fn open_creates_folders_uses_wal_and_keeps_data_across_reopen() {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2, "both migrations applied");
+    assert_eq!(version, 3, "every migration applied");
     drop(conn);
 
     // Reopening runs no migration twice and sees the data, with the other
@@ -201,7 +201,7 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
 
 /// A database written by the previous binary (schema version 1, with an
 /// order in it) is upgraded in place on open: the order is still there,
-/// unpaid, and payments, accounts and records work on it.
+/// unpaid, and payments, accounts, records and users work on it.
 #[tokio::test]
 async fn a_version_1_database_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +221,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
     }
     let store = SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap();
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let got = store
         .get_order(order.order_id)
         .await
@@ -245,6 +245,18 @@ async fn a_version_1_database_is_upgraded_in_place() {
     let accounts = [testkit::fixtures::loyalty_account(1, 1)];
     assert_eq!(store.upsert_accounts(&accounts, Some("c")).await.unwrap(), 1);
     assert_eq!(store.sync_cursor("accounts").await.unwrap().as_deref(), Some("c"));
+    // The identity tables (0003) came with the upgrade.
+    let admin = domain::identity::User {
+        id: uuid::Uuid::now_v7(),
+        username: "admin".into(),
+        role: domain::identity::Role::Admin,
+        disabled: false,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$hash".into(),
+        created_at: 4_000,
+        updated_at: 4_000,
+    };
+    store.create_user(&admin).await.unwrap();
+    assert_eq!(store.user_by_name("admin").await.unwrap(), Some(admin));
 
     // The e-mail lookup index exists on the expression lookups use.
     let index: String = raw(&path)

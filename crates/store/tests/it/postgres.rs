@@ -7,7 +7,9 @@
 //! (`rh_test_<uuid>`), dropped when the test finishes without panicking; a
 //! failed test leaves its schema behind to be looked at.
 
-use domain::ports::{AccountStore, ApplyBatch, Decided, Decision, OrderFilter, OrderStore, PortError, StoreBackend};
+use domain::ports::{
+    AccountStore, ApplyBatch, Decided, Decision, OrderFilter, OrderStore, PortError, StoreBackend, UserStore,
+};
 use sqlx::Connection;
 use store::{PgStore, PgStoreOptions};
 use testkit::fixtures::placed_order;
@@ -92,7 +94,7 @@ async fn concurrent_migrations_both_succeed() {
         .fetch_all(&mut raw)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
     a.health().await.unwrap();
     b.apply_batch(ApplyBatch::new("g", 0, 1, 1)).await.unwrap();
     assert_eq!(a.consumer_position("g", 0).await.unwrap(), 1);
@@ -252,8 +254,8 @@ async fn a_statement_past_its_timeout_is_unavailable() {
 }
 
 /// A schema written by the previous binary (version 1, with an order in it)
-/// is upgraded in place: the order is still there, unpaid, and payments and
-/// accounts work on it.
+/// is upgraded in place: the order is still there, unpaid, and payments,
+/// accounts and users work on it.
 #[tokio::test]
 async fn a_version_1_schema_is_upgraded_in_place() {
     let Some(schema) = Schema::new("postgres::a_version_1_schema_is_upgraded_in_place") else {
@@ -291,7 +293,7 @@ async fn a_version_1_schema_is_upgraded_in_place() {
         .fetch_all(&mut raw)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     let got = store
         .get_order(order.order_id)
         .await
@@ -314,6 +316,18 @@ async fn a_version_1_schema_is_upgraded_in_place() {
     let accounts = [testkit::fixtures::loyalty_account(1, 1)];
     assert_eq!(store.upsert_accounts(&accounts, Some("c")).await.unwrap(), 1);
     assert_eq!(store.sync_cursor("accounts").await.unwrap().as_deref(), Some("c"));
+    // The identity tables (0003) came with the upgrade.
+    let admin = domain::identity::User {
+        id: uuid::Uuid::now_v7(),
+        username: "admin".into(),
+        role: domain::identity::Role::Admin,
+        disabled: false,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$hash".into(),
+        created_at: 4_000,
+        updated_at: 4_000,
+    };
+    store.create_user(&admin).await.unwrap();
+    assert_eq!(store.user_by_name("admin").await.unwrap(), Some(admin));
     let index: String = sqlx::query_scalar(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'loyalty_accounts_by_email'",
     )

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use worker::{PartitionWorker, ProcessorConfig, TokioClock};
 
+mod housekeeping;
 mod jobs;
 mod scheduler;
 mod supervision;

@@ -84,6 +84,12 @@ pub struct Receipt {
     pub id: Uuid,
     pub status: OrderStatusDto,
     pub total: MoneyDto,
+    /// The order access token: send it as `X-Order-Token` (or `?token=`)
+    /// to read, follow or cancel this order. Keep it; it is not shown again
+    /// (an idempotent retry of the same request answers the same token).
+    #[schema(example = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8")]
+    pub access_token: String,
+    /// Links carrying the token.
     pub links: OrderLinks,
 }
 
@@ -672,9 +678,10 @@ mod tests {
             id,
             status: OrderStatus::Placed,
             total: Money::new(1140, "USD"),
+            access_token: "00ff".into(),
             links: ReceiptLinks {
-                this: format!("/v1/orders/{id}"),
-                events: format!("/v1/orders/{id}/events"),
+                this: format!("/v1/orders/{id}?token=00ff"),
+                events: format!("/v1/orders/{id}/events?token=00ff"),
             },
         })
         .unwrap();

@@ -21,6 +21,9 @@ use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// `Retry-After` (seconds) of a 429 `too_many_streams`.
+const STREAMS_RETRY_AFTER: &str = "5";
+
 /// Declares [`ErrorCode`] and its wire strings in one list, so a variant
 /// cannot exist without its string or be left out of [`ErrorCode::ALL`].
 macro_rules! error_codes {
@@ -62,6 +65,8 @@ error_codes! {
     InvalidQuery = "invalid_query",
     InvalidIdempotencyKey = "invalid_idempotency_key",
     InvalidLastEventId = "invalid_last_event_id",
+    /// The request body did not arrive within `http.body_read_timeout_ms`.
+    BodyTimeout = "body_timeout",
     Unauthorized = "unauthorized",
     InvalidSignature = "invalid_signature",
     StaleSignature = "stale_signature",
@@ -82,6 +87,10 @@ error_codes! {
     JobNotDead = "job_not_dead",
     JobRunning = "job_running",
     Overloaded = "overloaded",
+    /// This client already has `http.max_streams_per_client` streams open.
+    TooManyStreams = "too_many_streams",
+    /// The process already holds `http.max_streams` streams.
+    StreamsAtCapacity = "streams_at_capacity",
     NotReady = "not_ready",
     Unavailable = "unavailable",
     Timeout = "timeout",
@@ -157,6 +166,8 @@ pub enum ApiError {
     InvalidQuery(String),
     InvalidIdempotencyKey,
     InvalidLastEventId,
+    /// The body did not arrive within its deadline; the connection closes.
+    BodyTimeout,
     Unauthorized,
     /// A webhook whose `Rushhour-Signature` is missing, malformed or wrong
     /// (or a webhook received while no secret is configured).
@@ -174,6 +185,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     /// Load shedding refused the request before doing any work.
     Overloaded,
+    /// This client holds its share of live streams.
+    TooManyStreams,
+    /// The process holds all the live streams it allows.
+    StreamsAtCapacity,
     /// The order is durable but not yet applied by a processor.
     NotReady,
     /// A backend is down or slow; retrying may help.
@@ -222,11 +237,13 @@ impl ApiError {
             Unauthorized | InvalidSignature | StaleSignature => StatusCode::UNAUTHORIZED,
             NotFound(_) | LineNotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             InvalidTransition(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidBody(_) | Validation(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Overloaded | NotReady | Unavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | StreamsAtCapacity | NotReady | Unavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -243,6 +260,7 @@ impl ApiError {
             InvalidQuery(_) => ErrorCode::InvalidQuery,
             InvalidIdempotencyKey => ErrorCode::InvalidIdempotencyKey,
             InvalidLastEventId => ErrorCode::InvalidLastEventId,
+            BodyTimeout => ErrorCode::BodyTimeout,
             Unauthorized => ErrorCode::Unauthorized,
             InvalidSignature => ErrorCode::InvalidSignature,
             StaleSignature => ErrorCode::StaleSignature,
@@ -254,6 +272,8 @@ impl ApiError {
             Validation(_) => ErrorCode::ValidationFailed,
             IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             Overloaded => ErrorCode::Overloaded,
+            TooManyStreams => ErrorCode::TooManyStreams,
+            StreamsAtCapacity => ErrorCode::StreamsAtCapacity,
             NotReady => ErrorCode::NotReady,
             Unavailable => ErrorCode::Unavailable,
             Timeout => ErrorCode::Timeout,
@@ -273,6 +293,7 @@ impl ApiError {
             InvalidQuery(_) => "Invalid query parameter",
             InvalidIdempotencyKey => "Invalid Idempotency-Key",
             InvalidLastEventId => "Invalid Last-Event-ID",
+            BodyTimeout => "Request body timeout",
             Unauthorized => "Unauthorized",
             InvalidSignature => "Invalid signature",
             StaleSignature => "Stale signature",
@@ -283,6 +304,8 @@ impl ApiError {
             Validation(_) => "Validation failed",
             IdempotencyKeyReused => "Idempotency-Key reused",
             Overloaded => "Overloaded",
+            TooManyStreams => "Too many streams",
+            StreamsAtCapacity => "Streams at capacity",
             NotReady => "Not ready",
             Unavailable => "Service unavailable",
             Timeout => "Request timed out",
@@ -299,6 +322,7 @@ impl ApiError {
             PayloadTooLarge => "the request body is larger than this API accepts".into(),
             InvalidIdempotencyKey => "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
             InvalidLastEventId => "Last-Event-ID must be a non-negative integer".into(),
+            BodyTimeout => "the request body did not arrive in time; send it whole and promptly".into(),
             Unauthorized => "this route needs a valid staff key: Authorization: Bearer <key>".into(),
             InvalidSignature => {
                 "Rushhour-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\"> under the shared secret"
@@ -312,6 +336,8 @@ impl ApiError {
             Validation(_) => "the request is invalid; see errors".into(),
             IdempotencyKeyReused => "this Idempotency-Key was already used with a different request".into(),
             Overloaded => "too many requests in flight; retry shortly".into(),
+            TooManyStreams => "this client has too many event streams open; close one before opening another".into(),
+            StreamsAtCapacity => "this server has as many event streams open as it allows; retry shortly".into(),
             NotReady => "the order is still being processed; retry shortly".into(),
             Unavailable => "a backend is unavailable; retry shortly".into(),
             Timeout => "the request took too long; retry shortly".into(),
@@ -364,6 +390,11 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyStreams = self {
+            // Longer than a 503's second: the client's own streams must
+            // close first, and a browser's EventSource retries by itself.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(STREAMS_RETRY_AFTER));
         }
         match self {
             ApiError::Unauthorized => {
@@ -497,6 +528,7 @@ mod tests {
     async fn retryable_errors_carry_retry_after_and_401_a_challenge() {
         for e in [
             ApiError::Overloaded,
+            ApiError::StreamsAtCapacity,
             ApiError::NotReady,
             ApiError::Unavailable,
             ApiError::Timeout,
@@ -505,6 +537,10 @@ mod tests {
             assert_eq!(resp.status(), 503);
             assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         }
+        let resp = ApiError::TooManyStreams.into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(ApiError::BodyTimeout.status(), 408);
         let resp = ApiError::Unauthorized.into_response();
         assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
         for (e, code) in [
@@ -545,6 +581,7 @@ mod tests {
             "invalid_query",
             "invalid_idempotency_key",
             "invalid_last_event_id",
+            "body_timeout",
             "unauthorized",
             "invalid_signature",
             "stale_signature",
@@ -563,6 +600,8 @@ mod tests {
             "job_not_dead",
             "job_running",
             "overloaded",
+            "too_many_streams",
+            "streams_at_capacity",
             "not_ready",
             "unavailable",
             "timeout",

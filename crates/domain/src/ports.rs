@@ -231,8 +231,8 @@ pub use accounts::AccountStore;
 pub use menus::MenuStore;
 pub use ops::OpsStore;
 pub use orders::{
-    ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore, OrderSummary,
-    PaymentsApplied,
+    ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
+    OrderSummary, PaymentsApplied,
 };
 pub use store::{Store, StoreBackend};
 

@@ -47,6 +47,11 @@ pub struct HttpSection {
     pub max_body_bytes: usize,
     pub max_inflight_intake: usize,
     pub sse_heartbeat_secs: u64,
+    pub header_read_timeout_ms: u64,
+    pub max_connections: usize,
+    pub body_read_timeout_ms: u64,
+    pub max_streams: usize,
+    pub max_streams_per_client: usize,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -253,6 +258,18 @@ impl Config {
         }
         if self.http.max_inflight_intake == 0 {
             bail!("http.max_inflight_intake must be at least 1");
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0
+            || h.max_connections == 0
+            || h.body_read_timeout_ms == 0
+            || h.max_streams == 0
+            || h.max_streams_per_client == 0
+        {
+            bail!(
+                "http.header_read_timeout_ms, http.max_connections, http.body_read_timeout_ms, http.max_streams and \
+                 http.max_streams_per_client must be at least 1"
+            );
         }
         self.check_urls()?;
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.log.compression.as_str()) {

@@ -21,6 +21,9 @@ use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// `Retry-After` (seconds) of a 429 `too_many_streams`.
+const STREAMS_RETRY_AFTER: &str = "5";
+
 /// Declares [`ErrorCode`] and its wire strings in one list, so a variant
 /// cannot exist without its string or be left out of [`ErrorCode::ALL`].
 macro_rules! error_codes {
@@ -62,6 +65,8 @@ error_codes! {
     InvalidQuery = "invalid_query",
     InvalidIdempotencyKey = "invalid_idempotency_key",
     InvalidLastEventId = "invalid_last_event_id",
+    /// The request body did not arrive within `http.body_read_timeout_ms`.
+    BodyTimeout = "body_timeout",
     Unauthorized = "unauthorized",
     /// Authenticated, but the role, the key's store scope or the order
     /// access token does not allow this.
@@ -101,6 +106,10 @@ error_codes! {
     JobNotDead = "job_not_dead",
     JobRunning = "job_running",
     Overloaded = "overloaded",
+    /// This client already has `http.max_streams_per_client` streams open.
+    TooManyStreams = "too_many_streams",
+    /// The process already holds `http.max_streams` streams.
+    StreamsAtCapacity = "streams_at_capacity",
     NotReady = "not_ready",
     Unavailable = "unavailable",
     Timeout = "timeout",
@@ -182,6 +191,8 @@ pub enum ApiError {
     InvalidQuery(String),
     InvalidIdempotencyKey,
     InvalidLastEventId,
+    /// The body did not arrive within its deadline; the connection closes.
+    BodyTimeout,
     Unauthorized,
     Forbidden,
     CsrfFailed,
@@ -209,6 +220,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     /// Load shedding refused the request before doing any work.
     Overloaded,
+    /// This client holds its share of live streams.
+    TooManyStreams,
+    /// The process holds all the live streams it allows.
+    StreamsAtCapacity,
     /// The order is durable but not yet applied by a processor.
     NotReady,
     /// A backend is down or slow; retrying may help.
@@ -261,11 +276,13 @@ impl ApiError {
             WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound(_) | LineNotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             InvalidTransition(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidBody(_) | Validation(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Overloaded | NotReady | Unavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | StreamsAtCapacity | NotReady | Unavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -282,6 +299,7 @@ impl ApiError {
             InvalidQuery(_) => ErrorCode::InvalidQuery,
             InvalidIdempotencyKey => ErrorCode::InvalidIdempotencyKey,
             InvalidLastEventId => ErrorCode::InvalidLastEventId,
+            BodyTimeout => ErrorCode::BodyTimeout,
             Unauthorized => ErrorCode::Unauthorized,
             Forbidden => ErrorCode::Forbidden,
             CsrfFailed => ErrorCode::CsrfFailed,
@@ -301,6 +319,8 @@ impl ApiError {
             Validation(_) => ErrorCode::ValidationFailed,
             IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             Overloaded => ErrorCode::Overloaded,
+            TooManyStreams => ErrorCode::TooManyStreams,
+            StreamsAtCapacity => ErrorCode::StreamsAtCapacity,
             NotReady => ErrorCode::NotReady,
             Unavailable => ErrorCode::Unavailable,
             Timeout => ErrorCode::Timeout,
@@ -320,6 +340,7 @@ impl ApiError {
             InvalidQuery(_) => "Invalid query parameter",
             InvalidIdempotencyKey => "Invalid Idempotency-Key",
             InvalidLastEventId => "Invalid Last-Event-ID",
+            BodyTimeout => "Request body timeout",
             Unauthorized => "Unauthorized",
             Forbidden => "Forbidden",
             CsrfFailed => "CSRF check failed",
@@ -338,6 +359,8 @@ impl ApiError {
             Validation(_) => "Validation failed",
             IdempotencyKeyReused => "Idempotency-Key reused",
             Overloaded => "Overloaded",
+            TooManyStreams => "Too many streams",
+            StreamsAtCapacity => "Streams at capacity",
             NotReady => "Not ready",
             Unavailable => "Service unavailable",
             Timeout => "Request timed out",
@@ -367,6 +390,7 @@ impl ApiError {
             UserExists(u) => format!("user {u:?} already exists"),
             LastAdmin => "the last enabled admin cannot be disabled or demoted".into(),
             WeakPassword(d) => d.clone(),
+            BodyTimeout => "the request body did not arrive in time; send it whole and promptly".into(),
             InvalidSignature => {
                 "Rushhour-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\"> under the shared secret"
                     .into()
@@ -379,6 +403,8 @@ impl ApiError {
             Validation(_) => "the request is invalid; see errors".into(),
             IdempotencyKeyReused => "this Idempotency-Key was already used with a different request".into(),
             Overloaded => "too many requests in flight; retry shortly".into(),
+            TooManyStreams => "this client has too many event streams open; close one before opening another".into(),
+            StreamsAtCapacity => "this server has as many event streams open as it allows; retry shortly".into(),
             NotReady => "the order is still being processed; retry shortly".into(),
             Unavailable => "a backend is unavailable; retry shortly".into(),
             Timeout => "the request took too long; retry shortly".into(),
@@ -431,6 +457,11 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyStreams = self {
+            // Longer than a 503's second: the client's own streams must
+            // close first, and a browser's EventSource retries by itself.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(STREAMS_RETRY_AFTER));
         }
         match self {
             ApiError::Unauthorized => {
@@ -590,6 +621,7 @@ mod tests {
     async fn retryable_errors_carry_retry_after_and_401_a_challenge() {
         for e in [
             ApiError::Overloaded,
+            ApiError::StreamsAtCapacity,
             ApiError::NotReady,
             ApiError::Unavailable,
             ApiError::Timeout,
@@ -598,6 +630,10 @@ mod tests {
             assert_eq!(resp.status(), 503);
             assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         }
+        let resp = ApiError::TooManyStreams.into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(ApiError::BodyTimeout.status(), 408);
         let resp = ApiError::Unauthorized.into_response();
         assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
         for (e, code) in [
@@ -638,6 +674,7 @@ mod tests {
             "invalid_query",
             "invalid_idempotency_key",
             "invalid_last_event_id",
+            "body_timeout",
             "unauthorized",
             "forbidden",
             "csrf_failed",
@@ -666,6 +703,8 @@ mod tests {
             "job_not_dead",
             "job_running",
             "overloaded",
+            "too_many_streams",
+            "streams_at_capacity",
             "not_ready",
             "unavailable",
             "timeout",

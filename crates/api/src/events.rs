@@ -10,8 +10,17 @@
 //! sent instead of guessing what was lost. The store is the source of truth;
 //! the feed only says "look now".
 //!
+//! A board opened without `Last-Event-ID` does not replay the store's
+//! history: it starts from now, preceded by the events of today's open
+//! tickets (`Rushhour::open_board`) so the board can draw them, and then an
+//! event carrying only the snapshot's cursor as its `id:`. EventSource
+//! records that id without dispatching anything, so a reconnect resumes
+//! after the snapshot rather than from its oldest open ticket.
+//!
 //! Streams are exempt from the request timeout and end when the shutdown
 //! token is cancelled, so a graceful shutdown does not wait for clients.
+//! Each holds a slot under the caps (`protect::StreamLimits`: per client
+//! address and in total) until the client goes away.
 
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -31,12 +40,19 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{LastEventId, Path};
+use crate::extract::{LastEventId, Path, PeerAddr};
 use crate::orders::{OrderStatusDto, TicketStatusDto};
+use crate::protect::StreamSlot;
 use crate::stores::{StationDto, store_id};
 
 /// Events read from the store per query while replaying.
 const PAGE: u32 = 500;
+
+/// Most events a fresh board's snapshot of open tickets sends. A store with
+/// more open tickets than that is still served whole: the snapshot is cut
+/// there and the stream goes on from its last event as a resumed one would
+/// (finished orders' events included).
+const SNAPSHOT: u32 = 5_000;
 
 /// The `data:` of every event: a change to an order. Serialized from
 /// `domain::LiveEvent`; this type documents it, and a test keeps the two in
@@ -84,16 +100,24 @@ pub enum LiveEventKindDto {
             body = LiveEventDto, content_type = "text/event-stream"),
         (status = 400, description = "invalid_path, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "streams_at_capacity: the server has `http.max_streams` streams open; unavailable (Retry-After)",
+            body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn order_events(
     State(state): State<AppState>,
+    PeerAddr(client): PeerAddr,
     Path(id): Path<OrderId>,
     LastEventId(after): LastEventId,
 ) -> Result<Response, ApiError> {
+    let slot = state.streams.acquire(client)?;
     // 404 rather than an empty stream that would never say anything.
     state.app.order(id).await?;
-    stream(&state, EventScope::Order(id), after).await
+    // One order's history is short: without `Last-Event-ID` it is all sent.
+    let start = Start::After(after.unwrap_or(0));
+    stream(&state, EventScope::Order(id), start, slot).await
 }
 
 /// Staff: every change to a store's orders, for the barista and kitchen boards.
@@ -103,7 +127,9 @@ pub async fn order_events(
     tag = "staff",
     params(
         ("id" = String, Path, description = "Store slug"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id. Without it the board starts \
+            from now: first the events of today's open orders (placed in the last 24 hours, not finished), then an event \
+            with only an `id:` (the position the stream resumes from), then live changes"),
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `event: status|ticket`, `id:` the event id, `data:` a LiveEventDto as JSON",
@@ -111,33 +137,75 @@ pub async fn order_events(
         (status = 400, description = "invalid_path, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "streams_at_capacity: the server has `http.max_streams` streams open; unavailable (Retry-After)",
+            body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn store_board(
     State(state): State<AppState>,
+    PeerAddr(client): PeerAddr,
     Path(id): Path<String>,
     LastEventId(after): LastEventId,
 ) -> Result<Response, ApiError> {
     let store = store_id(&id)?;
+    let slot = state.streams.acquire(client)?;
     // The menu is cached, so this existence check is nearly free.
     state.app.menu(&store).await?;
-    stream(&state, EventScope::Store(store), after).await
+    let start = match after {
+        Some(after) => Start::After(after),
+        None => Start::OpenTickets,
+    };
+    stream(&state, EventScope::Store(store), start, slot).await
 }
 
-async fn stream(state: &AppState, scope: EventScope, after: i64) -> Result<Response, ApiError> {
+/// Where a stream starts.
+enum Start {
+    /// After this event id (`Last-Event-ID`): everything since, losslessly.
+    After(i64),
+    /// A store's open tickets, then from now (a board without `Last-Event-ID`).
+    OpenTickets,
+}
+
+async fn stream(state: &AppState, scope: EventScope, start: Start, slot: StreamSlot) -> Result<Response, ApiError> {
     // Subscribe first, then read: see the module comment.
     let feed = state.app.feed.subscribe().await?;
     // The first page is read here rather than in the stream so that a store
     // outage is an honest 503 instead of a stream that ends at once.
-    let first = state.app.events_after(&scope, after, PAGE).await?;
+    let (first, last, more_in_store, mark) = match (start, &scope) {
+        (Start::OpenTickets, EventScope::Store(store)) => {
+            let snap = state.app.open_board(store, SNAPSHOT).await?;
+            if snap.events.len() as u32 >= SNAPSHOT {
+                // Cut short: go on from its last event instead of the
+                // cursor, so no open ticket is left out.
+                (snap.events, 0, true, None)
+            } else {
+                (snap.events, 0, false, Some(snap.cursor))
+            }
+        }
+        (start, _) => {
+            let after = match start {
+                Start::After(after) => after,
+                // Only a store has open tickets; an order starts at its
+                // beginning.
+                Start::OpenTickets => 0,
+            };
+            let first = state.app.events_after(&scope, after, PAGE).await?;
+            let more = first.len() as u32 >= PAGE;
+            (first, after, more, None)
+        }
+    };
     let tail = Tail {
         app: state.app.clone(),
         scope,
         feed,
-        more_in_store: first.len() as u32 >= PAGE,
+        more_in_store,
         backlog: first.into(),
-        last: after,
+        last,
+        mark,
         shutdown: state.shutdown.clone(),
+        _slot: slot,
     };
     let sse = Sse::new(tail.into_stream()).keep_alive(KeepAlive::new().interval(state.sse_heartbeat));
     let mut resp = sse.into_response();
@@ -158,21 +226,36 @@ struct Tail {
     more_in_store: bool,
     /// Id of the last event sent (or the client's `Last-Event-ID`).
     last: i64,
+    /// A snapshot's cursor, sent as an id-only event once the backlog is
+    /// out; the tail goes on after it.
+    mark: Option<i64>,
     shutdown: CancellationToken,
+    /// This stream's place under the caps, given back when it is dropped.
+    _slot: StreamSlot,
+}
+
+/// What a stream sends next.
+enum Out {
+    Event(LiveEvent),
+    /// Only an `id:`: where a reconnecting client resumes.
+    Mark(i64),
 }
 
 impl Tail {
     fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
         futures::stream::unfold(self, |mut t| async move {
-            let next = t.next().await?;
-            Some((Ok(sse_event(&next)), t))
+            let event = match t.next().await? {
+                Out::Event(e) => sse_event(&e),
+                Out::Mark(id) => Event::default().id(id.to_string()),
+            };
+            Some((Ok(event), t))
         })
     }
 
-    /// The next event to send, or `None` when the stream should end
+    /// The next thing to send, or `None` when the stream should end
     /// (shutdown, feed closed, or the store failing mid-stream: the client
     /// reconnects with `Last-Event-ID` and loses nothing).
-    async fn next(&mut self) -> Option<LiveEvent> {
+    async fn next(&mut self) -> Option<Out> {
         loop {
             if self.shutdown.is_cancelled() {
                 return None;
@@ -182,7 +265,13 @@ impl Tail {
                     continue;
                 }
                 self.last = e.id;
-                return Some(e);
+                return Some(Out::Event(e));
+            }
+            if let Some(mark) = self.mark.take()
+                && mark > self.last
+            {
+                self.last = mark;
+                return Some(Out::Mark(mark));
             }
             if self.more_in_store {
                 let page = tokio::select! {

@@ -1,17 +1,20 @@
 //! Request extractors whose rejections are problems, not axum's plain-text
 //! defaults: `Json`, `Path` and `Query` wrap axum's own and translate each
 //! rejection to an `ApiError`; `IdempotencyKey`, `LastEventId` and
-//! `IfNoneMatch` read the headers this API gives meaning to.
+//! `IfNoneMatch` read the headers this API gives meaning to; `PeerAddr`
+//! is the client address the server loop recorded.
 //!
 //! Wrapping (rather than re-implementing) axum's extractors keeps their
 //! content-type rules and serde error messages, which name the offending
 //! field; only the response shape changes.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -39,7 +42,7 @@ where
     }
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
@@ -133,17 +136,18 @@ pub fn parse_idempotency_key(v: &HeaderValue) -> Result<String, ApiError> {
     }
 }
 
-/// Where an SSE client resumes: the id of the last event it saw, 0 when it
-/// saw none.
-pub struct LastEventId(pub i64);
+/// Where an SSE client resumes: the id of the last event it saw (0 for an
+/// empty header), `None` when it sent no header at all, which a store's
+/// board reads as "from now".
+pub struct LastEventId(pub Option<i64>);
 
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match parts.headers.get(&LAST_EVENT_ID) {
-            None => Ok(LastEventId(0)),
-            Some(v) => parse_last_event_id(v).map(LastEventId),
+            None => Ok(LastEventId(None)),
+            Some(v) => parse_last_event_id(v).map(|id| LastEventId(Some(id))),
         }
     }
 }
@@ -160,12 +164,31 @@ pub fn parse_last_event_id(v: &HeaderValue) -> Result<i64, ApiError> {
     }
 }
 
+/// The address of the connection's peer, as `api::serve` records it
+/// (`ConnectInfo<SocketAddr>`), without its port: one client opening many
+/// connections is still one client. A request that came some other way (a
+/// router driven in-process) counts as `0.0.0.0`, one shared client.
+pub struct PeerAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip()),
+        ))
+    }
+}
+
 /// The `If-None-Match` header values, kept unparsed until the ETag they are
 /// compared with is known. Usually empty, so usually no allocation.
 pub struct IfNoneMatch(Vec<HeaderValue>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(IfNoneMatch(

@@ -4,10 +4,12 @@
 //! This is the only crate that knows HTTP. Handlers are thin: they parse and
 //! validate the request, call one `domain::Rushhour` use-case and render the
 //! result; every rule lives in `domain`. The binary builds one [`router`]
-//! and serves it; it never reaches into the modules below.
+//! and serves it with [`serve`] (connection cap, header deadline, client
+//! address, graceful drain); it never reaches into the modules below.
 //!
 //! Layering, outermost first: request metrics → tracing span → panic
-//! catcher → body limit → (per route) timeout or load shedding → handler.
+//! catcher → body limit → (per route) timeout → on intake and webhooks, the
+//! body read under its deadline, then load shedding → handler.
 //! Metrics sit outside the panic catcher so a panic is still counted as a
 //! 500, and the timeout sits on routes rather than the whole router because
 //! Server-Sent Event streams must be allowed to live for hours.
@@ -24,6 +26,7 @@ mod openapi;
 mod orders;
 mod permissions;
 mod protect;
+mod serve;
 mod stores;
 mod webhooks;
 
@@ -45,6 +48,7 @@ pub use error::{ApiError, ErrorCode};
 pub use permissions::{Access, Class, RULES, Rule};
 pub use health::SharedProbe;
 pub use openapi::ApiDoc;
+pub use serve::{ServeOptions, serve};
 pub use webhooks::webhook_signature;
 
 /// What the binary decides about the HTTP edge.
@@ -93,6 +97,16 @@ pub struct ApiConfig {
     /// `/health/ready` fails while one of its partitions has no running
     /// processor.
     pub processors: Option<health::SharedProbe>,
+    /// Deadline for the whole body of an intake or a payment webhook,
+    /// read before the request takes its in-flight permit; a late body is
+    /// answered 408 `body_timeout`.
+    pub body_read_timeout: Duration,
+    /// Server-Sent Event streams open at once in this process; beyond it
+    /// 503 `streams_at_capacity`.
+    pub max_streams: usize,
+    /// Streams open at once per client address; beyond it 429
+    /// `too_many_streams`.
+    pub max_streams_per_client: usize,
 }
 
 // By hand: the queue is a trait object without `Debug`, and the secrets
@@ -103,6 +117,9 @@ impl std::fmt::Debug for ApiConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_inflight_intake", &self.max_inflight_intake)
             .field("request_timeout", &self.request_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_streams", &self.max_streams)
+            .field("max_streams_per_client", &self.max_streams_per_client)
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("limits", &self.limits)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -132,6 +149,7 @@ pub(crate) struct Shared {
     pub webhook_tolerance: Duration,
     pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
     pub processors: Option<health::SharedProbe>,
+    pub streams: Arc<protect::StreamLimits>,
 }
 
 impl std::ops::Deref for AppState {
@@ -158,6 +176,7 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         webhook_tolerance: config.webhook_tolerance,
         jobs: config.jobs.clone(),
         processors: config.processors.clone(),
+        streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
     }))
 }
 
@@ -191,6 +210,11 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
     let webhook_permits = Arc::new(Semaphore::new(
         config.max_inflight_webhooks.clamp(1, Semaphore::MAX_PERMITS),
     ));
+    let body = |path| protect::BodyDeadline {
+        limit: config.max_body_bytes,
+        timeout: config.body_read_timeout,
+        path,
+    };
     if config.webhook_secret.is_empty() {
         tracing::warn!("no webhook secret configured: POST /v1/webhooks/payments refuses every call");
     }
@@ -199,8 +223,14 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route(
             "/v1/orders",
             get(orders::list_orders).merge(
+                // The later `route_layer` runs first: the body is read
+                // before the permit is taken.
                 post(orders::place_order)
-                    .route_layer(axum::middleware::from_fn_with_state(intake, protect::shed_intake)),
+                    .route_layer(axum::middleware::from_fn_with_state(intake, protect::shed_intake))
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        body("/v1/orders"),
+                        protect::read_body,
+                    )),
             ),
         )
         .route("/v1/orders/{id}", get(orders::get_order))
@@ -211,7 +241,11 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route(
             "/v1/webhooks/payments",
             post(webhooks::receive_payment)
-                .route_layer(axum::middleware::from_fn_with_state(webhook_permits, webhooks::shed)),
+                .route_layer(axum::middleware::from_fn_with_state(webhook_permits, webhooks::shed))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    body("/v1/webhooks/payments"),
+                    protect::read_body,
+                )),
         )
         .route("/v1/admin/queues", get(admin::queues))
         .route("/v1/admin/jobs", get(admin::list_jobs))

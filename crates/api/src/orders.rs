@@ -376,6 +376,8 @@ impl ListQuery {
         (status = "2XX", description = "Replay of an earlier answer to the same Idempotency-Key", body = Receipt,
             headers(("Idempotent-Replayed" = String, description = "`true`"))),
         (status = 400, description = "malformed_json, invalid_idempotency_key", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "body_timeout: the body did not arrive within the deadline; the connection closes",
+            body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_body, validation_failed, idempotency_key_reused", body = Problem, content_type = "application/problem+json"),

@@ -6,8 +6,10 @@
 //! anything that is not a 2xx, so the handler does the least work that
 //! makes a callback safe to acknowledge:
 //!
-//! 1. bounded in flight by its own semaphore (503 + `Retry-After` beyond),
-//!    apart from intake's, so a flood cannot crowd out orders;
+//! 1. the body is read whole under a deadline (408 `body_timeout` beyond),
+//!    then the request is bounded in flight by its own semaphore (503 +
+//!    `Retry-After` beyond), apart from intake's, so a flood cannot crowd
+//!    out orders and a slow sender holds no slot;
 //! 2. the signature is checked on the raw bytes before any parsing
 //!    (Stripe's scheme: `Rushhour-Signature: t=<unix s>,v1=<hex>` with
 //!    `HMAC-SHA256(secret, "{t}.{body}")`; several `v1` are accepted so the
@@ -174,6 +176,8 @@ impl PaymentWebhook {
         (status = 400, description = "malformed_json, bad_request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "invalid_signature (missing, malformed or wrong; or no secret configured), \
             stale_signature", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "body_timeout: the body did not arrive within the deadline; the connection closes",
+            body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_body, validation_failed, idempotency_key_reused (event id seen with another body)",
@@ -374,8 +378,9 @@ impl FromRequest<AppState> for RawBody {
 }
 
 /// Hold one webhook permit while the request runs, or refuse it at once
-/// (503 + `Retry-After`; providers retry). Before the body is read, so a
-/// refusal costs almost nothing.
+/// (503 + `Retry-After`; providers retry). After the body was read under
+/// its deadline (`protect::read_body`), so a slow sender never holds a
+/// permit, and before the signature check.
 pub async fn shed(State(permits): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
     match permits.try_acquire() {
         Ok(_permit) => next.run(req).await,

@@ -15,9 +15,17 @@ use crate::menu::{MenuSnapshot, StoreInfo};
 use crate::money::Money;
 use crate::order::{self, Action, FieldError, Order, OrderDraft, OrderStatus, Timestamps, TransitionError};
 use crate::ports::{
-    AppendOutcome, AppendRequest, Clock, EventLog, EventScope, IdempotencyClaim, LiveFeed, MenuCache, OrderFilter,
-    OrderSummary, PortError, Store,
+    AppendOutcome, AppendRequest, BoardSnapshot, Clock, EventLog, EventScope, IdempotencyClaim, LiveFeed, MenuCache,
+    OrderFilter, OrderSummary, PortError, Store,
 };
+
+/// How far back a fresh board looks for open tickets: a rolling day, so a
+/// board opened at any hour shows every order of the shop's day that is
+/// still being made or waiting for pickup. Rolling rather than since
+/// midnight: a store's day does not end at midnight UTC, and an order left
+/// open overnight is stale either way (ready ones are expired by the
+/// `expire_orders` job).
+pub const OPEN_TICKETS_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct RushhourConfig {
@@ -313,6 +321,14 @@ impl Rushhour {
 
     pub async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> Result<Vec<LiveEvent>, AppError> {
         Ok(self.store.events_after(scope, after, limit).await?)
+    }
+
+    /// The board of `store` as of now: today's open tickets (orders placed
+    /// within [`OPEN_TICKETS_WINDOW`] and not finished), up to `limit`
+    /// events, and the cursor a live tail resumes after.
+    pub async fn open_board(&self, store: &StoreId, limit: u32) -> Result<BoardSnapshot, AppError> {
+        let since = self.clock.now_ms() - OPEN_TICKETS_WINDOW.as_millis() as i64;
+        Ok(self.store.open_board(store, since, limit).await?)
     }
 
     /// Fan events out to live subscribers. Failure is logged, not returned:

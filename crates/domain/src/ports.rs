@@ -236,8 +236,8 @@ pub use limits::{Quota, RateDecision, RateLimiter};
 pub use menus::MenuStore;
 pub use ops::OpsStore;
 pub use orders::{
-    ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore, OrderSummary,
-    PaymentsApplied,
+    ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
+    OrderSummary, PaymentsApplied,
 };
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

@@ -51,6 +51,11 @@ pub struct HttpSection {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For`,
     /// `Forwarded` and `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<String>,
+    pub header_read_timeout_ms: u64,
+    pub max_connections: usize,
+    pub body_read_timeout_ms: u64,
+    pub max_streams: usize,
+    pub max_streams_per_client: usize,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -296,6 +301,18 @@ impl Config {
         }
         if self.auth.lockout_threshold == 0 || self.auth.address_lockout_threshold == 0 {
             bail!("auth.lockout_threshold and auth.address_lockout_threshold must be at least 1");
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0
+            || h.max_connections == 0
+            || h.body_read_timeout_ms == 0
+            || h.max_streams == 0
+            || h.max_streams_per_client == 0
+        {
+            bail!(
+                "http.header_read_timeout_ms, http.max_connections, http.body_read_timeout_ms, http.max_streams and \
+                 http.max_streams_per_client must be at least 1"
+            );
         }
         self.check_urls()?;
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.log.compression.as_str()) {

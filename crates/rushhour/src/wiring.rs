@@ -294,7 +294,18 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
         max_inflight_webhooks: cfg.webhooks.max_inflight,
         jobs: Some(built.jobs.clone()),
         processors: None,
+        body_read_timeout: Duration::from_millis(cfg.http.body_read_timeout_ms),
+        max_streams: cfg.http.max_streams,
+        max_streams_per_client: cfg.http.max_streams_per_client,
     })
+}
+
+/// The server loop's connection-level protection (`http.*`).
+pub fn serve_options(cfg: &Config) -> api::ServeOptions {
+    api::ServeOptions {
+        header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
+        max_connections: cfg.http.max_connections,
+    }
 }
 
 /// Run the roles until `shutdown` is cancelled, then drain: the HTTP server
@@ -352,15 +363,7 @@ pub async fn run(
         } else {
             api::ops_router(built.app.clone(), telemetry::prometheus(), config)
         };
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        tracker.spawn(api::serve(listener, router, serve_options(cfg), shutdown.clone()));
     }
     tracker.close();
     shutdown.cancelled().await;

@@ -53,8 +53,9 @@ use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TicketStatus, TransitionError};
 use domain::ports::{
-    AccountStore, ApplyBatch, BatchApplied, DeadLetter, Decided, Decision, EventScope, MenuStore, OpsStore,
-    OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
+    AccountStore, ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, MenuStore,
+    OpsStore, OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend,
+    system_now_ms,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
@@ -312,6 +313,38 @@ impl OrderStore for PgStore {
             .await
             .map_err(Error::from)?;
         Ok(found.iter().map(rows::event_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn open_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<BoardSnapshot> {
+        // As in SQLite: the cursor first, then the open orders through
+        // `orders_by_status` and their events through `events_by_order`.
+        let open: Vec<&str> = OrderStatus::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        let cursor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::bigint FROM events WHERE store_id = $1")
+            .bind(&store.0)
+            .fetch_one(self.reader())
+            .await
+            .map_err(Error::from)?;
+        let sql = format!(
+            "SELECT {} FROM events WHERE order_id IN \
+               (SELECT id FROM orders WHERE status = ANY($1) AND store_id = $2 AND placed_at >= $3) \
+             AND id <= $4 ORDER BY id LIMIT $5",
+            rows::EVENT_COLUMNS
+        );
+        let found = sqlx::query(AssertSqlSafe(sql))
+            .bind(&open)
+            .bind(&store.0)
+            .bind(placed_since)
+            .bind(cursor)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await
+            .map_err(Error::from)?;
+        let events = found.iter().map(rows::event_row).collect::<Result<_, _>>()?;
+        Ok(BoardSnapshot { cursor, events })
     }
 
     async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>> {

@@ -41,8 +41,8 @@ use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TransitionError};
 use domain::ports::{
-    AccountStore, ApplyBatch, BatchApplied, DeadLetter, EventScope, MenuStore, OpsStore, OrderFilter, OrderStore,
-    OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
+    AccountStore, ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, EventScope, MenuStore, OpsStore, OrderFilter,
+    OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -385,6 +385,40 @@ impl OrderStore for SqliteStore {
                 out.push(rows::event_row(r)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn open_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<BoardSnapshot> {
+        // Open orders are few at any time (they finish or expire), so the
+        // orders are found through `orders_by_status` and their events
+        // through `events_by_order`: nothing scans the store's history.
+        let open = OrderStatus::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {} FROM events WHERE order_id IN \
+               (SELECT id FROM orders WHERE status IN ({open}) AND store_id = ?1 AND placed_at >= ?2) \
+             AND id <= ?3 ORDER BY id LIMIT ?4",
+            rows::EVENT_COLUMNS
+        );
+        let store = store.0.clone();
+        self.read(move |c| {
+            // The cursor first: an event committed after it is left to the
+            // live tail, so none is lost between the two reads.
+            let cursor: i64 = c
+                .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events WHERE store_id = ?1")?
+                .query_row(params![store], |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![store, placed_since, cursor, limit])?;
+            let mut events = Vec::new();
+            while let Some(r) = rows.next()? {
+                events.push(rows::event_row(r)?);
+            }
+            Ok(BoardSnapshot { cursor, events })
         })
         .await
     }

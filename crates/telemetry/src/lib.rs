@@ -16,6 +16,21 @@ pub mod names {
     pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
     /// Requests refused by load shedding, label `path`.
     pub const HTTP_SHED: &str = "http_requests_shed_total";
+    /// TCP connections the HTTP server holds open now (gauge).
+    pub const HTTP_CONNECTIONS_OPEN: &str = "http_connections_open";
+    /// Connections closed at accept because `http.max_connections` were
+    /// already open.
+    pub const HTTP_CONNECTIONS_REFUSED: &str = "http_connections_refused_total";
+    /// Connections closed because a request's headers did not arrive within
+    /// `http.header_read_timeout_ms` (slow or idle clients).
+    pub const HTTP_HEADER_TIMEOUTS: &str = "http_header_read_timeouts_total";
+    /// Requests answered 408 `body_timeout` because their body did not
+    /// arrive within `http.body_read_timeout_ms`, label `path`.
+    pub const HTTP_BODY_TIMEOUTS: &str = "http_body_read_timeouts_total";
+    /// Server-Sent Event streams open now (gauge).
+    pub const STREAMS_OPEN: &str = "http_streams_open";
+    /// Streams refused by a cap, label `reason` (`per_client`, `total`).
+    pub const STREAMS_REFUSED: &str = "http_streams_refused_total";
     /// Time for one append to become durable in the event log (as a caller sees it).
     pub const LOG_APPEND_DURATION: &str = "log_append_duration_seconds";
     /// Records per group-commit transaction of the embedded log.

@@ -12,9 +12,9 @@ use domain::identity::{ApiKey, AuditEntry, User};
 use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::ports::{
-    AccountStore, AppendOutcome, AppendRequest, ApplyBatch, AuditLog, AuditQuery, BatchApplied, DeadLetter, EventLog,
-    EventScope, IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore, OpsStore, OrderFilter,
-    OrderStore, OrderSummary, PortResult, StoreBackend, UserStore,
+    AccountStore, AppendOutcome, AppendRequest, ApplyBatch, AuditLog, AuditQuery, BatchApplied, BoardSnapshot,
+    DeadLetter, EventLog, EventScope, IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore, OpsStore,
+    OrderFilter, OrderStore, OrderSummary, PortResult, StoreBackend, UserStore,
 };
 use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, OrderStatus, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};
@@ -211,6 +211,11 @@ impl<T: OrderStore> OrderStore for Faulty<T> {
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>> {
         self.fault.check().await?;
         self.inner.events_after(scope, after, limit).await
+    }
+
+    async fn open_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<BoardSnapshot> {
+        self.fault.check().await?;
+        self.inner.open_board(store, placed_since, limit).await
     }
 
     async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>> {

@@ -145,6 +145,9 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         max_inflight_webhooks: 64,
         jobs: None,
         processors: None,
+        body_read_timeout: Duration::from_secs(5),
+        max_streams: 100,
+        max_streams_per_client: 16,
     };
     tweak(&mut config);
     Harness {
@@ -335,4 +338,17 @@ pub fn event_ids(seen: &str) -> Vec<i64> {
         .filter_map(|l| l.strip_prefix("id: "))
         .map(|n| n.parse().unwrap())
         .collect()
+}
+
+/// A body that sends `first` and then nothing, for ever: a client
+/// trickling its upload. `polled` is notified once the server has taken
+/// the first chunk, i.e. once the request is inside the router reading it.
+pub fn stalled_body(first: &'static str) -> (Body, Arc<tokio::sync::Notify>) {
+    let polled = Arc::new(tokio::sync::Notify::new());
+    let signal = polled.clone();
+    let head = futures::stream::once(async move {
+        signal.notify_one();
+        Ok::<_, std::io::Error>(Bytes::from_static(first.as_bytes()))
+    });
+    (Body::from_stream(head.chain(futures::stream::pending())), polled)
 }

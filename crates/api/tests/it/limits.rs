@@ -1,6 +1,7 @@
 //! How the router protects itself and reports trouble: broken, hung and
 //! panicking backends, the request deadline, load shedding on intake, the
-//! body limit without a declared length, and the health probes.
+//! body-read deadline before the intake slot, the body limit without a
+//! declared length, and the health probes.
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, header};
@@ -13,7 +14,7 @@ use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
 
 use crate::faults::{Fault, SECRET};
-use crate::harness::{STORE, harness, harness_with, latte_order};
+use crate::harness::{STORE, harness, harness_with, latte_order, stalled_body};
 
 #[tokio::test]
 async fn backend_failures_timeouts_and_panics_are_problems() {
@@ -89,6 +90,51 @@ async fn intake_sheds_load_beyond_its_bound() {
     h.log.set(Fault::None);
     assert_eq!(h.post_json("/v1/orders", &latte_order(), None).await.status, 202);
     assert_eq!(h.log_records().await, 2);
+}
+
+#[tokio::test]
+async fn a_slow_body_holds_no_intake_slot_and_is_refused_408() {
+    // One intake slot, and a body deadline short enough for the test; no
+    // assertion below depends on how long anything takes.
+    let h = harness_with(|c| {
+        c.max_inflight_intake = 1;
+        c.body_read_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let (body, polled) = stalled_body(r#"{"store": "demo-downtown", "lines": ["#);
+    let req = Request::post("/v1/orders")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap();
+    let router = h.router.clone();
+    let slow = tokio::spawn(async move { router.oneshot(req).await.unwrap() });
+    tokio::time::timeout(Duration::from_secs(5), polled.notified())
+        .await
+        .expect("the slow request is being read");
+
+    // While it trickles, another client's order goes through: the slow one
+    // holds no slot.
+    assert_eq!(h.post_json("/v1/orders", &latte_order(), None).await.status, 202);
+
+    let resp = tokio::time::timeout(Duration::from_secs(30), slow)
+        .await
+        .expect("the slow request is answered")
+        .unwrap();
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
+    let (parts, body) = resp.into_parts();
+    let a = crate::harness::Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: axum::body::to_bytes(body, usize::MAX).await.unwrap(),
+    };
+    a.problem(408, "body_timeout");
+    assert_eq!(h.log_records().await, 1, "only the whole order was appended");
+    let metrics = h.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(r#"http_body_read_timeouts_total{path="/v1/orders"}"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -1,15 +1,18 @@
 //! Server-Sent Event streams read frame by frame in-process: replay then
-//! live, isolation between orders, ending on shutdown, resuming a board,
-//! and catching up from the store after the live feed overflowed.
+//! live, isolation between orders, ending on shutdown, resuming a board, a
+//! fresh board starting from today's open tickets, the caps on open
+//! streams, and catching up from the store after the live feed overflowed.
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, header};
 use domain::ports::EventScope;
 use domain::{OrderId, StoreId};
 use futures::StreamExt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::harness::{KEY, STORE, event_ids, harness, harness_full, read_until};
+use crate::harness::{KEY, STORE, event_ids, harness, harness_full, harness_with, read_until};
 
 fn board(last_event_id: Option<&str>) -> Request<Body> {
     let mut req =
@@ -114,4 +117,129 @@ async fn lagging_subscribers_catch_up_from_the_store() {
     let last = *all.last().unwrap();
     read_until(&mut body, &mut seen, |s| s.contains(&format!("id: {last}\n"))).await;
     assert_eq!(event_ids(&seen), all, "every event once, in order: {seen}");
+}
+
+/// The complete events of an SSE text, each as its `id:` and whether it
+/// had data (an id-only event is a board's snapshot cursor).
+fn frames(seen: &str) -> Vec<(i64, bool)> {
+    let complete = seen.rfind("\n\n").map_or("", |end| &seen[..end]);
+    complete
+        .split("\n\n")
+        .filter_map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?.parse().unwrap();
+            Some((id, block.lines().any(|l| l.starts_with("data: "))))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fresh_board_starts_from_open_tickets_and_resumes_losslessly() {
+    let h = harness().await;
+    let open = h.confirmed_order().await;
+    let finished = h.confirmed_order().await;
+    assert_eq!(
+        h.staff(Method::POST, &format!("/v1/orders/{open}/lines/1/start"), None)
+            .await
+            .status,
+        200
+    );
+    let a = h
+        .staff(Method::POST, &format!("/v1/orders/{finished}/cancel"), None)
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let history = store_event_ids(&h).await;
+    let cursor = *history.last().unwrap();
+
+    // Without Last-Event-ID: the open order's events, then the cursor
+    // alone, and nothing of the finished order.
+    let mut body = h.stream(board(None)).await;
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, |s| s.contains(&format!("id: {cursor}\n"))).await;
+    let scope = EventScope::Order(open);
+    let open_ids: Vec<i64> = h
+        .app
+        .events_after(&scope, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(open_ids.len(), 3, "confirmed; ticket; in progress");
+    let mut want: Vec<(i64, bool)> = open_ids.iter().map(|id| (*id, true)).collect();
+    want.push((cursor, false));
+    assert_eq!(frames(&seen), want, "{seen}");
+    assert!(
+        !seen.contains(&finished.to_string()),
+        "finished orders are history: {seen}"
+    );
+
+    // Live from there on.
+    assert_eq!(
+        h.staff(Method::POST, &format!("/v1/orders/{open}/lines/2/start"), None)
+            .await
+            .status,
+        200
+    );
+    read_until(&mut body, &mut seen, |s| frames(s).len() > want.len()).await;
+    let live = frames(&seen)[want.len()];
+    assert!(live.0 > cursor && live.1, "{seen}");
+
+    // A reconnect after the cursor gets exactly what came since; one from
+    // the beginning gets the whole history, finished orders included.
+    let mut resumed = h.stream(board(Some(&cursor.to_string()))).await;
+    let mut again = String::new();
+    read_until(&mut resumed, &mut again, |s| s.contains(&format!("id: {}\n", live.0))).await;
+    assert_eq!(frames(&again)[0], live, "{again}");
+    let mut all = h.stream(board(Some("0"))).await;
+    let mut everything = String::new();
+    read_until(&mut all, &mut everything, |s| s.contains(&format!("id: {cursor}\n"))).await;
+    assert_eq!(event_ids(&everything)[..history.len()], history[..]);
+    assert!(everything.contains(&finished.to_string()));
+}
+
+fn from(client: [u8; 4], mut req: Request<Body>) -> Request<Body> {
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((client, 40_000))));
+    req
+}
+
+#[tokio::test]
+async fn streams_are_capped_per_client_and_in_total() {
+    let h = harness_with(|c| {
+        c.max_streams = 3;
+        c.max_streams_per_client = 2;
+    })
+    .await;
+    let o = h.confirmed_order().await;
+    let order = || {
+        Request::get(format!("/v1/orders/{o}/events"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
+
+    let a1 = h.stream(from(a, order())).await;
+    let _a2 = h.stream(from(a, board(None))).await;
+    let refused = h.send(from(a, order())).await;
+    refused.problem(429, "too_many_streams");
+    assert_eq!(refused.headers[header::RETRY_AFTER], "5");
+
+    let _b1 = h.stream(from(b, order())).await;
+    let full = h.send(from(c, board(None))).await;
+    full.problem(503, "streams_at_capacity");
+    assert!(full.headers.contains_key(header::RETRY_AFTER));
+
+    // A client that goes away gives its slot back.
+    drop(a1);
+    let _c1 = h.stream(from(c, order())).await;
+    h.send(from(b, order())).await.problem(503, "streams_at_capacity");
+
+    let metrics = h.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(r#"http_streams_refused_total{reason="per_client"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"http_streams_refused_total{reason="total"}"#), "{text}");
+    assert!(text.contains("http_streams_open"), "{text}");
 }

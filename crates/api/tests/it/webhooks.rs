@@ -2,7 +2,7 @@
 //! embedded log and store with processors applying what it appends:
 //! signatures (good, wrong, tampered, stale, missing secret), body
 //! validation after verification, idempotent redelivery by event id, its
-//! own load-shedding bound, a log outage, and a flood of ten thousand
+//! own load-shedding bound, a slow sender holding no slot, a log outage, and a flood of ten thousand
 //! callbacks with duplicates that must each take effect exactly once.
 //!
 //! Signatures are computed here with `hmac` directly rather than with
@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::faults::Fault;
-use crate::harness::{Answer, Harness, WEBHOOK_SECRET, harness, harness_with, latte_order};
+use crate::harness::{Answer, Harness, WEBHOOK_SECRET, harness, harness_with, latte_order, stalled_body};
 
 const PATH: &str = "/v1/webhooks/payments";
 /// What `latte_order()` costs: 2 × (420 + 90 + 60).
@@ -371,6 +371,40 @@ async fn a_payment_for_an_unknown_order_is_accepted_and_recorded_without_effect(
 }
 
 #[tokio::test]
+async fn a_slow_sender_holds_no_webhook_slot_and_is_refused_408() {
+    let h = harness_with(|c| {
+        c.max_inflight_webhooks = 1;
+        c.body_read_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let (body, polled) = stalled_body(r#"{"id": "evt_slow", "type": "#);
+    let sig = signature(WEBHOOK_SECRET, now_s(), "whatever comes");
+    let req = Request::post(PATH)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("rushhour-signature", sig)
+        .body(body)
+        .unwrap();
+    let slow = tokio::spawn(h.router.clone().oneshot(req));
+    tokio::time::timeout(Duration::from_secs(5), polled.notified())
+        .await
+        .expect("the slow callback is being read");
+
+    // The only webhook slot is free for a provider that sends promptly.
+    let a = deliver(&h, &event("evt_prompt", "payment.failed", OrderId::new(), 1)).await;
+    assert_accepted(&a, "evt_prompt");
+
+    let resp = tokio::time::timeout(Duration::from_secs(30), slow)
+        .await
+        .expect("the slow callback is answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    let v: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(v["code"], "body_timeout");
+    assert_eq!(h.log_records().await, 1);
+}
+
+#[tokio::test]
 async fn webhooks_shed_beyond_their_own_bound_without_shedding_intake() {
     let h = harness_with(|c| {
         c.max_inflight_webhooks = 1;
@@ -391,7 +425,7 @@ async fn webhooks_shed_beyond_their_own_bound_without_shedding_intake() {
         .expect("the first webhook reaches the log");
 
     // The only webhook permit is taken: the next callback is refused at
-    // once, before its body is read.
+    // once, before its signature is checked.
     let a = deliver(&h, &event("evt_shed", "payment.failed", OrderId::new(), 1)).await;
     a.problem(503, "overloaded");
     assert_eq!(a.headers[header::RETRY_AFTER], "1");

@@ -63,6 +63,19 @@ pub enum EventScope {
     Store(StoreId),
 }
 
+/// A store's board as of now (`OrderStore::open_board`): where its live tail
+/// starts, and what to draw first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoardSnapshot {
+    /// The id of the store's newest event when the snapshot was read (0 if
+    /// it has none): a live tail resumes after it, losing nothing.
+    pub cursor: i64,
+    /// Every event, oldest first, of the store's open orders (not in a
+    /// terminal status) placed since the window's start, none newer than
+    /// `cursor`, at most the limit asked for.
+    pub events: Vec<LiveEvent>,
+}
+
 /// Everything written to a batch by `OrderStore::apply_batch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchApplied {
@@ -150,6 +163,16 @@ pub trait OrderStore: StoreBackend {
 
     /// Events in `scope` with an id greater than `after`, oldest first.
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;
+
+    /// What a board opened without `Last-Event-ID` draws: the tickets still
+    /// open instead of the store's whole history. Reads the store's newest
+    /// event id first, then the events (oldest first, at most `limit`, none
+    /// newer than that id) of the orders of `store` placed at or after
+    /// `placed_since` whose status is not terminal. An order that changes
+    /// in between is complete either way: its newer events follow in the
+    /// tail after the cursor. Here rather than on a port of its own because
+    /// it reads the very rows `events_after` reads.
+    async fn open_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<BoardSnapshot>;
 
     /// Newest first.
     async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>>;

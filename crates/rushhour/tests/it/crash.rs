@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -33,7 +33,7 @@ fn start(data_dir: &std::path::Path, port: u16) -> Child {
 
 /// Poll the readiness probe of a process we just started (a start-up wait,
 /// bounded; not a wait for work).
-async fn ready(client: &Client, base: &str) {
+pub async fn ready(client: &Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = client.get(format!("{base}/health/ready")).send().await

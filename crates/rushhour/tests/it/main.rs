@@ -8,6 +8,7 @@ mod http_orders;
 mod http_reads;
 mod jobs;
 mod postgres;
+mod protection;
 mod replay;
 mod scale;
 mod support;

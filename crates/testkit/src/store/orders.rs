@@ -1,6 +1,6 @@
 //! The `OrderStore` contract: batches applied once (orders, payments, dead
 //! letters, positions), listings and pages, the guarded lifecycle and its
-//! live events, expiry and counts.
+//! live events, a fresh board's open tickets, expiry and counts.
 
 use domain::events::PaymentStatus;
 use domain::menu::Station;
@@ -26,6 +26,7 @@ macro_rules! order_store_cases {
             cancel_and_expire_stamp_their_time,
             invalid_transitions_are_refused,
             events_after_by_order_and_by_store,
+            open_board_replays_only_open_orders_of_the_window,
             concurrent_starts_have_one_winner,
             payments_apply_once_per_event,
             payments_that_do_not_fit_are_recorded_but_change_nothing,
@@ -654,6 +655,88 @@ pub async fn events_after_by_order_and_by_store(store: Stores) {
             .unwrap(),
         vec![]
     );
+}
+
+/// A board opened without `Last-Event-ID` (`open_board`) gets the store's
+/// newest event id as its cursor and every event, oldest first, of the
+/// store's orders placed since the window's start that are still open:
+/// not finished ones (rejected, cancelled, picked up), not older ones, not
+/// another store's. `limit` cuts the events, never the cursor.
+pub async fn open_board_replays_only_open_orders_of_the_window(store: Stores) {
+    let empty = store.open_board(&demo_store(), 0, 100).await.unwrap();
+    assert_eq!((empty.cursor, empty.events), (0, vec![]), "a store without events");
+
+    let open = placed_order(2, 1_000);
+    let rejected = placed_order(1, 1_001);
+    let cancelled = placed_order(1, 1_002);
+    let picked_up = placed_order(1, 1_003);
+    let too_old = placed_order(1, 400);
+    let uptown_open = placed_at_store(1, 1_004, uptown());
+    let batch = [
+        confirm(&open),
+        reject(&rejected, "closed"),
+        confirm(&cancelled),
+        confirm(&picked_up),
+        confirm(&too_old),
+        confirm(&uptown_open),
+    ];
+    let mut emitted = apply(&store, 0, 6, &batch, 2_000).await.events;
+    for (order, action, at) in [
+        (&open, Action::StartLine(1), 3_000),
+        (&cancelled, Action::Cancel, 3_100),
+        (&picked_up, Action::StartLine(1), 3_200),
+        (&picked_up, Action::FinishLine(1), 3_300),
+        (&picked_up, Action::PickUp, 3_400),
+        (&uptown_open, Action::StartLine(1), 3_500),
+    ] {
+        emitted.extend(store.transition(order.order_id, action, at).await.unwrap().1);
+    }
+    assert_increasing(&emitted);
+    let of = |id: OrderId| emitted.iter().filter(|e| e.order_id == id).cloned().collect::<Vec<_>>();
+    let newest = |s: &StoreId| emitted.iter().filter(|e| e.store == *s).map(|e| e.id).max().unwrap();
+
+    let board = store.open_board(&demo_store(), 500, 100).await.unwrap();
+    assert_eq!(
+        board.cursor,
+        newest(&demo_store()),
+        "the cursor is the store's newest event"
+    );
+    let want = of(open.order_id);
+    assert_eq!(want.len(), 3, "confirmed; line 1 started; in progress");
+    assert_eq!(board.events, want, "only the open order placed in the window");
+
+    let cut = store.open_board(&demo_store(), 500, 2).await.unwrap();
+    assert_eq!(cut.cursor, board.cursor);
+    assert_eq!(cut.events, want[..2].to_vec());
+
+    let wider = store.open_board(&demo_store(), 0, 100).await.unwrap();
+    let mut want_wider = of(open.order_id);
+    want_wider.extend(of(too_old.order_id));
+    want_wider.sort_by_key(|e| e.id);
+    assert_eq!(
+        wider.events, want_wider,
+        "a wider window takes the older open order too"
+    );
+
+    let up = store.open_board(&uptown(), 500, 100).await.unwrap();
+    assert_eq!(up.cursor, newest(&uptown()));
+    assert_eq!(up.events, of(uptown_open.order_id));
+
+    // Events after the snapshot are the tail's, read as a resumed stream.
+    let (_, later) = store
+        .transition(open.order_id, Action::StartLine(2), 4_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .events_after(&EventScope::Store(demo_store()), board.cursor, 100)
+            .await
+            .unwrap(),
+        later
+    );
+    let again = store.open_board(&demo_store(), 500, 100).await.unwrap();
+    assert_eq!(again.cursor, later.last().unwrap().id);
+    assert_eq!(again.events, [want, later].concat());
 }
 
 /// Ten baristas tap "start" on the same ticket at once: exactly one wins,

@@ -351,7 +351,7 @@ async fn openapi_documents_the_admin_routes() {
             .get(path)
             .and_then(|p| p.get(method))
             .unwrap_or_else(|| panic!("{method} {path} undocumented"));
-        assert_eq!(op["security"][0]["staff_key"], json!([]), "{method} {path}");
+        assert_eq!(op["security"][0]["bearer"], json!([]), "{method} {path}");
     }
     assert!(doc["components"]["schemas"]["JobView"].is_object());
 }

@@ -40,7 +40,6 @@ pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 pub struct Harness {
     pub router: Router,
     pub app: Arc<Rushhour>,
-    pub identity: Arc<identity::Identity>,
     /// A personal API key per role (users `barista`, `manager`, `admin`).
     pub keys: std::collections::HashMap<Role, String>,
     /// Fault switches in front of the real log, store and menu cache.
@@ -153,7 +152,6 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
     Harness {
         router: router(app.clone(), telemetry::prometheus(), config),
         app,
-        identity,
         keys,
         log: log_fault,
         store: store_fault,

@@ -18,7 +18,9 @@ async fn routing_and_query_rejections_are_problems() {
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     h.get("/v1/stores/Not_A_Slug/menu").await.problem(400, "invalid_path");
     // A query that does not even parse, as opposed to one out of range.
-    h.get("/v1/orders?limit=abc").await.problem(400, "invalid_query");
+    h.staff(Method::GET, "/v1/orders?limit=abc", None)
+        .await
+        .problem(400, "invalid_query");
 }
 
 #[tokio::test]

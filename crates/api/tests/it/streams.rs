@@ -211,8 +211,9 @@ async fn streams_are_capped_per_client_and_in_total() {
     })
     .await;
     let o = h.confirmed_order().await;
+    let token = h.token(o);
     let order = || {
-        Request::get(format!("/v1/orders/{o}/events"))
+        Request::get(format!("/v1/orders/{o}/events?token={token}"))
             .body(Body::empty())
             .unwrap()
     };

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rushhour::config::{Config, HttpOverride, Overrides};
 use rushhour::wiring::{self, Roles};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,10 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // One TLS stack for every backend: rustls with ring (ADR 0008). reqwest
+    // is built without a crypto provider of its own and takes the process
+    // default; set it before anything builds a client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
@@ -162,13 +167,24 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
+    cfg.check_scale_secrets()?;
     let built = wiring::build(cfg).await?;
     if built.generated_key {
-        println!(
-            "Generated a staff API key (stored in {}): {}",
-            cfg.data_dir.join("staff.key").display(),
-            built.staff_key
-        );
+        // Shown once to the person at the terminal; never when stdout is a
+        // pipe or a file (a container's log), and never through the log.
+        let path = cfg.data_dir.join("staff.key");
+        if std::io::stdout().is_terminal() {
+            println!(
+                "Generated a staff API key (stored in {}): {}",
+                path.display(),
+                built.staff_key
+            );
+        } else {
+            println!(
+                "Generated a staff API key, stored in {} (not shown: stdout is not a terminal)",
+                path.display()
+            );
+        }
     }
     if built.generated_webhook_secret {
         println!(

@@ -10,5 +10,6 @@ mod jobs;
 mod postgres;
 mod replay;
 mod scale;
+mod secrets;
 mod support;
 mod tidy;

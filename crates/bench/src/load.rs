@@ -238,6 +238,9 @@ async fn join_all(set: &mut JoinSet<()>) -> anyhow::Result<()> {
 
 /// The client for setup requests (menu, seed orders), off the clock.
 fn build_client(cfg: &LoadConfig) -> anyhow::Result<Client> {
+    // reqwest has rustls but no crypto provider of its own (ADR 0008): the
+    // process default must be ring before a client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .http1_only()
         // A proxy from the environment would put a third process in the

@@ -605,6 +605,9 @@ impl Server {
     /// Poll `/health/ready` until it answers 200, the child dies, or
     /// `READY_TIMEOUT` passes.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        // reqwest has rustls but no crypto provider of its own (ADR 0008):
+        // the process default must be ring before a client is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))

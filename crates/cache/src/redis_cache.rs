@@ -20,6 +20,7 @@ use domain::ids::StoreId;
 use domain::menu::Menu;
 use domain::ports::{MenuCache, MenuLoad, PortError, PortResult};
 use redis::aio::ConnectionManager;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -55,6 +56,9 @@ pub struct RedisCacheOptions {
     pub timeout: Duration,
     /// Namespace and encoding version of every key and channel.
     pub key_prefix: String,
+    /// `rediss://` only: trust the CA certificates in this PEM file instead
+    /// of the system's roots (a private CA).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisCacheOptions {
@@ -66,6 +70,7 @@ impl Default for RedisCacheOptions {
             compress_over: 1024,
             timeout: Duration::from_millis(500),
             key_prefix: "rh:v1".into(),
+            tls_ca_file: None,
         }
     }
 }
@@ -94,7 +99,7 @@ impl RedisMenuCache {
     /// is up no invalidation published right after start-up is missed.
     /// Errors only on a malformed URL.
     pub async fn connect(url: &str, opts: RedisCacheOptions) -> Result<Self, PortError> {
-        let client = redis_conn::client(url)?;
+        let client = redis_conn::client(url, opts.tls_ca_file.as_deref())?;
         let conn = redis_conn::manager(client.clone(), opts.timeout)?;
         let l1 = MemoryMenuCache::new(opts.l1_ttl, opts.l1_max_stores);
         let channel = format!("{}:invalidate", opts.key_prefix);

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use redis::RedisResult;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,8 +29,27 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// mistake that retrying cannot fix, hence `Invalid`. The URL itself is not
 /// echoed (it may carry a password); the client's parse errors do not
 /// include it either.
-pub(crate) fn client(url: &str) -> Result<redis::Client, PortError> {
-    redis::Client::open(url).map_err(|e| PortError::Invalid(format!("redis url: {e}")))
+///
+/// `rediss://` connects with TLS (rustls, ring): the server's certificate
+/// is checked against the system's roots, or only against the CAs in
+/// `tls_ca_file` when one is given (the CA is read now, so a missing file
+/// fails at start-up rather than at the first cache miss).
+pub(crate) fn client(url: &str, tls_ca_file: Option<&Path>) -> Result<redis::Client, PortError> {
+    let invalid = |e: redis::RedisError| PortError::Invalid(format!("redis url: {e}"));
+    let Some(ca) = tls_ca_file else {
+        return redis::Client::open(url).map_err(invalid);
+    };
+    if !url.starts_with("rediss://") {
+        return Err(PortError::Invalid(
+            "a Redis TLS CA file is given, but the URL is not rediss://".into(),
+        ));
+    }
+    let root = std::fs::read(ca).map_err(|e| PortError::Invalid(format!("redis TLS CA file {}: {e}", ca.display())))?;
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root),
+    };
+    redis::Client::build_with_tls(url, certs).map_err(invalid)
 }
 
 /// A multiplexed connection that (re)connects on demand. The manager's own

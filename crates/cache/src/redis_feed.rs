@@ -16,6 +16,7 @@ use domain::ports::{FeedItem, LiveFeed, PortError, PortResult};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::aio::ConnectionManager;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
@@ -33,6 +34,9 @@ pub struct RedisFeedOptions {
     pub channel_prefix: String,
     /// Upper bound on any single Redis call, connecting included.
     pub timeout: Duration,
+    /// `rediss://` only: trust the CA certificates in this PEM file instead
+    /// of the system's roots (a private CA).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisFeedOptions {
@@ -41,6 +45,7 @@ impl Default for RedisFeedOptions {
             capacity: 1024,
             channel_prefix: "rh:v1".into(),
             timeout: Duration::from_millis(500),
+            tls_ca_file: None,
         }
     }
 }
@@ -60,7 +65,7 @@ impl RedisFeed {
     /// subscription so that, when Redis is up, events published right
     /// after this returns are delivered. Errors only on a malformed URL.
     pub async fn connect(url: &str, opts: RedisFeedOptions) -> Result<Self, PortError> {
-        let client = redis_conn::client(url)?;
+        let client = redis_conn::client(url, opts.tls_ca_file.as_deref())?;
         let conn = redis_conn::manager(client.clone(), opts.timeout)?;
         let channel = format!("{}:events", opts.channel_prefix);
         let tx = broadcast::channel(opts.capacity.max(1)).0;

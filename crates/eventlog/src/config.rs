@@ -9,7 +9,16 @@
 //! are therefore plain data defined here, outside the feature.
 //! The Kafka build also creates the PostgreSQL pool its idempotency claims
 //! live in, which the binary's wiring used to do.
+//!
+//! `KafkaClientSettings` is the pass-through to librdkafka (`log.kafka.*`:
+//! `security.protocol`, SASL, CA file…), applied to every client the log
+//! makes. Why a pass-through rather than a typed key per setting: librdkafka
+//! has dozens of security settings, each deployment needs a different few,
+//! and its own names are the ones its documentation and every Kafka
+//! operator know. What rushhour sets itself may not be overridden there,
+//! and SSL needs the `kafka-tls` feature (ADR 0008).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +69,9 @@ pub struct KafkaLogOptions {
     /// How long a duplicate request waits for the first one's append
     /// before appending the claimed record itself.
     pub claim_wait: Duration,
+    /// librdkafka settings applied to every client (producer, consumers,
+    /// admin): security and connection settings (`log.kafka.*`).
+    pub client_settings: KafkaClientSettings,
 }
 
 impl Default for KafkaLogOptions {
@@ -77,8 +89,99 @@ impl Default for KafkaLogOptions {
             fetch_wait: Duration::from_millis(100),
             processor_group: "order-processors".into(),
             claim_wait: Duration::from_secs(2),
+            client_settings: KafkaClientSettings::default(),
         }
     }
+}
+
+/// librdkafka settings passed through to every Kafka client, by
+/// librdkafka's own names. `Debug` hides the values of secret ones.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaClientSettings(pub BTreeMap<String, String>);
+
+/// Settings the Kafka log sets itself (its guarantees, its groups, or a
+/// `log.*` key of their own): the pass-through may not change them.
+pub const MANAGED_KAFKA_SETTINGS: &[&str] = &[
+    "bootstrap.servers",
+    "acks",
+    "enable.idempotence",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "auto.offset.reset",
+    "partition.assignment.strategy",
+    "linger.ms",
+    "compression.type",
+    "message.timeout.ms",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "fetch.wait.max.ms",
+    "log_level",
+    "socket.keepalive.enable",
+];
+
+impl KafkaClientSettings {
+    /// Whether `key` holds a secret (a password, a client secret, a token,
+    /// an inline private key): its value is never shown.
+    pub fn is_secret(key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        ["password", "secret", "token", "credential"]
+            .iter()
+            .any(|word| key.contains(word))
+            || key == "ssl.key.pem"
+            || key == "sasl.oauthbearer.config"
+    }
+
+    /// The settings with secret values replaced by `[redacted]`.
+    pub fn redacted(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let v = if Self::is_secret(k) {
+                    "[redacted]".to_owned()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Refuse a setting the log manages, and an SSL protocol in a build
+    /// without OpenSSL (the `kafka-tls` feature), naming the fix. SASL over
+    /// plain TCP (`SASL_PLAINTEXT`, mechanism `PLAIN`) needs no feature.
+    pub fn check(&self) -> Result<(), KafkaSettingsError> {
+        if let Some(key) = self.0.keys().find(|k| MANAGED_KAFKA_SETTINGS.contains(&k.as_str())) {
+            return Err(KafkaSettingsError::Managed(key.clone()));
+        }
+        if let Some(protocol) = self.0.get("security.protocol") {
+            let needs_ssl = ["ssl", "sasl_ssl"].contains(&protocol.to_ascii_lowercase().as_str());
+            if needs_ssl && !cfg!(feature = "kafka-tls") {
+                return Err(KafkaSettingsError::TlsNotCompiled(protocol.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for KafkaClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
+    }
+}
+
+/// Why the pass-through Kafka settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KafkaSettingsError {
+    #[error("log.kafka.{0:?} is set by rushhour itself (see the log.* keys); remove it from log.kafka")]
+    Managed(String),
+    #[error(
+        "log.kafka.\"security.protocol\" = {0:?} needs TLS, but this binary was built without the \
+         `kafka-tls` feature (librdkafka's OpenSSL; build with `--features kafka-tls`, see \
+         docs/adr/0008-tls-to-backends.md); SASL_PLAINTEXT works without it"
+    )]
+    TlsNotCompiled(String),
 }
 
 /// The Kafka log and where its idempotency claims live.
@@ -119,6 +222,8 @@ pub enum LogBuildError {
     Kafka(#[from] crate::KafkaLogError),
     #[error("the event log is Kafka, but this binary was built without the `kafka` feature")]
     KafkaNotCompiled,
+    #[error("{0}")]
+    KafkaSettings(#[from] KafkaSettingsError),
 }
 
 impl LogConfig {
@@ -134,7 +239,10 @@ impl LogConfig {
                     .map_err(|e| PortError::Unavailable(format!("opening the SQLite event log: {e}")))??;
                 Ok(Arc::new(log))
             }
-            LogConfig::Kafka(kafka) => build_kafka(kafka).await,
+            LogConfig::Kafka(kafka) => {
+                kafka.options.client_settings.check()?;
+                build_kafka(kafka).await
+            }
         }
     }
 }
@@ -185,5 +293,52 @@ mod tests {
         let err = config.build().await.err().expect("no Kafka in this build");
         assert!(matches!(err, LogBuildError::KafkaNotCompiled));
         assert!(err.to_string().contains("without the `kafka` feature"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> KafkaClientSettings {
+        KafkaClientSettings(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn secrets_are_hidden_from_debug() {
+        let s = settings(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "rushhour"),
+            ("sasl.password", "hunter2"),
+            ("ssl.key.password", "keypass"),
+            ("ssl.key.pem", "-----BEGIN PRIVATE KEY-----"),
+            ("sasl.oauthbearer.client.secret", "oauth-secret"),
+        ]);
+        let shown = format!("{s:?}");
+        for secret in ["hunter2", "keypass", "BEGIN PRIVATE KEY", "oauth-secret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(
+            shown.contains("SASL_PLAINTEXT") && shown.contains("rushhour"),
+            "{shown}"
+        );
+        assert!(s.check().is_ok(), "SASL_PLAINTEXT needs no feature");
+    }
+
+    #[test]
+    fn managed_settings_and_ssl_without_the_feature_are_refused() {
+        let err = settings(&[("acks", "1")]).check().unwrap_err();
+        assert_eq!(err, KafkaSettingsError::Managed("acks".into()));
+        assert!(err.to_string().contains("log.kafka.\"acks\""), "{err}");
+        for protocol in ["SSL", "sasl_ssl"] {
+            let checked = settings(&[("security.protocol", protocol)]).check();
+            if cfg!(feature = "kafka-tls") {
+                assert!(checked.is_ok());
+            } else {
+                let err = checked.unwrap_err();
+                assert!(err.to_string().contains("`kafka-tls` feature"), "{err}");
+            }
+        }
     }
 }

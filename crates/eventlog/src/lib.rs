@@ -13,5 +13,8 @@ pub mod sqlite;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaEventLog, KafkaLogError};
 
-pub use config::{ClaimsConfig, KafkaConfig, KafkaLogOptions, LogBuildError, LogConfig};
+pub use config::{
+    ClaimsConfig, KafkaClientSettings, KafkaConfig, KafkaLogOptions, KafkaSettingsError, LogBuildError, LogConfig,
+    MANAGED_KAFKA_SETTINGS,
+};
 pub use sqlite::{SqliteEventLog, SqliteLogOptions, Synchronous};

@@ -626,14 +626,20 @@ impl Identity {
         Ok(())
     }
 
+    /// Whether an enabled admin exists.
+    pub async fn has_admin(&self) -> Result<bool, IdentityError> {
+        let users = self.users.list_users().await?;
+        Ok(users.iter().any(|u| u.role == Role::Admin && !u.disabled))
+    }
+
     /// Make sure an enabled admin exists: when none does, create `admin`
     /// (or re-enable and promote an existing `admin`) with `password`, or
     /// a generated one. Returns the password when it was generated.
     pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>, IdentityError> {
-        let users = self.users.list_users().await?;
-        if users.iter().any(|u| u.role == Role::Admin && !u.disabled) {
+        if self.has_admin().await? {
             return Ok(None);
         }
+        let users = self.users.list_users().await?;
         let (password, generated) = match password.filter(|p| !p.is_empty()) {
             Some(p) => (p.to_owned(), false),
             None => (generated_password(), true),

@@ -46,6 +46,7 @@ impl MailConfig {
                 url: url.to_owned(),
                 from: from.to_owned(),
                 timeout: DEFAULT_SMTP_TIMEOUT,
+                tls_ca_file: None,
             }));
         }
         Err(MailError::InvalidUrl {

@@ -9,6 +9,11 @@
 //! schemes it accepts.
 //!
 //! This is the only module that reads the environment for settings.
+//!
+//! Secrets: `rushhour config` and every message naming a URL show it through
+//! [`redact_url`] (a password in `user:pass@` and every secret-looking query
+//! parameter replaced), and scale mode refuses to start without the secrets
+//! that every instance must share ([`Config::check_scale_secrets`]).
 
 use anyhow::{Context, bail};
 use figment::Figment;
@@ -63,6 +68,13 @@ pub struct HttpSection {
 pub struct AuthSection {
     /// Deprecated: honoured as an admin API key, with a warning.
     pub staff_key: String,
+    /// Key material for session, CSRF and order-access tokens. Generated
+    /// into `<data_dir>/session.key` in embedded mode; required in scale
+    /// mode, where every instance must use the same.
+    pub session_key: String,
+    /// The first admin's password (scale mode needs it on the first start,
+    /// when no admin exists yet).
+    pub bootstrap_admin_password: String,
     pub session_idle_mins: u64,
     pub session_lifetime_hours: u64,
     pub lockout_threshold: u32,
@@ -76,6 +88,8 @@ impl std::fmt::Debug for AuthSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthSection")
             .field("staff_key", &"[redacted]")
+            .field("session_key", &"[redacted]")
+            .field("bootstrap_admin_password", &"[redacted]")
             .field("session_idle_mins", &self.session_idle_mins)
             .field("session_lifetime_hours", &self.session_lifetime_hours)
             .finish_non_exhaustive()
@@ -121,6 +135,55 @@ pub struct LogSection {
     pub session_timeout_ms: u64,
     pub fetch_wait_ms: u64,
     pub claims_url: String,
+    /// `[log.kafka]`: librdkafka settings passed to every Kafka client.
+    #[serde(default)]
+    pub kafka: KafkaSection,
+}
+
+/// `[log.kafka]`, librdkafka's own setting names to string values, e.g.
+/// `"security.protocol" = "SASL_PLAINTEXT"`. Dotted TOML keys
+/// (`security.protocol = …`, which TOML reads as nested tables) and
+/// environment variables (`RUSHHOUR__LOG__KAFKA__SASL__USERNAME`, `__`
+/// standing for `.`) are flattened back to dotted names; numbers and
+/// booleans become their text. `Debug` hides secret values.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct KafkaSection(pub std::collections::BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for KafkaSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn flatten(
+            prefix: &str,
+            value: toml::Value,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) -> Result<(), String> {
+            let text = match value {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                        flatten(&key, v, out)?;
+                    }
+                    return Ok(());
+                }
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => return Err(format!("log.kafka.{prefix:?} must be a string")),
+            };
+            out.insert(prefix.to_owned(), text);
+            Ok(())
+        }
+        let mut out = std::collections::BTreeMap::new();
+        flatten("", toml::Value::deserialize(d)?, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Self(out))
+    }
+}
+
+impl std::fmt::Debug for KafkaSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&eventlog::KafkaClientSettings(self.0.clone()), f)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +211,8 @@ pub struct ProcessorSection {
 #[serde(deny_unknown_fields)]
 pub struct CacheSection {
     pub url: String,
+    /// `rediss://`: a PEM file of CAs trusted instead of the system's.
+    pub tls_ca_file: String,
     pub menu_ttl_secs: u64,
     pub l1_ttl_secs: u64,
     pub key_prefix: String,
@@ -202,12 +267,14 @@ pub struct UpstreamSection {
     pub max_retries: u32,
     pub circuit_failures: u32,
     pub circuit_cooldown_secs: u64,
+    /// `https://`: a PEM file of CAs trusted besides the system's.
+    pub tls_ca_file: String,
 }
 
 impl std::fmt::Debug for UpstreamSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamSection")
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_url(&self.base_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .finish_non_exhaustive()
@@ -219,6 +286,9 @@ impl std::fmt::Debug for UpstreamSection {
 pub struct MailSection {
     pub url: String,
     pub from: String,
+    /// `smtps://` or STARTTLS: a PEM file of CAs trusted besides the
+    /// bundled roots.
+    pub tls_ca_file: String,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -326,6 +396,44 @@ impl Config {
         }
         if self.jobs.lease_secs == 0 || self.jobs.claim_batch == 0 {
             bail!("jobs.lease_secs and jobs.claim_batch must be at least 1");
+        }
+        if !self.log.kafka.0.is_empty() {
+            eventlog::KafkaClientSettings(self.log.kafka.0.clone()).check()?;
+        }
+        Ok(())
+    }
+
+    /// Scale mode: the store on PostgreSQL or the log on Kafka, i.e. more
+    /// than one process may serve the same data.
+    pub fn is_scale_mode(&self) -> bool {
+        matches!(parse_url(&STORE_URL, &self.store.url), Ok(Engine::Postgres(_)))
+            || matches!(parse_url(&LOG_URL, &self.log.url), Ok(Engine::Kafka(_)))
+    }
+
+    /// In scale mode, refuse to start without the secrets every instance
+    /// must share: generated ones would differ per instance (a payment
+    /// callback signed for one would fail on the others, a session made on
+    /// one would be unknown to the rest). The message names the setting
+    /// and its environment variable. Embedded mode generates them.
+    pub fn check_scale_secrets(&self) -> anyhow::Result<()> {
+        if !self.is_scale_mode() {
+            return Ok(());
+        }
+        let required = [
+            ("webhooks.secret", &self.webhooks.secret, 1),
+            ("auth.session_key", &self.auth.session_key, MIN_SESSION_KEY_LEN),
+        ];
+        for (key, value, min_len) in required {
+            let env = format!("RUSHHOUR__{}", key.replace('.', "__").to_uppercase());
+            if value.is_empty() {
+                bail!(
+                    "scale mode needs {key} ({env}): set the same value on every instance \
+                     (only the embedded mode generates secrets)"
+                );
+            }
+            if value.chars().count() < min_len {
+                bail!("{key} ({env}) must be at least {min_len} characters");
+            }
         }
         Ok(())
     }
@@ -437,6 +545,7 @@ impl Config {
                     session_timeout: Duration::from_millis(l.session_timeout_ms),
                     fetch_wait: Duration::from_millis(l.fetch_wait_ms),
                     processor_group: self.processor.group.clone(),
+                    client_settings: eventlog::KafkaClientSettings(l.kafka.0.clone()),
                     ..Default::default()
                 },
                 claims: eventlog::ClaimsConfig {
@@ -512,11 +621,13 @@ impl Config {
                     l1_max_stores: c.max_stores,
                     l2_ttl: Duration::from_secs(c.menu_ttl_secs),
                     key_prefix: c.key_prefix.clone(),
+                    tls_ca_file: ca_file(&c.tls_ca_file),
                     ..Default::default()
                 },
                 feed: cache::RedisFeedOptions {
                     capacity: FEED_CAPACITY,
                     channel_prefix: c.key_prefix.clone(),
+                    tls_ca_file: ca_file(&c.tls_ca_file),
                     ..Default::default()
                 },
             },
@@ -583,8 +694,29 @@ impl Config {
     /// The mailer `mail.url` names.
     pub fn mail_config(&self) -> anyhow::Result<mail::MailConfig> {
         parse_url(&MAIL_URL, &self.mail.url)?;
-        mail::MailConfig::from_url(&self.mail.url, &self.mail.from, &self.data_dir)
-            .with_context(|| format!("mail.url = {:?}", redact_url(&self.mail.url)))
+        let mut config = mail::MailConfig::from_url(&self.mail.url, &self.mail.from, &self.data_dir)
+            .with_context(|| format!("mail.url = {:?}", redact_url(&self.mail.url)))?;
+        if let mail::MailConfig::Smtp(smtp) = &mut config {
+            smtp.tls_ca_file = ca_file(&self.mail.tls_ca_file);
+        }
+        Ok(config)
+    }
+
+    /// The upstream client's settings.
+    pub fn upstream_options(&self) -> upstream::UpstreamOptions {
+        let u = &self.upstream;
+        upstream::UpstreamOptions {
+            base_url: u.base_url.clone(),
+            client_id: u.client_id.clone(),
+            client_secret: u.client_secret.clone(),
+            page_size: u.page_size,
+            timeout: Duration::from_millis(u.timeout_ms),
+            max_retries: u.max_retries,
+            circuit_failures: u.circuit_failures,
+            circuit_cooldown: Duration::from_secs(u.circuit_cooldown_secs),
+            tls_ca_file: ca_file(&u.tls_ca_file),
+            ..Default::default()
+        }
     }
 
     /// `sqlite://` alone means `<data_dir>/<default_file>`.
@@ -630,6 +762,8 @@ impl Config {
         let mut c = self.clone();
         for secret in [
             &mut c.auth.staff_key,
+            &mut c.auth.session_key,
+            &mut c.auth.bootstrap_admin_password,
             &mut c.upstream.client_secret,
             &mut c.webhooks.secret,
         ] {
@@ -645,9 +779,11 @@ impl Config {
             &mut c.cache.url,
             &mut c.jobs.url,
             &mut c.mail.url,
+            &mut c.upstream.base_url,
         ] {
             *url = redact_url(url);
         }
+        c.log.kafka.0 = eventlog::KafkaClientSettings(c.log.kafka.0).redacted();
         toml::to_string_pretty(&c).context("render config")
     }
 }
@@ -673,6 +809,15 @@ fn parse_nets(key: &str, items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> 
 
 /// Events buffered per live subscriber (in-process and Redis feeds).
 const FEED_CAPACITY: usize = 4096;
+
+/// `auth.session_key` signs tokens: at least this many characters (a
+/// generated one is 48 hex digits, 192 bits).
+pub const MIN_SESSION_KEY_LEN: usize = 32;
+
+/// A `*_tls_ca_file` setting: empty means none.
+fn ca_file(setting: &str) -> Option<PathBuf> {
+    Some(PathBuf::from(setting)).filter(|p| !p.as_os_str().is_empty())
+}
 
 /// The engine a URL names, with the part of the URL its adapter needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -767,18 +912,64 @@ fn parse_url<'a>(spec: &UrlKey, url: &'a str) -> anyhow::Result<Engine<'a>> {
     })
 }
 
-/// Hide a password in `scheme://user:password@host`.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// Query parameters whose values are secrets, by a word in their name:
+/// `password`, `sslpassword`, `sasl.password`, `secret`, `client_secret`,
+/// `token`, `access_token`, `api_key`…
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// `url` with its secrets replaced by `[redacted]`: the password of
+/// `scheme://user:password@host`, and the value of every query parameter
+/// that names a secret (`?password=…`, `&sslpassword=…`, `?token=…`).
+/// Everything else (host, database, `sslmode`, file paths) stays readable.
+pub fn redact_url(url: &str) -> String {
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((u, f)) => (u, Some(f)),
+        None => (url, None),
+    };
+    let (head, query) = match before_fragment.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (before_fragment, None),
+    };
+    let mut out = match (head.find("://"), head.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &head[s + 3..at];
             match creds.find(':') {
-                Some(c) => format!("{}{}:[redacted]{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
+                Some(c) => format!("{}{}:[redacted]{}", &head[..s + 3], &creds[..c], &head[at..]),
+                None => head.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, value)) if is_secret_param(name) && !value.is_empty() => format!("{name}=[redacted]"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -999,5 +1190,185 @@ mod tests {
         assert!(matches!(c.cache_config().unwrap(), cache::CacheConfig::Redis { .. }));
         assert!(matches!(c.mail_config().unwrap(), mail::MailConfig::Smtp(_)));
         assert_eq!(c.log.url, "kafka://k1:9092");
+    }
+
+    /// Every secret a URL can carry is hidden, in `user:pass@` and in the
+    /// query string, and nothing else is.
+    #[test]
+    fn redact_url_hides_every_secret_and_nothing_else() {
+        let cases = [
+            (
+                "postgres://app:hunter2@db:5432/rh",
+                "postgres://app:[redacted]@db:5432/rh",
+            ),
+            ("postgres://app@db/rh", "postgres://app@db/rh"),
+            ("postgres://:hunter2@db/rh", "postgres://:[redacted]@db/rh"),
+            (
+                "postgres://db/rh?user=app&password=hunter2&sslmode=require",
+                "postgres://db/rh?user=app&password=[redacted]&sslmode=require",
+            ),
+            (
+                "postgres://db/rh?password=hunter2",
+                "postgres://db/rh?password=[redacted]",
+            ),
+            (
+                "postgres://db/rh?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=keypass",
+                "postgres://db/rh?sslmode=verify-full&sslrootcert=/etc/ca.pem&sslpassword=[redacted]",
+            ),
+            (
+                "postgres://u:p1@db/rh?PASSWORD=p2",
+                "postgres://u:[redacted]@db/rh?PASSWORD=[redacted]",
+            ),
+            ("rediss://:hunter2@cache:6380/0", "rediss://:[redacted]@cache:6380/0"),
+            (
+                "redis://cache?token=t0k&client_secret=cs&api_key=ak&db=2",
+                "redis://cache?token=[redacted]&client_secret=[redacted]&api_key=[redacted]&db=2",
+            ),
+            (
+                "kafka://k1:9092?sasl.password=hunter2",
+                "kafka://k1:9092?sasl.password=[redacted]",
+            ),
+            (
+                "smtp://mailer:mailpass@smtp:587?tls=starttls",
+                "smtp://mailer:[redacted]@smtp:587?tls=starttls",
+            ),
+            (
+                "https://up.example/api?secret=s#frag",
+                "https://up.example/api?secret=[redacted]#frag",
+            ),
+            ("sqlite:///var/lib/rh/a@b.db", "sqlite:///var/lib/rh/a@b.db"),
+            ("postgres://db/rh?password=", "postgres://db/rh?password="),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn redacted_toml_hides_query_and_kafka_secrets() {
+        let mut c = defaults();
+        c.store.url = "postgres://db/rh?user=app&password=qsecret1&sslmode=require".into();
+        c.store.read_replica_url = "postgres://db2/rh?sslpassword=qsecret2".into();
+        c.cache.url = "rediss://:qsecret3@cache:6380".into();
+        c.auth.session_key = "sessionsecret".repeat(3);
+        c.auth.bootstrap_admin_password = "adminsecret".into();
+        c.upstream.base_url = "https://u:upsecret@up.example".into();
+        c.log.kafka.0.insert("sasl.password".into(), "kafkasecret".into());
+        c.log.kafka.0.insert("sasl.username".into(), "rushhour".into());
+        let out = c.redacted_toml().unwrap();
+        for secret in [
+            "qsecret1",
+            "qsecret2",
+            "qsecret3",
+            "sessionsecret",
+            "adminsecret",
+            "upsecret",
+            "kafkasecret",
+        ] {
+            assert!(!out.contains(secret), "{secret} leaked: {out}");
+        }
+        assert!(out.contains("sslmode=require"), "{out}");
+        assert!(out.contains("rushhour"), "non-secret Kafka settings stay: {out}");
+        let debug = format!("{c:?}");
+        for secret in ["sessionsecret", "adminsecret", "kafkasecret", "upsecret"] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+    }
+
+    /// `[log.kafka]` reads librdkafka's dotted names however TOML (or the
+    /// environment, whose `__` makes the same nesting) spells them.
+    #[test]
+    fn the_kafka_table_is_flattened_to_librdkafka_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kafka.toml");
+        std::fs::write(
+            &file,
+            "[log]\nurl = \"kafka://k1:9092\"\n\n[log.kafka]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\
+             \"sasl.mechanism\" = \"PLAIN\"\nsocket.timeout.ms = 5000\n\n\
+             [log.kafka.sasl]\nusername = \"rh\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        let got: Vec<(&str, &str)> = c.log.kafka.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.password", "pw"),
+                ("sasl.username", "rh"),
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("socket.timeout.ms", "5000"),
+            ]
+        );
+        let mut with_pg = c.clone();
+        with_pg.store.url = "postgres://db/rh".into();
+        match with_pg.log_config().unwrap() {
+            eventlog::LogConfig::Kafka(k) => assert_eq!(k.options.client_settings.0, c.log.kafka.0),
+            other => panic!("expected Kafka, got {other:?}"),
+        }
+
+        std::fs::write(&file, "[log.kafka]\nacks = \"1\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), &Overrides::default()).unwrap_err());
+        assert!(err.contains("log.kafka.\"acks\" is set by rushhour"), "{err}");
+    }
+
+    /// Scale mode (PostgreSQL store or Kafka log) refuses to start without
+    /// the shared secrets, naming each setting and its variable.
+    #[test]
+    fn scale_mode_needs_its_secrets() {
+        let c = defaults();
+        assert!(!c.is_scale_mode());
+        c.check_scale_secrets().expect("embedded mode generates its secrets");
+        let scales: [fn(&mut Config); 2] = [
+            |c| c.store.url = "postgres://db/rh".into(),
+            |c| c.log.url = "kafka://k1:9092".into(),
+        ];
+        for scale in scales {
+            let mut c = defaults();
+            scale(&mut c);
+            assert!(c.is_scale_mode());
+            let err = c.check_scale_secrets().unwrap_err().to_string();
+            assert!(
+                err.contains("scale mode needs webhooks.secret (RUSHHOUR__WEBHOOKS__SECRET)"),
+                "{err}"
+            );
+            c.webhooks.secret = "whsec_shared".into();
+            let err = c.check_scale_secrets().unwrap_err().to_string();
+            assert!(
+                err.contains("scale mode needs auth.session_key (RUSHHOUR__AUTH__SESSION_KEY)"),
+                "{err}"
+            );
+            c.auth.session_key = "short".into();
+            let err = c.check_scale_secrets().unwrap_err().to_string();
+            assert!(err.contains("at least 32 characters"), "{err}");
+            c.auth.session_key = "k".repeat(MIN_SESSION_KEY_LEN);
+            c.check_scale_secrets().expect("every secret set");
+        }
+    }
+
+    #[test]
+    fn tls_ca_files_reach_their_adapters() {
+        let mut c = defaults();
+        c.cache.url = "rediss://cache:6380".into();
+        c.cache.tls_ca_file = "/etc/rh/redis-ca.pem".into();
+        c.mail.url = "smtps://relay:465".into();
+        c.mail.tls_ca_file = "/etc/rh/mail-ca.pem".into();
+        c.upstream.tls_ca_file = "/etc/rh/up-ca.pem".into();
+        match c.cache_config().unwrap() {
+            cache::CacheConfig::Redis { cache, feed, .. } => {
+                assert_eq!(cache.tls_ca_file, Some(PathBuf::from("/etc/rh/redis-ca.pem")));
+                assert_eq!(feed.tls_ca_file, cache.tls_ca_file);
+            }
+            other => panic!("expected Redis, got {other:?}"),
+        }
+        match c.mail_config().unwrap() {
+            mail::MailConfig::Smtp(smtp) => assert_eq!(smtp.tls_ca_file, Some(PathBuf::from("/etc/rh/mail-ca.pem"))),
+            other => panic!("expected SMTP, got {other:?}"),
+        }
+        assert_eq!(
+            c.upstream_options().tls_ca_file,
+            Some(PathBuf::from("/etc/rh/up-ca.pem"))
+        );
+        assert_eq!(defaults().upstream_options().tls_ca_file, None);
     }
 }

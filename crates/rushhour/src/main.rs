@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rushhour::config::{Config, HttpOverride, Overrides};
 use rushhour::wiring::{self, Roles};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,10 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // One TLS stack for every backend: rustls with ring (ADR 0008). reqwest
+    // is built without a crypto provider of its own and takes the process
+    // default; set it before anything builds a client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
@@ -171,13 +176,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
+    cfg.check_scale_secrets()?;
     let built = wiring::build(cfg).await?;
     if roles.api
-        && let Some(password) = wiring::bootstrap_admin(cfg, &built, None).await?
+        && let Some(password) = wiring::bootstrap_admin(cfg, &built).await?
     {
         let path = cfg.data_dir.join("admin.password");
         // The terminal only: stdout of a service is its log.
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        if std::io::stdout().is_terminal() {
             println!("Created the admin account 'admin' with password: {password}");
             println!("(also in {}; change it with `rushhour users set-password admin`)", path.display());
         } else {

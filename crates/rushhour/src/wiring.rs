@@ -3,6 +3,12 @@
 //! processors, job workers, scheduler — under one cancellation token and
 //! task tracker (`run`), so SIGTERM drains: stop accepting, finish in-flight
 //! batches and jobs (or release them), commit, exit.
+//!
+//! Embedded mode generates the secrets it was not given (staff key, webhook
+//! secret, session key) into the data directory: each file mode 0600, the
+//! directory 0700, tightened on every start should an existing one have
+//! looser modes (a copied backup, a umask of 022). Scale mode is given them
+//! (`Config::check_scale_secrets`).
 
 use anyhow::Context;
 use domain::housekeeping::RetentionPeriods;
@@ -36,6 +42,9 @@ pub struct Built {
     pub webhook_secret: String,
     /// Set when this start generated the webhook secret (print it once).
     pub generated_webhook_secret: bool,
+    /// Key material for session, CSRF and order-access tokens
+    /// (`auth.session_key`, or `<data_dir>/session.key`).
+    pub session_key: String,
 }
 
 impl Built {
@@ -70,29 +79,14 @@ pub async fn open_jobs(cfg: &Config) -> anyhow::Result<Arc<dyn JobQueue>> {
 }
 
 fn upstream_client(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn Upstream>> {
-    let u = &cfg.upstream;
-    let client = upstream::UpstreamClient::new(
-        upstream::UpstreamOptions {
-            base_url: u.base_url.clone(),
-            client_id: u.client_id.clone(),
-            client_secret: u.client_secret.clone(),
-            page_size: u.page_size,
-            timeout: Duration::from_millis(u.timeout_ms),
-            max_retries: u.max_retries,
-            circuit_failures: u.circuit_failures,
-            circuit_cooldown: Duration::from_secs(u.circuit_cooldown_secs),
-            ..Default::default()
-        },
-        clock,
-    )
-    .context("set up the upstream client")?;
+    let client = upstream::UpstreamClient::new(cfg.upstream_options(), clock).context("set up the upstream client")?;
     Ok(Arc::new(client))
 }
 
 /// Build every port from config, migrate, and seed the demo store if the
 /// store is empty and `demo.seed` is on.
 pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    private_dir(&cfg.data_dir)?;
     let store = cfg.store_config()?.build().await.context("open the store")?;
     let log = cfg.log_config()?.build().await.context("open the event log")?;
     if cfg.demo.seed && store.list_stores().await.context("list stores")?.is_empty() {
@@ -104,6 +98,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     }
     let staff_key = legacy_staff_key(cfg);
     let (webhook_secret, generated_webhook_secret) = webhook_secret(cfg)?;
+    let (session_key, _) = configured_or_generated(&cfg.auth.session_key, &cfg.data_dir.join("session.key"), "")?;
     let cache::Caches { menus, feed } = cfg.cache_config()?.build().await.context("set up the caches")?;
     let jobs = open_jobs(cfg).await?;
     let mailer = cfg.mail_config()?.build().context("set up mail")?;
@@ -153,6 +148,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
         upstream,
         webhook_secret,
         generated_webhook_secret,
+        session_key,
     })
 }
 
@@ -175,13 +171,23 @@ fn legacy_staff_key(cfg: &Config) -> Option<String> {
     Some(key)
 }
 
-/// On first start: make sure an enabled admin exists. A generated password
-/// is written to `<data_dir>/admin.password` (0600) and returned, so the
-/// caller may show it on a terminal; it never goes through the log.
-pub async fn bootstrap_admin(cfg: &Config, built: &Built, password: Option<&str>) -> anyhow::Result<Option<String>> {
+/// On first start: make sure an enabled admin exists, with
+/// `auth.bootstrap_admin_password` or (embedded mode only) a generated
+/// password, written to `<data_dir>/admin.password` (0600) and returned so
+/// the caller may show it on a terminal; it never goes through the log.
+/// Scale mode refuses to start without the setting while no admin exists:
+/// a generated password would land on one replica's disk only.
+pub async fn bootstrap_admin(cfg: &Config, built: &Built) -> anyhow::Result<Option<String>> {
+    let configured = Some(cfg.auth.bootstrap_admin_password.as_str()).filter(|p| !p.is_empty());
+    if configured.is_none() && cfg.is_scale_mode() && !built.identity.has_admin().await.context("look for an admin")? {
+        anyhow::bail!(
+            "scale mode needs auth.bootstrap_admin_password (RUSHHOUR__AUTH__BOOTSTRAP_ADMIN_PASSWORD) on its first \
+             start: no admin account exists yet"
+        );
+    }
     let generated = built
         .identity
-        .ensure_admin(password)
+        .ensure_admin(configured)
         .await
         .context("create the first admin account")?;
     if let Some(p) = &generated {
@@ -194,18 +200,26 @@ pub async fn bootstrap_admin(cfg: &Config, built: &Built, password: Option<&str>
 /// The configured webhook secret, or the one under the data dir, or a new
 /// one written there (mode 0600).
 fn webhook_secret(cfg: &Config) -> anyhow::Result<(String, bool)> {
-    if !cfg.webhooks.secret.is_empty() {
-        return Ok((cfg.webhooks.secret.clone(), false));
+    configured_or_generated(&cfg.webhooks.secret, &cfg.data_dir.join("webhook.secret"), "whsec_")
+}
+
+/// `configured` if set; else the secret stored at `path` (its mode
+/// tightened to 0600 first); else a new random one, `prefix` + 48 hex
+/// digits, written there. The flag says whether this call generated it.
+fn configured_or_generated(configured: &str, path: &Path, prefix: &str) -> anyhow::Result<(String, bool)> {
+    if !configured.is_empty() {
+        return Ok((configured.to_owned(), false));
     }
-    let path = cfg.data_dir.join("webhook.secret");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        let k = k.trim().to_owned();
-        if !k.is_empty() {
-            return Ok((k, false));
+    if path.exists() {
+        restrict(path, 0o600)?;
+        let stored = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let stored = stored.trim();
+        if !stored.is_empty() {
+            return Ok((stored.to_owned(), false));
         }
     }
-    let key = format!("whsec_{}", hex_key());
-    write_secret(&path, &key).with_context(|| format!("write {}", path.display()))?;
+    let key = format!("{prefix}{}", hex_key());
+    write_secret(path, &key).with_context(|| format!("write {}", path.display()))?;
     Ok((key, true))
 }
 
@@ -216,16 +230,42 @@ fn hex_key() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
+/// Write `value` to `path` readable by the owner only (0600), whatever the
+/// file's mode was before (`mode` on open applies to new files only).
+pub fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     writeln!(f, "{value}")
+}
+
+/// Create `dir` (and its parents) if missing, and make it the owner's
+/// only (0700), as it holds the generated secrets.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create data dir {}", dir.display()))?;
+    restrict(dir, 0o700)
+}
+
+/// Take away every permission bit of `path` that `mode` does not grant
+/// (group and others, typically); leaves a stricter mode alone.
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)
+        .with_context(|| format!("read the mode of {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+            .with_context(|| format!("restrict {} to mode {mode:o}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Which roles this process runs.
@@ -371,4 +411,58 @@ pub async fn run(
     tracker.wait().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Secrets are the owner's only, also when the file or the directory
+    /// was already there with looser modes.
+    #[test]
+    fn secret_files_and_the_data_dir_are_private_even_if_they_were_not() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700, "a new data dir");
+        let (key, generated) = configured_or_generated("", &dir.join("session.key"), "").unwrap();
+        assert!(generated && key.len() == 48, "{key}");
+        assert_eq!(mode(&dir.join("session.key")), 0o600, "a new secret file");
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("session.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(dir.join("staff.key"), "rh_existing\n").unwrap();
+        std::fs::set_permissions(dir.join("staff.key"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700, "an existing data dir is tightened");
+        let (again, generated) = configured_or_generated("", &dir.join("session.key"), "").unwrap();
+        assert_eq!(
+            (again.as_str(), generated),
+            (key.as_str(), false),
+            "the stored key is kept"
+        );
+        assert_eq!(
+            mode(&dir.join("session.key")),
+            0o600,
+            "an existing secret file is tightened"
+        );
+        let (staff, _) = configured_or_generated("", &dir.join("staff.key"), "rh_").unwrap();
+        assert_eq!(staff, "rh_existing");
+        assert_eq!(mode(&dir.join("staff.key")), 0o600);
+
+        // Rewriting an existing, loose file leaves it private too.
+        std::fs::set_permissions(dir.join("staff.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&dir.join("staff.key"), "rh_new").unwrap();
+        assert_eq!(mode(&dir.join("staff.key")), 0o600);
+
+        // A configured secret wins and writes nothing.
+        let (configured, generated) = configured_or_generated("given", &dir.join("webhook.secret"), "whsec_").unwrap();
+        assert_eq!((configured.as_str(), generated), ("given", false));
+        assert!(!dir.join("webhook.secret").exists());
+    }
 }

@@ -1,7 +1,8 @@
 //! Shared test support: the contract suite of each port, run unchanged
 //! against every backend of that port (embedded and scale backends alike),
 //! plus fixtures, the one manual clock (`clock::ManualClock`), an
-//! in-process SMTP sink (`mail::SmtpSink`) and the service-gating helper.
+//! in-process SMTP sink (`mail::SmtpSink`), a TLS-terminating proxy with a
+//! throwaway CA (`tls::TlsProxy`) and the service-gating helper.
 //!
 //! A suite is a set of `async fn`s taking a factory that builds a fresh,
 //! empty backend; an adapter crate's `tests/it` calls each one with its
@@ -18,6 +19,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod sessions;
 pub mod store;
+pub mod tls;
 
 /// For tests that need an external service (PostgreSQL, Redis, Kafka):
 /// returns the URL from `var` if set. When it is not set the test should

@@ -15,6 +15,15 @@
 //! fetched once, cached until 30 s before it expires (single flight: one
 //! refresh however many callers miss together), and a 401 drops it and
 //! retries once with a fresh one (the upstream may revoke tokens early).
+//!
+//! Transport: `https://` through rustls with the ring provider, verifying
+//! the server against the system's roots plus an optional private CA
+//! (`tls_ca_file`); the TLS configuration is built here rather than by
+//! reqwest's `rustls` feature, which would compile in a second crypto
+//! provider (aws-lc, a C build; ADR 0008). Plain `http://` is accepted only
+//! to a loopback address (the simulator, a local sidecar) or without a
+//! client secret: the secret goes in the token request's HTTP Basic header,
+//! and sending it in clear across a network is refused at construction.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,6 +36,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH, RETRY_AFTER};
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use telemetry::names;
@@ -54,7 +64,8 @@ const EP_CHANGES: &str = "loyalty_changes";
 /// How to reach and treat the upstreams.
 #[derive(Clone)]
 pub struct UpstreamOptions {
-    /// `http://host:port` (no TLS backend is compiled in; see Cargo.toml).
+    /// `https://host[:port]`, or `http://` to a loopback address (see the
+    /// module docs).
     pub base_url: String,
     pub client_id: String,
     pub client_secret: String,
@@ -71,6 +82,9 @@ pub struct UpstreamOptions {
     /// The first retry's pause; each further retry doubles it (capped at
     /// [`MAX_BACKOFF`]), and jitter takes up to half of it off.
     pub backoff: Duration,
+    /// `https://` only: a PEM file of CA certificates trusted besides the
+    /// system's roots (an upstream behind a private CA).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for UpstreamOptions {
@@ -85,6 +99,7 @@ impl Default for UpstreamOptions {
             circuit_failures: 5,
             circuit_cooldown: Duration::from_secs(30),
             backoff: Duration::from_millis(200),
+            tls_ca_file: None,
         }
     }
 }
@@ -101,6 +116,7 @@ impl std::fmt::Debug for UpstreamOptions {
             .field("circuit_failures", &self.circuit_failures)
             .field("circuit_cooldown", &self.circuit_cooldown)
             .field("backoff", &self.backoff)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -108,12 +124,15 @@ impl std::fmt::Debug for UpstreamOptions {
 /// Why an `UpstreamClient` could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("upstream base_url {0:?} is not an http:// URL")]
+    #[error("upstream base_url {0:?} is not an https:// or http:// URL")]
     BaseUrl(String),
     #[error(
-        "upstream base_url {0:?} is https://, but this build has no TLS backend (enable reqwest's `rustls` feature)"
+        "upstream base_url {0:?} is plain http:// to a host that is not loopback: the client secret would cross \
+         the network in clear; use https:// (with upstream.tls_ca_file for a private CA)"
     )]
-    NoTls(String),
+    SecretInClear(String),
+    #[error("upstream TLS: {0}")]
+    Tls(String),
     #[error("upstream page_size {0} is outside 50..=100")]
     PageSize(u32),
     #[error("building the HTTP client: {0}")]
@@ -162,14 +181,16 @@ impl UpstreamClient {
     pub fn new(cfg: UpstreamOptions, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let url = reqwest::Url::parse(&cfg.base_url).map_err(|_| ConfigError::BaseUrl(cfg.base_url.clone()))?;
         match url.scheme() {
-            "http" => {}
-            "https" => return Err(ConfigError::NoTls(cfg.base_url.clone())),
+            "https" => {}
+            "http" if cfg.client_secret.is_empty() || is_loopback(&url) => {}
+            "http" => return Err(ConfigError::SecretInClear(cfg.base_url.clone())),
             _ => return Err(ConfigError::BaseUrl(cfg.base_url.clone())),
         }
         if !(50..=100).contains(&cfg.page_size) {
             return Err(ConfigError::PageSize(cfg.page_size));
         }
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config(cfg.tls_ca_file.as_deref())?)
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .user_agent(concat!("rushhour/", env!("CARGO_PKG_VERSION")))
@@ -523,6 +544,49 @@ impl LoyaltySource for UpstreamClient {
     }
 }
 
+/// Whether `url` names this machine: a loopback address or `localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// rustls with the ring provider, trusting the system's roots and the CAs
+/// in `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable entries of the system store are skipped, as every client
+    // using it does; an empty store only matters for https://.
+    let system = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(system.certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ConfigError::Tls(format!("CA file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(ConfigError::Tls(format!(
+                "CA file {} holds no certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ConfigError::Tls(format!("CA file {}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,9 +612,37 @@ mod tests {
             base_url: "https://catalog.example".into(),
             ..ok.clone()
         };
+        assert!(UpstreamClient::new(https, testkit::clock::ManualClock::new(0)).is_ok());
+        // The secret never crosses a network in clear; loopback (the
+        // simulator) and secret-less clients may use http://.
+        for (base_url, secret, allowed) in [
+            ("http://catalog.example:8090", "s3cret", false),
+            ("http://10.0.0.7:8090", "s3cret", false),
+            ("http://catalog.example:8090", "", true),
+            ("http://127.0.0.1:8090", "s3cret", true),
+            ("http://127.5.0.1:8090", "s3cret", true),
+            ("http://localhost:8090", "s3cret", true),
+            ("http://[::1]:8090", "s3cret", true),
+        ] {
+            let opts = UpstreamOptions {
+                base_url: base_url.into(),
+                client_secret: secret.into(),
+                ..ok.clone()
+            };
+            match UpstreamClient::new(opts, testkit::clock::ManualClock::new(0)) {
+                Ok(_) => assert!(allowed, "{base_url} with a secret must be refused"),
+                Err(ConfigError::SecretInClear(u)) => assert!(!allowed && u == base_url, "{base_url}"),
+                Err(e) => panic!("{base_url}: {e}"),
+            }
+        }
+        let no_ca = UpstreamOptions {
+            base_url: "https://catalog.example".into(),
+            tls_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..ok.clone()
+        };
         assert!(matches!(
-            UpstreamClient::new(https, testkit::clock::ManualClock::new(0)),
-            Err(ConfigError::NoTls(_))
+            UpstreamClient::new(no_ca, testkit::clock::ManualClock::new(0)),
+            Err(ConfigError::Tls(m)) if m.contains("/nonexistent/ca.pem")
         ));
         let page = UpstreamOptions {
             page_size: 500,

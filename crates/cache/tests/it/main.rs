@@ -1,8 +1,10 @@
 //! Integration tests of the in-process cache and feed: the shared contract
 //! suites, plus the lag signal only a bounded broadcast can show. The Redis
-//! backends run the same suites in `redis`.
+//! backends run the same suites in `redis`, and through TLS (`rediss://`)
+//! in `tls`.
 
 mod redis;
+mod tls;
 
 use cache::{BroadcastFeed, MemoryMenuCache};
 use domain::ports::{FeedItem, LiveFeed};

@@ -82,6 +82,7 @@ async fn redis_feed_delivers_in_order() {
         capacity: 64,
         channel_prefix: prefix("redis_feed_delivers_in_order"),
         timeout: Duration::from_secs(2),
+        ..RedisFeedOptions::default()
     };
     contract::feed_delivers_in_order(Arc::new(RedisFeed::connect(&url, opts).await.unwrap())).await;
 }

@@ -94,6 +94,11 @@ impl KafkaEventLog {
     /// of existing ones) and the claim table, and start the reader.
     pub async fn connect(opts: KafkaLogOptions, claims_pool: PgPool) -> Result<Self, KafkaLogError> {
         let mut base = ClientConfig::new();
+        // The pass-through first: what the log sets itself is refused there
+        // (`KafkaClientSettings::check`) and set after it in any case.
+        for (key, value) in &opts.client_settings.0 {
+            base.set(key, value);
+        }
         base.set("bootstrap.servers", &opts.brokers)
             .set("socket.keepalive.enable", "true")
             .set("log_level", "4");

@@ -160,3 +160,28 @@ async fn an_unreachable_broker_fails_fast() {
     );
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// `log.kafka.*` reaches librdkafka: a setting it rejects fails the log's
+/// first client, before any broker is contacted (so no service is needed),
+/// with librdkafka's own words. In the default build (no OpenSSL) that is
+/// what `security.protocol = SASL_SSL` gets from librdkafka itself; the
+/// binary's `LogConfig::build` says so earlier, naming the feature.
+#[tokio::test]
+async fn pass_through_settings_reach_every_client() {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .expect("a lazy pool");
+    let mut settings = std::collections::BTreeMap::new();
+    settings.insert("security.protocol".to_owned(), "not_a_protocol".to_owned());
+    let opts = KafkaLogOptions {
+        brokers: "127.0.0.1:1".into(),
+        client_settings: eventlog::KafkaClientSettings(settings),
+        ..Default::default()
+    };
+    let err = KafkaEventLog::connect(opts, pool)
+        .await
+        .err()
+        .expect("librdkafka refuses the setting");
+    let text = err.to_string();
+    assert!(text.contains("security.protocol"), "{text}");
+}

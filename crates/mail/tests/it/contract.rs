@@ -14,6 +14,7 @@ fn smtp_mailer(sink: &SmtpSink) -> Arc<dyn Mailer> {
             url: sink.url(),
             from: FROM.into(),
             timeout: Duration::from_secs(10),
+            tls_ca_file: None,
         })
         .expect("an SMTP mailer"),
     )

@@ -51,7 +51,7 @@ async fn kill_9_loses_no_acknowledged_order() {
     let dir = tempfile::TempDir::new().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = crate::support::http_client(Duration::from_secs(10));
 
     let mut child = start(dir.path(), port);
     ready(&client, &base).await;

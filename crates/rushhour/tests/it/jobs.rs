@@ -153,6 +153,9 @@ fn rushhour(role: &str, data_dir: &Path, env: &[(&str, &str)]) -> Command {
         .arg(data_dir)
         .env("RUSHHOUR__TELEMETRY__LOG_FILTER", "warn")
         .env("RUSHHOUR__AUTH__STAFF_KEY", STAFF_KEY)
+        // Scale mode (a PostgreSQL store) refuses to start without them.
+        .env("RUSHHOUR__WEBHOOKS__SECRET", crate::support::WEBHOOK_SECRET)
+        .env("RUSHHOUR__AUTH__SESSION_KEY", crate::support::SESSION_KEY)
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -11,5 +11,6 @@ mod postgres;
 mod protection;
 mod replay;
 mod scale;
+mod secrets;
 mod support;
 mod tidy;

@@ -53,7 +53,7 @@ fn order_body() -> Value {
 }
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+    crate::support::http_client(Duration::from_secs(10))
 }
 
 // ------------------------------------------------------------ processes
@@ -103,6 +103,9 @@ impl Scale {
             .env("RUSHHOUR__CACHE__URL", &self.cache)
             .env("RUSHHOUR__CACHE__KEY_PREFIX", format!("rhscale:{}", self.tag))
             .env("RUSHHOUR__AUTH__STAFF_KEY", STAFF_KEY)
+            // Shared by every instance: scale mode refuses to start without.
+            .env("RUSHHOUR__WEBHOOKS__SECRET", crate::support::WEBHOOK_SECRET)
+            .env("RUSHHOUR__AUTH__SESSION_KEY", crate::support::SESSION_KEY)
             .env("RUSHHOUR__HTTP__ADDR", format!("127.0.0.1:{port}"))
             .env("RUSHHOUR__DATA_DIR", self.data_dir.path())
             .env("RUSHHOUR__TELEMETRY__LOG_FORMAT", "json")

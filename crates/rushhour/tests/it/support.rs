@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const STAFF_KEY: &str = "test-staff-key";
 pub const STORE: &str = "demo-downtown";
+/// Secrets scale-mode processes must be given (`Config::check_scale_secrets`).
+pub const WEBHOOK_SECRET: &str = "whsec_test-shared-webhook-secret";
+pub const SESSION_KEY: &str = "test-session-key-shared-by-every-instance";
 
 pub struct TestApp {
     pub base: String,
@@ -22,6 +25,14 @@ pub struct TestApp {
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: TempDir,
+}
+
+/// An HTTP client for the tests. reqwest has rustls but no crypto provider
+/// of its own (ADR 0008): the process default must be ring before a client
+/// is built, as `main` makes it in the binary.
+pub fn http_client(timeout: Duration) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder().timeout(timeout).build().unwrap()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -51,7 +62,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     };
     TestApp {
         base,
-        client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        client: http_client(Duration::from_secs(30)),
         built,
         config,
         shutdown,

@@ -2,9 +2,11 @@
 //! against `SqliteStore` (one test per case, so failures are named), the
 //! SQLite-specific behaviour the suite cannot see (files, migrations,
 //! pragmas, unreadable rows). `postgres` runs
-//! the same suite against `PgStore` when a server is configured.
+//! the same suite against `PgStore` when a server is configured, and `tls`
+//! proves the PostgreSQL pool speaks TLS (`sslmode=require`, `verify-full`).
 
 mod postgres;
+mod tls;
 
 use std::path::Path;
 use std::sync::Arc;

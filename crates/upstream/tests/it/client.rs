@@ -1,6 +1,6 @@
 //! `UpstreamClient` against the simulator: token caching and refresh,
 //! retries, the circuit breaker, timeouts, paging and ETags, and the
-//! simulator's HTTP controls.
+//! simulator's HTTP controls; `https://` through a private CA.
 
 use domain::ports::PortError;
 use domain::sync::{CatalogFetch, CatalogSource, LoyaltySource, NoProgress};
@@ -221,6 +221,8 @@ async fn the_simulator_is_controllable_over_http() {
     let (url, sim) = upstream::Simulator::start(crate::support::sim_config(500))
         .await
         .unwrap();
+    // reqwest has rustls but no crypto provider of its own (ADR 0008).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let etag = sim.catalog_etag();
     let mutated: serde_json::Value = http
@@ -258,4 +260,49 @@ async fn the_simulator_is_controllable_over_http() {
         .unwrap();
     assert_eq!(stats, sim.stats());
     assert_eq!((stats.injected_failures, stats.token, stats.loyalty_changes), (1, 2, 1));
+}
+
+/// `https://`: the client speaks TLS to an upstream whose certificate a
+/// private CA signed (`tls_ca_file`), the token request with its client
+/// secret included, and refuses the same upstream without that CA.
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_configured_ca() {
+    let (url, sim) = upstream::Simulator::start(crate::support::sim_config(100))
+        .await
+        .unwrap();
+    let plain: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let proxy = testkit::tls::TlsProxy::start(plain).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = proxy.write_ca(dir.path()).unwrap();
+    let https = format!("https://localhost:{}", proxy.port());
+
+    let client = UpstreamClient::new(
+        UpstreamOptions {
+            tls_ca_file: Some(ca),
+            ..client_config(&https)
+        },
+        ManualClock::at_system_now(),
+    )
+    .expect("client builds");
+    let page = client.changes(None, 10).await.expect("a page over TLS");
+    assert_eq!(page.accounts.len(), 10);
+    assert_eq!(sim.stats().token, 1, "the token request went through TLS too");
+    assert!(proxy.handshakes() >= 1);
+
+    let untrusting = UpstreamClient::new(
+        UpstreamOptions {
+            max_retries: 0,
+            ..client_config(&https)
+        },
+        ManualClock::at_system_now(),
+    )
+    .expect("client builds");
+    let before = proxy.handshakes();
+    let err = untrusting
+        .changes(None, 10)
+        .await
+        .expect_err("an unknown CA is refused");
+    assert!(matches!(err, PortError::Unavailable(_)), "{err:?}");
+    assert_eq!(proxy.handshakes(), before, "no TLS session with an unverified server");
+    assert_eq!(sim.stats().token, 1, "the secret never reached the unverified server");
 }

@@ -36,6 +36,7 @@ pub fn client_config(base_url: &str) -> UpstreamOptions {
         circuit_failures: 10,
         circuit_cooldown: Duration::from_secs(30),
         backoff: Duration::from_millis(5),
+        tls_ca_file: None,
     }
 }
 

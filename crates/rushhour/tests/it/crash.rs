@@ -104,7 +104,12 @@ async fn kill_9_loses_no_acknowledged_order() {
     let _child = start(dir.path(), port);
     ready(&client, &base).await;
     for id in &acked {
-        let r = client.get(format!("{base}/v1/orders/{id}")).send().await.unwrap();
+        let r = client
+            .get(format!("{base}/v1/orders/{id}"))
+            .bearer_auth("crash-test")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "acknowledged order {id} was lost");
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -116,7 +121,15 @@ async fn kill_9_loses_no_acknowledged_order() {
             if let Some(c) = &cursor {
                 url.push_str(&format!("&cursor={c}"));
             }
-            let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            let page: Value = client
+                .get(url)
+                .bearer_auth("crash-test")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             ids.extend(
                 page["items"]
                     .as_array()

@@ -17,7 +17,10 @@ async fn intake_answers_202_and_the_order_is_confirmed() {
     assert_eq!(body["status"], "placed");
     // latte large (420+90) + oat milk 60 = 570 x2, croissant 320
     assert_eq!(body["total"], json!({"amount": 1460, "currency": "USD"}));
-    assert_eq!(body["links"]["self"], location);
+    // The links carry the customer's access token.
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token, customer_token(&location).unwrap());
+    assert_eq!(body["links"]["self"], format!("{location}?token={token}"));
 
     // Read-your-writes: visible at once, whether processed yet or not.
     let seen = app.order(id).await;

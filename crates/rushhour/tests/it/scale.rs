@@ -106,6 +106,7 @@ impl Scale {
             // Shared by every instance: scale mode refuses to start without.
             .env("RUSHHOUR__WEBHOOKS__SECRET", crate::support::WEBHOOK_SECRET)
             .env("RUSHHOUR__AUTH__SESSION_KEY", crate::support::SESSION_KEY)
+            .env("RUSHHOUR__AUTH__BOOTSTRAP_ADMIN_PASSWORD", "scale test admin password")
             .env("RUSHHOUR__HTTP__ADDR", format!("127.0.0.1:{port}"))
             .env("RUSHHOUR__DATA_DIR", self.data_dir.path())
             .env("RUSHHOUR__TELEMETRY__LOG_FORMAT", "json")
@@ -604,6 +605,7 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
             let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
             let r = client
                 .get(format!("{}/v1/orders/{id}", bases[to]))
+                .bearer_auth(STAFF_KEY)
                 .send()
                 .await
                 .unwrap();
@@ -1099,7 +1101,12 @@ async fn start_tansu(dir: &Path, port: u16, procs: &mut Procs) -> u32 {
 /// answer once `deadline` passes.
 async fn confirmed(client: &Client, base: &str, id: &str, deadline: Instant) -> Result<(), String> {
     loop {
-        let last = match client.get(format!("{base}/v1/orders/{id}")).send().await {
+        let last = match client
+            .get(format!("{base}/v1/orders/{id}"))
+            .bearer_auth(STAFF_KEY)
+            .send()
+            .await
+        {
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();

@@ -51,6 +51,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     };
     let mut config = Config::load(None, &overrides).unwrap();
     config.auth.staff_key = STAFF_KEY.into();
+    config.auth.session_key = SESSION_KEY.into();
     tweak(&mut config);
     let built = Arc::new(wiring::build(&config).await.expect("build app"));
     let listener = tokio::net::TcpListener::bind(config.http.addr).await.unwrap();
@@ -71,6 +72,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// The access token of the order a `/v1/orders/{id}…` path names (the
+/// in-process app derives tokens from [`SESSION_KEY`]).
+pub fn customer_token(path: &str) -> Option<String> {
+    let id = path.strip_prefix("/v1/orders/")?.split(['/', '?']).next()?;
+    let id = domain::OrderId::parse(id)?;
+    Some(domain::identity::order_token(SESSION_KEY.as_bytes(), id))
+}
+
 pub fn latte_order() -> Value {
     json!({"store": STORE, "lines": [
         {"sku": "latte", "size": "large", "modifiers": ["oat-milk"], "qty": 2},
@@ -83,8 +92,14 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// A GET with no credential; on an order's routes it carries that
+    /// order's access token, as its customer would.
     pub async fn get(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        let mut r = self.client.get(self.url(path));
+        if let Some(token) = customer_token(path) {
+            r = r.header("x-order-token", token);
+        }
+        r.send().await.unwrap()
     }
 
     pub async fn post_order(&self, body: &Value, key: Option<&str>) -> Response {
@@ -104,9 +119,14 @@ impl TestApp {
         v["id"].as_str().unwrap().to_owned()
     }
 
-    /// A POST with no body and no credentials (the customer's cancel).
+    /// A POST with no body and no staff credential; on an order's routes
+    /// it carries that order's access token (the customer's cancel).
     pub async fn post(&self, path: &str) -> Response {
-        self.client.post(self.url(path)).send().await.unwrap()
+        let mut r = self.client.post(self.url(path));
+        if let Some(token) = customer_token(path) {
+            r = r.header("x-order-token", token);
+        }
+        r.send().await.unwrap()
     }
 
     pub async fn staff_post(&self, path: &str) -> Response {

@@ -14,6 +14,7 @@ mod admin;
 mod faults;
 mod harness;
 mod limits;
+mod money;
 mod orders;
 mod reads;
 mod streams;

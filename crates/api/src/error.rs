@@ -100,6 +100,9 @@ error_codes! {
     MethodNotAllowed = "method_not_allowed",
     InvalidTransition = "invalid_transition",
     ValidationFailed = "validation_failed",
+    /// An order whose lines are valid but whose total is negative or too
+    /// large to charge (a menu price gone wrong upstream).
+    InvalidTotal = "invalid_total",
     IdempotencyKeyReused = "idempotency_key_reused",
     /// The admin job routes on a process without a job queue.
     JobsUnavailable = "jobs_unavailable",
@@ -217,6 +220,8 @@ pub enum ApiError {
     MethodNotAllowed,
     InvalidTransition(String),
     Validation(Vec<FieldError>),
+    /// The order's total cannot be charged; the string says why.
+    InvalidTotal(String),
     IdempotencyKeyReused,
     /// Load shedding refused the request before doing any work.
     Overloaded,
@@ -281,7 +286,7 @@ impl ApiError {
             InvalidTransition(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidBody(_) | Validation(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidBody(_) | Validation(_) | InvalidTotal(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Overloaded | StreamsAtCapacity | NotReady | Unavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -317,6 +322,7 @@ impl ApiError {
             MethodNotAllowed => ErrorCode::MethodNotAllowed,
             InvalidTransition(_) => ErrorCode::InvalidTransition,
             Validation(_) => ErrorCode::ValidationFailed,
+            InvalidTotal(_) => ErrorCode::InvalidTotal,
             IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             Overloaded => ErrorCode::Overloaded,
             TooManyStreams => ErrorCode::TooManyStreams,
@@ -357,6 +363,7 @@ impl ApiError {
             MethodNotAllowed => "Method not allowed",
             InvalidTransition(_) => "Invalid transition",
             Validation(_) => "Validation failed",
+            InvalidTotal(_) => "Invalid total",
             IdempotencyKeyReused => "Idempotency-Key reused",
             Overloaded => "Overloaded",
             TooManyStreams => "Too many streams",
@@ -373,6 +380,7 @@ impl ApiError {
         match self {
             MalformedJson(d) | InvalidBody(d) | BadRequest(d) | InvalidPath(d) | InvalidQuery(d) => d.clone(),
             InvalidTransition(d) => d.clone(),
+            InvalidTotal(why) => format!("the order cannot be charged: {why}"),
             UnsupportedMediaType => "the body must be sent with Content-Type: application/json".into(),
             PayloadTooLarge => "the request body is larger than this API accepts".into(),
             InvalidIdempotencyKey => "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
@@ -520,6 +528,7 @@ impl From<AppError> for ApiError {
         match e {
             AppError::NotFound(what) => ApiError::NotFound(what.into()),
             AppError::Validation(errors) => ApiError::Validation(errors),
+            AppError::InvalidTotal(why) => ApiError::InvalidTotal(why),
             AppError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             AppError::Transition(t) => t.into(),
             AppError::NotReady => ApiError::NotReady,
@@ -560,6 +569,7 @@ mod tests {
             (AppError::NotFound(domain::Resource::Store), 404, "store_not_found"),
             (AppError::NotFound(domain::Resource::Item), 404, "item_not_found"),
             (AppError::Validation(vec![]), 422, "validation_failed"),
+            (AppError::InvalidTotal("too large".into()), 422, "invalid_total"),
             (AppError::IdempotencyKeyReused, 422, "idempotency_key_reused"),
             (
                 AppError::Transition(TransitionError::InvalidTransition {
@@ -698,6 +708,7 @@ mod tests {
             "method_not_allowed",
             "invalid_transition",
             "validation_failed",
+            "invalid_total",
             "idempotency_key_reused",
             "jobs_unavailable",
             "job_not_dead",

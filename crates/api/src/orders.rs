@@ -380,7 +380,7 @@ impl ListQuery {
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body, validation_failed, idempotency_key_reused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_body, validation_failed, invalid_total, idempotency_key_reused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "overloaded, unavailable, timeout (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]

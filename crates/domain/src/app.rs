@@ -86,6 +86,10 @@ pub enum AppError {
     NotFound(Resource),
     #[error("the request is invalid")]
     Validation(Vec<FieldError>),
+    /// The order's lines are valid, but add up to no amount it can carry
+    /// (negative, or too large); the string says which, for the client.
+    #[error("the order's total is invalid: {0}")]
+    InvalidTotal(String),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error(transparent)]
@@ -180,7 +184,7 @@ impl Rushhour {
             // menu has changed since; only then is the refusal final. The
             // happy path skips this read: the append claims the key
             // atomically and reports a duplicate itself.
-            Err(e @ (AppError::Validation(_) | AppError::NotFound(_))) => {
+            Err(e @ (AppError::Validation(_) | AppError::InvalidTotal(_) | AppError::NotFound(_))) => {
                 if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint)
                     && let Some(rec) = self.log.idempotency(key).await?
                 {
@@ -223,7 +227,10 @@ impl Rushhour {
             Err(AppError::NotFound(_)) => return Err(store_field()),
             other => other?,
         };
-        let (lines, total) = order::price(draft, &menu).map_err(AppError::Validation)?;
+        let (lines, total) = order::price(draft, &menu).map_err(|e| match e {
+            order::PricingError::Fields(errors) => AppError::Validation(errors),
+            order::PricingError::Total(why) => AppError::InvalidTotal(why),
+        })?;
         let id = OrderId::new();
         let token = crate::identity::order_token(&self.config.order_token_key, id);
         let currency = menu.store().currency.clone();
@@ -269,7 +276,13 @@ impl Rushhour {
                 }
                 Err(e) => Err(PortError::Invalid(format!("log record for {id}: {e}")).into()),
             },
-            None => Err(AppError::NotFound(Resource::Order)),
+            // The log answers only for what the processors have not
+            // committed: one applied between the two reads is in the store.
+            None => self
+                .store
+                .get_order(id)
+                .await?
+                .ok_or(AppError::NotFound(Resource::Order)),
         }
     }
 
@@ -284,6 +297,10 @@ impl Rushhour {
         // Whether the log has the order is asked once: a record never
         // leaves the log, so the answer cannot change while we wait.
         let mut in_log = false;
+        // Whether the store was asked again after the log said "not here":
+        // the log answers only for what the processors have not committed,
+        // so an order applied between the two reads is in the store.
+        let mut rechecked = false;
         loop {
             match self.store.transition(id, action, self.clock.now_ms()).await {
                 Ok((order, events)) => {
@@ -295,7 +312,11 @@ impl Rushhour {
                     // processor rather than lose the action.
                     if !in_log {
                         if self.log.find(&id.to_string()).await?.is_none() {
-                            return Err(AppError::NotFound(Resource::Order));
+                            if rechecked {
+                                return Err(AppError::NotFound(Resource::Order));
+                            }
+                            rechecked = true;
+                            continue;
                         }
                         in_log = true;
                     }

@@ -48,7 +48,13 @@ pub struct OrderPlacedV1 {
 }
 
 /// What a payment provider told us about an order's payment. Applied once
-/// per `event_id`, however often the provider sends it.
+/// per `event_id`, however often the provider sends it. Providers deliver
+/// callbacks out of order (retries, parallel senders), so the order's
+/// payment status is that of its newest event by `provider_ts`, not of the
+/// last to arrive: a `failed` from before a `paid` that arrives after it is
+/// recorded with the others and changes nothing (ties within the provider's
+/// one-second resolution go the way a payment's life does: failed, then
+/// paid, then refunded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentV1 {
     /// The provider's event id: the idempotency key of the callback.
@@ -58,7 +64,8 @@ pub struct PaymentV1 {
     /// Minor units, as the provider reported them.
     pub amount: i64,
     pub currency: String,
-    /// The provider's signed timestamp (epoch seconds).
+    /// When the provider created the event (its `created`, epoch seconds):
+    /// what orders an order's events.
     pub provider_ts: i64,
     /// When we accepted it (epoch ms).
     pub received_at: i64,

@@ -58,7 +58,7 @@ pub struct Category {
 pub struct Size {
     pub code: String,
     pub name: String,
-    /// Price of one item in this size, minor units.
+    /// Price of one item in this size, minor units, `0..=money::MAX_PRICE`.
     pub price: i64,
 }
 
@@ -66,7 +66,8 @@ pub struct Size {
 pub struct Modifier {
     pub code: String,
     pub name: String,
-    /// Added to the unit price, minor units (may be 0).
+    /// Added to the unit price, minor units (may be 0, or negative for a
+    /// discount; bounded by `money::MAX_PRICE` either way).
     pub price_delta: i64,
 }
 
@@ -89,6 +90,21 @@ impl Item {
 
     pub fn modifier(&self, code: &str) -> Option<&Modifier> {
         self.modifiers.iter().find(|m| m.code == code)
+    }
+
+    /// Whether every price of the item is one a menu may hold
+    /// (`money::check_price` for sizes, `money::check_delta` for
+    /// modifiers); otherwise what is wrong with the first that is not,
+    /// naming the item and the size or modifier.
+    pub fn check_prices(&self) -> Result<(), String> {
+        for s in &self.sizes {
+            crate::money::check_price(s.price).map_err(|e| format!("item '{}' size '{}': {e}", self.sku, s.code))?;
+        }
+        for m in &self.modifiers {
+            crate::money::check_delta(m.price_delta)
+                .map_err(|e| format!("item '{}' modifier '{}': {e}", self.sku, m.code))?;
+        }
+        Ok(())
     }
 }
 

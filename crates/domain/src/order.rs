@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::ids::{OrderId, StoreId};
 use crate::menu::{MenuSnapshot, Station};
+use crate::money::Total;
 
 pub const MAX_LINES: usize = 50;
 pub const MAX_QTY: i64 = 20;
@@ -317,9 +318,33 @@ impl FieldError {
     }
 }
 
+/// Why `price` refused a draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PricingError {
+    /// Fields that are wrong, each named with why.
+    Fields(Vec<FieldError>),
+    /// Every field is right, but what the lines add up to is no amount an
+    /// order can carry (a unit price or total below zero, or beyond
+    /// `money::MAX_TOTAL`): said in full, for the client.
+    Total(String),
+}
+
+impl PricingError {
+    /// The field errors (none for a refused total).
+    pub fn fields(&self) -> &[FieldError] {
+        match self {
+            PricingError::Fields(f) => f,
+            PricingError::Total(_) => &[],
+        }
+    }
+}
+
 /// Validate `draft` against `menu` and price every line server-side. Prices
-/// in the request are never looked at (the request type has none).
-pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>, i64), Vec<FieldError>> {
+/// in the request are never looked at (the request type has none). Prices
+/// come from the menu, and so from upstream: every sum is checked
+/// (`money::Total`), so whatever a menu holds, pricing refuses rather than
+/// wraps or panics.
+pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>, i64), PricingError> {
     let mut errors = Vec::new();
     if draft.lines.is_empty() {
         errors.push(FieldError::new("lines", "required", "an order needs at least one line"));
@@ -330,7 +355,7 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
             "too_many_lines",
             format!("at most {MAX_LINES} lines per order"),
         ));
-        return Err(errors);
+        return Err(PricingError::Fields(errors));
     }
     if let Some(c) = &draft.customer
         && (c.is_empty() || c.len() > 128)
@@ -342,7 +367,9 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
         ));
     }
     let mut lines = Vec::with_capacity(draft.lines.len());
-    let mut total: i64 = 0;
+    let mut total = Ok(Total::default());
+    // The first amount that cannot be charged, said for the client.
+    let mut bad_total: Option<String> = None;
     for (i, d) in draft.lines.iter().enumerate() {
         let f = |name: &str| format!("lines[{i}].{name}");
         if !(1..=MAX_QTY).contains(&d.qty) {
@@ -388,11 +415,11 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
             ));
             continue;
         }
-        let mut unit = size.price;
+        let mut unit = Ok(Total::of(size.price));
         let mut ok = true;
         for (j, code) in d.modifiers.iter().enumerate() {
             match item.modifier(code) {
-                Some(m) => unit += m.price_delta,
+                Some(m) => unit = unit.and_then(|u| u.add(m.price_delta)),
                 None => {
                     ok = false;
                     errors.push(FieldError::new(
@@ -407,8 +434,24 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
             continue;
         }
         let qty = d.qty as u32;
-        let line_total = unit * d.qty;
-        total += line_total;
+        let amounts = unit
+            .and_then(Total::amount)
+            .map_err(|e| ("unit price", e))
+            .and_then(|unit_price| {
+                let line_total = Total::of(unit_price)
+                    .times(d.qty)
+                    .and_then(Total::amount)
+                    .map_err(|e| ("line total", e))?;
+                Ok((unit_price, line_total))
+            });
+        let (unit, line_total) = match amounts {
+            Ok(a) => a,
+            Err((what, e)) => {
+                bad_total.get_or_insert_with(|| format!("the {what} of lines[{i}] ('{}') {e}", d.sku));
+                continue;
+            }
+        };
+        total = total.and_then(|t| t.add(line_total));
         lines.push(OrderLine {
             line: (i + 1) as u32,
             sku: item.sku.clone(),
@@ -422,11 +465,16 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
             ticket: None,
         });
     }
-    if errors.is_empty() {
-        Ok((lines, total))
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(PricingError::Fields(errors));
     }
+    if let Some(why) = bad_total {
+        return Err(PricingError::Total(why));
+    }
+    total
+        .and_then(Total::amount)
+        .map(|total| (lines, total))
+        .map_err(|e| PricingError::Total(format!("the order's total {e}")))
 }
 
 /// Decide a placed order at processing time: every line's item must still
@@ -502,7 +550,7 @@ mod tests {
             &menu,
         )
         .unwrap_err();
-        let fields: Vec<_> = errs.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        let fields: Vec<_> = errs.fields().iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert_eq!(
             fields,
             vec![
@@ -514,8 +562,60 @@ mod tests {
             ]
         );
         let too_many = draft((0..51).map(|_| line("espresso", Some("small"), &[], 1)).collect());
-        assert_eq!(price(&too_many, &menu).unwrap_err()[0].code, "too_many_lines");
-        assert_eq!(price(&draft(vec![]), &menu).unwrap_err()[0].code, "required");
+        assert_eq!(price(&too_many, &menu).unwrap_err().fields()[0].code, "too_many_lines");
+        assert_eq!(price(&draft(vec![]), &menu).unwrap_err().fields()[0].code, "required");
+    }
+
+    /// A menu of one item, `x`, in one size at `price` with a modifier
+    /// `m{i}` per delta: what a bad upstream record could make of a menu.
+    fn menu_pricing(price: i64, deltas: &[i64]) -> MenuSnapshot {
+        let mut m = demo_menu();
+        let mut item = m.items[0].clone();
+        item.sku = "x".into();
+        item.sizes.truncate(1);
+        item.sizes[0].price = price;
+        item.modifiers = deltas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| crate::menu::Modifier {
+                code: format!("m{i}"),
+                name: format!("m{i}"),
+                price_delta: *d,
+            })
+            .collect();
+        m.items = vec![item];
+        MenuSnapshot::new(m)
+    }
+
+    fn total_error(r: Result<(Vec<OrderLine>, i64), PricingError>) -> String {
+        match r {
+            Err(PricingError::Total(why)) => why,
+            other => panic!("a refused total, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn totals_that_would_go_negative_or_overflow_are_refused() {
+        // A discount bigger than the price.
+        let menu = menu_pricing(100, &[-150]);
+        let why = total_error(price(&draft(vec![line("x", None, &["m0"], 1)]), &menu));
+        assert_eq!(why, "the unit price of lines[0] ('x') would be negative");
+        // Prices that wrap an i64 when multiplied or added up.
+        let menu = menu_pricing(i64::MAX / 2, &[i64::MAX]);
+        let why = total_error(price(&draft(vec![line("x", None, &["m0"], 1)]), &menu));
+        assert!(why.contains("unit price") && why.contains("exceed"), "{why}");
+        let menu = menu_pricing(crate::money::MAX_TOTAL / 3, &[]);
+        let why = total_error(price(&draft(vec![line("x", None, &[], 4)]), &menu));
+        assert!(why.starts_with("the line total of lines[0]"), "{why}");
+        let lines = (0..4).map(|_| line("x", None, &[], 1)).collect();
+        let why = total_error(price(&draft(lines), &menu));
+        assert!(why.starts_with("the order's total would exceed"), "{why}");
+        // Field errors come first: they are what the client can fix.
+        let errs = price(&draft(vec![line("x", None, &[], 4), line("nope", None, &[], 1)]), &menu).unwrap_err();
+        assert_eq!(errs.fields()[0].code, "unknown_sku");
+        // A discount that leaves a non-negative price is fine.
+        let menu = menu_pricing(100, &[-100]);
+        assert_eq!(price(&draft(vec![line("x", None, &["m0"], 2)]), &menu).unwrap().1, 0);
     }
 
     fn order_with(stations: &[Station]) -> Order {
@@ -593,6 +693,42 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever a menu holds (any `i64` price and deltas, as a corrupt
+        /// upstream record could) and whatever a client orders, pricing
+        /// never panics, and what it accepts is exact and chargeable: each
+        /// line is its unit price times its quantity, the total their sum,
+        /// all of them within `0..=MAX_TOTAL`.
+        #[test]
+        fn pricing_never_panics_and_never_yields_a_negative_or_overflowing_total(
+            size_price in prop_oneof![any::<i64>(), -1_000i64..1_000_000],
+            deltas in proptest::collection::vec(prop_oneof![any::<i64>(), -1_000i64..1_000], 0..4),
+            picks in proptest::collection::vec((proptest::collection::vec(0usize..4, 0..4), 1i64..=MAX_QTY), 1..=MAX_LINES),
+        ) {
+            let menu = menu_pricing(size_price, &deltas);
+            let lines = picks
+                .iter()
+                .map(|(mods, qty)| {
+                    let codes: Vec<String> = mods.iter().filter(|m| **m < deltas.len()).map(|m| format!("m{m}")).collect();
+                    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
+                    line("x", None, &codes, *qty)
+                })
+                .collect();
+            match price(&draft(lines), &menu) {
+                Ok((lines, total)) => {
+                    prop_assert!((0..=crate::money::MAX_TOTAL).contains(&total));
+                    let mut sum: i128 = 0;
+                    for l in &lines {
+                        prop_assert!(l.unit_price >= 0 && l.line_total >= 0);
+                        prop_assert_eq!(i128::from(l.unit_price) * i128::from(l.qty), i128::from(l.line_total));
+                        sum += i128::from(l.line_total);
+                    }
+                    prop_assert_eq!(sum, i128::from(total));
+                }
+                Err(PricingError::Total(why)) => prop_assert!(!why.is_empty()),
+                Err(PricingError::Fields(f)) => prop_assert!(false, "every field is valid: {f:?}"),
+            }
+        }
+
         /// Whatever staff click, in whatever order, the order never reaches
         /// a state that contradicts its tickets, and terminal states stick.
         #[test]

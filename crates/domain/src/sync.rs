@@ -285,6 +285,13 @@ async fn menu_steps(
             "the upstream catalog is empty; refusing to remove every item".into(),
         ));
     }
+    // Prices are trusted nowhere downstream of here without a check, but a
+    // catalog with a negative or absurd price is refused whole: selling at
+    // the wrong price is worse than selling at yesterday's.
+    let bad: Vec<String> = items.iter().filter_map(|i| i.check_prices().err()).collect();
+    if !bad.is_empty() {
+        return Err(PortError::Invalid(invalid_prices(&bad)));
+    }
 
     tally.db_queries += 1;
     let stores = store.list_stores().await?;
@@ -309,6 +316,23 @@ async fn menu_steps(
     tally.db_queries += 1;
     store.set_sync_cursor(MENU, etag.as_deref()).await?;
     Ok("ok")
+}
+
+/// The error of a catalog refused for its prices: how many items, and the
+/// first few of them.
+fn invalid_prices(bad: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let more = bad.len().saturating_sub(SHOWN);
+    format!(
+        "the upstream catalog has invalid prices in {} item(s) ({}{}); refusing it, menus unchanged",
+        bad.len(),
+        bad[..bad.len().min(SHOWN)].join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// What must be written to bring one store's menu in line with the catalog.
@@ -466,6 +490,31 @@ mod tests {
         assert_eq!(skus, [menu.items[1].sku.as_str(), "new-thing"]);
         assert_eq!(diff.removed, [menu.items.last().unwrap().sku.clone()]);
         assert!(!diff.categories_changed);
+    }
+
+    #[test]
+    fn catalog_prices_are_checked_and_named() {
+        let menu = demo_menu();
+        assert!(
+            menu.items.iter().all(|i| i.check_prices().is_ok()),
+            "the demo menu is valid"
+        );
+        let mut bad = menu.items[0].clone();
+        bad.sizes[1].price = -5;
+        let why = bad.check_prices().unwrap_err();
+        assert_eq!(
+            why,
+            format!("item '{}' size '{}': price -5 is negative", bad.sku, bad.sizes[1].code)
+        );
+        bad.sizes[1].price = 5;
+        bad.modifiers[0].price_delta = i64::MAX;
+        assert!(bad.check_prices().unwrap_err().contains("beyond the largest accepted"));
+        let five: Vec<String> = (0..5).map(|i| format!("item '{i}'")).collect();
+        assert_eq!(
+            invalid_prices(&five),
+            "the upstream catalog has invalid prices in 5 item(s) (item '0'; item '1'; item '2'; and 2 more); \
+             refusing it, menus unchanged"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The backend-independent half of the store's bulk writes: de-duplicating
 //! a call's rows before they meet `ON CONFLICT`, the outcomes a payment
-//! callback can have and the counts that follow from them, and which orders
-//! the cleanup may delete. Both backends use these, so the SQL is theirs
+//! callback can have and the counts that follow from them, which of an
+//! order's payment events sets its status, and which orders the cleanup
+//! may delete. Both backends use these, so the SQL is theirs
 //! but the rules read the same whichever database runs them.
 //!
 //! De-duplication matters for correctness, not only speed: PostgreSQL
@@ -12,7 +13,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use domain::events::{PaymentStatus, PaymentV1};
+use domain::events::PaymentV1;
 use domain::menu::{Category, Item};
 use domain::ops::LoyaltyAccount;
 use domain::order::OrderStatus;
@@ -63,29 +64,35 @@ pub(crate) fn count_outcomes<'a>(
     Ok(out)
 }
 
-/// The payment status each order ends with after the applied events of a
-/// batch (`unique` in batch order, `outcomes` by event id for those newly
-/// recorded): the last applied event of an order wins. Orders in the order
-/// their final event came.
-pub(crate) fn settled_statuses<'a>(
-    unique: &[&'a PaymentV1],
+/// Payment events of one order, newest first, as SQL both backends accept
+/// for an `ORDER BY` over rows aliased `alias` (`provider_ts`, `status`):
+/// the provider's timestamp decides, not the order of arrival (callbacks
+/// come out of order, and a late `failed` must not undo a `paid`). Its
+/// timestamps are whole seconds, so two events of one second are ranked
+/// by the lifecycle a payment follows: a refund comes after a payment,
+/// and a payment after a failed attempt.
+pub(crate) fn newest_payment_first(alias: &str) -> String {
+    format!(
+        "{alias}.provider_ts DESC, CASE {alias}.status WHEN 'refunded' THEN 3 WHEN 'paid' THEN 2 \
+         WHEN 'failed' THEN 1 ELSE 0 END DESC"
+    )
+}
+
+/// The orders whose payment history the batch's applied events changed
+/// (`unique` in batch order, `outcomes` by event id for those newly
+/// recorded), each once, in the order their first event came. Their
+/// status is then settled from the whole history (`newest_payment_first`).
+pub(crate) fn orders_with_applied_payments(
+    unique: &[&PaymentV1],
     outcomes: &HashMap<String, String>,
-) -> Vec<(&'a PaymentV1, PaymentStatus)> {
-    let mut last: Vec<(&PaymentV1, PaymentStatus)> = Vec::new();
-    let mut at: HashMap<domain::ids::OrderId, usize> = HashMap::new();
-    for p in unique {
-        if outcomes.get(&p.event_id).map(String::as_str) != Some(APPLIED) {
-            continue;
-        }
-        match at.entry(p.order_id) {
-            Entry::Occupied(e) => last[*e.get()] = (p, p.status),
-            Entry::Vacant(e) => {
-                e.insert(last.len());
-                last.push((p, p.status));
-            }
-        }
-    }
-    last
+) -> Vec<domain::ids::OrderId> {
+    let mut seen = std::collections::HashSet::new();
+    unique
+        .iter()
+        .filter(|p| outcomes.get(&p.event_id).map(String::as_str) == Some(APPLIED))
+        .map(|p| p.order_id)
+        .filter(|o| seen.insert(*o))
+        .collect()
 }
 
 /// One row per key, the last occurrence winning (what upserting them one
@@ -165,6 +172,7 @@ pub(crate) fn all_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::events::PaymentStatus;
     use domain::ids::OrderId;
 
     fn pay(event: &str, order: OrderId, status: PaymentStatus) -> PaymentV1 {
@@ -180,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn repeats_are_dropped_and_the_last_applied_event_of_an_order_wins() {
+    fn repeats_are_dropped_and_orders_with_applied_events_are_settled_once() {
         let (a, b) = (OrderId::new(), OrderId::new());
         let batch = [
             pay("e1", a, PaymentStatus::Paid),
@@ -200,11 +208,9 @@ mod tests {
                 .into_iter()
                 .map(|(e, o)| (e.to_owned(), o.to_owned()))
                 .collect();
-        let settled: Vec<_> = settled_statuses(&unique, &outcomes)
-            .into_iter()
-            .map(|(p, s)| (p.order_id, s))
-            .collect();
-        assert_eq!(settled, vec![(a, PaymentStatus::Refunded), (b, PaymentStatus::Paid)]);
+        assert_eq!(orders_with_applied_payments(&unique, &outcomes), vec![a, b]);
+        let only_unknown: HashMap<String, String> = [("e4".to_owned(), UNKNOWN_ORDER.to_owned())].into();
+        assert_eq!(orders_with_applied_payments(&unique, &only_unknown), vec![]);
 
         let counts = count_outcomes(batch.len(), [(APPLIED, 3), (UNKNOWN_ORDER, 1)]).unwrap();
         assert_eq!(

@@ -15,6 +15,7 @@ mod auth;
 mod faults;
 mod harness;
 mod limits;
+mod money;
 mod orders;
 mod reads;
 mod streams;

@@ -1,8 +1,9 @@
 //! `POST /v1/webhooks/payments` through the whole router, over the real
 //! embedded log and store with processors applying what it appends:
 //! signatures (good, wrong, tampered, stale, missing secret), body
-//! validation after verification, idempotent redelivery by event id, its
-//! own load-shedding bound, a slow sender holding no slot, a log outage, and a flood of ten thousand
+//! validation after verification, idempotent redelivery by event id,
+//! callbacks out of order (the provider's time decides), its own
+//! load-shedding bound, a slow sender holding no slot, a log outage, and a flood of ten thousand
 //! callbacks with duplicates that must each take effect exactly once.
 //!
 //! Signatures are computed here with `hmac` directly rather than with
@@ -43,8 +44,13 @@ fn signature(secret: &str, t: i64, body: &str) -> String {
 }
 
 fn event(id: &str, kind: &str, order: OrderId, amount: i64) -> String {
+    event_at(id, kind, order, amount, now_s())
+}
+
+/// An event the provider created at `created` (Unix seconds).
+fn event_at(id: &str, kind: &str, order: OrderId, amount: i64, created: i64) -> String {
     json!({"id": id, "type": kind, "order_id": order.to_string(), "amount": amount,
-           "currency": "USD", "created": now_s()})
+           "currency": "USD", "created": created})
     .to_string()
 }
 
@@ -334,6 +340,34 @@ async fn a_redelivered_event_is_replayed_and_applied_once() {
     assert_eq!(h.log_records().await, 3);
     let text = metrics_text(&h).await;
     assert!(text.contains(r#"payment_webhooks_total{outcome="replayed"}"#), "{text}");
+}
+
+/// The provider's callbacks out of order: the payment, then a failed
+/// attempt it created a minute earlier, delivered after it. Both are
+/// accepted and recorded; the order stays paid, and a newer refund still
+/// applies.
+#[tokio::test]
+async fn an_older_failure_delivered_after_the_payment_leaves_the_order_paid() {
+    let h = harness().await;
+    let order = h.place(&latte_order()).await;
+    let status = || async { h.get(&format!("/v1/orders/{order}")).await.json()["payment_status"].clone() };
+    let now = now_s();
+
+    let paid = event_at("evt_ooo_paid", "payment.succeeded", order, LATTE_TOTAL, now - 10);
+    assert_accepted(&deliver(&h, &paid).await, "evt_ooo_paid");
+    h.process_all().await;
+    assert_eq!(status().await, "paid");
+
+    let failed = event_at("evt_ooo_failed", "payment.failed", order, LATTE_TOTAL, now - 70);
+    assert_accepted(&deliver(&h, &failed).await, "evt_ooo_failed");
+    h.process_all().await;
+    assert_eq!(status().await, "paid", "an older failure arriving late changes nothing");
+    assert_eq!(h.log_records().await, 3, "every callback is in the log");
+
+    let refund = event_at("evt_ooo_refund", "payment.refunded", order, LATTE_TOTAL, now);
+    assert_accepted(&deliver(&h, &refund).await, "evt_ooo_refund");
+    h.process_all().await;
+    assert_eq!(status().await, "refunded");
 }
 
 #[tokio::test]

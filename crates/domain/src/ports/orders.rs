@@ -89,7 +89,9 @@ pub struct BatchApplied {
 /// count; all but `duplicates` are recorded under their `event_id`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PaymentsApplied {
-    /// New events that set their order's payment status.
+    /// New events added to their order's payment history; the newest of
+    /// the history by the provider's time sets the status, so an older
+    /// event arriving late counts here but changes nothing.
     pub applied: usize,
     /// Events already recorded (earlier, or earlier in the same batch):
     /// nothing changed.
@@ -143,7 +145,8 @@ pub trait OrderStore: StoreBackend {
     /// In one transaction: insert the decided orders with their lines and
     /// tickets (an order already present is skipped, so a replayed batch
     /// changes nothing), apply the payments after them (each `event_id` at
-    /// most once; see `PaymentV1`), store the dead letters, and move
+    /// most once, the newest by `provider_ts` deciding the status; see
+    /// `PaymentV1`), store the dead letters, and move
     /// `group`'s position on `partition` to `next_offset`.
     async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied>;
 

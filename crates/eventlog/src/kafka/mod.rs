@@ -14,13 +14,15 @@
 //!   the store committed the batch (the store's position is the one a
 //!   processor resumes from; Kafka's lets tools see lag).
 //! - **Idempotency**: `claims.rs` (Kafka cannot claim a key atomically).
-//! - **Read-your-writes** (`find`): the records of a key's partition that
-//!   the processors have not committed yet are scanned; everything older is
-//!   in the store already.
+//! - **Read-your-writes** (`find`): `lookup.rs`; the records of a key's
+//!   partition that the processors have not committed yet, indexed by one
+//!   thread that answers every waiting lookup with one incremental read,
+//!   so a flood of lookups for random ids cannot starve real ones.
 //! - **Trace context**: every record carries a W3C `traceparent` header.
 
 mod claims;
 mod group;
+mod lookup;
 mod reader;
 
 use async_trait::async_trait;
@@ -31,11 +33,10 @@ use domain::ports::{
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::KafkaLogOptions;
 use claims::Claims;
+use lookup::Lookups;
 use reader::Reader;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +70,6 @@ pub(crate) async fn spawn_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Se
 
 /// How long librdkafka keeps retrying a record before failing it.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long metadata and offset queries may take.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest a `find` scan may run.
-const FIND_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct KafkaEventLog {
     opts: KafkaLogOptions,
@@ -85,8 +83,9 @@ pub struct KafkaEventLog {
     members: Mutex<HashMap<String, Weak<BaseConsumer<group::MemberContext>>>>,
     /// Consumers that commit for groups this process is not a member of.
     committers: Mutex<HashMap<String, Arc<BaseConsumer>>>,
-    /// One consumer for `find` scans, used by one scan at a time.
-    lookup: Arc<Mutex<BaseConsumer>>,
+    /// `find`: records appended here, ids known missing, and one thread
+    /// reading partition tails for everything else.
+    lookups: Lookups,
 }
 
 impl KafkaEventLog {
@@ -147,13 +146,19 @@ impl KafkaEventLog {
             consumer_config,
             members: Mutex::new(HashMap::new()),
             committers: Mutex::new(HashMap::new()),
-            lookup: Arc::new(Mutex::new(lookup)),
+            lookups: Lookups::start(lookup, &opts.topic),
             opts,
         })
     }
 
     pub fn options(&self) -> &KafkaLogOptions {
         &self.opts
+    }
+
+    /// How many times `find` asked the broker so far (one round answers
+    /// every lookup waiting at the time); for tests and diagnostics.
+    pub fn lookup_rounds(&self) -> u64 {
+        self.lookups.rounds()
     }
 
     /// Produce one record to `topic`, placed by key like the embedded log,
@@ -176,7 +181,15 @@ impl KafkaEventLog {
             .key(key)
             .payload(payload)
             .headers(headers);
-        self.deliver(record, deadline).await
+        let at = self.deliver(record, deadline).await?;
+        self.lookups.remember(LogRecord {
+            partition: at.partition,
+            offset: at.offset,
+            key: key.to_owned(),
+            payload: payload.to_vec(),
+            appended_at: domain::ports::system_now_ms(),
+        });
+        Ok(at)
     }
 
     /// Send `record` and wait for the broker's acknowledgement until `deadline`.
@@ -363,12 +376,7 @@ impl EventLog for KafkaEventLog {
 
     async fn find(&self, key: &str) -> PortResult<Option<LogRecord>> {
         let partition = domain::ids::partition_for(key.as_bytes(), self.opts.partitions) as i32;
-        let (lookup, topic, key) = (self.lookup.clone(), self.opts.topic.clone(), key.to_owned());
-        spawn_blocking(move || {
-            let consumer = lookup.lock().expect("lookup consumer");
-            scan_for(&consumer, &topic, partition, &key)
-        })
-        .await?
+        self.lookups.find(key, partition).await
     }
 
     async fn read(&self, partition: u32, from: u64, max: usize, wait: Duration) -> PortResult<Vec<LogRecord>> {
@@ -440,54 +448,4 @@ impl EventLog for KafkaEventLog {
         .map_err(kafka_err)?;
         self.claims.health().await
     }
-}
-
-/// The newest record with `key` among the records of `partition` that the
-/// processors have not committed yet (older ones are in the store).
-fn scan_for(consumer: &BaseConsumer, topic: &str, partition: i32, key: &str) -> PortResult<Option<LogRecord>> {
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
-        .map_err(kafka_err)?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let committed = consumer.committed_offsets(tpl, QUERY_TIMEOUT).map_err(kafka_err)?;
-    let start = match committed.find_partition(topic, partition).map(|e| e.offset()) {
-        Some(Offset::Offset(o)) => o.max(low),
-        _ => low,
-    };
-    if start >= high {
-        return Ok(None);
-    }
-    let mut assign = TopicPartitionList::new();
-    assign
-        .add_partition_offset(topic, partition, Offset::Offset(start))
-        .map_err(kafka_err)?;
-    consumer.assign(&assign).map_err(kafka_err)?;
-    let deadline = Instant::now() + FIND_TIMEOUT;
-    let mut found = None;
-    let outcome = loop {
-        if Instant::now() >= deadline {
-            break Err(PortError::Unavailable("Kafka lookup timed out".into()));
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => continue,
-            Some(Err(e)) => break Err(kafka_err(e)),
-            Some(Ok(m)) => {
-                if m.key() == Some(key.as_bytes()) {
-                    found = Some(LogRecord {
-                        partition: m.partition() as u32,
-                        offset: m.offset() as u64,
-                        key: key.to_owned(),
-                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                        appended_at: m.timestamp().to_millis().unwrap_or(0),
-                    });
-                }
-                if m.offset() + 1 >= high {
-                    break Ok(found.take());
-                }
-            }
-        }
-    };
-    let _ = consumer.unassign();
-    outcome
 }

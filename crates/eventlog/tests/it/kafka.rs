@@ -4,15 +4,17 @@
 //! revocation. Needs `RUSHHOUR_TEST_KAFKA_BROKERS` and, for the idempotency
 //! claims, `RUSHHOUR_TEST_POSTGRES_URL`.
 
-use domain::ports::{EventLog, Membership, Rebalance};
+use domain::ports::{AppendRequest, EventLog, Membership, PortError, Rebalance};
 use eventlog::{KafkaEventLog, KafkaLogOptions};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use testkit::eventlog as contract;
 
-/// A log on a topic no other test uses, or `None` (skipped) without services.
-async fn fresh(test: &str) -> Option<Arc<KafkaEventLog>> {
+/// Options for a topic no other test uses, with the claims' pool, or
+/// `None` (skipped) without services.
+async fn options(test: &str) -> Option<(KafkaLogOptions, sqlx::PgPool)> {
     let brokers = testkit::service_url("RUSHHOUR_TEST_KAFKA_BROKERS", test)?;
     let pg = testkit::service_url("RUSHHOUR_TEST_POSTGRES_URL", test)?;
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -31,6 +33,12 @@ async fn fresh(test: &str) -> Option<Arc<KafkaEventLog>> {
         processor_group: format!("{test}-processors"),
         ..Default::default()
     };
+    Some((opts, pool))
+}
+
+/// A log on a topic no other test uses, or `None` (skipped) without services.
+async fn fresh(test: &str) -> Option<Arc<KafkaEventLog>> {
+    let (opts, pool) = options(test).await?;
     Some(Arc::new(
         KafkaEventLog::connect(opts, pool).await.expect("connect to Kafka"),
     ))
@@ -184,4 +192,113 @@ async fn pass_through_settings_reach_every_client() {
         .expect("librdkafka refuses the setting");
     let text = err.to_string();
     assert!(text.contains("security.protocol"), "{text}");
+}
+
+fn record(key: &str, payload: &str) -> AppendRequest {
+    AppendRequest {
+        key: key.into(),
+        payload: payload.as_bytes().to_vec(),
+        idempotency: None,
+    }
+}
+
+/// Hundreds of anonymous lookups of random ids, again and again, while real
+/// records are appended by one process and read back through another (as
+/// when a client's next request reaches another API instance, which knows
+/// nothing of the order without Kafka): every real read is answered with
+/// its record while the flood runs, no random id is ever "found", and the
+/// flood is answered by rounds that each serve many lookups rather than by
+/// one broker scan per lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_random_id_lookups_does_not_starve_reads_of_real_records() {
+    let Some((opts, pool)) = options("kafka_lookup_flood").await else {
+        return;
+    };
+    let writer = KafkaEventLog::connect(opts.clone(), pool.clone())
+        .await
+        .expect("connect the writer");
+    let reader = Arc::new(KafkaEventLog::connect(opts, pool).await.expect("connect the reader"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (flooded, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        let (reader, stop, flooded, refused) = (reader.clone(), stop.clone(), flooded.clone(), refused.clone());
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let id = uuid::Uuid::now_v7().to_string();
+                match reader.find(&id).await {
+                    Ok(None) => {}
+                    Err(PortError::Unavailable(_)) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                    }
+                    other => panic!("a random id is never found: {other:?}"),
+                }
+                flooded.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Let the flood get going before the first real record.
+    while flooded.load(Ordering::Relaxed) < 1_000 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut retried = 0;
+    for i in 0..20 {
+        let key = uuid::Uuid::now_v7().to_string();
+        let payload = format!("order {i}");
+        writer.append(record(&key, &payload)).await.expect("append");
+        // A generous liveness bound, not a speed claim.
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match reader.find(&key).await {
+                    Ok(Some(rec)) => break rec,
+                    Ok(None) => panic!("record {i} is in the log but was not found"),
+                    Err(PortError::Unavailable(_)) => retried += 1,
+                    Err(e) => panic!("lookup of record {i}: {e}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("record {i} was not answered while the flood ran"));
+        assert_eq!(found.key, key);
+        assert_eq!(found.payload, payload.as_bytes());
+    }
+    let during = flooded.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for task in flood {
+        task.await.expect("flood task");
+    }
+    let (flooded, rounds) = (flooded.load(Ordering::Relaxed), reader.lookup_rounds());
+    eprintln!(
+        "{flooded} random lookups ({} refused), 20 real reads ({retried} retried), {rounds} rounds",
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(during >= 1_000, "the flood ran alongside the real reads");
+    assert!(
+        rounds * 4 < flooded,
+        "rounds serve many lookups each: {rounds} rounds for {flooded} lookups"
+    );
+}
+
+/// An id found missing is answered from memory for a moment (no round),
+/// and a record this process appended is known without asking the broker,
+/// even one whose id was found missing just before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_ids_are_remembered_and_own_appends_need_no_broker() {
+    let Some(log) = fresh("kafka_lookup_memory").await else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    assert_eq!(log.find(&id).await.unwrap(), None);
+    let rounds = log.lookup_rounds();
+    assert!(rounds >= 1, "the first lookup asked the broker");
+    for _ in 0..3 {
+        assert_eq!(log.find(&id).await.unwrap(), None);
+    }
+    assert_eq!(log.lookup_rounds(), rounds, "answered from the negative cache");
+
+    log.append(record(&id, "placed")).await.unwrap();
+    let rec = log.find(&id).await.unwrap().expect("an own append is found at once");
+    assert_eq!(rec.payload, b"placed".to_vec());
+    assert_eq!(log.lookup_rounds(), rounds, "without asking the broker");
 }

@@ -30,29 +30,39 @@ use crate::decode::{i64_of, to_json};
 
 /// Record a batch's payment events and apply the new ones, in one
 /// statement: `p` is the batch, `recorded` the events that were not there
-/// yet (with the outcome decided against their order), `settled` the last
-/// applied event per order (batch order), `updated` sets those orders'
-/// payment status. Answers the new events' count per outcome.
+/// yet (with the outcome decided against their order), `history` every
+/// applied event of the orders `recorded` applied to (the statement's
+/// snapshot does not see its own inserts, so the new ones come from
+/// `recorded` and the earlier ones from the table), `settled` the newest
+/// of each order's history by the provider's time (`newest_payment_first`:
+/// a late, older event is kept but changes nothing), `updated` sets those
+/// orders' payment status. Answers the new events' count per outcome.
 static APPLY_PAYMENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH p AS (\
            SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], \
-           $7::bigint[]) WITH ORDINALITY \
-           AS u(event_id, order_id, status, amount, currency, provider_ts, received_at, n)), \
+           $7::bigint[]) \
+           AS u(event_id, order_id, status, amount, currency, provider_ts, received_at)), \
          recorded AS (\
            INSERT INTO payment_events (event_id, order_id, status, amount, currency, provider_ts, received_at, \
            outcome, applied_at) \
            SELECT p.event_id, p.order_id, p.status, p.amount, p.currency, p.provider_ts, p.received_at, {outcome}, $8 \
            FROM p LEFT JOIN orders o ON o.id = p.order_id \
-           ON CONFLICT (event_id) DO NOTHING RETURNING event_id, order_id, status, outcome), \
+           ON CONFLICT (event_id) DO NOTHING RETURNING order_id, status, provider_ts, outcome), \
+         history AS (\
+           SELECT r.order_id, r.status, r.provider_ts FROM recorded r WHERE r.outcome = '{applied}' \
+           UNION ALL \
+           SELECT e.order_id, e.status, e.provider_ts FROM payment_events e \
+           WHERE e.outcome = '{applied}' \
+           AND e.order_id IN (SELECT r.order_id FROM recorded r WHERE r.outcome = '{applied}')), \
          settled AS (\
-           SELECT DISTINCT ON (r.order_id) r.order_id, r.status FROM recorded r JOIN p ON p.event_id = r.event_id \
-           WHERE r.outcome = '{applied}' ORDER BY r.order_id, p.n DESC), \
+           SELECT DISTINCT ON (h.order_id) h.order_id, h.status FROM history h ORDER BY h.order_id, {newest}), \
          updated AS (\
            UPDATE orders SET payment_status = s.status FROM settled s WHERE orders.id = s.order_id RETURNING 1) \
          SELECT outcome, count(*) FROM recorded GROUP BY outcome",
         outcome = bulk::OUTCOME_SQL,
         applied = bulk::APPLIED,
+        newest = bulk::newest_payment_first("h"),
     )
 });
 

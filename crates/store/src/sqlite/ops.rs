@@ -89,15 +89,24 @@ static RECORD_PAYMENTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Set the payment status of the orders in `?1`, a JSON array of
-/// `[order_id, status]` holding each order once (so the UPDATE ... FROM
-/// never sees two candidate values for one row).
-const SETTLE_PAYMENTS: &str = "UPDATE orders SET payment_status = u.value ->> 1 FROM json_each(?1) AS u \
-     WHERE orders.id = u.value ->> 0";
+/// Set the payment status of the orders in `?1` (a JSON array of order
+/// ids) from their newest applied payment event, the batch's included
+/// (recorded by the statement before): an event that arrives late and is
+/// older than one already applied is kept in the history but changes
+/// nothing. `payment_events_by_order` finds an order's few events.
+static SETTLE_PAYMENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE orders SET payment_status = (SELECT e.status FROM payment_events e \
+         WHERE e.order_id = orders.id AND e.outcome = '{applied}' ORDER BY {newest} LIMIT 1) \
+         WHERE orders.id IN (SELECT value FROM json_each(?1))",
+        applied = bulk::APPLIED,
+        newest = bulk::newest_payment_first("e"),
+    )
+});
 
 /// Record the batch's new payment events (one statement; the outcome of
-/// each is decided in SQL against its order) and set the payment status of
-/// the orders whose events applied (one more). Runs inside the batch's
+/// each is decided in SQL against its order) and settle the payment status
+/// of the orders whose events applied (one more). Runs inside the batch's
 /// transaction, after its orders were inserted, so a payment may follow its
 /// order in the same batch.
 pub(super) fn apply_payments(tx: &Connection, batch: &PaymentBatch, now: i64) -> Result<PaymentsApplied, Error> {
@@ -110,13 +119,13 @@ pub(super) fn apply_payments(tx: &Connection, batch: &PaymentBatch, now: i64) ->
         }
     }
     let unique: Vec<&PaymentV1> = batch.unique.iter().collect();
-    let settled: Vec<(String, &str)> = bulk::settled_statuses(&unique, &outcomes)
+    let settle: Vec<String> = bulk::orders_with_applied_payments(&unique, &outcomes)
         .into_iter()
-        .map(|(p, status)| (p.order_id.to_string(), status.as_str()))
+        .map(|o| o.to_string())
         .collect();
-    if !settled.is_empty() {
-        let mut stmt = tx.prepare_cached(SETTLE_PAYMENTS)?;
-        stmt.execute(params![to_json("payment statuses", &settled)?])?;
+    if !settle.is_empty() {
+        let mut stmt = tx.prepare_cached(&SETTLE_PAYMENTS)?;
+        stmt.execute(params![to_json("payment orders", &settle)?])?;
     }
     let mut by_outcome: HashMap<&str, usize> = HashMap::new();
     for o in outcomes.values() {
@@ -479,9 +488,9 @@ pub(super) fn maintain(c: &Connection) -> Result<String, Error> {
 mod tests {
     use super::*;
 
-    /// The payment statements look orders up by primary key, never by
-    /// scanning `orders`: a webhook flood must cost the same however many
-    /// orders there are.
+    /// The payment statements look orders (and an order's payment events)
+    /// up by key, never by scanning: a webhook flood must cost the same
+    /// however many orders there are.
     #[test]
     fn payment_statements_find_orders_by_primary_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -496,8 +505,11 @@ mod tests {
         };
         let record = plan(&RECORD_PAYMENTS, &[&"[]", &0]);
         assert!(record.contains("SEARCH o USING PRIMARY KEY"), "{record}");
-        let settle = plan(SETTLE_PAYMENTS, &[&"[]"]);
+        let settle = plan(&SETTLE_PAYMENTS, &[&"[]"]);
         assert!(settle.contains("SEARCH orders USING PRIMARY KEY"), "{settle}");
         assert!(!settle.contains("SCAN orders"), "{settle}");
+        // Each order's history is found by its index, not by scanning.
+        assert!(settle.contains("USING INDEX payment_events_by_order"), "{settle}");
+        assert!(!settle.contains("SCAN e"), "{settle}");
     }
 }

@@ -31,6 +31,7 @@ macro_rules! order_store_cases {
             payments_apply_once_per_event,
             payments_that_do_not_fit_are_recorded_but_change_nothing,
             payment_follows_its_order_in_the_same_batch,
+            an_older_payment_arriving_late_changes_nothing,
             expire_ready_expires_only_orders_ready_before_the_cutoff,
             order_counts_cover_every_status,
         }
@@ -893,6 +894,64 @@ pub async fn payments_that_do_not_fit_are_recorded_but_change_nothing(store: Sto
     let exact = payment(&a, "evt-exact", PaymentStatus::Paid, 3_500);
     assert_eq!(pay(&store, 5, &[exact], 3_600).await.payments, counts(1, 0, 0, 0));
     assert_eq!(payment_status(&store, a.order_id).await, "paid");
+}
+
+/// Callbacks arrive out of order: the provider's time (`provider_ts`), not
+/// the order of arrival, decides the payment status. A `failed` from before
+/// a `paid`, arriving after it in a later batch or in the same one, is
+/// recorded (delivered again, it is a duplicate) and changes nothing; a
+/// newer event still does, and an older `paid` does not undo a refund.
+/// Within one of the provider's seconds, a payment's lifecycle decides.
+pub async fn an_older_payment_arriving_late_changes_nothing(store: Stores) {
+    let a = placed_order(1, 1_000);
+    let b = placed_order(1, 1_001);
+    apply(&store, 0, 2, &[confirm(&a), confirm(&b)], 2_000).await;
+    let at = |order: &OrderPlacedV1, id: &str, status: PaymentStatus, provider_ts: i64, received_at: i64| PaymentV1 {
+        provider_ts,
+        ..payment(order, id, status, received_at)
+    };
+
+    let paid = at(&a, "evt-paid", PaymentStatus::Paid, 100, 3_000);
+    assert_eq!(pay(&store, 3, &[paid], 3_100).await.payments, counts(1, 0, 0, 0));
+    assert_eq!(payment_status(&store, a.order_id).await, "paid");
+    // A failure from before the payment arrives late: recorded, no effect.
+    let late = at(&a, "evt-late-failed", PaymentStatus::Failed, 90, 5_000);
+    assert_eq!(
+        pay(&store, 4, &[late.clone()], 5_100).await.payments,
+        counts(1, 0, 0, 0)
+    );
+    assert_eq!(payment_status(&store, a.order_id).await, "paid");
+    assert_eq!(
+        pay(&store, 5, &[late], 5_200).await.payments,
+        counts(0, 1, 0, 0),
+        "the late event was kept: delivered again, it is a duplicate"
+    );
+    assert_eq!(payment_status(&store, a.order_id).await, "paid");
+    // A newer event still moves it, and an older `paid` does not move it back.
+    let refund = at(&a, "evt-refund", PaymentStatus::Refunded, 200, 6_000);
+    assert_eq!(pay(&store, 6, &[refund], 6_100).await.payments, counts(1, 0, 0, 0));
+    assert_eq!(payment_status(&store, a.order_id).await, "refunded");
+    let old_paid = at(&a, "evt-old-paid", PaymentStatus::Paid, 95, 7_000);
+    assert_eq!(pay(&store, 7, &[old_paid], 7_100).await.payments, counts(1, 0, 0, 0));
+    assert_eq!(payment_status(&store, a.order_id).await, "refunded");
+
+    // Newest first within one batch: the same answer as across batches.
+    let b_paid = at(&b, "evt-b-paid", PaymentStatus::Paid, 300, 8_000);
+    let b_failed = at(&b, "evt-b-failed", PaymentStatus::Failed, 250, 8_001);
+    assert_eq!(
+        pay(&store, 8, &[b_paid, b_failed], 8_100).await.payments,
+        counts(2, 0, 0, 0)
+    );
+    assert_eq!(payment_status(&store, b.order_id).await, "paid");
+    // The same second as the payment: a failed attempt comes before it.
+    let b_tie = at(&b, "evt-b-tie", PaymentStatus::Failed, 300, 9_000);
+    assert_eq!(pay(&store, 9, &[b_tie], 9_100).await.payments, counts(1, 0, 0, 0));
+    assert_eq!(payment_status(&store, b.order_id).await, "paid");
+    assert_eq!(
+        store.get_order(a.order_id).await.unwrap().unwrap().status,
+        OrderStatus::Confirmed,
+        "payments never touch the order's status"
+    );
 }
 
 /// Payments are applied after the batch's orders, so a payment right behind

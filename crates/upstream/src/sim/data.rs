@@ -298,6 +298,21 @@ impl Catalog {
         skus
     }
 
+    /// Set every size of `sku` to `price` (a bad record, as a broken
+    /// upstream would serve it) and bump the catalog version. False when
+    /// there is no such item.
+    pub(crate) fn set_price(&mut self, sku: &str, price: i64) -> bool {
+        let Some(item) = self.items.iter_mut().find(|i| i.sku == sku) else {
+            return false;
+        };
+        for size in &mut item.sizes {
+            size.price = price;
+        }
+        self.version += 1;
+        self.etag = self.compute_etag();
+        true
+    }
+
     /// Page `page` (from 1) of `per_page` items (clamped to 1..=100).
     pub(crate) fn page(&self, page: u32, per_page: u32) -> CatalogPage {
         let page = page.max(1);

@@ -529,6 +529,12 @@ impl Simulator {
         self.shared.mutate(0, n).items
     }
 
+    /// Every size of `sku` now costs `price`, however wrong (and the
+    /// catalog gets a new ETag). False when there is no such item.
+    pub fn set_price(&self, sku: &str, price: i64) -> bool {
+        lock(&self.shared.catalog).set_price(sku, price)
+    }
+
     pub fn stats(&self) -> SimStats {
         self.shared.stats.snapshot()
     }

@@ -281,6 +281,50 @@ async fn an_empty_catalog_is_refused_and_recorded_as_a_failure() {
     assert_eq!(store.sync_cursor(sync::MENU).await.unwrap(), None, "no ETag saved");
 }
 
+/// A catalog with a negative or absurd price is refused whole, the run
+/// recorded as failed naming the item, every menu left as it was and the
+/// ETag not saved (so the next run fetches again); once upstream mends the
+/// price, the sync goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_with_invalid_prices_is_refused_and_recorded_as_a_failure() {
+    let (_dir, store) = sqlite();
+    let demo = demo_menu();
+    store.upsert_menu(&demo).await.unwrap();
+    let before = store.load_menu(&demo.store.id).await.unwrap().unwrap();
+    let (sim, client) = start(10).await;
+    let menus = MemoryMenuCache::new(Duration::from_secs(600), 100);
+    let clock = ManualClock::at_system_now();
+    for (price, says) in [(-120, "is negative"), (i64::MAX, "beyond the largest accepted")] {
+        assert!(sim.set_price("latte", price));
+        let err = sync::sync_menu(&store, &menus, &client, &*clock, &NoProgress)
+            .await
+            .unwrap_err();
+        let domain::ports::PortError::Invalid(why) = &err else {
+            panic!("refused as invalid: {err:?}")
+        };
+        assert!(why.contains("item 'latte' size") && why.contains(says), "{why}");
+        let run = &store.sync_runs(Some(sync::MENU), 1).await.unwrap()[0];
+        assert!(
+            run.outcome.starts_with("failed: ") && run.outcome.contains("latte"),
+            "{run:?}"
+        );
+        assert_eq!(
+            store.load_menu(&demo.store.id).await.unwrap().unwrap(),
+            before,
+            "untouched"
+        );
+        assert_eq!(store.sync_cursor(sync::MENU).await.unwrap(), None, "no ETag saved");
+    }
+    assert!(sim.set_price("latte", 460));
+    let run = sync::sync_menu(&store, &menus, &client, &*clock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "ok");
+    let menu = store.load_menu(&demo.store.id).await.unwrap().unwrap();
+    let latte = menu.items.iter().find(|i| i.sku == "latte").unwrap();
+    assert!(latte.sizes.iter().all(|s| s.price == 460));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_sync_against_sqlite() {
     let (_dir, store) = sqlite();

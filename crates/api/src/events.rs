@@ -40,7 +40,8 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{LastEventId, Path, PeerAddr};
+use crate::auth::Caller;
+use crate::extract::{LastEventId, Path};
 use crate::orders::{OrderStatusDto, TicketStatusDto};
 use crate::protect::StreamSlot;
 use crate::stores::{StationDto, store_id};
@@ -108,11 +109,11 @@ pub enum LiveEventKindDto {
 )]
 pub async fn order_events(
     State(state): State<AppState>,
-    PeerAddr(client): PeerAddr,
+    caller: Caller,
     Path(id): Path<OrderId>,
     LastEventId(after): LastEventId,
 ) -> Result<Response, ApiError> {
-    let slot = state.streams.acquire(client)?;
+    let slot = state.streams.acquire(caller.source)?;
     // 404 rather than an empty stream that would never say anything.
     state.app.order(id).await?;
     // One order's history is short: without `Last-Event-ID` it is all sent.
@@ -145,12 +146,12 @@ pub async fn order_events(
 )]
 pub async fn store_board(
     State(state): State<AppState>,
-    PeerAddr(client): PeerAddr,
+    caller: Caller,
     Path(id): Path<String>,
     LastEventId(after): LastEventId,
 ) -> Result<Response, ApiError> {
     let store = store_id(&id)?;
-    let slot = state.streams.acquire(client)?;
+    let slot = state.streams.acquire(caller.source)?;
     // The menu is cached, so this existence check is nearly free.
     state.app.menu(&store).await?;
     let start = match after {

@@ -1,20 +1,19 @@
 //! Request extractors whose rejections are problems, not axum's plain-text
 //! defaults: `Json`, `Path` and `Query` wrap axum's own and translate each
 //! rejection to an `ApiError`; `IdempotencyKey`, `LastEventId` and
-//! `IfNoneMatch` read the headers this API gives meaning to; `PeerAddr`
-//! is the client address the server loop recorded.
+//! `IfNoneMatch` read the headers this API gives meaning to. (The client
+//! address is `auth::Caller`'s, which knows the trusted proxies.)
 //!
 //! Wrapping (rather than re-implementing) axum's extractors keeps their
 //! content-type rules and serde error messages, which name the offending
 //! field; only the response shape changes.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -161,25 +160,6 @@ pub fn parse_last_event_id(v: &HeaderValue) -> Result<i64, ApiError> {
     match s.parse::<i64>() {
         Ok(n) if n >= 0 => Ok(n),
         _ => Err(ApiError::InvalidLastEventId),
-    }
-}
-
-/// The address of the connection's peer, as `api::serve` records it
-/// (`ConnectInfo<SocketAddr>`), without its port: one client opening many
-/// connections is still one client. A request that came some other way (a
-/// router driven in-process) counts as `0.0.0.0`, one shared client.
-pub struct PeerAddr(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip()),
-        ))
     }
 }
 

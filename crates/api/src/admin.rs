@@ -347,7 +347,10 @@ pub async fn sync(
 )]
 pub async fn clear_cache(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, AdminError> {
     state.app.menus.clear().await.map_err(ApiError::from)?;
-    state.identity.record(&caller.actor(), "cache_clear", "menus", "{}").await;
+    state
+        .identity
+        .record(&caller.actor(), "cache_clear", "menus", "{}")
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -383,7 +386,7 @@ pub async fn queues(State(state): State<AppState>) -> Result<axum::Json<QueueLis
     )
 )]
 pub async fn list_jobs(
-        State(state): State<AppState>,
+    State(state): State<AppState>,
     Query(q): Query<JobListQuery>,
 ) -> Result<axum::Json<JobPage>, AdminError> {
     let queue = queue(&state)?;
@@ -412,10 +415,7 @@ pub async fn list_jobs(
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_job(
-        State(state): State<AppState>,
-    Path(id): Path<JobId>,
-) -> Result<axum::Json<JobView>, AdminError> {
+pub async fn get_job(State(state): State<AppState>, Path(id): Path<JobId>) -> Result<axum::Json<JobView>, AdminError> {
     let job = queue(&state)?.get(id).await?.ok_or(ApiError::NotFound(Resource::Job))?;
     Ok(axum::Json(job.into()))
 }
@@ -448,7 +448,10 @@ pub async fn retry_job(
             Some(_) => AdminError::JobNotDead(id),
         });
     }
-    state.identity.record(&caller.actor(), "job_retry", &id.to_string(), "{}").await;
+    state
+        .identity
+        .record(&caller.actor(), "job_retry", &id.to_string(), "{}")
+        .await;
     // A worker may claim it at once; whatever it is now is the answer.
     let job = queue.get(id).await?.ok_or(ApiError::NotFound(Resource::Job))?;
     Ok(axum::Json(job.into()))
@@ -477,7 +480,10 @@ pub async fn discard_job(
 ) -> Result<StatusCode, AdminError> {
     let queue = queue(&state)?;
     if queue.discard(id).await? {
-        state.identity.record(&caller.actor(), "job_discard", &id.to_string(), "{}").await;
+        state
+            .identity
+            .record(&caller.actor(), "job_discard", &id.to_string(), "{}")
+            .await;
         return Ok(StatusCode::NO_CONTENT);
     }
     Err(match queue.get(id).await? {

@@ -288,7 +288,11 @@ fn path_param<'a>(route: &str, actual: &'a str, param: &str) -> Option<&'a str> 
 fn rate_headers(headers: &mut HeaderMap, class: Class, quota: Quota, d: &RateDecision) {
     let name = class.as_str();
     let policy = format!("\"{name}\";q={};w={}", quota.burst, quota.period.as_secs().max(1));
-    let reset = if d.reset_after.is_zero() { 0 } else { crate::error::retry_secs(d.reset_after) };
+    let reset = if d.reset_after.is_zero() {
+        0
+    } else {
+        crate::error::retry_secs(d.reset_after)
+    };
     let now = format!("\"{name}\";r={};t={reset}", d.remaining);
     if let (Ok(p), Ok(n)) = (HeaderValue::from_str(&policy), HeaderValue::from_str(&now)) {
         headers.insert("ratelimit-policy", p);
@@ -420,7 +424,8 @@ mod tests {
             b = b.header(*k, *v);
         }
         let mut r = b.body(axum::body::Body::empty()).unwrap();
-        r.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        r.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
         r
     }
 

@@ -39,8 +39,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
 use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
 use crate::extract::{LastEventId, Path};
 use crate::orders::{OrderStatusDto, TicketStatusDto};
 use crate::protect::StreamSlot;

@@ -45,9 +45,9 @@ use tracing::Level;
 
 pub use auth::{Caller, RateLimits};
 pub use error::{ApiError, ErrorCode};
-pub use permissions::{Access, Class, RULES, Rule};
 pub use health::SharedProbe;
 pub use openapi::ApiDoc;
+pub use permissions::{Access, Class, RULES, Rule};
 pub use serve::{ServeOptions, serve};
 pub use webhooks::webhook_signature;
 
@@ -254,15 +254,15 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/admin/sync/{what}", post(admin::sync))
         .route("/v1/admin/cache/clear", post(admin::clear_cache))
         .route("/v1/admin/users", get(accounts::list_users).post(accounts::add_user))
-        .route("/v1/admin/users/{username}", axum::routing::patch(accounts::update_user))
+        .route(
+            "/v1/admin/users/{username}",
+            axum::routing::patch(accounts::update_user),
+        )
         .route("/v1/admin/keys", get(accounts::list_keys).post(accounts::issue_key))
         .route("/v1/admin/keys/{prefix}", axum::routing::delete(accounts::revoke_key))
         .route("/v1/admin/audit", get(accounts::audit))
         .route("/v1/sessions", post(accounts::login))
-        .route(
-            "/v1/sessions/current",
-            get(accounts::current).delete(accounts::logout),
-        )
+        .route("/v1/sessions/current", get(accounts::current).delete(accounts::logout))
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route(

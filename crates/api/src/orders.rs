@@ -506,7 +506,12 @@ pub async fn list_orders(
     }))
 }
 
-async fn act(state: &AppState, caller: &Caller, id: OrderId, action: Action) -> Result<axum::Json<OrderView>, ApiError> {
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    id: OrderId,
+    action: Action,
+) -> Result<axum::Json<OrderView>, ApiError> {
     // Only a store-scoped key pays for the extra read.
     if caller.principal.as_ref().is_some_and(|p| p.store.is_some()) {
         in_scope(caller, state.app.order(id).await?.store.as_str())?;
@@ -535,7 +540,10 @@ pub async fn cancel_order(
     let order = act(&state, &caller, id, Action::Cancel).await?;
     // A customer cancelling their own order is not a staff action.
     if caller.principal.is_some() {
-        state.identity.record(&caller.actor(), "cancel", &id.to_string(), "{}").await;
+        state
+            .identity
+            .record(&caller.actor(), "cancel", &id.to_string(), "{}")
+            .await;
     }
     Ok(order)
 }

@@ -13,7 +13,9 @@ use axum::http::Method;
 use domain::identity::Role;
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +108,31 @@ pub static RULES: &[Rule] = &[
     rule(Method::POST, "/v1/orders", Public, Class::Intake),
     rule(Method::GET, "/v1/orders", Staff(Manager), Class::Reads),
     rule(Method::GET, "/v1/orders/{id}", OrderOrStaff(Barista), Class::Reads),
-    rule(Method::POST, "/v1/orders/{id}/cancel", OrderOrStaff(Manager), Class::Intake),
-    rule(Method::GET, "/v1/orders/{id}/events", OrderOrStaff(Barista), Class::Streams),
+    rule(
+        Method::POST,
+        "/v1/orders/{id}/cancel",
+        OrderOrStaff(Manager),
+        Class::Intake,
+    ),
+    rule(
+        Method::GET,
+        "/v1/orders/{id}/events",
+        OrderOrStaff(Barista),
+        Class::Streams,
+    ),
     // The counter.
-    rule(Method::POST, "/v1/orders/{id}/lines/{line}/start", Staff(Barista), Class::Staff),
-    rule(Method::POST, "/v1/orders/{id}/lines/{line}/done", Staff(Barista), Class::Staff),
+    rule(
+        Method::POST,
+        "/v1/orders/{id}/lines/{line}/start",
+        Staff(Barista),
+        Class::Staff,
+    ),
+    rule(
+        Method::POST,
+        "/v1/orders/{id}/lines/{line}/done",
+        Staff(Barista),
+        Class::Staff,
+    ),
     rule(Method::POST, "/v1/orders/{id}/pickup", Staff(Barista), Class::Staff),
     rule(Method::GET, "/v1/stores/{id}/board", Staff(Barista), Class::Streams),
     // Menus are public; availability is the manager's.
@@ -252,7 +274,10 @@ impl utoipa::Modify for SecurityFromTable {
                             SecurityRequirement::new(ORDER_QUERY, none),
                         ];
                         s.extend(staff());
-                        (s, format!("the order's access token, or staff with role `{role}` or above"))
+                        (
+                            s,
+                            format!("the order's access token, or staff with role `{role}` or above"),
+                        )
                     }
                 };
                 op.security = Some(security);

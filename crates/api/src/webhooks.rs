@@ -46,8 +46,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use identity::constant_time_eq;
 use crate::error::{ApiError, Problem};
+use identity::constant_time_eq;
 
 /// The header carrying the signature.
 pub static SIGNATURE: HeaderName = HeaderName::from_static("rushhour-signature");

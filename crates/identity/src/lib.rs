@@ -172,7 +172,11 @@ impl Actor {
     /// The command line (`rushhour users …`), run by OS user `user`.
     pub fn cli(user: &str) -> Self {
         Actor {
-            name: if user.is_empty() { "cli".into() } else { format!("cli:{user}") },
+            name: if user.is_empty() {
+                "cli".into()
+            } else {
+                format!("cli:{user}")
+            },
             role: Some(Role::Admin),
             source: String::new(),
         }
@@ -311,8 +315,11 @@ impl Identity {
         // costs the server nothing more.
         let by_addr = self.attempts.attempts(&addr_key, now).await?;
         let by_user = self.attempts.attempts(&user_key, now).await?;
-        let wait = remaining(by_addr.last_at, s.backoff(by_addr.count, s.address_threshold), now)
-            .max(remaining(by_user.last_at, s.backoff(by_user.count, s.lockout_threshold), now));
+        let wait = remaining(by_addr.last_at, s.backoff(by_addr.count, s.address_threshold), now).max(remaining(
+            by_user.last_at,
+            s.backoff(by_user.count, s.lockout_threshold),
+            now,
+        ));
         if !wait.is_zero() {
             metrics::counter!(names::LOGINS, "outcome" => "locked").increment(1);
             return Err(IdentityError::Locked { retry_after: wait });
@@ -512,7 +519,9 @@ impl Identity {
     /// The session a caller authenticated with, for `GET /v1/sessions/current`.
     pub async fn session_of(&self, principal: &Principal) -> Result<Option<Session>, IdentityError> {
         match &principal.credential {
-            Credential::Session { token_hash, .. } => Ok(self.sessions.session(token_hash, self.clock.now_ms()).await?),
+            Credential::Session { token_hash, .. } => {
+                Ok(self.sessions.session(token_hash, self.clock.now_ms()).await?)
+            }
             _ => Ok(None),
         }
     }
@@ -607,7 +616,11 @@ impl Identity {
             .into_iter()
             .filter(|u| u.role == Role::Admin && !u.disabled && u.id != leaving)
             .count();
-        if others == 0 { Err(IdentityError::LastAdmin) } else { Ok(()) }
+        if others == 0 {
+            Err(IdentityError::LastAdmin)
+        } else {
+            Ok(())
+        }
     }
 
     /// Store `user` and end its sessions: every change here (password,
@@ -673,7 +686,9 @@ impl Identity {
     pub async fn issue_key(&self, actor: &Actor, req: KeyRequest) -> Result<IssuedKey, IdentityError> {
         let name = req.name.trim();
         if name.is_empty() || name.len() > 100 {
-            return Err(IdentityError::InvalidInput("a key needs a name of 1 to 100 characters".into()));
+            return Err(IdentityError::InvalidInput(
+                "a key needs a name of 1 to 100 characters".into(),
+            ));
         }
         if let Some(store) = &req.store
             && (store.is_empty() || store.len() > 64)
@@ -817,7 +832,10 @@ mod tests {
 
     #[test]
     fn remaining_lock_time() {
-        assert_eq!(remaining(1_000, Duration::from_secs(30), 11_000), Duration::from_secs(20));
+        assert_eq!(
+            remaining(1_000, Duration::from_secs(30), 11_000),
+            Duration::from_secs(20)
+        );
         assert_eq!(remaining(1_000, Duration::from_secs(30), 40_000), Duration::ZERO);
         assert_eq!(remaining(0, Duration::ZERO, 5), Duration::ZERO);
     }

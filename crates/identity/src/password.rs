@@ -162,7 +162,10 @@ mod tests {
         let pw = Passwords::fast_for_tests();
         let h = pw.hash("correct horse battery").await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{h}");
-        assert_eq!(pw.verify(Some(&h), "correct horse battery").await.unwrap(), Verified::Yes);
+        assert_eq!(
+            pw.verify(Some(&h), "correct horse battery").await.unwrap(),
+            Verified::Yes
+        );
         assert_eq!(pw.verify(Some(&h), "wrong horse battery").await.unwrap(), Verified::No);
         assert_eq!(pw.verify(None, "correct horse battery").await.unwrap(), Verified::No);
         assert_eq!(pw.verify(Some("not a hash"), "x").await.unwrap(), Verified::No);

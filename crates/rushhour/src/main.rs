@@ -167,8 +167,14 @@ fn main() -> anyhow::Result<()> {
                 let built = wiring::build(&cfg).await?;
                 let os_user = rushhour::config::os_user();
                 let stdin = std::io::stdin();
-                rushhour::users_cli::run(&built.identity, &args, &os_user, &mut stdin.lock(), &mut std::io::stdout())
-                    .await
+                rushhour::users_cli::run(
+                    &built.identity,
+                    &args,
+                    &os_user,
+                    &mut stdin.lock(),
+                    &mut std::io::stdout(),
+                )
+                .await
             }
             Command::Bench(args) => bench::run(*args).await,
         }
@@ -185,7 +191,10 @@ async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
         // The terminal only: stdout of a service is its log.
         if std::io::stdout().is_terminal() {
             println!("Created the admin account 'admin' with password: {password}");
-            println!("(also in {}; change it with `rushhour users set-password admin`)", path.display());
+            println!(
+                "(also in {}; change it with `rushhour users set-password admin`)",
+                path.display()
+            );
         } else {
             tracing::info!(file = %path.display(), "created the admin account 'admin'; its password is in the file");
         }

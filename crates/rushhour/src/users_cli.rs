@@ -143,7 +143,10 @@ pub async fn run(
             )?;
             for k in keys {
                 let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                let used = k.last_used_at.map(crate::jobs_cli::rfc3339).unwrap_or_else(|| "never".into());
+                let used = k
+                    .last_used_at
+                    .map(crate::jobs_cli::rfc3339)
+                    .unwrap_or_else(|| "never".into());
                 writeln!(
                     out,
                     "{:<13} {:<8} {:<16} {:<20} {:<10} {}",
@@ -156,7 +159,12 @@ pub async fn run(
                 )?;
             }
         }
-        UsersCommand::IssueKey { name, role, store, user } => {
+        UsersCommand::IssueKey {
+            name,
+            role,
+            store,
+            user,
+        } => {
             let issued = identity
                 .issue_key(
                     &actor,

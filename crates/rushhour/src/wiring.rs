@@ -104,11 +104,8 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     let mailer = cfg.mail_config()?.build().context("set up mail")?;
     let clock: Arc<dyn Clock> = Arc::new(worker::TokioClock);
     let upstream = upstream_client(cfg, clock.clone())?;
-    let sessions::Sessions { sessions, attempts } = cfg
-        .sessions_config()?
-        .build()
-        .await
-        .context("open the session store")?;
+    let sessions::Sessions { sessions, attempts } =
+        cfg.sessions_config()?.build().await.context("open the session store")?;
     let limiter = cfg
         .rate_limit_config()?
         .build()

@@ -40,7 +40,11 @@ async fn call(h: &Harness, who: Option<Role>, method: &Method, path: &str) -> An
         .await
         .unwrap();
     let (parts, body) = resp.into_parts();
-    let body = if parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream") {
+    let body = if parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "text/event-stream")
+    {
         Default::default()
     } else {
         axum::body::to_bytes(body, usize::MAX).await.unwrap()
@@ -70,13 +74,9 @@ async fn the_permission_table_holds_for_every_role_on_every_route() {
             };
             let refused = a.status == StatusCode::UNAUTHORIZED || a.status == StatusCode::FORBIDDEN;
             assert_eq!(
-                !refused,
-                allowed,
+                !refused, allowed,
                 "{} {} as {who:?}: {} {:?}",
-                rule.method,
-                rule.path,
-                a.status,
-                a.body
+                rule.method, rule.path, a.status, a.body
             );
             if !allowed {
                 let code = if who.is_none() { "unauthorized" } else { "forbidden" };
@@ -124,14 +124,19 @@ async fn customers_reach_only_their_own_orders_with_its_token() {
     h.post_json(&format!("/v1/orders/{id}/cancel"), &json!({}), None)
         .await
         .problem(401, "unauthorized");
-    h.get(&format!("/v1/orders/{id}/events")).await.problem(401, "unauthorized");
+    h.get(&format!("/v1/orders/{id}/events"))
+        .await
+        .problem(401, "unauthorized");
 
     // The order list is staff-only, and a manager's.
     h.get("/v1/orders").await.problem(401, "unauthorized");
     h.as_role(Role::Barista, Method::GET, "/v1/orders", None)
         .await
         .problem(403, "forbidden");
-    assert_eq!(h.as_role(Role::Manager, Method::GET, "/v1/orders", None).await.status, 200);
+    assert_eq!(
+        h.as_role(Role::Manager, Method::GET, "/v1/orders", None).await.status,
+        200
+    );
 }
 
 async fn login(h: &Harness, user: &str, password: &str) -> Answer {
@@ -149,7 +154,9 @@ fn with_cookie(method: Method, uri: &str, cookie: &str) -> axum::http::request::
 #[tokio::test]
 async fn logins_give_sessions_by_cookie_and_bearer_that_logout_and_disable_end() {
     let h = harness().await;
-    login(&h, "manager", "wrong password!!").await.problem(401, "invalid_credentials");
+    login(&h, "manager", "wrong password!!")
+        .await
+        .problem(401, "invalid_credentials");
     let a = login(&h, "Manager", PASSWORD).await;
     assert_eq!(a.status, 201, "{:?}", a.body);
     let cookie = a.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
@@ -168,7 +175,11 @@ async fn logins_give_sessions_by_cookie_and_bearer_that_logout_and_disable_end()
     assert_eq!(me.json()["username"], "manager");
     assert_eq!(me.json()["via"], "session");
     let me = h
-        .send(with_cookie(Method::GET, "/v1/sessions/current", &token).body(Body::empty()).unwrap())
+        .send(
+            with_cookie(Method::GET, "/v1/sessions/current", &token)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(me.status, 200);
 
@@ -207,7 +218,9 @@ async fn logins_give_sessions_by_cookie_and_bearer_that_logout_and_disable_end()
     assert_eq!(a.status, 204);
 
     // Logout ends the session.
-    let out = h.with_bearer(&token, Method::DELETE, "/v1/sessions/current", None).await;
+    let out = h
+        .with_bearer(&token, Method::DELETE, "/v1/sessions/current", None)
+        .await;
     assert_eq!(out.status, 204);
     assert!(out.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
     h.with_bearer(&token, Method::GET, "/v1/sessions/current", None)
@@ -215,9 +228,16 @@ async fn logins_give_sessions_by_cookie_and_bearer_that_logout_and_disable_end()
         .problem(401, "unauthorized");
 
     // Disabling a user ends its sessions; a new password does too.
-    let token = login(&h, "barista", PASSWORD).await.json()["token"].as_str().unwrap().to_owned();
+    let token = login(&h, "barista", PASSWORD).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let a = h
-        .staff(Method::PATCH, "/v1/admin/users/barista", Some(json!({"disabled": true})))
+        .staff(
+            Method::PATCH,
+            "/v1/admin/users/barista",
+            Some(json!({"disabled": true})),
+        )
         .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.json()["disabled"], true);
@@ -229,9 +249,16 @@ async fn logins_give_sessions_by_cookie_and_bearer_that_logout_and_disable_end()
     h.as_role(Role::Barista, Method::GET, "/v1/sessions/current", None)
         .await
         .problem(401, "unauthorized");
-    h.staff(Method::PATCH, "/v1/admin/users/barista", Some(json!({"disabled": false})))
-        .await;
-    let token = login(&h, "barista", PASSWORD).await.json()["token"].as_str().unwrap().to_owned();
+    h.staff(
+        Method::PATCH,
+        "/v1/admin/users/barista",
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    let token = login(&h, "barista", PASSWORD).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let a = h
         .staff(
             Method::PATCH,
@@ -253,7 +280,10 @@ async fn repeated_failures_lock_known_and_unknown_users_alike() {
     for _ in 0..5 {
         let wrong = login(&h, "manager", "not the password").await;
         let unknown = login(&h, "nobody-here", "not the password").await;
-        assert_eq!(wrong.problem(401, "invalid_credentials"), unknown.problem(401, "invalid_credentials"));
+        assert_eq!(
+            wrong.problem(401, "invalid_credentials"),
+            unknown.problem(401, "invalid_credentials")
+        );
     }
     // Locked now, both, with a Retry-After; even the right password waits.
     for user in ["manager", "nobody-here"] {
@@ -265,14 +295,20 @@ async fn repeated_failures_lock_known_and_unknown_users_alike() {
     // Other users are not affected.
     assert_eq!(login(&h, "admin", PASSWORD).await.status, 201);
     // Every lock is in the audit log.
-    let audit = h.staff(Method::GET, "/v1/admin/audit?action=lockout", None).await.json();
+    let audit = h
+        .staff(Method::GET, "/v1/admin/audit?action=lockout", None)
+        .await
+        .json();
     let targets: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["target"].as_str().unwrap())
         .collect();
-    assert!(targets.contains(&"manager") && targets.contains(&"nobody-here"), "{audit}");
+    assert!(
+        targets.contains(&"manager") && targets.contains(&"nobody-here"),
+        "{audit}"
+    );
 }
 
 #[tokio::test]
@@ -312,11 +348,21 @@ async fn personal_keys_carry_a_role_and_a_store_scope_until_revoked() {
 
     // Listed without its secret, with its last use.
     let keys = h.staff(Method::GET, "/v1/admin/keys", None).await.json();
-    let listed = keys.as_array().unwrap().iter().find(|k| k["prefix"] == prefix.as_str()).unwrap();
-    assert!(listed.get("key").is_none() && listed["last_used_at"].is_string(), "{listed}");
+    let listed = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["prefix"] == prefix.as_str())
+        .unwrap();
+    assert!(
+        listed.get("key").is_none() && listed["last_used_at"].is_string(),
+        "{listed}"
+    );
 
     assert_eq!(
-        h.staff(Method::DELETE, &format!("/v1/admin/keys/{prefix}"), None).await.status,
+        h.staff(Method::DELETE, &format!("/v1/admin/keys/{prefix}"), None)
+            .await
+            .status,
         204
     );
     h.with_bearer(&key, Method::GET, "/v1/orders", None)
@@ -353,7 +399,10 @@ async fn rate_limits_answer_429_with_their_headers_per_client_and_class() {
     assert!(a.headers.contains_key("ratelimit"));
     // Another class has its own budget; a staff credential has its own key.
     assert_eq!(h.get("/health/live").await.status, 200);
-    assert_eq!(h.as_role(Role::Barista, Method::GET, "/v1/stores", None).await.status, 200);
+    assert_eq!(
+        h.as_role(Role::Barista, Method::GET, "/v1/stores", None).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -382,7 +431,11 @@ async fn staff_actions_are_audited_with_who_and_what() {
     assert_eq!(entries[1]["detail"]["available"], false);
     let before = page["next_before"].as_i64().unwrap();
     let older: Value = h
-        .staff(Method::GET, &format!("/v1/admin/audit?before={before}&action=cancel"), None)
+        .staff(
+            Method::GET,
+            &format!("/v1/admin/audit?before={before}&action=cancel"),
+            None,
+        )
         .await
         .json();
     assert_eq!(older["entries"][0]["target"], id.to_string());

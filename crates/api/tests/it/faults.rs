@@ -13,8 +13,8 @@ use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::ports::{
     AccountStore, AppendOutcome, AppendRequest, ApplyBatch, AuditLog, AuditQuery, BatchApplied, BoardSnapshot,
-    DeadLetter, EventLog, EventScope, IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore, OpsStore,
-    OrderFilter, OrderStore, OrderSummary, PortResult, StoreBackend, UserStore,
+    DeadLetter, EventLog, EventScope, IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore,
+    OpsStore, OrderFilter, OrderStore, OrderSummary, PortResult, StoreBackend, UserStore,
 };
 use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, OrderStatus, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};

@@ -31,9 +31,7 @@ async fn unapplied_orders_are_read_from_the_log_and_not_ready_for_actions() {
     a.problem(503, "not_ready");
     assert_eq!(a.headers[header::RETRY_AFTER], "1");
     // Unlike an order the log has never seen.
-    h.customer_cancel(OrderId::new())
-        .await
-        .problem(404, "order_not_found");
+    h.customer_cancel(OrderId::new()).await.problem(404, "order_not_found");
 
     // Once applied, the same action goes through.
     h.process_all().await;
@@ -78,9 +76,7 @@ async fn actions_answer_with_the_updated_order() {
     assert_eq!(v["lines"][0]["ticket"], "started");
     assert_eq!(v["lines"][1]["ticket"], "queued");
     // Work has started: too late to cancel.
-    h.customer_cancel(id)
-        .await
-        .problem(409, "invalid_transition");
+    h.customer_cancel(id).await.problem(409, "invalid_transition");
 
     for step in ["lines/2/start", "lines/1/done", "lines/2/done"] {
         let a = h.staff(Method::POST, &format!("/v1/orders/{id}/{step}"), None).await;

@@ -100,7 +100,9 @@ async fn openapi_documents_every_route() {
     // public ones), written from the table.
     for rule in api::RULES {
         let op = &paths[rule.path][rule.method.as_str().to_lowercase()];
-        let security = op["security"].as_array().unwrap_or_else(|| panic!("{} {} has no security", rule.method, rule.path));
+        let security = op["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{} {} has no security", rule.method, rule.path));
         match rule.access {
             api::Access::Public => assert!(security.is_empty(), "{}", rule.path),
             api::Access::Signed => assert!(security[0].get("webhook_signature").is_some()),
@@ -111,7 +113,13 @@ async fn openapi_documents_every_route() {
             }
         }
     }
-    for scheme in ["bearer", "session_cookie", "order_token", "order_token_query", "webhook_signature"] {
+    for scheme in [
+        "bearer",
+        "session_cookie",
+        "order_token",
+        "order_token_query",
+        "webhook_signature",
+    ] {
         assert!(doc["components"]["securitySchemes"][scheme].is_object(), "{scheme}");
     }
     assert_eq!(h.get("/docs").await.status, StatusCode::SEE_OTHER);

@@ -314,10 +314,7 @@ async fn a_redelivered_event_is_replayed_and_applied_once() {
     assert_eq!(again.body, first.body);
     assert_eq!(h.log_records().await, 2);
     h.process_all().await;
-    assert_eq!(
-        h.customer_get(order).await.json()["payment_status"],
-        "paid"
-    );
+    assert_eq!(h.customer_get(order).await.json()["payment_status"], "paid");
 
     // Refunded later; a late redelivery of the old success must not flip
     // the order back to paid.
@@ -328,10 +325,7 @@ async fn a_redelivered_event_is_replayed_and_applied_once() {
     let late = deliver(&h, &paid).await;
     assert_eq!(late.headers["idempotent-replayed"], "true");
     h.process_all().await;
-    assert_eq!(
-        h.customer_get(order).await.json()["payment_status"],
-        "refunded"
-    );
+    assert_eq!(h.customer_get(order).await.json()["payment_status"], "refunded");
     assert_eq!(h.log_records().await, 3);
 
     // The same event id with another body is not a redelivery.
@@ -386,13 +380,8 @@ async fn a_payment_for_an_unknown_order_is_accepted_and_recorded_without_effect(
         "evt_known",
     );
     h.process_all().await;
-    h.customer_get(stranger)
-        .await
-        .problem(404, "order_not_found");
-    assert_eq!(
-        h.customer_get(order).await.json()["payment_status"],
-        "paid"
-    );
+    h.customer_get(stranger).await.problem(404, "order_not_found");
+    assert_eq!(h.customer_get(order).await.json()["payment_status"], "paid");
     assert!(
         h.app.store.dead_letters(10).await.unwrap().is_empty(),
         "not a poison record"

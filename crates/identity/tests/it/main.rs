@@ -24,9 +24,8 @@ struct Fixture {
 
 fn fixture_with(passwords: Passwords, settings: IdentitySettings) -> Fixture {
     let dir = TempDir::new().unwrap();
-    let store = Arc::new(
-        store::SqliteStore::open(&dir.path().join("store.db"), store::SqliteStoreOptions::default()).unwrap(),
-    );
+    let store =
+        Arc::new(store::SqliteStore::open(&dir.path().join("store.db"), store::SqliteStoreOptions::default()).unwrap());
     let sessions = Arc::new(sessions::SqliteSessions::open(&dir.path().join("sessions.db")).unwrap());
     let clock = ManualClock::new(1_700_000_000_000);
     let id = Identity::new(
@@ -138,7 +137,10 @@ async fn a_source_address_is_slowed_across_usernames() {
         f.id.login("ada", PW, "203.0.113.7").await,
         Err(IdentityError::Locked { .. })
     ));
-    assert!(f.id.login("ada", PW, "198.51.100.1").await.is_ok(), "other addresses are not slowed");
+    assert!(
+        f.id.login("ada", PW, "198.51.100.1").await.is_ok(),
+        "other addresses are not slowed"
+    );
 }
 
 /// The median of the wall time of `n` runs of `f`.
@@ -173,8 +175,20 @@ async fn an_unknown_user_costs_what_a_wrong_password_costs() {
     let mut wrong = Vec::new();
     let mut unknown = Vec::new();
     for i in 0..11 {
-        wrong.push(median(1, || async { f.id.login("ada", "wrong wrong wrong", "10.0.0.1").await.unwrap_err(); }).await);
-        unknown.push(median(1, || async { f.id.login(&format!("ghost{i}"), "wrong wrong wrong", "10.0.0.1").await.unwrap_err(); }).await);
+        wrong.push(
+            median(1, || async {
+                f.id.login("ada", "wrong wrong wrong", "10.0.0.1").await.unwrap_err();
+            })
+            .await,
+        );
+        unknown.push(
+            median(1, || async {
+                f.id.login(&format!("ghost{i}"), "wrong wrong wrong", "10.0.0.1")
+                    .await
+                    .unwrap_err();
+            })
+            .await,
+        );
     }
     wrong.sort();
     unknown.sort();
@@ -237,13 +251,32 @@ async fn the_last_admin_stays_and_a_first_admin_is_bootstrapped() {
 async fn keys_authenticate_until_revoked_and_follow_their_user() {
     let f = fixture();
     f.id.add_user(&cli(), "ada", Role::Manager, PW).await.unwrap();
-    assert!(matches!(
-        f.id.issue_key(&cli(), KeyRequest { name: "x".into(), role: Role::Admin, store: None, user: Some("ada".into()) }).await,
-        Err(IdentityError::InvalidInput(_))
-    ), "a key cannot outrank its user");
-    let k = f
-        .id
-        .issue_key(&cli(), KeyRequest { name: "till".into(), role: Role::Barista, store: Some("demo-downtown".into()), user: Some("ada".into()) })
+    assert!(
+        matches!(
+            f.id.issue_key(
+                &cli(),
+                KeyRequest {
+                    name: "x".into(),
+                    role: Role::Admin,
+                    store: None,
+                    user: Some("ada".into())
+                }
+            )
+            .await,
+            Err(IdentityError::InvalidInput(_))
+        ),
+        "a key cannot outrank its user"
+    );
+    let k =
+        f.id.issue_key(
+            &cli(),
+            KeyRequest {
+                name: "till".into(),
+                role: Role::Barista,
+                store: Some("demo-downtown".into()),
+                user: Some("ada".into()),
+            },
+        )
         .await
         .unwrap();
     let p = f.id.authenticate(&k.key).await.unwrap().unwrap();
@@ -253,12 +286,21 @@ async fn keys_authenticate_until_revoked_and_follow_their_user() {
     let forged = format!("{}_{}", k.record.prefix, "0".repeat(32));
     assert!(f.id.authenticate(&forged).await.unwrap().is_none());
     f.id.set_disabled(&cli(), "ada", true).await.unwrap();
-    assert!(f.id.authenticate(&k.key).await.unwrap().is_none(), "the user is disabled");
+    assert!(
+        f.id.authenticate(&k.key).await.unwrap().is_none(),
+        "the user is disabled"
+    );
     f.id.set_disabled(&cli(), "ada", false).await.unwrap();
     assert!(f.id.authenticate(&k.key).await.unwrap().is_some());
     f.id.revoke_key(&cli(), &k.record.prefix).await.unwrap();
     assert!(f.id.authenticate(&k.key).await.unwrap().is_none());
-    let audit = f.id.audit_log(&domain::ports::AuditQuery { limit: 50, ..Default::default() }).await.unwrap();
+    let audit =
+        f.id.audit_log(&domain::ports::AuditQuery {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     for a in ["user_add", "key_issue", "user_disable", "user_enable", "key_revoke"] {
         assert!(actions.contains(&a), "{a} in {actions:?}");

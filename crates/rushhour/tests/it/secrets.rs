@@ -71,7 +71,11 @@ async fn generated_secrets_stay_out_of_piped_output_and_are_private() {
     std::fs::write(data.join("webhook.secret"), "whsec_restored_from_backup\n").unwrap();
     std::fs::set_permissions(data.join("webhook.secret"), std::fs::Permissions::from_mode(0o644)).unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let child = rushhour(&[
         "serve",

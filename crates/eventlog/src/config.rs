@@ -36,8 +36,8 @@ pub enum LogConfig {
     /// The embedded log: one SQLite file.
     Sqlite { path: PathBuf, options: SqliteLogOptions },
     /// The scale-mode log: Apache Kafka, with idempotency claims in
-    /// PostgreSQL.
-    Kafka(KafkaConfig),
+    /// PostgreSQL. Boxed: its settings are several times the SQLite ones.
+    Kafka(Box<KafkaConfig>),
 }
 
 /// Settings of the Kafka log: plain data, so a binary built without the
@@ -282,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn kafka_compiled_out_fails_to_build_with_a_clear_message() {
-        let config = LogConfig::Kafka(KafkaConfig {
+        let config = LogConfig::Kafka(Box::new(KafkaConfig {
             options: KafkaLogOptions {
                 brokers: "k1:9092".into(),
                 ..Default::default()
@@ -292,7 +292,7 @@ mod tests {
                 max_connections: 4,
                 acquire_timeout: Duration::from_secs(1),
             },
-        });
+        }));
         let err = config.build().await.err().expect("no Kafka in this build");
         assert!(matches!(err, LogBuildError::KafkaNotCompiled));
         assert!(err.to_string().contains("without the `kafka` feature"), "{err}");

@@ -532,7 +532,7 @@ impl Config {
                     ..Default::default()
                 },
             },
-            Engine::Kafka(brokers) => eventlog::LogConfig::Kafka(eventlog::KafkaConfig {
+            Engine::Kafka(brokers) => eventlog::LogConfig::Kafka(Box::new(eventlog::KafkaConfig {
                 options: eventlog::KafkaLogOptions {
                     brokers: brokers.to_owned(),
                     topic: l.topic.clone(),
@@ -554,7 +554,7 @@ impl Config {
                     // Intake must answer within a second when PostgreSQL is gone.
                     acquire_timeout: Duration::from_millis(l.append_timeout_ms),
                 },
-            }),
+            })),
             other => unreachable!("log.url accepts no {other:?}"),
         })
     }

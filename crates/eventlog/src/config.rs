@@ -28,9 +28,6 @@ use domain::ports::{EventLog, PortError};
 use crate::{SqliteEventLog, SqliteLogOptions};
 
 /// An event log to open.
-// Built once at startup and consumed by `build()`: boxing the Kafka
-// variant to shrink the enum would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LogConfig {
     /// The embedded log: one SQLite file.

@@ -344,7 +344,7 @@ async fn a_redelivered_event_is_replayed_and_applied_once() {
 async fn an_older_failure_delivered_after_the_payment_leaves_the_order_paid() {
     let h = harness().await;
     let order = h.place(&latte_order()).await;
-    let status = || async { h.get(&format!("/v1/orders/{order}")).await.json()["payment_status"].clone() };
+    let status = || async { h.customer_get(order).await.json()["payment_status"].clone() };
     let now = now_s();
 
     let paid = event_at("evt_ooo_paid", "payment.succeeded", order, LATTE_TOTAL, now - 10);

@@ -205,6 +205,11 @@ fn admit(
             }
         }
         Access::OrderOrStaff(role) => {
+            // A malformed id is the handler's 400 for anyone: it names no
+            // order, so it reveals nothing.
+            let Some(id) = path_param(path, req.uri().path(), "{id}").and_then(OrderId::parse) else {
+                return Ok(());
+            };
             let token = order_token(req);
             // Staff first; a barista holding a customer's token may still
             // use the token for what the token allows.
@@ -216,14 +221,12 @@ fn admit(
             let Some(token) = token else {
                 return Err(refuse_err("unauthenticated", ApiError::Unauthorized));
             };
-            let id = path_param(path, req.uri().path(), "{id}").and_then(OrderId::parse);
-            match id {
-                Some(id) if order_token_matches(&state.app.config.order_token_key, id, &token) => Ok(()),
-                // A malformed id is the handler's 400; a wrong token is 403
-                // whether or not the order exists (the token is derived
-                // from the id, so checking it reveals nothing).
-                None => Ok(()),
-                Some(_) => Err(refuse_err("order_token", ApiError::Forbidden)),
+            // A wrong token is 403 whether or not the order exists (the
+            // token is derived from the id, so checking it reveals nothing).
+            if order_token_matches(&state.app.config.order_token_key, id, &token) {
+                Ok(())
+            } else {
+                Err(refuse_err("order_token", ApiError::Forbidden))
             }
         }
     }

@@ -114,7 +114,7 @@ async fn invalid_orders_name_the_field() {
     assert_eq!(v["errors"][0]["code"], "too_many_lines");
 
     // Nothing was accepted along the way.
-    let all: Value = app.get("/v1/orders").await.json().await.unwrap();
+    let all: Value = app.staff_get("/v1/orders").await.json().await.unwrap();
     assert!(all["items"].as_array().unwrap().is_empty());
 }
 

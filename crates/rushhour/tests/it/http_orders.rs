@@ -90,7 +90,7 @@ async fn concurrent_duplicates_create_one_order() {
     assert_eq!(ids.len(), 1, "every duplicate got the one order: {ids:?}");
     let id = ids.into_iter().next().unwrap();
     assert_eq!(app.settled(&id).await, "confirmed");
-    let all: Value = app.get("/v1/orders?limit=100").await.json().await.unwrap();
+    let all: Value = app.staff_get("/v1/orders?limit=100").await.json().await.unwrap();
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
 }
 

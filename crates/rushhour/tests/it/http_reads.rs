@@ -124,7 +124,7 @@ async fn listings_paginate_by_cursor_without_gaps_or_repeats() {
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page: Value = app.staff_get(&path).await.json().await.unwrap();
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
         seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
@@ -135,10 +135,10 @@ async fn listings_paginate_by_cursor_without_gaps_or_repeats() {
     }
     placed.reverse(); // newest first
     assert_eq!(seen, placed);
-    let none: Value = app.get("/v1/orders?status=ready").await.json().await.unwrap();
+    let none: Value = app.staff_get("/v1/orders?status=ready").await.json().await.unwrap();
     assert_eq!(none["items"].as_array().unwrap().len(), 0);
-    problem(app.get("/v1/orders?limit=101").await, 400, "invalid_query").await;
-    problem(app.get("/v1/orders?status=brewing").await, 400, "invalid_query").await;
+    problem(app.staff_get("/v1/orders?limit=101").await, 400, "invalid_query").await;
+    problem(app.staff_get("/v1/orders?status=brewing").await, 400, "invalid_query").await;
 }
 
 #[tokio::test]

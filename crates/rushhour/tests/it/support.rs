@@ -119,6 +119,16 @@ impl TestApp {
         v["id"].as_str().unwrap().to_owned()
     }
 
+    /// A GET with the staff key (an admin).
+    pub async fn staff_get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(STAFF_KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A POST with no body and no staff credential; on an order's routes
     /// it carries that order's access token (the customer's cancel).
     pub async fn post(&self, path: &str) -> Response {

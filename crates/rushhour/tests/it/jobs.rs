@@ -156,6 +156,10 @@ fn rushhour(role: &str, data_dir: &Path, env: &[(&str, &str)]) -> Command {
         // Scale mode (a PostgreSQL store) refuses to start without them.
         .env("RUSHHOUR__WEBHOOKS__SECRET", crate::support::WEBHOOK_SECRET)
         .env("RUSHHOUR__AUTH__SESSION_KEY", crate::support::SESSION_KEY)
+        .env(
+            "RUSHHOUR__AUTH__BOOTSTRAP_ADMIN_PASSWORD",
+            crate::support::ADMIN_PASSWORD,
+        )
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

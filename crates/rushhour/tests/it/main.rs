@@ -2,6 +2,7 @@
 //! files and a real HTTP server on a loopback port, driven over HTTP — plus
 //! the crash test, which runs the real binary as a child and `kill -9`s it.
 
+mod access;
 mod crash;
 mod http_errors;
 mod http_orders;

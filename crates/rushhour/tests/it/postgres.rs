@@ -42,7 +42,7 @@ async fn the_order_flow_runs_on_a_postgres_store() {
     .await;
 
     let listed: Value = app
-        .get(&format!("/v1/orders?store={STORE}&status=in_progress"))
+        .staff_get(&format!("/v1/orders?store={STORE}&status=in_progress"))
         .await
         .json()
         .await

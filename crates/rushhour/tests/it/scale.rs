@@ -106,7 +106,10 @@ impl Scale {
             // Shared by every instance: scale mode refuses to start without.
             .env("RUSHHOUR__WEBHOOKS__SECRET", crate::support::WEBHOOK_SECRET)
             .env("RUSHHOUR__AUTH__SESSION_KEY", crate::support::SESSION_KEY)
-            .env("RUSHHOUR__AUTH__BOOTSTRAP_ADMIN_PASSWORD", "scale test admin password")
+            .env(
+                "RUSHHOUR__AUTH__BOOTSTRAP_ADMIN_PASSWORD",
+                crate::support::ADMIN_PASSWORD,
+            )
             .env("RUSHHOUR__HTTP__ADDR", format!("127.0.0.1:{port}"))
             .env("RUSHHOUR__DATA_DIR", self.data_dir.path())
             .env("RUSHHOUR__TELEMETRY__LOG_FORMAT", "json")

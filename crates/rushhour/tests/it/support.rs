@@ -16,6 +16,8 @@ pub const STORE: &str = "demo-downtown";
 /// Secrets scale-mode processes must be given (`Config::check_scale_secrets`).
 pub const WEBHOOK_SECRET: &str = "whsec_test-shared-webhook-secret";
 pub const SESSION_KEY: &str = "test-session-key-shared-by-every-instance";
+/// The first admin's password scale-mode processes are started with.
+pub const ADMIN_PASSWORD: &str = "scale test admin password";
 
 pub struct TestApp {
     pub base: String,

@@ -59,7 +59,8 @@ impl Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so a column width (`{:<8}`) applies.
+        f.pad(self.as_str())
     }
 }
 

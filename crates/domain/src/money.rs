@@ -86,7 +86,7 @@ impl Total {
         Self(amount.into())
     }
 
-    pub fn add(self, amount: i64) -> Result<Self, TotalError> {
+    pub fn plus(self, amount: i64) -> Result<Self, TotalError> {
         self.0.checked_add(amount.into()).map(Self).ok_or(TotalError::TooLarge)
     }
 
@@ -125,12 +125,15 @@ mod tests {
 
     #[test]
     fn totals_never_wrap() {
-        let t = Total::of(i64::MAX).add(i64::MAX).unwrap().times(20).unwrap();
+        let t = Total::of(i64::MAX).plus(i64::MAX).unwrap().times(20).unwrap();
         assert_eq!(t.amount(), Err(TotalError::TooLarge));
-        assert_eq!(Total::of(100).add(-101).unwrap().amount(), Err(TotalError::Negative));
+        assert_eq!(Total::of(100).plus(-101).unwrap().amount(), Err(TotalError::Negative));
         assert_eq!(Total::of(MAX_TOTAL).amount(), Ok(MAX_TOTAL));
-        assert_eq!(Total::of(MAX_TOTAL).add(1).unwrap().amount(), Err(TotalError::TooLarge));
-        assert_eq!(Total::of(420).add(90).unwrap().times(2).unwrap().amount(), Ok(1020));
+        assert_eq!(
+            Total::of(MAX_TOTAL).plus(1).unwrap().amount(),
+            Err(TotalError::TooLarge)
+        );
+        assert_eq!(Total::of(420).plus(90).unwrap().times(2).unwrap().amount(), Ok(1020));
         assert_eq!(
             Total::of(i64::MIN).times(i64::MIN).unwrap().amount(),
             Err(TotalError::TooLarge)

@@ -419,7 +419,7 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
         let mut ok = true;
         for (j, code) in d.modifiers.iter().enumerate() {
             match item.modifier(code) {
-                Some(m) => unit = unit.and_then(|u| u.add(m.price_delta)),
+                Some(m) => unit = unit.and_then(|u| u.plus(m.price_delta)),
                 None => {
                     ok = false;
                     errors.push(FieldError::new(
@@ -451,7 +451,7 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
                 continue;
             }
         };
-        total = total.and_then(|t| t.add(line_total));
+        total = total.and_then(|t| t.plus(line_total));
         lines.push(OrderLine {
             line: (i + 1) as u32,
             sku: item.sku.clone(),

@@ -834,7 +834,7 @@ pub async fn an_older_payment_arriving_late_changes_nothing(store: Stores) {
     // A failure from before the payment arrives late: recorded, no effect.
     let late = at(&a, "evt-late-failed", PaymentStatus::Failed, 90, 5_000);
     assert_eq!(
-        pay(&store, 4, &[late.clone()], 5_100).await.payments,
+        pay(&store, 4, std::slice::from_ref(&late), 5_100).await.payments,
         counts(1, 0, 0, 0)
     );
     assert_eq!(payment_status(&store, a.order_id).await, "paid");

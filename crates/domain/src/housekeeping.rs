@@ -44,14 +44,22 @@ pub struct Cleaned {
     pub finished_jobs: u64,
     pub idempotency_keys: u64,
     pub audit_entries: u64,
+    /// Expired login sessions dropped (`SessionStore::purge_sessions`;
+    /// counted by the caller that holds the session port).
+    pub expired_sessions: u64,
 }
 
 impl fmt::Display for Cleaned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pruned {} orders, {} records, {} finished jobs, {} idempotency keys, {} audit entries",
-            self.orders, self.records, self.finished_jobs, self.idempotency_keys, self.audit_entries
+            "pruned {} orders, {} records, {} finished jobs, {} idempotency keys, {} audit entries, {} expired sessions",
+            self.orders,
+            self.records,
+            self.finished_jobs,
+            self.idempotency_keys,
+            self.audit_entries,
+            self.expired_sessions
         )
     }
 }
@@ -111,6 +119,7 @@ pub async fn cleanup(app: &Rushhour, jobs: &dyn JobQueue, keep: &RetentionPeriod
         finished_jobs,
         idempotency_keys,
         audit_entries,
+        expired_sessions: 0,
     };
     tracing::info!("{cleaned}");
     Ok(cleaned)

@@ -52,24 +52,27 @@ impl Built {
     pub fn tasks(&self, cfg: &Config) -> Arc<Tasks> {
         let days = |d: u64| Duration::from_secs(d * 86_400);
         let r = &cfg.jobs.retention;
-        Arc::new(Tasks::new(
-            self.app.clone(),
-            self.jobs.clone(),
-            self.upstream.clone(),
-            self.mailer.clone(),
-            TaskSettings {
-                pickup_timeout: Duration::from_secs(cfg.jobs.pickup_timeout_secs),
-                retention: RetentionPeriods {
-                    orders: days(r.orders_days),
-                    records: days(r.records_days),
-                    finished_jobs: days(r.finished_jobs_days),
-                    idempotency: Duration::from_secs(r.idempotency_hours.max(24) * 3600),
-                    audit: days(r.audit_days),
+        Arc::new(
+            Tasks::new(
+                self.app.clone(),
+                self.jobs.clone(),
+                self.upstream.clone(),
+                self.mailer.clone(),
+                TaskSettings {
+                    pickup_timeout: Duration::from_secs(cfg.jobs.pickup_timeout_secs),
+                    retention: RetentionPeriods {
+                        orders: days(r.orders_days),
+                        records: days(r.records_days),
+                        finished_jobs: days(r.finished_jobs_days),
+                        idempotency: Duration::from_secs(r.idempotency_hours.max(24) * 3600),
+                        audit: days(r.audit_days),
+                    },
+                    accounts_page: cfg.upstream.accounts_page,
+                    instance: cfg.worker_id(),
                 },
-                accounts_page: cfg.upstream.accounts_page,
-                instance: cfg.worker_id(),
-            },
-        ))
+            )
+            .with_sessions(self.sessions.clone()),
+        )
     }
 }
 

@@ -30,7 +30,7 @@ use domain::jobs::{
     RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE,
 };
 use domain::ops::{PerfSnapshot, SyncRun};
-use domain::ports::{Mailer, PortError, PortResult};
+use domain::ports::{Mailer, PortError, PortResult, SessionStore};
 use domain::sync::{AuthEpoch, NoProgress, SyncProgress, Upstream};
 use domain::{OrderId, Rushhour};
 use futures::FutureExt;
@@ -85,6 +85,8 @@ pub struct Tasks {
     pub upstream: Arc<dyn Upstream>,
     pub mailer: Arc<dyn Mailer>,
     pub settings: TaskSettings,
+    /// Login sessions, purged by the nightly cleanup when set.
+    pub sessions: Option<Arc<dyn SessionStore>>,
     /// The upstream auth epoch this process last saw.
     auth_epoch: AuthEpoch,
 }
@@ -103,8 +105,15 @@ impl Tasks {
             upstream,
             mailer,
             settings,
+            sessions: None,
             auth_epoch: AuthEpoch::default(),
         }
+    }
+
+    /// Let the nightly cleanup purge expired sessions too.
+    pub fn with_sessions(mut self, sessions: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// `rushhour cache clear --auth`: every process forgets its token.
@@ -154,7 +163,12 @@ impl Tasks {
     }
 
     pub async fn cleanup(&self) -> PortResult<Cleaned> {
-        housekeeping::cleanup(&self.app, &*self.jobs, &self.settings.retention).await
+        let mut cleaned = housekeeping::cleanup(&self.app, &*self.jobs, &self.settings.retention).await?;
+        if let Some(sessions) = &self.sessions {
+            cleaned.expired_sessions = sessions.purge_sessions(self.app.clock.now_ms()).await?;
+            tracing::info!(expired_sessions = cleaned.expired_sessions, "purged expired sessions");
+        }
+        Ok(cleaned)
     }
 
     pub async fn snapshot(&self) -> PortResult<PerfSnapshot> {

@@ -675,9 +675,13 @@ impl Identity {
                 .await?;
                 self.record(&actor, "user_password", "admin", "{}").await;
             }
-            None => {
-                self.add_user(&actor, "admin", Role::Admin, &password).await?;
-            }
+            None => match self.add_user(&actor, "admin", Role::Admin, &password).await {
+                // Another instance starting at the same moment made it.
+                Err(IdentityError::UserExists(_)) => return Ok(None),
+                other => {
+                    other?;
+                }
+            },
         }
         Ok(generated.then_some(password))
     }

@@ -241,6 +241,14 @@ async fn the_last_admin_stays_and_a_first_admin_is_bootstrapped() {
     );
     f.id.add_user(&cli(), "root2", Role::Admin, PW).await.unwrap();
     f.id.set_disabled(&cli(), "admin", true).await.unwrap();
+    // Replicas starting together: whoever loses the race to create the
+    // account starts anyway.
+    let racing = fixture();
+    let (a, b) = tokio::join!(
+        racing.id.ensure_admin(Some("configured admin pw")),
+        racing.id.ensure_admin(Some("configured admin pw"))
+    );
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     // A configured password is used as given.
     let g = fixture();
     assert_eq!(g.id.ensure_admin(Some("configured admin pw")).await.unwrap(), None);

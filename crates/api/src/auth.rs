@@ -309,7 +309,7 @@ fn rate_headers(headers: &mut HeaderMap, class: Class, quota: Quota, d: &RateDec
 /// client pick its own rate-limit key.
 fn client_addr(req: &Request, trusted: &[IpNet]) -> IpAddr {
     let peer = peer(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
+    if !is_trusted(Some(peer), trusted) {
         return peer;
     }
     let hops = forwarded_for(req.headers());
@@ -318,6 +318,11 @@ fn client_addr(req: &Request, trusted: &[IpNet]) -> IpAddr {
         .rev()
         .find(|ip| !trusted.iter().any(|n| n.contains(ip)))
         .unwrap_or(peer)
+}
+
+/// Whether `peer` is one of the trusted proxies.
+fn is_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
+    peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p)))
 }
 
 /// The TCP peer's address (set per connection by `serve`).
@@ -363,7 +368,7 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<IpAddr> {
 /// trusted proxy's `X-Forwarded-Proto: https` (rushhour itself serves
 /// plain HTTP behind a TLS-terminating proxy).
 fn forwarded_https(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
-    peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p)))
+    is_trusted(peer, trusted)
         && headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

@@ -161,21 +161,23 @@ pub fn token_hash(token: &str) -> String {
 /// Deterministic, so it needs no storage and an idempotent replay of the
 /// original 202 carries the same token; unguessable without the key.
 pub fn order_token(key: &[u8], order: OrderId) -> String {
+    hex::encode(&order_mac(key, order).finalize().into_bytes()[..16])
+}
+
+/// The MAC both [`order_token`] and [`order_token_matches`] start from.
+fn order_mac(key: &[u8], order: OrderId) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(b"rushhour/order-token/v1\0");
     mac.update(order.0.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..16])
+    mac
 }
 
 /// Whether `token` is `order`'s access token, in constant time.
 pub fn order_token_matches(key: &[u8], order: OrderId, token: &str) -> bool {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(b"rushhour/order-token/v1\0");
-    mac.update(order.0.as_bytes());
     let Ok(given) = hex::decode(token) else {
         return false;
     };
-    mac.verify_truncated_left(&given).is_ok() && given.len() == 16
+    given.len() == 16 && order_mac(key, order).verify_truncated_left(&given).is_ok()
 }
 
 #[cfg(test)]

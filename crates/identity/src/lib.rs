@@ -642,18 +642,17 @@ impl Identity {
 
     /// Whether an enabled admin exists.
     pub async fn has_admin(&self) -> Result<bool, IdentityError> {
-        let users = self.users.list_users().await?;
-        Ok(users.iter().any(|u| u.role == Role::Admin && !u.disabled))
+        Ok(any_admin(&self.users.list_users().await?))
     }
 
     /// Make sure an enabled admin exists: when none does, create `admin`
     /// (or re-enable and promote an existing `admin`) with `password`, or
     /// a generated one. Returns the password when it was generated.
     pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>, IdentityError> {
-        if self.has_admin().await? {
+        let users = self.users.list_users().await?;
+        if any_admin(&users) {
             return Ok(None);
         }
-        let users = self.users.list_users().await?;
         let (password, generated) = match password.filter(|p| !p.is_empty()) {
             Some(p) => (p.to_owned(), false),
             None => (generated_password(), true),
@@ -778,6 +777,11 @@ impl Identity {
     pub async fn health(&self) -> Result<(), PortError> {
         self.sessions.health().await
     }
+}
+
+/// Whether `users` has an enabled admin.
+fn any_admin(users: &[User]) -> bool {
+    users.iter().any(|u| u.role == Role::Admin && !u.disabled)
 }
 
 /// Usernames are compared case-insensitively: stored and looked up

@@ -12,7 +12,7 @@
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 
 use crate::IdentityError;
@@ -41,7 +41,10 @@ pub struct Passwords {
     /// A hash of a random password with today's parameters, verified
     /// against when the user does not exist so that an unknown username
     /// costs the same time as a wrong password (no user enumeration).
-    dummy: Arc<str>,
+    /// Made on first need, not at start-up: every CLI command builds a
+    /// `Passwords`, and a hash is tens of milliseconds (the first unknown
+    /// username after a start pays it once).
+    dummy: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -66,16 +69,10 @@ impl Passwords {
     }
 
     pub fn with_params(params: Params, max_parallel: usize) -> Self {
-        let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-        let dummy_password = crate::keys::random_hex(16);
-        let dummy = hasher
-            .hash_password(dummy_password.as_bytes())
-            .expect("hashing a random password with valid params")
-            .to_string();
         Passwords {
             params,
             permits: Arc::new(Semaphore::new(max_parallel.max(1))),
-            dummy: dummy.into(),
+            dummy: Arc::new(OnceLock::new()),
         }
     }
 
@@ -101,13 +98,24 @@ impl Passwords {
     /// `hash` is `None` (an unknown user: same work, always `No`).
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> Result<Verified, IdentityError> {
         let known = hash.is_some();
-        let hash = hash.map(str::to_owned).unwrap_or_else(|| self.dummy.to_string());
+        let hash = hash.map(str::to_owned);
+        let dummy = self.dummy.clone();
         // Over-long input is refused after the same work as a wrong
         // password would cost, not before (timing says nothing).
         let too_long = password.len() > MAX_PASSWORD_LEN;
         let password = if too_long { String::new() } else { password.to_owned() };
         let (hasher, wanted) = (self.hasher(), self.params.clone());
         self.blocking(move || {
+            let hash = hash.unwrap_or_else(|| {
+                dummy
+                    .get_or_init(|| {
+                        hasher
+                            .hash_password(crate::keys::random_hex(16).as_bytes())
+                            .map(|h| h.to_string())
+                            .unwrap_or_default()
+                    })
+                    .clone()
+            });
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return Verified::No;
             };

@@ -237,6 +237,7 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
         .route("/v1/orders/{id}/lines/{line}/start", post(orders::start_line))
         .route("/v1/orders/{id}/lines/{line}/done", post(orders::finish_line))
+        .route("/v1/orders/{id}/lines/{line}/undo", post(orders::undo_line))
         .route("/v1/orders/{id}/pickup", post(orders::pick_up))
         .route(
             "/v1/webhooks/payments",
@@ -265,6 +266,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/sessions/current", get(accounts::current).delete(accounts::logout))
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
+        .route("/v1/stores/{id}/tickets", get(stores::tickets))
+        .route("/v1/stores/{id}/pickup", get(events::pickup_board))
         .route(
             "/v1/stores/{id}/items/{sku}/availability",
             put(stores::set_availability),
@@ -283,7 +286,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
     // Streams live as long as the client (or the shutdown token) allows.
     let streams = Router::new()
         .route("/v1/orders/{id}/events", get(events::order_events))
-        .route("/v1/stores/{id}/board", get(events::store_board));
+        .route("/v1/stores/{id}/board", get(events::store_board))
+        .route("/v1/stores/{id}/pickup/events", get(events::pickup_events));
 
     timed
         .merge(streams)

@@ -133,11 +133,21 @@ pub static RULES: &[Rule] = &[
         Staff(Barista),
         Class::Staff,
     ),
+    rule(
+        Method::POST,
+        "/v1/orders/{id}/lines/{line}/undo",
+        Staff(Barista),
+        Class::Staff,
+    ),
     rule(Method::POST, "/v1/orders/{id}/pickup", Staff(Barista), Class::Staff),
     rule(Method::GET, "/v1/stores/{id}/board", Staff(Barista), Class::Streams),
+    rule(Method::GET, "/v1/stores/{id}/tickets", Staff(Barista), Class::Reads),
     // Menus are public; availability is the manager's.
     rule(Method::GET, "/v1/stores", Public, Class::Reads),
     rule(Method::GET, "/v1/stores/{id}/menu", Public, Class::Reads),
+    // The pickup board (a TV): codes and first names only.
+    rule(Method::GET, "/v1/stores/{id}/pickup", Public, Class::Reads),
+    rule(Method::GET, "/v1/stores/{id}/pickup/events", Public, Class::Streams),
     rule(
         Method::PUT,
         "/v1/stores/{id}/items/{sku}/availability",

@@ -21,6 +21,7 @@ pub mod menu;
 pub mod money;
 pub mod ops;
 pub mod order;
+pub mod pickup;
 pub mod ports;
 pub mod receipt;
 pub mod sync;

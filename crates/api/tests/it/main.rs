@@ -13,6 +13,7 @@
 mod admin;
 mod auth;
 mod faults;
+mod floor;
 mod harness;
 mod limits;
 mod money;

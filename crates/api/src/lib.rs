@@ -16,6 +16,8 @@
 
 mod accounts;
 mod admin;
+mod admin_figures;
+mod admin_ops;
 mod auth;
 mod error;
 mod events;
@@ -43,6 +45,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use admin_figures::{FigureSeries, FiguresNow, FiguresView, PartitionDto, QueueDepth, SyncRunDto};
 pub use auth::{Caller, RateLimits};
 pub use error::{ApiError, ErrorCode};
 pub use health::SharedProbe;
@@ -107,6 +110,30 @@ pub struct ApiConfig {
     /// Streams open at once per client address; beyond it 429
     /// `too_many_streams`.
     pub max_streams_per_client: usize,
+    /// What the operator routes need besides the ports.
+    pub ops: OpsConfig,
+}
+
+/// What the operator routes (`/v1/admin/figures`, `/v1/admin/schedules`)
+/// need besides the ports: who this process is, and the schedules.
+#[derive(Clone)]
+pub struct OpsConfig {
+    /// The configured periodic schedules; `None` lists none.
+    pub schedules: Option<Arc<dyn domain::jobs::ScheduleBook>>,
+    /// `serve`, `api` or `worker`, as the figures name it.
+    pub role: &'static str,
+    /// `host-pid` (or the configured worker id), as the figures name it.
+    pub instance: String,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            schedules: None,
+            role: "serve",
+            instance: format!("rushhour-{}", std::process::id()),
+        }
+    }
 }
 
 // By hand: the queue is a trait object without `Debug`, and the secrets
@@ -125,6 +152,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("jobs", &self.jobs.is_some())
             .field("processors", &self.processors.is_some())
+            .field("schedules", &self.ops.schedules.is_some())
+            .field("role", &self.ops.role)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +179,7 @@ pub(crate) struct Shared {
     pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
     pub processors: Option<health::SharedProbe>,
     pub streams: Arc<protect::StreamLimits>,
+    pub ops: OpsConfig,
 }
 
 impl std::ops::Deref for AppState {
@@ -177,6 +207,7 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         jobs: config.jobs.clone(),
         processors: config.processors.clone(),
         streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
+        ops: config.ops.clone(),
     }))
 }
 
@@ -248,12 +279,32 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
                     protect::read_body,
                 )),
         )
+        .route("/v1/admin/figures", get(admin_figures::figures))
+        .route("/v1/admin/snapshots", get(admin_figures::snapshots))
         .route("/v1/admin/queues", get(admin::queues))
         .route("/v1/admin/jobs", get(admin::list_jobs))
+        .route("/v1/admin/jobs/retry", post(admin_ops::bulk_retry))
+        .route("/v1/admin/jobs/discard", post(admin_ops::bulk_discard))
         .route("/v1/admin/jobs/{id}", get(admin::get_job).delete(admin::discard_job))
         .route("/v1/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/v1/admin/sync/{what}", post(admin::sync))
         .route("/v1/admin/cache/clear", post(admin::clear_cache))
+        .route("/v1/admin/cache", get(admin_figures::cache))
+        .route(
+            "/v1/admin/cache/stores/{id}/invalidate",
+            post(admin_ops::invalidate_store),
+        )
+        .route("/v1/admin/schedules", get(admin_ops::schedules))
+        .route("/v1/admin/schedules/{name}/run", post(admin_ops::run_schedule))
+        .route("/v1/admin/dead-letters", get(admin_ops::dead_letters))
+        .route(
+            "/v1/admin/dead-letters/{group}/{partition}/{offset}",
+            axum::routing::delete(admin_ops::discard_dead_letter),
+        )
+        .route(
+            "/v1/admin/dead-letters/{group}/{partition}/{offset}/replay",
+            post(admin_ops::replay_dead_letter),
+        )
         .route("/v1/admin/users", get(accounts::list_users).post(accounts::add_user))
         .route(
             "/v1/admin/users/{username}",

@@ -12,6 +12,7 @@
 //! scale backends be swapped by configuration alone.
 
 pub mod app;
+pub mod dead_letters;
 pub mod events;
 pub mod housekeeping;
 pub mod identity;

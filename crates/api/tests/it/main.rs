@@ -11,6 +11,7 @@
 //! (`crates/rushhour/tests/it`); what they cover is not repeated here.
 
 mod admin;
+mod admin_ops;
 mod auth;
 mod faults;
 mod floor;

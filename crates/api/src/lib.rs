@@ -150,6 +150,10 @@ pub(crate) struct Shared {
     pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
     pub processors: Option<health::SharedProbe>,
     pub streams: Arc<protect::StreamLimits>,
+    /// Per-store prep-time medians for ready-time estimates (15 s).
+    pub prep: domain::reports::TtlCache<domain::reports::PrepTimes>,
+    /// Per-store popular items as the `popular.refresh` job kept them.
+    pub popular: domain::reports::TtlCache<domain::reports::Popular>,
 }
 
 impl std::ops::Deref for AppState {
@@ -177,6 +181,8 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         jobs: config.jobs.clone(),
         processors: config.processors.clone(),
         streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
+        prep: domain::reports::TtlCache::new(domain::reports::ESTIMATE_TTL),
+        popular: domain::reports::TtlCache::new(domain::reports::POPULAR_TTL),
     }))
 }
 
@@ -267,6 +273,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route("/v1/stores/{id}/tickets", get(stores::tickets))
+        .route("/v1/stores/{id}/figures", get(stores::figures))
+        .route("/v1/stores/{id}/popular", get(stores::popular))
         .route("/v1/stores/{id}/pickup", get(events::pickup_board))
         .route(
             "/v1/stores/{id}/items/{sku}/availability",

@@ -34,6 +34,8 @@ use crate::{accounts, admin, error, events, health, metrics, orders, stores, web
         events::pickup_board,
         events::pickup_events,
         stores::tickets,
+        stores::figures,
+        stores::popular,
         stores::list_stores,
         stores::menu,
         stores::set_availability,

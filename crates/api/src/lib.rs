@@ -180,6 +180,10 @@ pub(crate) struct Shared {
     pub processors: Option<health::SharedProbe>,
     pub streams: Arc<protect::StreamLimits>,
     pub ops: OpsConfig,
+    /// Per-store prep-time medians for ready-time estimates (15 s).
+    pub prep: domain::reports::TtlCache<domain::reports::PrepTimes>,
+    /// Per-store popular items as the `popular.refresh` job kept them.
+    pub popular: domain::reports::TtlCache<domain::reports::Popular>,
 }
 
 impl std::ops::Deref for AppState {
@@ -208,6 +212,8 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         processors: config.processors.clone(),
         streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
         ops: config.ops.clone(),
+        prep: domain::reports::TtlCache::new(domain::reports::ESTIMATE_TTL),
+        popular: domain::reports::TtlCache::new(domain::reports::POPULAR_TTL),
     }))
 }
 
@@ -318,6 +324,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route("/v1/stores/{id}/tickets", get(stores::tickets))
+        .route("/v1/stores/{id}/figures", get(stores::figures))
+        .route("/v1/stores/{id}/popular", get(stores::popular))
         .route("/v1/stores/{id}/pickup", get(events::pickup_board))
         .route(
             "/v1/stores/{id}/items/{sku}/availability",

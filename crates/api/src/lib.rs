@@ -218,18 +218,22 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
 }
 
 /// Only the operations routes (`/health/live`, `/health/ready`,
-/// `/metrics`): what a process without the public API (a `worker`) serves
-/// so orchestrators can probe it and Prometheus can scrape it.
+/// `/metrics`) and the live figures (`/v1/admin/figures`, admin only): what
+/// a process without the public API (a `worker`) serves so orchestrators
+/// can probe it, Prometheus can scrape it, and `rushhour monitor` can watch
+/// its processors (which an `api` process does not run).
 pub fn ops_router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) -> Router {
     let state = state(app, metrics, &config);
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
+        .route("/v1/admin/figures", get(admin_figures::figures))
         .route_layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             protect::timeout,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .fallback(protect::route_not_found)
         .method_not_allowed_fallback(protect::method_not_allowed)
         .layer(CatchPanicLayer::custom(protect::panic_response))

@@ -73,7 +73,6 @@ pub fn sample_orders(n: usize, lines: usize) -> Vec<OrderPlacedV1> {
                         }
                     })
                     .collect(),
-                name: None,
             };
             let (priced, total) = price(&draft, &menu).expect("sample orders are valid");
             OrderPlacedV1 {
@@ -85,7 +84,6 @@ pub fn sample_orders(n: usize, lines: usize) -> Vec<OrderPlacedV1> {
                 total,
                 lines: priced.iter().map(PlacedLineV1::from).collect(),
                 placed_at: domain::ports::system_now_ms(),
-                name: None,
             }
         })
         .collect()

@@ -4,8 +4,11 @@
 //! restart under an open board. Each test saves screenshots of the
 //! screens it visits (see `harness::Page::shot`).
 
+mod access;
+mod board;
 mod customer;
 mod harness;
+mod manager;
 
 use harness::*;
 
@@ -24,6 +27,12 @@ async fn browser_harness_opens_the_binary_and_quits_its_browser() {
     // `screen.width`: a page without a viewport meta tag lays out wider.
     let width = page.eval("return screen.width;").await;
     assert_eq!(width.as_u64(), Some(390), "a phone-sized window");
+    drop(page);
+    let tv = driver.page(Screen::Tv).await;
+    tv.goto(&server.url("/health/live")).await;
+    let size = tv.eval("return [window.innerWidth, window.innerHeight];").await;
+    assert_eq!(size, serde_json::json!([1920, 1080]), "a TV-sized viewport");
+    let page = tv;
     let profile = page.profile_dir();
     drop(page);
     let left = harness::processes_using(&profile);

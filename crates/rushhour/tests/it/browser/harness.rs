@@ -135,15 +135,18 @@ impl Driver {
                 ],
             },
         });
-        // Desktop Chromium will not make a window narrower than 500 px:
-        // the phone is emulated (viewport, device pixel ratio, mobile
-        // layout) as Chrome's device toolbar does.
+        // The viewport is set by device emulation, as Chrome's device
+        // toolbar does: a headless window's size includes room for browser
+        // UI it does not draw, and desktop Chromium will not make a window
+        // narrower than 500 px. The phone gets a mobile layout at 2×.
+        let (ratio, mobile) = match screen {
+            Screen::Phone => (2.0, true),
+            Screen::Tablet | Screen::Tv => (1.0, false),
+        };
         let mut caps = caps;
-        if let Screen::Phone = screen {
-            caps["goog:chromeOptions"]["mobileEmulation"] = json!({
-                "deviceMetrics": {"width": w, "height": h, "pixelRatio": 2.0, "mobile": true, "touch": false}
-            });
-        }
+        caps["goog:chromeOptions"]["mobileEmulation"] = json!({
+            "deviceMetrics": {"width": w, "height": h, "pixelRatio": ratio, "mobile": mobile, "touch": false}
+        });
         let caps = match caps {
             Value::Object(m) => m,
             _ => unreachable!(),
@@ -544,5 +547,34 @@ impl Server {
             assert!(Instant::now() < deadline, "order {id}: timed out waiting for {what}: {v}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl Page {
+    /// Sign in on the login page the browser is on (or was sent to), and
+    /// wait until it leaves for its `next` page.
+    pub async fn sign_in(&self, username: &str, password: &str) {
+        self.wait_for("[data-testid=login-form]").await;
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
+        self.click("[data-testid=login-submit]").await;
+        self.wait_js(
+            &format!("{username} to leave the login page"),
+            "return location.pathname !== '/login';",
+        )
+        .await;
+    }
+}
+
+/// An order's page as its customer keeps it: the 202's `links.page`
+/// (made here from the token when an older server has no such link).
+pub fn order_page(receipt: &Value) -> String {
+    match receipt["links"]["page"].as_str() {
+        Some(p) => p.to_owned(),
+        None => format!(
+            "/orders/{}?token={}",
+            receipt["id"].as_str().unwrap(),
+            receipt["access_token"].as_str().unwrap()
+        ),
     }
 }

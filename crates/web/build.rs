@@ -42,7 +42,9 @@ fn main() {
         resolve(l, &files, &mut built, &mut Vec::new());
     }
 
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    // Cargo's build-script protocol, not a setting: where generated files go.
+    #[allow(clippy::disallowed_methods)]
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dir = out.join("assets");
     std::fs::create_dir_all(&dir).unwrap();
     let mut table =

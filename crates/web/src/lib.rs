@@ -190,23 +190,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_stays_on_this_origin() {
-        assert_eq!(
-            safe_next(Some("/stores/a/board?station=barista")),
-            "/stores/a/board?station=barista"
-        );
-        assert_eq!(safe_next(Some("//evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(None), "/");
-    }
-}
-
 /// The store's menu snapshot for a store page, or the page to answer
 /// instead (404 for a store that does not exist, 503 when the store
 /// cannot say).
@@ -225,5 +208,22 @@ pub(crate) async fn store_menu(
             tracing::warn!(error = %e, store = id, "a store page could not load its menu");
             Err(layout::unavailable(viewer))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_origin() {
+        assert_eq!(
+            safe_next(Some("/stores/a/board?station=barista")),
+            "/stores/a/board?station=barista"
+        );
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(None), "/");
     }
 }

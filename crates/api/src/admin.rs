@@ -269,7 +269,7 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn queue(state: &AppState) -> Result<&Arc<dyn JobQueue>, AdminError> {
+pub(crate) fn queue(state: &AppState) -> Result<&Arc<dyn JobQueue>, AdminError> {
     state.jobs.as_ref().ok_or(AdminError::JobsUnavailable)
 }
 

@@ -95,6 +95,10 @@ error_codes! {
     JobNotFound = "job_not_found",
     /// `POST /v1/admin/sync/{what}` with an unknown `what`.
     SyncNotFound = "sync_not_found",
+    /// `/v1/admin/schedules/{name}/run` with a name no schedule has.
+    ScheduleNotFound = "schedule_not_found",
+    /// No dead letter at that group, partition and offset.
+    DeadLetterNotFound = "dead_letter_not_found",
     LineNotFound = "line_not_found",
     RouteNotFound = "route_not_found",
     MethodNotAllowed = "method_not_allowed",
@@ -142,6 +146,8 @@ pub enum Resource {
     Sync,
     User,
     Key,
+    Schedule,
+    DeadLetter,
 }
 
 impl Resource {
@@ -154,6 +160,8 @@ impl Resource {
             Resource::Sync => "sync",
             Resource::User => "user",
             Resource::Key => "API key",
+            Resource::Schedule => "schedule",
+            Resource::DeadLetter => "dead letter",
         }
     }
 
@@ -166,6 +174,8 @@ impl Resource {
             Resource::Sync => ErrorCode::SyncNotFound,
             Resource::User => ErrorCode::UserNotFound,
             Resource::Key => ErrorCode::KeyNotFound,
+            Resource::Schedule => ErrorCode::ScheduleNotFound,
+            Resource::DeadLetter => ErrorCode::DeadLetterNotFound,
         }
     }
 }
@@ -703,6 +713,8 @@ mod tests {
             "item_not_found",
             "job_not_found",
             "sync_not_found",
+            "schedule_not_found",
+            "dead_letter_not_found",
             "line_not_found",
             "route_not_found",
             "method_not_allowed",
@@ -735,6 +747,8 @@ mod tests {
             (Resource::Item, "item_not_found"),
             (Resource::Job, "job_not_found"),
             (Resource::Sync, "sync_not_found"),
+            (Resource::Schedule, "schedule_not_found"),
+            (Resource::DeadLetter, "dead_letter_not_found"),
         ] {
             assert_eq!(ApiError::NotFound(r).code(), code);
         }

@@ -35,13 +35,13 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{LastEventId, Path};
+use crate::extract::{LastEventId, Path, Query};
 use crate::orders::{OrderStatusDto, TicketStatusDto};
 use crate::protect::StreamSlot;
 use crate::stores::{StationDto, store_id};
@@ -78,6 +78,12 @@ pub struct LiveEventDto {
     pub ticket: Option<TicketStatusDto>,
     /// Epoch milliseconds of the change.
     pub at: i64,
+    /// The order's pickup code (`A-042`), once confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
+    /// The order's first name for the pickup board, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -118,7 +124,7 @@ pub async fn order_events(
     state.app.order(id).await?;
     // One order's history is short: without `Last-Event-ID` it is all sent.
     let start = Start::After(after.unwrap_or(0));
-    stream(&state, EventScope::Order(id), start, slot).await
+    stream(&state, EventScope::Order(id), start, Render::Live, slot).await
 }
 
 /// Staff: every change to a store's orders, for the barista and kitchen boards.
@@ -128,8 +134,9 @@ pub async fn order_events(
     tag = "staff",
     params(
         ("id" = String, Path, description = "Store slug"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id. Without it the board starts \
-            from now: first the events of today's open orders (placed in the last 24 hours, not finished), then an event \
+        AfterQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id (wins over `after`). Without \
+            either the board starts from now: first the events of today's open orders (placed in the last 24 hours, not finished), then an event \
             with only an `id:` (the position the stream resumes from), then live changes"),
     ),
     responses(
@@ -149,16 +156,188 @@ pub async fn store_board(
     caller: Caller,
     Path(id): Path<String>,
     LastEventId(after): LastEventId,
+    Query(q): Query<AfterQuery>,
 ) -> Result<Response, ApiError> {
     let store = store_id(&id)?;
     let slot = state.streams.acquire(caller.source)?;
     // The menu is cached, so this existence check is nearly free.
     state.app.menu(&store).await?;
-    let start = match after {
+    // The header wins: it is what a reconnecting EventSource sends, and it
+    // is newer than the `after` its page was opened with.
+    let start = match after.or(q.after) {
         Some(after) => Start::After(after),
         None => Start::OpenTickets,
     };
-    stream(&state, EventScope::Store(store), start, slot).await
+    stream(&state, EventScope::Store(store), start, Render::Live, slot).await
+}
+
+/// `?after=`: resume after this event id when no `Last-Event-ID` is sent
+/// (an `EventSource` opened right after a snapshot cannot set the header).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AfterQuery {
+    /// An event id, e.g. a snapshot's `cursor`.
+    pub after: Option<i64>,
+}
+
+/// One order on the public pickup board: its code, first name and where it
+/// is. Nothing else about an order leaves through the public routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupEntry {
+    pub order_id: Uuid,
+    #[schema(example = "A-042")]
+    pub code: String,
+    #[schema(example = "Ada")]
+    pub name: Option<String>,
+    pub state: PickupState,
+    /// Epoch milliseconds when it entered this state (for a snapshot's
+    /// preparing orders: when confirmed).
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PickupState {
+    /// Confirmed or being made.
+    Preparing,
+    /// Waiting at the counter.
+    Ready,
+    /// Picked up, expired or cancelled: off the board.
+    Gone,
+}
+
+impl PickupState {
+    /// Where an order in `status` stands on the board; `None` for orders
+    /// that never reach it (placed, rejected).
+    pub fn of(status: domain::OrderStatus) -> Option<Self> {
+        use domain::OrderStatus::*;
+        match status {
+            Confirmed | InProgress => Some(Self::Preparing),
+            Ready => Some(Self::Ready),
+            PickedUp | Expired | Cancelled => Some(Self::Gone),
+            Placed | Rejected => None,
+        }
+    }
+}
+
+impl PickupEntry {
+    /// The board's entry for a status event; `None` for ticket events and
+    /// for orders without a code.
+    pub fn of_event(e: &LiveEvent) -> Option<Self> {
+        if e.kind != LiveEventKind::Status {
+            return None;
+        }
+        Some(PickupEntry {
+            order_id: e.order_id.0,
+            code: e.pickup_code.clone()?,
+            name: e.name.clone(),
+            state: PickupState::of(e.status)?,
+            at: e.at,
+        })
+    }
+}
+
+/// The public pickup board as of now.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupBoard {
+    /// Open `/pickup/events?after=<cursor>` to follow from here, losing nothing.
+    pub cursor: i64,
+    /// Oldest first.
+    pub orders: Vec<PickupEntry>,
+}
+
+/// The public pickup board: the codes (and first names) of the store's
+/// orders being made and ready. Public: it carries nothing else.
+#[utoipa::path(
+    get,
+    path = "/v1/stores/{id}/pickup",
+    tag = "stores",
+    params(("id" = String, Path, description = "Store slug")),
+    responses(
+        (status = 200, description = "The board", body = PickupBoard),
+        (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn pickup_board(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PickupBoard>, ApiError> {
+    let store = store_id(&id)?;
+    state.app.menu(&store).await?;
+    let snap = state.app.pickup_board(&store).await?;
+    let orders = snap
+        .orders
+        .into_iter()
+        .filter_map(|o| {
+            let state = PickupState::of(o.status)?;
+            let at = match state {
+                PickupState::Ready => o.at.ready_at,
+                _ => o.at.confirmed_at,
+            };
+            Some(PickupEntry {
+                order_id: o.id.0,
+                code: o.pickup_code?,
+                name: o.name,
+                state,
+                at: at.unwrap_or(o.at.placed_at),
+            })
+        })
+        .collect();
+    Ok(axum::Json(PickupBoard {
+        cursor: snap.cursor,
+        orders,
+    }))
+}
+
+/// The public pickup board, live: one `pickup` event per change of an
+/// order's place on the board.
+#[utoipa::path(
+    get,
+    path = "/v1/stores/{id}/pickup/events",
+    tag = "stores",
+    params(
+        ("id" = String, Path, description = "Store slug"),
+        AfterQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id (wins over `after`); \
+            without either the stream starts from now"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: pickup`, `id:` the event id, `data:` a PickupEntry as JSON",
+            body = PickupEntry, content_type = "text/event-stream"),
+        (status = 400, description = "invalid_path, invalid_query, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "streams_at_capacity: the server has `http.max_streams` streams open; unavailable (Retry-After)",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn pickup_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    LastEventId(after): LastEventId,
+    Query(q): Query<AfterQuery>,
+) -> Result<Response, ApiError> {
+    let store = store_id(&id)?;
+    let slot = state.streams.acquire(caller.source)?;
+    state.app.menu(&store).await?;
+    let after = match after.or(q.after) {
+        Some(after) => after,
+        // From now: the store's newest event, without replaying any.
+        None => state.app.open_board(&store, 0).await?.cursor,
+    };
+    stream(
+        &state,
+        EventScope::Store(store),
+        Start::After(after),
+        Render::Pickup,
+        slot,
+    )
+    .await
 }
 
 /// Where a stream starts.
@@ -169,7 +348,22 @@ enum Start {
     OpenTickets,
 }
 
-async fn stream(state: &AppState, scope: EventScope, start: Start, slot: StreamSlot) -> Result<Response, ApiError> {
+/// What a stream sends for each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Render {
+    /// The event as it is (`LiveEventDto`).
+    Live,
+    /// A `PickupEntry` for status events of coded orders; the rest is not sent.
+    Pickup,
+}
+
+async fn stream(
+    state: &AppState,
+    scope: EventScope,
+    start: Start,
+    render: Render,
+    slot: StreamSlot,
+) -> Result<Response, ApiError> {
     // Subscribe first, then read: see the module comment.
     let feed = state.app.feed.subscribe().await?;
     // The first page is read here rather than in the stream so that a store
@@ -205,6 +399,7 @@ async fn stream(state: &AppState, scope: EventScope, start: Start, slot: StreamS
         backlog: first.into(),
         last,
         mark,
+        render,
         shutdown: state.shutdown.clone(),
         _slot: slot,
     };
@@ -238,6 +433,7 @@ struct Tail {
     /// A snapshot's cursor, sent as an id-only event once the backlog is
     /// out; the tail goes on after it.
     mark: Option<i64>,
+    render: Render,
     shutdown: CancellationToken,
     /// This stream's place under the caps, given back when it is dropped.
     _slot: StreamSlot,
@@ -253,11 +449,21 @@ enum Out {
 impl Tail {
     fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
         futures::stream::unfold(self, |mut t| async move {
-            let event = match t.next().await? {
-                Out::Event(e) => sse_event(&e),
-                Out::Mark(id) => Event::default().id(id.to_string()),
-            };
-            Some((Ok(event), t))
+            loop {
+                let event = match t.next().await? {
+                    Out::Event(e) => match t.render {
+                        Render::Live => sse_event(&e),
+                        // Events that are not the board's are skipped
+                        // unsent: a resume re-reads and skips them again.
+                        Render::Pickup => match PickupEntry::of_event(&e) {
+                            Some(entry) => pickup_event(e.id, &entry),
+                            None => continue,
+                        },
+                    },
+                    Out::Mark(id) => Event::default().id(id.to_string()),
+                };
+                return Some((Ok(event), t));
+            }
         })
     }
 
@@ -323,6 +529,11 @@ fn in_scope(scope: &EventScope, e: &LiveEvent) -> bool {
     }
 }
 
+fn pickup_event(id: i64, entry: &PickupEntry) -> Event {
+    let data = serde_json::to_string(entry).unwrap_or_default();
+    Event::default().id(id.to_string()).event("pickup").data(data)
+}
+
 fn sse_event(e: &LiveEvent) -> Event {
     let name = match e.kind {
         LiveEventKind::Status => "status",
@@ -349,6 +560,8 @@ mod tests {
             station: Some(Station::Barista),
             ticket: Some(TicketStatus::Started),
             at: 1,
+            pickup_code: None,
+            name: None,
         }
     }
 

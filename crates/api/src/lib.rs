@@ -16,6 +16,8 @@
 
 mod accounts;
 mod admin;
+mod admin_figures;
+mod admin_ops;
 mod auth;
 mod error;
 mod events;
@@ -43,6 +45,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use admin_figures::{FigureSeries, FiguresNow, FiguresView, PartitionDto, QueueDepth, SyncRunDto};
 pub use auth::{Caller, RateLimits};
 pub use error::{ApiError, ErrorCode};
 pub use health::SharedProbe;
@@ -111,6 +114,30 @@ pub struct ApiConfig {
     /// The web UI's settings (board timers); its heartbeat is
     /// `sse_heartbeat`'s.
     pub web: WebConfig,
+    /// What the operator routes need besides the ports.
+    pub ops: OpsConfig,
+}
+
+/// What the operator routes (`/v1/admin/figures`, `/v1/admin/schedules`)
+/// need besides the ports: who this process is, and the schedules.
+#[derive(Clone)]
+pub struct OpsConfig {
+    /// The configured periodic schedules; `None` lists none.
+    pub schedules: Option<Arc<dyn domain::jobs::ScheduleBook>>,
+    /// `serve`, `api` or `worker`, as the figures name it.
+    pub role: &'static str,
+    /// `host-pid` (or the configured worker id), as the figures name it.
+    pub instance: String,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            schedules: None,
+            role: "serve",
+            instance: format!("rushhour-{}", std::process::id()),
+        }
+    }
 }
 
 // By hand: the queue is a trait object without `Debug`, and the secrets
@@ -129,6 +156,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("jobs", &self.jobs.is_some())
             .field("processors", &self.processors.is_some())
+            .field("schedules", &self.ops.schedules.is_some())
+            .field("role", &self.ops.role)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +183,7 @@ pub(crate) struct Shared {
     pub jobs: Option<Arc<dyn domain::jobs::JobQueue>>,
     pub processors: Option<health::SharedProbe>,
     pub streams: Arc<protect::StreamLimits>,
+    pub ops: OpsConfig,
 }
 
 impl std::ops::Deref for AppState {
@@ -181,6 +211,7 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         jobs: config.jobs.clone(),
         processors: config.processors.clone(),
         streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
+        ops: config.ops.clone(),
     }))
 }
 
@@ -241,6 +272,7 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
         .route("/v1/orders/{id}/lines/{line}/start", post(orders::start_line))
         .route("/v1/orders/{id}/lines/{line}/done", post(orders::finish_line))
+        .route("/v1/orders/{id}/lines/{line}/undo", post(orders::undo_line))
         .route("/v1/orders/{id}/pickup", post(orders::pick_up))
         .route(
             "/v1/webhooks/payments",
@@ -251,12 +283,32 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
                     protect::read_body,
                 )),
         )
+        .route("/v1/admin/figures", get(admin_figures::figures))
+        .route("/v1/admin/snapshots", get(admin_figures::snapshots))
         .route("/v1/admin/queues", get(admin::queues))
         .route("/v1/admin/jobs", get(admin::list_jobs))
+        .route("/v1/admin/jobs/retry", post(admin_ops::bulk_retry))
+        .route("/v1/admin/jobs/discard", post(admin_ops::bulk_discard))
         .route("/v1/admin/jobs/{id}", get(admin::get_job).delete(admin::discard_job))
         .route("/v1/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/v1/admin/sync/{what}", post(admin::sync))
         .route("/v1/admin/cache/clear", post(admin::clear_cache))
+        .route("/v1/admin/cache", get(admin_figures::cache))
+        .route(
+            "/v1/admin/cache/stores/{id}/invalidate",
+            post(admin_ops::invalidate_store),
+        )
+        .route("/v1/admin/schedules", get(admin_ops::schedules))
+        .route("/v1/admin/schedules/{name}/run", post(admin_ops::run_schedule))
+        .route("/v1/admin/dead-letters", get(admin_ops::dead_letters))
+        .route(
+            "/v1/admin/dead-letters/{group}/{partition}/{offset}",
+            axum::routing::delete(admin_ops::discard_dead_letter),
+        )
+        .route(
+            "/v1/admin/dead-letters/{group}/{partition}/{offset}/replay",
+            post(admin_ops::replay_dead_letter),
+        )
         .route("/v1/admin/users", get(accounts::list_users).post(accounts::add_user))
         .route(
             "/v1/admin/users/{username}",
@@ -269,6 +321,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/sessions/current", get(accounts::current).delete(accounts::logout))
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
+        .route("/v1/stores/{id}/tickets", get(stores::tickets))
+        .route("/v1/stores/{id}/pickup", get(events::pickup_board))
         .route(
             "/v1/stores/{id}/items/{sku}/availability",
             put(stores::set_availability),
@@ -295,7 +349,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
     // Streams live as long as the client (or the shutdown token) allows.
     let streams = Router::new()
         .route("/v1/orders/{id}/events", get(events::order_events))
-        .route("/v1/stores/{id}/board", get(events::store_board));
+        .route("/v1/stores/{id}/board", get(events::store_board))
+        .route("/v1/stores/{id}/pickup/events", get(events::pickup_events));
 
     timed
         .merge(streams)

@@ -30,6 +30,12 @@ pub async fn track(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
+    // An accepted order, for the live figures (`telemetry::figures`): the
+    // intake handler answers 202 only once the order is durable, so this
+    // is the customer's wait, measured where every intake passes.
+    if status == 202 && method == "POST" && path == "/v1/orders" {
+        telemetry::figures().record_intake(elapsed.as_secs_f64() * 1000.0);
+    }
     if elapsed >= SLOW_REQUEST {
         tracing::warn!(path = %path, method, status, elapsed_ms = elapsed.as_millis() as u64, "slow request");
     }

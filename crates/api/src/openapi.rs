@@ -12,7 +12,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
-use crate::{accounts, admin, error, events, health, metrics, orders, stores, webhooks};
+use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, metrics, orders, stores, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,9 +27,13 @@ use crate::{accounts, admin, error, events, health, metrics, orders, stores, web
         orders::cancel_order,
         orders::start_line,
         orders::finish_line,
+        orders::undo_line,
         orders::pick_up,
         events::order_events,
         events::store_board,
+        events::pickup_board,
+        events::pickup_events,
+        stores::tickets,
         stores::list_stores,
         stores::menu,
         stores::set_availability,
@@ -41,6 +45,17 @@ use crate::{accounts, admin, error, events, health, metrics, orders, stores, web
         admin::discard_job,
         admin::sync,
         admin::clear_cache,
+        admin_figures::figures,
+        admin_figures::snapshots,
+        admin_figures::cache,
+        admin_ops::schedules,
+        admin_ops::run_schedule,
+        admin_ops::dead_letters,
+        admin_ops::replay_dead_letter,
+        admin_ops::discard_dead_letter,
+        admin_ops::bulk_retry,
+        admin_ops::bulk_discard,
+        admin_ops::invalidate_store,
         accounts::login,
         accounts::current,
         accounts::logout,
@@ -74,7 +89,7 @@ use crate::{accounts, admin, error, events, health, metrics, orders, stores, web
         (name = "staff", description = "Staff routes; a session (cookie or `Authorization: Bearer rhs_…`) or a personal API key (`Bearer rhk_…`)"),
         (name = "sessions", description = "Staff login and logout"),
         (name = "webhooks", description = "Callbacks from the payment provider, signed with a shared secret (`Rushhour-Signature`)"),
-        (name = "admin", description = "Operator routes (role admin): background jobs, upstream sync, caches, users, API keys, audit"),
+        (name = "admin", description = "Operator routes (role admin): live figures and snapshots, background jobs and schedules, dead letters, upstream sync, caches, users, API keys, audit"),
         (name = "ops", description = "Health, metrics and documentation"),
         (name = "pages", description = "The web UI's HTML pages and assets (crates/web); they call only the routes above"),
     )

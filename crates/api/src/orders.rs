@@ -38,6 +38,10 @@ pub struct PlaceOrderRequest {
     pub customer: Option<String>,
     /// 1 to 50 lines.
     pub lines: Vec<LineRequest>,
+    /// A first name for the pickup board: 1 to 24 characters once trimmed.
+    #[serde(default)]
+    #[schema(example = "Ada")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -72,6 +76,7 @@ impl From<PlaceOrderRequest> for OrderDraft {
                     qty: l.qty,
                 })
                 .collect(),
+            name: r.name,
         }
     }
 }
@@ -211,6 +216,14 @@ pub struct OrderView {
     pub picked_up_at: Option<String>,
     pub cancelled_at: Option<String>,
     pub expired_at: Option<String>,
+    /// The first name given for the pickup board.
+    pub name: Option<String>,
+    /// The store's short per-day code, called out at pickup; `null` until
+    /// the order is confirmed, and on rejected orders.
+    #[schema(example = "A-042")]
+    pub pickup_code: Option<String>,
+    /// Why the order was cancelled, if a reason was given.
+    pub cancel_reason: Option<String>,
     pub links: OrderLinks,
 }
 
@@ -266,6 +279,9 @@ impl From<Order> for OrderView {
             picked_up_at: at(picked_up_at),
             cancelled_at: at(cancelled_at),
             expired_at: at(expired_at),
+            name: o.name,
+            pickup_code: o.pickup_code,
+            cancel_reason: o.cancel_reason,
             links: OrderLinks::of(o.id),
         }
     }
@@ -297,6 +313,9 @@ pub struct OrderSummaryView {
     pub customer: Option<String>,
     pub total: MoneyDto,
     pub placed_at: String,
+    pub name: Option<String>,
+    #[schema(example = "A-042")]
+    pub pickup_code: Option<String>,
     pub links: OrderLinks,
 }
 
@@ -312,6 +331,8 @@ impl From<OrderSummary> for OrderSummaryView {
                 currency: s.currency,
             },
             placed_at: rfc3339(s.placed_at),
+            name: s.name,
+            pickup_code: s.pickup_code,
             links: OrderLinks::of(s.id),
         }
     }
@@ -339,6 +360,11 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// 1 to 100, default 20.
     pub limit: Option<u32>,
+    /// Only the order(s) with this pickup code (`A-042`; codes repeat per
+    /// day and store, so combine with `store` and `since`).
+    pub code: Option<String>,
+    /// Only orders placed at or after this time: RFC 3339 or epoch ms.
+    pub since: Option<String>,
 }
 
 impl ListQuery {
@@ -365,12 +391,26 @@ impl ListQuery {
             None | Some("") => None,
             Some(c) => Some(OrderId::parse(c).ok_or_else(|| bad(format!("'{c}' is not a cursor")))?),
         };
+        let pickup_code = match self.code.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                domain::pickup::PickupCode::parse(c)
+                    .ok_or_else(|| bad(format!("'{c}' is not a pickup code (like A-042)")))?
+                    .into_string(),
+            ),
+        };
+        let placed_since = match self.since.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(parse_instant(s).ok_or_else(|| bad(format!("'{s}' is neither RFC 3339 nor epoch ms")))?),
+        };
         Ok((
             OrderFilter {
                 store,
                 status,
                 before,
                 limit: limit + 1,
+                pickup_code,
+                placed_since,
             },
             limit,
         ))
@@ -536,15 +576,29 @@ async fn act(
     Ok(axum::Json(state.app.act(id, action).await?.into()))
 }
 
-/// Cancel an order that is still `placed` or `confirmed`.
+/// The optional body of a cancel.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why (at most 200 characters), kept with the order.
+    #[serde(default)]
+    #[schema(example = "customer left")]
+    pub reason: Option<String>,
+}
+
+/// Cancel an order that is still `placed` or `confirmed`, optionally
+/// saying why (a JSON body `{"reason": "..."}`; no body is no reason).
 #[utoipa::path(
     post,
     path = "/v1/orders/{id}/cancel",
     tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
+    request_body(content = Option<CancelRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_body, validation_failed (reason too long)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "not_ready: not yet applied by a processor (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
@@ -553,16 +607,35 @@ pub async fn cancel_order(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<OrderId>,
+    body: axum::body::Bytes,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    let order = act(&state, &caller, id, Action::Cancel).await?;
+    // The body is optional: a bare POST (what clients sent before reasons
+    // existed) cancels without one.
+    let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+            _ => ApiError::MalformedJson(e.to_string()),
+        })?
+    };
+    if caller.principal.as_ref().is_some_and(|p| p.store.is_some()) {
+        in_scope(&caller, state.app.order(id).await?.store.as_str())?;
+    }
+    let order: OrderView = state.app.cancel(id, req.reason.as_deref()).await?.into();
     // A customer cancelling their own order is not a staff action.
     if caller.principal.is_some() {
         state
             .identity
-            .record(&caller.actor(), "cancel", &id.to_string(), "{}")
+            .record(
+                &caller.actor(),
+                "cancel",
+                &id.to_string(),
+                &serde_json::json!({ "reason": order.cancel_reason }).to_string(),
+            )
             .await;
     }
-    Ok(order)
+    Ok(axum::Json(order))
 }
 
 /// Staff: start working on a line (its ticket goes `queued` → `started`).
@@ -607,6 +680,33 @@ pub async fn finish_line(
     act(&state, &caller, id, Action::FinishLine(line)).await
 }
 
+/// Staff: take back a line's last step (`started` → `queued`, `done` →
+/// `started`); the order's status follows (`in_progress` → `confirmed` when
+/// nothing is started any more, `ready` → `in_progress`). The board's undo
+/// and recall. Refused (409) once the order is picked up, expired or
+/// cancelled.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/lines/{line}/undo",
+    tag = "staff",
+    params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "order_not_found, line_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "not_ready: not yet applied by a processor (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn undo_line(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, line)): Path<(OrderId, u32)>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    act(&state, &caller, id, Action::Undo(line)).await
+}
+
 /// Staff: hand a `ready` order over.
 #[utoipa::path(
     post,
@@ -640,6 +740,14 @@ pub async fn pick_up(
 
 // ------------------------------------------------------------------ time
 
+/// An instant given as RFC 3339 (any offset) or as epoch milliseconds.
+pub fn parse_instant(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms);
+    }
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
 /// Epoch milliseconds as RFC 3339 in UTC with millisecond precision, e.g.
 /// `2026-01-02T08:15:00.123Z`. Stored times are never before 1970 (they
 /// come from the system clock); a corrupt negative one renders as the epoch
@@ -672,6 +780,8 @@ mod tests {
             status: status.map(Into::into),
             cursor: cursor.map(Into::into),
             limit,
+            code: None,
+            since: None,
         };
         let (f, limit) = q(None, None, None, None).filter().unwrap();
         assert_eq!((f.limit, limit), (DEFAULT_PAGE + 1, DEFAULT_PAGE));
@@ -696,6 +806,14 @@ mod tests {
         ] {
             assert_eq!(bad.filter().unwrap_err().code(), "invalid_query");
         }
+    }
+
+    #[test]
+    fn instants_are_rfc3339_or_epoch_ms() {
+        assert_eq!(parse_instant("1577836800000"), Some(1_577_836_800_000));
+        assert_eq!(parse_instant("2020-01-01T00:00:00Z"), Some(1_577_836_800_000));
+        assert_eq!(parse_instant("2020-01-01T01:00:00+01:00"), Some(1_577_836_800_000));
+        assert_eq!(parse_instant("yesterday"), None);
     }
 
     #[test]

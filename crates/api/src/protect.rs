@@ -122,6 +122,11 @@ impl StreamLimits {
         })
     }
 
+    /// Streams open now, over every client.
+    pub fn open_total(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+
     /// Take a slot for `client`, or refuse: 429 `too_many_streams` when
     /// this client already holds its share, 503 `streams_at_capacity` when
     /// the process holds its total.

@@ -13,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use domain::menu::StoreInfo;
 use domain::{Station, StoreId};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfNoneMatch, Json, Path};
+use crate::extract::{IfNoneMatch, Json, Path, Query};
+use crate::orders::OrderView;
 
 /// Thirty seconds: short enough that an 86'd item disappears from clients
 /// quickly, long enough to absorb a rush of identical reads at the edge.
@@ -217,6 +218,84 @@ pub async fn set_availability(
         .record(&caller.actor(), "availability", &sku, &detail)
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/stores/{id}/tickets` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TicketsParams {
+    /// `barista` or `kitchen`; both when absent.
+    pub station: Option<String>,
+    /// How far back `recent` looks, in seconds: 1 to 3600, default 900.
+    pub recent_secs: Option<u64>,
+}
+
+pub const DEFAULT_RECENT_SECS: u64 = 900;
+pub const MAX_RECENT_SECS: u64 = 3_600;
+
+impl TicketsParams {
+    fn parse(&self) -> Result<(Option<Station>, std::time::Duration), ApiError> {
+        let station = match self.station.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                Station::parse(s)
+                    .ok_or_else(|| ApiError::InvalidQuery(format!("unknown station '{s}'; one of barista, kitchen")))?,
+            ),
+        };
+        let secs = self.recent_secs.unwrap_or(DEFAULT_RECENT_SECS);
+        if !(1..=MAX_RECENT_SECS).contains(&secs) {
+            return Err(ApiError::InvalidQuery(format!(
+                "recent_secs must be 1 to {MAX_RECENT_SECS}"
+            )));
+        }
+        Ok((station, std::time::Duration::from_secs(secs)))
+    }
+}
+
+/// A station board's snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketsView {
+    /// The store's newest event id, read before the orders: open
+    /// `/v1/stores/{id}/board?after=<cursor>` to follow from here without
+    /// missing a change.
+    pub cursor: i64,
+    /// Orders placed in the last 24 hours, confirmed or in progress, with a
+    /// line of the station not done; oldest first, at most 1000.
+    pub open: Vec<OrderView>,
+    /// Orders whose lines of the station were all done within
+    /// `recent_secs`, most recently finished first, at most 100 (recall).
+    pub recent: Vec<OrderView>,
+}
+
+/// Staff: what a barista or kitchen board draws first, and where its
+/// stream resumes.
+#[utoipa::path(
+    get,
+    path = "/v1/stores/{id}/tickets",
+    tag = "staff",
+    params(("id" = String, Path, description = "Store slug"), TicketsParams),
+    responses(
+        (status = 200, description = "The snapshot", body = TicketsView),
+        (status = 400, description = "invalid_path, invalid_query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn tickets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TicketsParams>,
+) -> Result<axum::Json<TicketsView>, ApiError> {
+    let store = store_id(&id)?;
+    let (station, recent) = q.parse()?;
+    state.app.menu(&store).await?;
+    let snap = state.app.tickets(&store, station, recent).await?;
+    Ok(axum::Json(TicketsView {
+        cursor: snap.cursor,
+        open: snap.open.into_iter().map(OrderView::from).collect(),
+        recent: snap.recent.into_iter().map(OrderView::from).collect(),
+    }))
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub fn sample_orders(n: usize, lines: usize) -> Vec<OrderPlacedV1> {
             let draft = OrderDraft {
                 store: menu.store().id.0.clone(),
                 customer: None,
+                name: None,
                 lines: (0..lines)
                     .map(|j| {
                         let item = &items[(i * 7 + j * 3) % items.len()];
@@ -78,6 +79,7 @@ pub fn sample_orders(n: usize, lines: usize) -> Vec<OrderPlacedV1> {
                 order_id: OrderId::new(),
                 store: menu.store().id.clone(),
                 customer: None,
+                name: None,
                 currency: menu.store().currency.clone(),
                 total,
                 lines: priced.iter().map(PlacedLineV1::from).collect(),

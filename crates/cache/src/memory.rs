@@ -31,9 +31,11 @@ impl MenuCache for MemoryMenuCache {
     async fn get_or_load(&self, store: &StoreId, load: MenuLoad<'_>) -> PortResult<Arc<MenuSnapshot>> {
         if let Some(hit) = self.menus.get(store).await {
             metrics::counter!(names::CACHE_REQUESTS, "result" => "hit").increment(1);
+            telemetry::figures().record_cache(store.as_str(), true);
             return Ok(hit);
         }
         metrics::counter!(names::CACHE_REQUESTS, "result" => "miss").increment(1);
+        telemetry::figures().record_cache(store.as_str(), false);
         self.menus
             .try_get_with(store.clone(), load)
             .await

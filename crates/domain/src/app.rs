@@ -16,7 +16,7 @@ use crate::money::Money;
 use crate::order::{self, Action, FieldError, Order, OrderDraft, OrderStatus, Timestamps, TransitionError};
 use crate::ports::{
     AppendOutcome, AppendRequest, BoardSnapshot, Clock, EventLog, EventScope, IdempotencyClaim, LiveFeed, MenuCache,
-    OrderFilter, OrderSummary, PortError, Store,
+    OrderFilter, OrderSummary, PickupSnapshot, PortError, Store, TicketsQuery, TicketsSnapshot,
 };
 
 /// How far back a fresh board looks for open tickets: a rolling day, so a
@@ -26,6 +26,14 @@ use crate::ports::{
 /// open overnight is stale either way (ready ones are expired by the
 /// `expire_orders` job).
 pub const OPEN_TICKETS_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Most open orders a tickets or pickup snapshot holds.
+pub const MAX_OPEN_TICKETS: u32 = 1_000;
+/// Most recently finished orders a tickets snapshot holds.
+pub const MAX_RECENT_TICKETS: u32 = 100;
+
+/// The longest cancel reason kept, in characters.
+pub const MAX_CANCEL_REASON: usize = 200;
 
 #[derive(Debug, Clone)]
 pub struct RushhourConfig {
@@ -245,6 +253,8 @@ impl Rushhour {
             total,
             lines: lines.iter().map(PlacedLineV1::from).collect(),
             placed_at: self.clock.now_ms(),
+            // `price` has checked it; what goes in the log is trimmed.
+            name: draft.name.as_deref().map(|n| n.trim().to_owned()),
         };
         let receipt = IntakeReceipt {
             id,
@@ -296,6 +306,26 @@ impl Rushhour {
 
     /// Apply a lifecycle action and publish the events it produced.
     pub async fn act(&self, id: OrderId, action: Action) -> Result<Order, AppError> {
+        self.act_noted(id, action, None).await
+    }
+
+    /// Cancel an order, keeping the reason given (at most
+    /// [`MAX_CANCEL_REASON`] characters, trimmed; blank is none).
+    pub async fn cancel(&self, id: OrderId, reason: Option<&str>) -> Result<Order, AppError> {
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = reason
+            && r.chars().count() > MAX_CANCEL_REASON
+        {
+            return Err(AppError::Validation(vec![FieldError {
+                field: "reason".into(),
+                code: "too_long",
+                message: format!("a cancel reason is at most {MAX_CANCEL_REASON} characters"),
+            }]));
+        }
+        self.act_noted(id, Action::Cancel, reason).await
+    }
+
+    async fn act_noted(&self, id: OrderId, action: Action, reason: Option<&str>) -> Result<Order, AppError> {
         let deadline = Instant::now() + self.config.apply_wait;
         let mut pause = Duration::from_millis(2);
         // Whether the log has the order is asked once: a record never
@@ -306,7 +336,12 @@ impl Rushhour {
         // so an order applied between the two reads is in the store.
         let mut rechecked = false;
         loop {
-            match self.store.transition(id, action, self.clock.now_ms()).await {
+            let now = self.clock.now_ms();
+            let done = match (action, reason) {
+                (Action::Cancel, Some(r)) => self.store.cancel(id, Some(r), now).await,
+                _ => self.store.transition(id, action, now).await,
+            };
+            match done {
                 Ok((order, events)) => {
                     self.publish(&events).await;
                     return Ok(order);
@@ -356,6 +391,36 @@ impl Rushhour {
         Ok(self.store.open_board(store, since, limit).await?)
     }
 
+    /// A station board's snapshot of `store` as of now: the open tickets of
+    /// orders placed within [`OPEN_TICKETS_WINDOW`] (at most
+    /// [`MAX_OPEN_TICKETS`]), the orders finished at the station within
+    /// `recent` (at most [`MAX_RECENT_TICKETS`]), and the cursor a board
+    /// stream resumes after.
+    pub async fn tickets(
+        &self,
+        store: &StoreId,
+        station: Option<crate::menu::Station>,
+        recent: Duration,
+    ) -> Result<TicketsSnapshot, AppError> {
+        let now = self.clock.now_ms();
+        let query = TicketsQuery {
+            store: store.clone(),
+            station,
+            placed_since: now - OPEN_TICKETS_WINDOW.as_millis() as i64,
+            done_since: now - recent.as_millis() as i64,
+            open_limit: MAX_OPEN_TICKETS,
+            recent_limit: MAX_RECENT_TICKETS,
+        };
+        Ok(self.store.tickets(&query).await?)
+    }
+
+    /// The public pickup board of `store`: orders of the last
+    /// [`OPEN_TICKETS_WINDOW`] that have a code and are being made or ready.
+    pub async fn pickup_board(&self, store: &StoreId) -> Result<PickupSnapshot, AppError> {
+        let since = self.clock.now_ms() - OPEN_TICKETS_WINDOW.as_millis() as i64;
+        Ok(self.store.pickup_board(store, since, MAX_OPEN_TICKETS).await?)
+    }
+
     /// Fan events out to live subscribers. Failure is logged, not returned:
     /// the change is committed, and subscribers catch up from the store.
     pub async fn publish(&self, events: &[LiveEvent]) {
@@ -401,5 +466,8 @@ fn placed_view(p: &OrderPlacedV1) -> Order {
             placed_at: p.placed_at,
             ..Timestamps::default()
         },
+        name: p.name.clone(),
+        pickup_code: None,
+        cancel_reason: None,
     }
 }

@@ -45,6 +45,10 @@ pub struct OrderPlacedV1 {
     pub lines: Vec<PlacedLineV1>,
     /// Epoch milliseconds at intake.
     pub placed_at: i64,
+    /// The first name for the pickup board (trimmed, 1 to 24 characters).
+    /// Optional, so records written before names existed still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// What a payment provider told us about an order's payment. Applied once
@@ -192,6 +196,13 @@ pub struct LiveEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<TicketStatus>,
     pub at: i64,
+    /// The order's pickup code when the event was read or written (`None`
+    /// until confirmed, and on rejected orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
+    /// The order's first name for the pickup board, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[cfg(test)]

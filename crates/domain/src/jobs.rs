@@ -193,6 +193,57 @@ pub struct QueueCounts {
     pub dead: u64,
 }
 
+/// Which jobs a bulk action (`JobQueue::retry_matching`,
+/// `JobQueue::discard_matching`) applies to: every job matching all the
+/// given fields. Running and done jobs are never touched by either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkFilter {
+    pub queue: Option<String>,
+    pub state: Option<BulkState>,
+    pub kind: Option<String>,
+}
+
+/// The states a bulk action may select: a queued job is `Scheduled` while
+/// its `run_at` is in the future and `Ready` once it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkState {
+    Dead,
+    Scheduled,
+    Ready,
+}
+
+impl BulkState {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dead" => Some(BulkState::Dead),
+            "scheduled" => Some(BulkState::Scheduled),
+            "ready" => Some(BulkState::Ready),
+            _ => None,
+        }
+    }
+}
+
+/// A periodic schedule as operators see it (`GET /v1/admin/schedules`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleInfo {
+    pub name: String,
+    pub cron: String,
+    /// The job each tick enqueues (its `run_at` is the tick's).
+    pub job: NewJob,
+    /// The next tick strictly after the `now` asked about, epoch ms.
+    pub next_at: Option<i64>,
+}
+
+/// The configured periodic schedules, for the operator routes: the API
+/// knows them through this port rather than by importing the scheduler
+/// (`worker` implements it), so an `api`-only process can show and run
+/// schedules that its workers fire.
+pub trait ScheduleBook: Send + Sync {
+    /// Every schedule, with its next tick after `now` (epoch ms).
+    fn schedules(&self, now: i64) -> Vec<ScheduleInfo>;
+}
+
 /// A durable job queue shared by every process of a deployment.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
@@ -243,6 +294,16 @@ pub trait JobQueue: Send + Sync {
     /// Delete a queued or dead job. `false` if there is no such job (or it
     /// is running).
     async fn discard(&self, id: JobId) -> PortResult<bool>;
+
+    /// Bulk retry of every job matching `filter`, in one statement: dead
+    /// jobs are queued again due now with their attempts reset, scheduled
+    /// ones are made due now (ready ones are left as they are). Without a
+    /// state, dead jobs only. Returns how many jobs changed.
+    async fn retry_matching(&self, filter: &BulkFilter, now: i64) -> PortResult<u64>;
+
+    /// Bulk discard: delete every queued or dead job matching `filter`, in
+    /// one statement (never a running or done one). Returns how many went.
+    async fn discard_matching(&self, filter: &BulkFilter, now: i64) -> PortResult<u64>;
 
     /// Delete done jobs finished before `before` and fired schedule slots
     /// older than it; returns the number of jobs deleted.

@@ -12,6 +12,7 @@
 //! scale backends be swapped by configuration alone.
 
 pub mod app;
+pub mod dead_letters;
 pub mod events;
 pub mod housekeeping;
 pub mod identity;
@@ -21,6 +22,7 @@ pub mod menu;
 pub mod money;
 pub mod ops;
 pub mod order;
+pub mod pickup;
 pub mod ports;
 pub mod receipt;
 pub mod sync;

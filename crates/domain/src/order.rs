@@ -142,6 +142,13 @@ pub struct Order {
     pub total: i64,
     pub lines: Vec<OrderLine>,
     pub at: Timestamps,
+    /// The first name given for the pickup board, if any.
+    pub name: Option<String>,
+    /// The store's per-day pickup code (`pickup::PickupCode`), assigned at
+    /// confirmation; `None` before, and for ever on a rejected order.
+    pub pickup_code: Option<String>,
+    /// Why staff or the customer cancelled it, if they said.
+    pub cancel_reason: Option<String>,
 }
 
 /// A state change requested by staff, a customer or the scheduler.
@@ -152,6 +159,10 @@ pub enum Action {
     FinishLine(u32),
     PickUp,
     Expire,
+    /// Take back the line's last step (`started` → `queued`, `done` →
+    /// `started`), the order's status following: what the board's "undo"
+    /// and "recall" do.
+    Undo(u32),
 }
 
 impl Action {
@@ -162,6 +173,7 @@ impl Action {
             Action::FinishLine(_) => "done",
             Action::PickUp => "pickup",
             Action::Expire => "expire",
+            Action::Undo(_) => "undo",
         }
     }
 }
@@ -183,6 +195,10 @@ pub enum TransitionError {
 pub struct Plan {
     pub status: Option<OrderStatus>,
     pub ticket: Option<(u32, TicketStatus)>,
+    /// The status change goes back (an undo): the time the order entered
+    /// the status it leaves is cleared (`unstamp`) instead of the new one
+    /// being stamped, which was stamped when it was first entered.
+    pub reverts: bool,
 }
 
 /// Decide what `action` does to `order`, or why it is not allowed.
@@ -205,6 +221,7 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
             Placed | Confirmed => Ok(Plan {
                 status: Some(Cancelled),
                 ticket: None,
+                reverts: false,
             }),
             s => Err(invalid(s.as_str())),
         },
@@ -216,6 +233,7 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
                 TicketStatus::Queued => Ok(Plan {
                     status: (order.status == Confirmed).then_some(InProgress),
                     ticket: Some((n, TicketStatus::Started)),
+                    reverts: false,
                 }),
                 t => Err(invalid(&format!("line {n} {}", t.as_str()))),
             }
@@ -233,6 +251,7 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
                     Ok(Plan {
                         status: all_done.then_some(Ready),
                         ticket: Some((n, TicketStatus::Done)),
+                        reverts: false,
                     })
                 }
                 t => Err(invalid(&format!("line {n} {}", t.as_str()))),
@@ -242,6 +261,7 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
             Ready => Ok(Plan {
                 status: Some(PickedUp),
                 ticket: None,
+                reverts: false,
             }),
             s => Err(invalid(s.as_str())),
         },
@@ -249,9 +269,35 @@ pub fn plan(order: &Order, action: Action) -> Result<Plan, TransitionError> {
             Ready => Ok(Plan {
                 status: Some(Expired),
                 ticket: None,
+                reverts: false,
             }),
             s => Err(invalid(s.as_str())),
         },
+        Action::Undo(n) => {
+            if !matches!(order.status, Confirmed | InProgress | Ready) {
+                return Err(invalid(order.status.as_str()));
+            }
+            // Every line but `n` as it is: what the order's status becomes
+            // depends on them.
+            let others = || order.lines.iter().filter(|l| l.line != n);
+            match ticket_of(n)? {
+                TicketStatus::Started => {
+                    // Nothing started or done any more: back to confirmed.
+                    let untouched = others().all(|l| l.ticket == Some(TicketStatus::Queued));
+                    Ok(Plan {
+                        status: (order.status == InProgress && untouched).then_some(Confirmed),
+                        ticket: Some((n, TicketStatus::Queued)),
+                        reverts: true,
+                    })
+                }
+                TicketStatus::Done => Ok(Plan {
+                    status: (order.status == Ready).then_some(InProgress),
+                    ticket: Some((n, TicketStatus::Started)),
+                    reverts: true,
+                }),
+                TicketStatus::Queued => Err(invalid(&format!("line {n} queued"))),
+            }
+        }
     }
 }
 
@@ -264,8 +310,12 @@ pub fn apply(order: &mut Order, plan: &Plan, now: i64) {
         l.ticket = Some(t);
     }
     if let Some(s) = plan.status {
+        if plan.reverts {
+            unstamp(&mut order.at, order.status);
+        } else {
+            stamp(&mut order.at, s, now);
+        }
         order.status = s;
-        stamp(&mut order.at, s, now);
     }
 }
 
@@ -284,12 +334,33 @@ pub fn stamp(at: &mut Timestamps, status: OrderStatus, now: i64) {
     *slot = Some(now);
 }
 
+/// Forget when `status` was entered: `stamp`'s inverse, for an undo that
+/// leaves it. `placed_at` is never cleared.
+pub fn unstamp(at: &mut Timestamps, status: OrderStatus) {
+    let slot = match status {
+        OrderStatus::Placed => return,
+        OrderStatus::Confirmed => &mut at.confirmed_at,
+        OrderStatus::Rejected => &mut at.rejected_at,
+        OrderStatus::InProgress => &mut at.started_at,
+        OrderStatus::Ready => &mut at.ready_at,
+        OrderStatus::PickedUp => &mut at.picked_up_at,
+        OrderStatus::Cancelled => &mut at.cancelled_at,
+        OrderStatus::Expired => &mut at.expired_at,
+    };
+    *slot = None;
+}
+
 /// An order as the client sent it, before validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderDraft {
     pub store: String,
     pub customer: Option<String>,
     pub lines: Vec<LineDraft>,
+    /// A first name for the pickup board. Left out of the serialized form
+    /// when absent, so the idempotency fingerprint of a request without one
+    /// is what it was before names existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +436,11 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
             "invalid",
             "customer must be 1 to 128 characters",
         ));
+    }
+    if let Some(n) = &draft.name
+        && let Err(why) = crate::pickup::clean_name(n)
+    {
+        errors.push(FieldError::new("name", "invalid", why));
     }
     let mut lines = Vec::with_capacity(draft.lines.len());
     let mut total = Ok(Total::default());
@@ -506,6 +582,7 @@ mod tests {
             store: "demo-downtown".into(),
             customer: None,
             lines,
+            name: None,
         }
     }
 
@@ -645,6 +722,9 @@ mod tests {
                 })
                 .collect(),
             at: Timestamps::default(),
+            name: None,
+            pickup_code: None,
+            cancel_reason: None,
         }
     }
 
@@ -689,6 +769,7 @@ mod tests {
             (1u32..5).prop_map(Action::FinishLine),
             Just(Action::PickUp),
             Just(Action::Expire),
+            (1u32..5).prop_map(Action::Undo),
         ]
     }
 
@@ -752,8 +833,92 @@ mod tests {
                     OrderStatus::Cancelled => prop_assert!(untouched),
                     _ => {}
                 }
+                // The timestamps agree with the status, undos included:
+                // started iff something was started, ready iff all done.
+                let started = !matches!(o.status, OrderStatus::Confirmed | OrderStatus::Cancelled);
+                prop_assert_eq!(o.at.started_at.is_some(), started);
+                let finished = matches!(o.status, OrderStatus::Ready | OrderStatus::PickedUp | OrderStatus::Expired);
+                prop_assert_eq!(o.at.ready_at.is_some(), finished);
             }
         }
+
+        /// An undo right after a start or a finish gives back exactly the
+        /// order before it, timestamps included, whatever came before.
+        #[test]
+        fn undo_takes_back_a_step_exactly(n in 1usize..5, actions in proptest::collection::vec(action(), 0..40), line in 1u32..5, finish in any::<bool>()) {
+            let mut o = order_with(&vec![Station::Barista; n]);
+            for (i, a) in actions.into_iter().enumerate() {
+                if let Ok(p) = plan(&o, a) {
+                    apply(&mut o, &p, 10 + i as i64);
+                }
+            }
+            let step = if finish { Action::FinishLine(line) } else { Action::StartLine(line) };
+            if let Ok(p) = plan(&o, step) {
+                let before = o.clone();
+                apply(&mut o, &p, 1_000);
+                let undo = plan(&o, Action::Undo(line)).expect("a step just taken can be undone");
+                apply(&mut o, &undo, 2_000);
+                prop_assert_eq!(o, before);
+            }
+        }
+    }
+
+    #[test]
+    fn undo_goes_back_one_step_and_stops_at_the_counter() {
+        let mut o = order_with(&[Station::Barista, Station::Kitchen]);
+        let step = |o: &mut Order, a| {
+            let p = plan(o, a).unwrap();
+            apply(o, &p, 7);
+        };
+        assert!(matches!(
+            plan(&o, Action::Undo(1)),
+            Err(TransitionError::InvalidTransition { .. })
+        ));
+        step(&mut o, Action::StartLine(1));
+        step(&mut o, Action::StartLine(2));
+        step(&mut o, Action::FinishLine(1));
+        step(&mut o, Action::FinishLine(2));
+        assert_eq!(o.status, OrderStatus::Ready);
+        // Recall: ready → in progress, the line back to started.
+        step(&mut o, Action::Undo(2));
+        assert_eq!(
+            (o.status, o.lines[1].ticket, o.at.ready_at),
+            (OrderStatus::InProgress, Some(TicketStatus::Started), None)
+        );
+        step(&mut o, Action::Undo(2));
+        // Line 1 is still done: the order stays in progress.
+        assert_eq!(
+            (o.status, o.lines[1].ticket),
+            (OrderStatus::InProgress, Some(TicketStatus::Queued))
+        );
+        step(&mut o, Action::Undo(1));
+        step(&mut o, Action::Undo(1));
+        assert_eq!((o.status, o.at.started_at), (OrderStatus::Confirmed, None));
+        assert_eq!(plan(&o, Action::Undo(9)), Err(TransitionError::LineNotFound(9)));
+        // Once picked up, nothing is taken back.
+        for a in [
+            Action::StartLine(1),
+            Action::StartLine(2),
+            Action::FinishLine(1),
+            Action::FinishLine(2),
+            Action::PickUp,
+        ] {
+            step(&mut o, a);
+        }
+        assert!(matches!(
+            plan(&o, Action::Undo(1)),
+            Err(TransitionError::InvalidTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn names_are_validated_at_pricing() {
+        let menu = MenuSnapshot::new(demo_menu());
+        let mut d = draft(vec![line("croissant", None, &[], 1)]);
+        d.name = Some("  ".into());
+        assert_eq!(price(&d, &menu).unwrap_err().fields()[0].field, "name");
+        d.name = Some(" Ada ".into());
+        assert!(price(&d, &menu).is_ok());
     }
 
     #[test]
@@ -769,6 +934,7 @@ mod tests {
             total,
             lines: lines.iter().map(crate::events::PlacedLineV1::from).collect(),
             placed_at: 0,
+            name: None,
         };
         assert_eq!(decide(&placed, Some(&menu)), Decision::Confirm);
         let mut m = demo_menu();

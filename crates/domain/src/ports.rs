@@ -237,7 +237,7 @@ pub use menus::MenuStore;
 pub use ops::OpsStore;
 pub use orders::{
     ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
-    OrderSummary, PaymentsApplied,
+    OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

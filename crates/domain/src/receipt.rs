@@ -252,6 +252,9 @@ mod tests {
                 picked_up_at: Some(1_719_821_250_000),
                 ..Timestamps::default()
             },
+            name: None,
+            pickup_code: None,
+            cancel_reason: None,
         }
     }
 

@@ -129,3 +129,72 @@ pub(crate) fn assemble_counts(rows: Vec<(String, String, bool, i64)>) -> Result<
     out.extend(others.into_values());
     Ok(out)
 }
+
+/// A bulk action's statement parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BulkArg {
+    Text(String),
+    Int(i64),
+}
+
+/// Which bulk action a statement is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bulk {
+    Retry,
+    Discard,
+}
+
+/// The one statement of a bulk action over `filter`, with its parameters,
+/// for either backend (`ph(n)` writes the n-th placeholder, 1-based);
+/// `None` when the action cannot change anything (a retry of ready jobs,
+/// which are due already). Written once so both backends select exactly
+/// the same jobs.
+///
+/// A retry of dead jobs skips one whose unique key a live job holds, and
+/// of several dead jobs sharing a key retries only the newest: two live
+/// holders would break the key (the single `retry` answers `Conflict`
+/// instead; a bulk action over hundreds of jobs should not fail for one).
+pub(crate) fn bulk_statement(
+    action: Bulk,
+    filter: &domain::jobs::BulkFilter,
+    now: i64,
+    ph: impl Fn(usize) -> String,
+) -> Option<(String, Vec<BulkArg>)> {
+    use domain::jobs::BulkState;
+    let state = match (action, filter.state) {
+        (Bulk::Retry, None) => Some(BulkState::Dead),
+        (Bulk::Retry, Some(BulkState::Ready)) => return None,
+        (_, s) => s,
+    };
+    // `now` is bound only where the statement uses it: SQLite refuses
+    // a parameter no placeholder names.
+    let uses_now = action == Bulk::Retry || matches!(state, Some(BulkState::Scheduled | BulkState::Ready));
+    let mut args = Vec::new();
+    if uses_now {
+        args.push(BulkArg::Int(now));
+    }
+    let now_ph = ph(1);
+    let mut cond = match state {
+        None => "state IN ('queued', 'dead')".to_owned(),
+        Some(BulkState::Dead) => "state = 'dead'".to_owned(),
+        Some(BulkState::Scheduled) => format!("state = 'queued' AND run_at > {now_ph}"),
+        Some(BulkState::Ready) => format!("state = 'queued' AND run_at <= {now_ph}"),
+    };
+    for (col, v) in [("queue", &filter.queue), ("kind", &filter.kind)] {
+        if let Some(v) = v {
+            args.push(BulkArg::Text(v.clone()));
+            cond.push_str(&format!(" AND {col} = {}", ph(args.len())));
+        }
+    }
+    let sql = match (action, state) {
+        (Bulk::Discard, _) => format!("DELETE FROM jobs WHERE {cond}"),
+        (Bulk::Retry, Some(BulkState::Dead)) => format!(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = {now_ph}, worker = NULL, lease_until = NULL, \
+             finished_at = NULL, updated_at = {now_ph} WHERE {cond} AND (unique_key IS NULL OR (\
+             NOT EXISTS (SELECT 1 FROM jobs l WHERE l.unique_key = jobs.unique_key AND l.state IN ('queued', 'running')) \
+             AND id = (SELECT max(d.id) FROM jobs d WHERE d.unique_key = jobs.unique_key AND d.state = 'dead')))"
+        ),
+        (Bulk::Retry, _) => format!("UPDATE jobs SET run_at = {now_ph}, updated_at = {now_ph} WHERE {cond}"),
+    };
+    Some((sql, args))
+}

@@ -31,12 +31,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::jobs::{Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
+use domain::jobs::{BulkFilter, Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
 use domain::ports::{PortError, PortResult};
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{EncodedJob, QueueError, assemble_counts, count_u32, lease_until, parse_payload};
+use crate::{
+    Bulk, BulkArg, EncodedJob, QueueError, assemble_counts, bulk_statement, count_u32, lease_until, parse_payload,
+};
 
 /// The queue's tables live next to the store's under their own migration
 /// ledger. Schema creation and migrations take `dbkit`'s advisory lock, the
@@ -271,6 +273,26 @@ fn info_row(r: &PgRow) -> Result<JobInfo, QueueError> {
     })
 }
 
+impl PgQueue {
+    /// A bulk retry or discard: one statement.
+    async fn bulk(&self, action: Bulk, filter: &BulkFilter, now: i64) -> PortResult<u64> {
+        let Some((sql, args)) = bulk_statement(action, filter, now, |n| format!("${n}")) else {
+            return Ok(0);
+        };
+        // The statement is built from fixed fragments only; every value is
+        // bound.
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = match a {
+                BulkArg::Text(t) => q.bind(t),
+                BulkArg::Int(i) => q.bind(i),
+            };
+        }
+        let done = q.execute(&self.pool).await.map_err(QueueError::from)?;
+        Ok(done.rows_affected())
+    }
+}
+
 #[async_trait]
 impl JobQueue for PgQueue {
     async fn enqueue(&self, jobs: &[NewJob], now: i64) -> PortResult<Vec<Enqueued>> {
@@ -497,6 +519,14 @@ impl JobQueue for PgQueue {
             .await
             .map_err(QueueError::from)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn retry_matching(&self, filter: &BulkFilter, now: i64) -> PortResult<u64> {
+        self.bulk(Bulk::Retry, filter, now).await
+    }
+
+    async fn discard_matching(&self, filter: &BulkFilter, now: i64) -> PortResult<u64> {
+        self.bulk(Bulk::Discard, filter, now).await
     }
 
     async fn prune(&self, before: i64) -> PortResult<u64> {

@@ -31,12 +31,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::jobs::{Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
+use domain::jobs::{BulkFilter, Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
 use domain::ports::PortResult;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter};
 
-use crate::{EncodedJob, QueueError, assemble_counts, count_u32, lease_until, parse_payload};
+use crate::{
+    Bulk, BulkArg, EncodedJob, QueueError, assemble_counts, bulk_statement, count_u32, lease_until, parse_payload,
+};
 use dbkit::sqlite::Database;
 
 /// SQLite's `synchronous` setting for the queue's write connection. The
@@ -249,6 +251,24 @@ fn sort_claimed(jobs: &mut [Job]) {
             .then(a.run_at.cmp(&b.run_at))
             .then(a.id.cmp(&b.id))
     });
+}
+
+impl SqliteQueue {
+    /// A bulk retry or discard: one statement on the writer.
+    async fn bulk(&self, action: Bulk, filter: &BulkFilter, now: i64) -> PortResult<u64> {
+        let Some((sql, args)) = bulk_statement(action, filter, now, |n| format!("?{n}")) else {
+            return Ok(0);
+        };
+        let args: Vec<Value> = args
+            .into_iter()
+            .map(|a| match a {
+                BulkArg::Text(t) => Value::Text(t),
+                BulkArg::Int(i) => Value::Integer(i),
+            })
+            .collect();
+        self.write(move |tx| Ok(tx.prepare_cached(&sql)?.execute(params_from_iter(args))? as u64))
+            .await
+    }
 }
 
 #[async_trait]
@@ -473,6 +493,14 @@ impl JobQueue for SqliteQueue {
             Ok(n > 0)
         })
         .await
+    }
+
+    async fn retry_matching(&self, filter: &BulkFilter, now: i64) -> PortResult<u64> {
+        self.bulk(Bulk::Retry, filter, now).await
+    }
+
+    async fn discard_matching(&self, filter: &BulkFilter, now: i64) -> PortResult<u64> {
+        self.bulk(Bulk::Discard, filter, now).await
     }
 
     async fn prune(&self, before: i64) -> PortResult<u64> {

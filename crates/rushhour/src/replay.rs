@@ -4,14 +4,13 @@
 //! forgotten; the processors take it from there. Meant for after a fix (a
 //! binary that can read a newer record, a menu that has the item again).
 //!
-//! Safe to repeat or interrupt: a letter is removed only after its record
-//! is durable in the log, and a record applied twice changes nothing (the
-//! order id is in the payload and inserts skip existing orders), so a crash
-//! between append and removal costs at most a duplicate record.
+//! The re-drive itself is `domain::dead_letters::replay`, shared with the
+//! operator routes (`POST /v1/admin/dead-letters/.../replay`); its docs
+//! say why a repeated or interrupted replay is safe.
 
 use anyhow::Context;
 use domain::Rushhour;
-use domain::ports::{AppendOutcome, AppendRequest, DeadLetter};
+use domain::dead_letters;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplayArgs {
@@ -33,13 +32,9 @@ pub struct Replayed {
 }
 
 pub async fn replay(app: &Rushhour, args: &ReplayArgs) -> anyhow::Result<Replayed> {
-    let mut letters: Vec<DeadLetter> = app
-        .store
-        .dead_letters(args.limit)
+    let letters = dead_letters::oldest_first(&*app.store, args.group.as_deref(), args.limit)
         .await
         .context("read the dead letters")?;
-    letters.retain(|l| args.group.as_ref().is_none_or(|g| &l.group == g));
-    letters.reverse(); // oldest first, as they were first read
     let mut out = Replayed {
         listed: letters.len(),
         ..Default::default()
@@ -52,22 +47,12 @@ pub async fn replay(app: &Rushhour, args: &ReplayArgs) -> anyhow::Result<Replaye
             );
             continue;
         }
-        let appended = app
-            .log
-            .append(AppendRequest {
-                key: l.key.clone(),
-                payload: l.payload.clone(),
-                idempotency: None,
-            })
+        let at = dead_letters::replay(&*app.log, &*app.store, l)
             .await
-            .with_context(|| format!("re-append dead letter at {}/{}", l.partition, l.offset))?;
-        if let AppendOutcome::Appended(at) = appended {
+            .with_context(|| format!("re-drive dead letter at {}/{}", l.partition, l.offset))?;
+        if let Some(at) = at {
             tracing::info!(key = %l.key, from = l.offset, to_partition = at.partition, to_offset = at.offset, "dead letter re-driven");
         }
-        app.store
-            .remove_dead_letter(&l.group, l.partition, l.offset)
-            .await
-            .context("forget a re-driven dead letter")?;
         out.replayed += 1;
     }
     Ok(out)

@@ -12,6 +12,7 @@ mod bulk;
 mod config;
 mod decode;
 mod error;
+mod lines;
 pub mod postgres;
 pub mod sqlite;
 

@@ -47,15 +47,15 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::events::{LiveEvent, LiveEventKind};
+use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, Menu, StoreInfo};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TicketStatus, TransitionError};
 use domain::ports::{
     AccountStore, ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, MenuStore,
-    OpsStore, OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend,
-    system_now_ms,
+    OpsStore, OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PickupSnapshot, PortError, PortResult,
+    StoreBackend, TicketsQuery, TicketsSnapshot, system_now_ms,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
@@ -72,6 +72,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
         include_str!("../migrations/postgres/0001_init.sql"),
         include_str!("../migrations/postgres/0002_operations.sql"),
         include_str!("../migrations/postgres/0003_identity.sql"),
+        include_str!("../migrations/postgres/0004_floor.sql"),
     ],
 };
 
@@ -263,7 +264,7 @@ impl OrderStore for PgStore {
 
     async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>> {
         // Values are always bound, never formatted into the SQL; there are
-        // eight shapes at most, each prepared once per connection.
+        // 32 shapes at most, each prepared once per connection.
         let mut q = QueryBuilder::new(format!("SELECT {} FROM orders", rows::SUMMARY_COLUMNS));
         let mut sep = " WHERE ";
         if let Some(store) = &filter.store {
@@ -276,6 +277,14 @@ impl OrderStore for PgStore {
         }
         if let Some(before) = filter.before {
             q.push(sep).push("id < ").push_bind(before.0);
+            sep = " AND ";
+        }
+        if let Some(code) = &filter.pickup_code {
+            q.push(sep).push("pickup_code = ").push_bind(code.clone());
+            sep = " AND ";
+        }
+        if let Some(since) = filter.placed_since {
+            q.push(sep).push("placed_at >= ").push_bind(since);
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
         let found = q.build().fetch_all(self.reader()).await.map_err(Error::from)?;
@@ -289,7 +298,16 @@ impl OrderStore for PgStore {
         action: Action,
         now: i64,
     ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
-        Ok(transition(&self.primary, id, action, now).await?)
+        Ok(transition(&self.primary, id, action, None, now).await?)
+    }
+
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
+        Ok(transition(&self.primary, id, Action::Cancel, reason, now).await?)
     }
 
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>> {
@@ -298,8 +316,8 @@ impl OrderStore for PgStore {
             EventScope::Store(s) => ("store_id", Key::Store(s.0.clone())),
         };
         let sql = format!(
-            "SELECT {} FROM events WHERE {column} = $1 AND id > $2 ORDER BY id LIMIT $3",
-            rows::EVENT_COLUMNS
+            "{} WHERE e.{column} = $1 AND e.id > $2 ORDER BY e.id LIMIT $3",
+            rows::EVENT_SELECT
         );
         let q = sqlx::query(AssertSqlSafe(sql));
         let q = match key {
@@ -329,10 +347,10 @@ impl OrderStore for PgStore {
             .await
             .map_err(Error::from)?;
         let sql = format!(
-            "SELECT {} FROM events WHERE order_id IN \
+            "{} WHERE e.order_id IN \
                (SELECT id FROM orders WHERE status = ANY($1) AND store_id = $2 AND placed_at >= $3) \
-             AND id <= $4 ORDER BY id LIMIT $5",
-            rows::EVENT_COLUMNS
+             AND e.id <= $4 ORDER BY e.id LIMIT $5",
+            rows::EVENT_SELECT
         );
         let found = sqlx::query(AssertSqlSafe(sql))
             .bind(&open)
@@ -345,6 +363,29 @@ impl OrderStore for PgStore {
             .map_err(Error::from)?;
         let events = found.iter().map(rows::event_row).collect::<Result<_, _>>()?;
         Ok(BoardSnapshot { cursor, events })
+    }
+
+    async fn tickets(&self, query: &TicketsQuery) -> PortResult<TicketsSnapshot> {
+        Ok(tickets(self.reader(), query).await?)
+    }
+
+    async fn pickup_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<PickupSnapshot> {
+        // The cursor first, then the orders (as `open_board`): a change in
+        // between is in the tail after the cursor.
+        let cursor = store_cursor(self.reader(), store).await?;
+        let found = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM orders WHERE store_id = $1 AND status IN ('confirmed', 'in_progress', 'ready') \
+             AND placed_at >= $2 AND pickup_code IS NOT NULL ORDER BY id LIMIT $3",
+            rows::ORDER_COLUMNS
+        )))
+        .bind(&store.0)
+        .bind(placed_since)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await
+        .map_err(Error::from)?;
+        let orders = found.iter().map(rows::order_row).collect::<Result<_, _>>()?;
+        Ok(PickupSnapshot { cursor, orders })
     }
 
     async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>> {
@@ -466,6 +507,76 @@ impl StoreBackend for PgStore {
     }
 }
 
+/// The id of the store's newest event (0 if none).
+async fn store_cursor(pool: &PgPool, store: &StoreId) -> Result<i64, Error> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::bigint FROM events WHERE store_id = $1")
+            .bind(&store.0)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// A station board's snapshot: the cursor, then the ids of the open and the
+/// recently finished orders, then those orders with their lines in one
+/// joined statement (never a query per order).
+async fn tickets(pool: &PgPool, q: &TicketsQuery) -> Result<TicketsSnapshot, Error> {
+    let cursor = store_cursor(pool, &q.store).await?;
+    let station = q.station.map(|s| s.as_str());
+    let open: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT o.id FROM orders o WHERE o.store_id = $1 AND o.status IN ('confirmed', 'in_progress') \
+         AND o.placed_at >= $3 AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
+         AND ($2::text IS NULL OR l.station = $2) AND l.ticket <> 'done') ORDER BY o.id LIMIT $4",
+    )
+    .bind(&q.store.0)
+    .bind(station)
+    .bind(q.placed_since)
+    .bind(i64::from(q.open_limit))
+    .fetch_all(pool)
+    .await?;
+    let recent: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT l.order_id FROM order_lines l JOIN orders o ON o.id = l.order_id \
+         WHERE l.done_at >= $3 AND o.store_id = $1 AND ($2::text IS NULL OR l.station = $2) \
+         AND NOT EXISTS (SELECT 1 FROM order_lines m WHERE m.order_id = l.order_id \
+           AND ($2::text IS NULL OR m.station = $2) AND (m.ticket IS NULL OR m.ticket <> 'done')) \
+         GROUP BY l.order_id ORDER BY MAX(l.done_at) DESC, l.order_id DESC LIMIT $4",
+    )
+    .bind(&q.store.0)
+    .bind(station)
+    .bind(q.done_since)
+    .bind(i64::from(q.recent_limit))
+    .fetch_all(pool)
+    .await?;
+    let mut all = load_orders(pool, open.iter().chain(&recent).copied().collect()).await?;
+    let mut take = |ids: &[Uuid]| ids.iter().filter_map(|id| all.remove(id)).collect::<Vec<_>>();
+    let open = take(&open);
+    let recent = take(&recent);
+    Ok(TicketsSnapshot { cursor, open, recent })
+}
+
+/// Orders with their lines by id, in one statement.
+async fn load_orders(pool: &PgPool, ids: Vec<Uuid>) -> Result<std::collections::HashMap<Uuid, Order>, Error> {
+    let mut out: std::collections::HashMap<Uuid, Order> = std::collections::HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT {}, {} FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id WHERE o.id = ANY($1) \
+         ORDER BY o.id, l.line",
+        prefixed("o", rows::ORDER_COLUMNS),
+        prefixed("l", rows::LINE_COLUMNS),
+    );
+    let found = sqlx::query(AssertSqlSafe(sql)).bind(&ids).fetch_all(pool).await?;
+    for r in &found {
+        let order = rows::order_row(r)?;
+        let entry = out.entry(order.id.0).or_insert(order);
+        if r.try_get::<Option<i32>, _>(ORDER_WIDTH)?.is_some() {
+            entry.lines.push(rows::line_row_at(r, ORDER_WIDTH)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The value an `EventScope` filters on.
 enum Key {
     Order(Uuid),
@@ -474,7 +585,7 @@ enum Key {
 
 /// How many columns `ORDER_COLUMNS` has: where the line columns start in
 /// `get_order`'s join.
-const ORDER_WIDTH: usize = 16;
+const ORDER_WIDTH: usize = 19;
 
 /// `a, b::text` → `o.a, o.b::text`.
 fn prefixed(alias: &str, columns: &str) -> String {
@@ -611,6 +722,9 @@ struct EventDraft {
     status: OrderStatus,
     ticket: Option<(u32, domain::Station, TicketStatus)>,
     at: i64,
+    /// Carried on the returned event (readers get them through the join).
+    pickup_code: Option<String>,
+    name: Option<String>,
 }
 
 /// Insert `drafts` as the last statements of the caller's transaction and
@@ -703,6 +817,8 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
                 station,
                 ticket,
                 at: d.at,
+                pickup_code: d.pickup_code,
+                name: d.name,
             }
         })
         .collect())
@@ -728,7 +844,8 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut totals, mut placed, mut confirmed, mut rejected) = (
+    let (mut totals, mut placed, mut confirmed, mut rejected, mut names) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -747,6 +864,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         placed.push(p.placed_at);
         confirmed.push((status == OrderStatus::Confirmed).then_some(now));
         rejected.push((status == OrderStatus::Rejected).then_some(now));
+        names.push(p.name.as_deref());
     }
 
     let mut tx = pool.begin().await?;
@@ -755,12 +873,13 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
     } else {
         let returned: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-             placed_at, confirmed_at, rejected_at) \
+             placed_at, confirmed_at, rejected_at, name) \
              SELECT u.id, u.store_id, u.customer, u.status, u.reason, $11, u.currency, u.total, u.placed_at, \
-             u.confirmed_at, u.rejected_at \
+             u.confirmed_at, u.rejected_at, u.name \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
-             $8::bigint[], $9::bigint[], $10::bigint[]) \
-             AS u(id, store_id, customer, status, reason, currency, total, placed_at, confirmed_at, rejected_at) \
+             $8::bigint[], $9::bigint[], $10::bigint[], $12::text[]) \
+             AS u(id, store_id, customer, status, reason, currency, total, placed_at, confirmed_at, rejected_at, \
+             name) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
         .bind(&ids)
@@ -774,6 +893,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         .bind(&confirmed)
         .bind(&rejected)
         .bind(UNPAID)
+        .bind(&names)
         .fetch_all(&mut *tx)
         .await?;
         returned.into_iter().collect()
@@ -781,6 +901,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
     // Only the new orders, in batch order: a replayed one already has its
     // lines and its event from the first time.
     let fresh: Vec<&Decided> = orders.iter().filter(|d| new.contains(&d.placed.order_id.0)).collect();
+    let codes = draw_pickup_codes(&mut tx, &fresh).await?;
 
     if !fresh.is_empty() {
         let mut cols = LineColumns::default();
@@ -884,6 +1005,8 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
             status: decided(&d.decision).0,
             ticket: None,
             at: now,
+            pickup_code: codes.get(&d.placed.order_id.0).cloned(),
+            name: d.placed.name.clone(),
         })
         .collect();
     let events = insert_events(&mut tx, drafts).await?;
@@ -893,6 +1016,87 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         events,
         payments,
     })
+}
+
+/// Draw a pickup code for each new confirmed order of the batch, in batch
+/// order, and write it to the order. One statement reads the stores' time
+/// zones, one bumps every (store, local day) counter by its number of
+/// orders at once (`RETURNING` the new last number, so a group's codes are
+/// `last - n + 1 ..= last`), one writes the codes. The counter rows are
+/// locked in key order until commit: two partitions confirming orders of
+/// one store queue up here and never draw the same number, and cannot
+/// deadlock. Replayed orders are not in `fresh`, so they burn nothing.
+async fn draw_pickup_codes(
+    tx: &mut PgConnection,
+    fresh: &[&Decided],
+) -> Result<std::collections::HashMap<Uuid, String>, Error> {
+    use std::collections::{BTreeMap, HashMap};
+    let confirmed: Vec<&OrderPlacedV1> = fresh
+        .iter()
+        .filter(|d| d.decision == Decision::Confirm)
+        .map(|d| &d.placed)
+        .collect();
+    if confirmed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stores: Vec<&str> = confirmed
+        .iter()
+        .map(|p| p.store.0.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let zones: HashMap<String, String> = sqlx::query_as("SELECT id, time_zone FROM stores WHERE id = ANY($1)")
+        .bind(&stores)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    // (store, day) → the batch's orders of that day, in batch order.
+    let mut groups: BTreeMap<(&str, String), Vec<Uuid>> = BTreeMap::new();
+    for p in &confirmed {
+        // A store the menu sync has not brought in yet counts as UTC.
+        let zone = zones.get(&p.store.0).map(String::as_str).unwrap_or("UTC");
+        let day = domain::pickup::local_day(zone, p.placed_at);
+        groups.entry((p.store.0.as_str(), day)).or_default().push(p.order_id.0);
+    }
+    let (keys, counts): (Vec<_>, Vec<i32>) = groups
+        .iter()
+        .map(|(k, v)| (k, i32::try_from(v.len()).unwrap_or(i32::MAX)))
+        .unzip();
+    let g_stores: Vec<&str> = keys.iter().map(|(s, _)| *s).collect();
+    let g_days: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
+    let lasts: Vec<(String, String, i32)> = sqlx::query_as(
+        "INSERT INTO pickup_counters (store_id, day, last) \
+         SELECT u.store_id, u.day, u.n FROM UNNEST($1::text[], $2::text[], $3::int[]) AS u(store_id, day, n) \
+         ORDER BY u.store_id, u.day \
+         ON CONFLICT (store_id, day) DO UPDATE SET last = pickup_counters.last + excluded.last \
+         RETURNING store_id, day, last",
+    )
+    .bind(&g_stores)
+    .bind(&g_days)
+    .bind(&counts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut codes = HashMap::with_capacity(confirmed.len());
+    for (store, day, last) in lasts {
+        let Some(ids) = groups.get(&(store.as_str(), day)) else {
+            continue;
+        };
+        let first = i64::from(last) - ids.len() as i64 + 1;
+        for (i, id) in ids.iter().enumerate() {
+            let n = u32::try_from(first + i as i64).unwrap_or(1);
+            codes.insert(*id, domain::pickup::PickupCode::nth(n).into_string());
+        }
+    }
+    let (ids, texts): (Vec<Uuid>, Vec<&str>) = codes.iter().map(|(id, c)| (*id, c.as_str())).unzip();
+    sqlx::query(
+        "UPDATE orders o SET pickup_code = u.code FROM UNNEST($1::uuid[], $2::text[]) AS u(id, code) WHERE o.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&texts)
+    .execute(&mut *tx)
+    .await?;
+    Ok(codes)
 }
 
 /// The status and reject reason a decision gives a new order.
@@ -925,7 +1129,13 @@ struct LineColumns<'a> {
 /// the lock is held, because in `READ COMMITTED` a joined row read by the
 /// locking statement itself could be the version from before the wait. The
 /// rules are the domain's (`order::plan`), the new state `order::apply`'s.
-async fn transition(pool: &PgPool, id: OrderId, action: Action, now: i64) -> Result<(Order, Vec<LiveEvent>), Error> {
+async fn transition(
+    pool: &PgPool,
+    id: OrderId,
+    action: Action,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(Order, Vec<LiveEvent>), Error> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {} FROM orders WHERE id = $1 FOR UPDATE",
@@ -949,6 +1159,14 @@ async fn transition(pool: &PgPool, id: OrderId, action: Action, now: i64) -> Res
 
     let plan = order::plan(&order, action).map_err(Error::Rule)?;
     order::apply(&mut order, &plan, now);
+    if let Some(reason) = reason {
+        order.cancel_reason = Some(reason.to_owned());
+        sqlx::query("UPDATE orders SET cancel_reason = $1 WHERE id = $2")
+            .bind(reason)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut drafts = Vec::with_capacity(2);
     if let Some((line, ticket)) = plan.ticket {
         let station = order
@@ -957,12 +1175,23 @@ async fn transition(pool: &PgPool, id: OrderId, action: Action, now: i64) -> Res
             .find(|l| l.line == line)
             .map(|l| l.station)
             .ok_or(Error::Rule(TransitionError::LineNotFound(line)))?;
-        sqlx::query("UPDATE order_lines SET ticket = $1 WHERE order_id = $2 AND line = $3")
-            .bind(ticket.as_str())
-            .bind(id.0)
-            .bind(rows::i32_of("line number", line)?)
-            .execute(&mut *tx)
-            .await?;
+        // A step forward stamps the line's time of it; an undo clears the
+        // time of the step it takes back (`lines::line_times`).
+        let (started, done) = crate::lines::line_times(ticket, plan.reverts);
+        sqlx::query(
+            "UPDATE order_lines SET ticket = $1, \
+             started_at = CASE WHEN $4 THEN $5 WHEN $6 THEN NULL ELSE started_at END, \
+             done_at = CASE WHEN $7 THEN $5 ELSE NULL END WHERE order_id = $2 AND line = $3",
+        )
+        .bind(ticket.as_str())
+        .bind(id.0)
+        .bind(rows::i32_of("line number", line)?)
+        .bind(started == crate::lines::LineTime::Stamp)
+        .bind(now)
+        .bind(started == crate::lines::LineTime::Clear)
+        .bind(done == crate::lines::LineTime::Stamp)
+        .execute(&mut *tx)
+        .await?;
         drafts.push(EventDraft {
             kind: LiveEventKind::Ticket,
             order: id,
@@ -970,6 +1199,8 @@ async fn transition(pool: &PgPool, id: OrderId, action: Action, now: i64) -> Res
             status: order.status,
             ticket: Some((line, station, ticket)),
             at: now,
+            pickup_code: order.pickup_code.clone(),
+            name: order.name.clone(),
         });
     }
     if let Some(status) = plan.status {
@@ -999,6 +1230,8 @@ async fn transition(pool: &PgPool, id: OrderId, action: Action, now: i64) -> Res
             status,
             ticket: None,
             at: now,
+            pickup_code: order.pickup_code.clone(),
+            name: order.name.clone(),
         });
     }
     let events = insert_events(&mut tx, drafts).await?;

@@ -42,7 +42,8 @@ use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TransitionError};
 use domain::ports::{
     AccountStore, ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, EventScope, MenuStore, OpsStore, OrderFilter,
-    OrderStore, OrderSummary, PaymentsApplied, PortError, PortResult, StoreBackend, system_now_ms,
+    OrderStore, OrderSummary, PaymentsApplied, PickupSnapshot, PortError, PortResult, StoreBackend, TicketsQuery,
+    TicketsSnapshot, system_now_ms,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -322,7 +323,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>> {
-        // One SQL text per filter shape (eight at most), each cached: the
+        // One SQL text per filter shape (32 at most), each cached: the
         // values are always bound, never formatted into the SQL.
         let mut sql = format!("SELECT {} FROM orders", rows::SUMMARY_COLUMNS);
         let mut args: Vec<Value> = Vec::with_capacity(4);
@@ -338,6 +339,14 @@ impl OrderStore for SqliteStore {
         if let Some(before) = filter.before {
             clauses.push("id < ?");
             args.push(Value::Text(before.to_string()));
+        }
+        if let Some(code) = &filter.pickup_code {
+            clauses.push("pickup_code = ?");
+            args.push(Value::Text(code.clone()));
+        }
+        if let Some(since) = filter.placed_since {
+            clauses.push("placed_at >= ?");
+            args.push(Value::Integer(since));
         }
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
@@ -364,7 +373,26 @@ impl OrderStore for SqliteStore {
         action: Action,
         now: i64,
     ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
-        let result = self.db.writer().run(move |c| transition(c, id, action, now)).await?;
+        let result = self
+            .db
+            .writer()
+            .run(move |c| transition(c, id, action, None, now))
+            .await?;
+        Ok(result?)
+    }
+
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
+        let reason = reason.map(str::to_owned);
+        let result = self
+            .db
+            .writer()
+            .run(move |c| transition(c, id, Action::Cancel, reason, now))
+            .await?;
         Ok(result?)
     }
 
@@ -374,8 +402,8 @@ impl OrderStore for SqliteStore {
             EventScope::Store(s) => ("store_id", s.0.clone()),
         };
         let sql = format!(
-            "SELECT {} FROM events WHERE {sql} = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-            rows::EVENT_COLUMNS
+            "{} WHERE e.{sql} = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3",
+            rows::EVENT_SELECT
         );
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
@@ -400,10 +428,10 @@ impl OrderStore for SqliteStore {
             .collect::<Vec<_>>()
             .join(",");
         let sql = format!(
-            "SELECT {} FROM events WHERE order_id IN \
+            "{} WHERE e.order_id IN \
                (SELECT id FROM orders WHERE status IN ({open}) AND store_id = ?1 AND placed_at >= ?2) \
-             AND id <= ?3 ORDER BY id LIMIT ?4",
-            rows::EVENT_COLUMNS
+             AND e.id <= ?3 ORDER BY e.id LIMIT ?4",
+            rows::EVENT_SELECT
         );
         let store = store.0.clone();
         self.read(move |c| {
@@ -419,6 +447,70 @@ impl OrderStore for SqliteStore {
                 events.push(rows::event_row(r)?);
             }
             Ok(BoardSnapshot { cursor, events })
+        })
+        .await
+    }
+
+    async fn tickets(&self, query: &TicketsQuery) -> PortResult<TicketsSnapshot> {
+        let q = query.clone();
+        self.read(move |c| {
+            // One read transaction: a WAL snapshot, taken at the cursor's
+            // read, so the orders are exactly as of the cursor.
+            let tx = c.unchecked_transaction()?;
+            let store = q.store.0.as_str();
+            let station = q.station.map(|s| s.as_str());
+            let cursor = store_cursor(&tx, store)?;
+            let open = ids(
+                &tx,
+                "SELECT o.id FROM orders o WHERE o.store_id = ?1 AND o.status IN ('confirmed', 'in_progress') \
+                 AND o.placed_at >= ?3 AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
+                 AND (?2 IS NULL OR l.station = ?2) AND l.ticket <> 'done') ORDER BY o.id LIMIT ?4",
+                params![store, station, q.placed_since, q.open_limit],
+            )?;
+            // Through `order_lines_by_done`: only lines done since the cutoff
+            // are looked at, whatever the store's history.
+            let recent = ids(
+                &tx,
+                "SELECT l.order_id FROM order_lines l JOIN orders o ON o.id = l.order_id \
+                 WHERE l.done_at >= ?3 AND o.store_id = ?1 AND (?2 IS NULL OR l.station = ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM order_lines m WHERE m.order_id = l.order_id \
+                   AND (?2 IS NULL OR m.station = ?2) AND (m.ticket IS NULL OR m.ticket <> 'done')) \
+                 GROUP BY l.order_id ORDER BY MAX(l.done_at) DESC, l.order_id DESC LIMIT ?4",
+                params![store, station, q.done_since, q.recent_limit],
+            )?;
+            // An order with its lines is two indexed lookups on an
+            // in-process database: microseconds each, so per order here
+            // rather than a dynamic `IN (...)` list.
+            let load = |ids: Vec<String>| -> Result<Vec<Order>, Error> {
+                ids.iter()
+                    .map(|id| rows::load_order(&tx, id)?.ok_or_else(|| Error::Invalid(format!("order {id} vanished"))))
+                    .collect()
+            };
+            Ok(TicketsSnapshot {
+                cursor,
+                open: load(open)?,
+                recent: load(recent)?,
+            })
+        })
+        .await
+    }
+
+    async fn pickup_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<PickupSnapshot> {
+        let store = store.0.clone();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let cursor = store_cursor(&tx, &store)?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {} FROM orders WHERE store_id = ?1 AND status IN ('confirmed', 'in_progress', 'ready') \
+                 AND placed_at >= ?2 AND pickup_code IS NOT NULL ORDER BY id LIMIT ?3",
+                rows::ORDER_COLUMNS
+            ))?;
+            let mut found = stmt.query(params![store, placed_since, limit])?;
+            let mut orders = Vec::new();
+            while let Some(r) = found.next()? {
+                orders.push(rows::order_row(r)?);
+            }
+            Ok(PickupSnapshot { cursor, orders })
         })
         .await
     }
@@ -568,6 +660,26 @@ impl StoreBackend for SqliteStore {
     }
 }
 
+/// The id of the store's newest event (0 if none): where a snapshot's live
+/// tail starts.
+fn store_cursor(c: &Connection, store: &str) -> Result<i64, Error> {
+    Ok(
+        c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events WHERE store_id = ?1")?
+            .query_row(params![store], |r| r.get(0))?,
+    )
+}
+
+/// The first column of every row of `sql`, as text (order ids).
+fn ids(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<String>, Error> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut found = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = found.next()? {
+        out.push(r.get(0)?);
+    }
+    Ok(out)
+}
+
 /// Insert a batch's orders, lines and `status` events inside the caller's
 /// transaction. An order whose insert changes no row is already there (a
 /// replayed record): its lines and event were written the first time, so it
@@ -575,9 +687,10 @@ impl StoreBackend for SqliteStore {
 fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchApplied, Error> {
     let mut order_stmt = c.prepare_cached(
         "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-         placed_at, confirmed_at, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         placed_at, confirmed_at, rejected_at, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (id) DO NOTHING",
     )?;
+    let mut codes = PickupCodes::default();
     let mut line_stmt = c.prepare_cached(
         "INSERT INTO order_lines (order_id, line, sku, name, station, size, modifiers, qty, unit_price, \
          line_total, ticket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -601,11 +714,19 @@ fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchAp
             o.placed_at,
             confirmed_at,
             rejected_at,
+            o.name,
         ])?;
         if changed == 0 {
             continue;
         }
         applied.inserted += 1;
+        // Drawn only now that the insert proved the order new: a replayed
+        // order (no row changed) never reaches here, so it burns no number.
+        let code = if o.status == OrderStatus::Confirmed {
+            Some(codes.draw(c, &o.id_text, &o.store, o.placed_at)?)
+        } else {
+            None
+        };
         let ticket = o.ticket();
         for l in &o.lines {
             line_stmt.execute(params![
@@ -632,10 +753,49 @@ fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchAp
                 status: o.status,
                 ticket: None,
                 at: now,
+                pickup_code: code.as_deref(),
+                name: o.name.as_deref(),
             },
         )?);
     }
     Ok(applied)
+}
+
+/// Pickup codes drawn inside `apply_batch`'s transaction: the store's time
+/// zone is read once per store per batch, the counter bumped per order
+/// (the writer is single, so no two batches interleave here).
+#[derive(Default)]
+struct PickupCodes {
+    zones: std::collections::HashMap<String, String>,
+}
+
+impl PickupCodes {
+    fn draw(&mut self, c: &Connection, order: &str, store: &StoreId, placed_at: i64) -> Result<String, Error> {
+        let zone = match self.zones.get(&store.0) {
+            Some(z) => z.clone(),
+            None => {
+                // A store the menu sync has not brought in yet counts as UTC.
+                let z: String = c
+                    .prepare_cached("SELECT time_zone FROM stores WHERE id = ?1")?
+                    .query_row(params![store.0], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or_else(|| "UTC".to_owned());
+                self.zones.insert(store.0.clone(), z.clone());
+                z
+            }
+        };
+        let day = domain::pickup::local_day(&zone, placed_at);
+        let n: i64 = c
+            .prepare_cached(
+                "INSERT INTO pickup_counters (store_id, day, last) VALUES (?1, ?2, 1) \
+                 ON CONFLICT (store_id, day) DO UPDATE SET last = last + 1 RETURNING last",
+            )?
+            .query_row(params![store.0, day], |r| r.get(0))?;
+        let code = domain::pickup::PickupCode::nth(u32::try_from(n).unwrap_or(u32::MAX)).into_string();
+        c.prepare_cached("UPDATE orders SET pickup_code = ?1 WHERE id = ?2")?
+            .execute(params![code, order])?;
+        Ok(code)
+    }
 }
 
 /// Payment status of a freshly applied order; payments move it later.
@@ -651,6 +811,10 @@ struct EventDraft<'a> {
     /// `(line, station, ticket)` for a ticket event.
     ticket: Option<(u32, domain::Station, domain::TicketStatus)>,
     at: i64,
+    /// The order's pickup code and name, carried on the returned event (the
+    /// table reads them back from the order).
+    pickup_code: Option<&'a str>,
+    name: Option<&'a str>,
 }
 
 fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
@@ -684,6 +848,8 @@ fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
         station,
         ticket,
         at: e.at,
+        pickup_code: e.pickup_code.map(str::to_owned),
+        name: e.name.map(str::to_owned),
     })
 }
 
@@ -692,12 +858,23 @@ fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
 /// written back, whoever else (another process) shares the file. The rules
 /// are the domain's (`order::plan`), and the new state is computed by
 /// `order::apply`, so this only persists what it says.
-fn transition(c: &mut Connection, id: OrderId, action: Action, now: i64) -> Result<(Order, Vec<LiveEvent>), Error> {
+fn transition(
+    c: &mut Connection,
+    id: OrderId,
+    action: Action,
+    reason: Option<String>,
+    now: i64,
+) -> Result<(Order, Vec<LiveEvent>), Error> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id_text = id.to_string();
     let mut order = rows::load_order(&tx, &id_text)?.ok_or(Error::Rule(TransitionError::OrderNotFound(id)))?;
     let plan = order::plan(&order, action).map_err(Error::Rule)?;
     order::apply(&mut order, &plan, now);
+    if reason.is_some() {
+        order.cancel_reason = reason;
+        tx.prepare_cached("UPDATE orders SET cancel_reason = ?1 WHERE id = ?2")?
+            .execute(params![order.cancel_reason, id_text])?;
+    }
     let mut events = Vec::with_capacity(2);
     if let Some((line, ticket)) = plan.ticket {
         let station = order
@@ -706,8 +883,23 @@ fn transition(c: &mut Connection, id: OrderId, action: Action, now: i64) -> Resu
             .find(|l| l.line == line)
             .map(|l| l.station)
             .ok_or(Error::Rule(TransitionError::LineNotFound(line)))?;
-        let mut stmt = tx.prepare_cached("UPDATE order_lines SET ticket = ?1 WHERE order_id = ?2 AND line = ?3")?;
-        stmt.execute(params![ticket.as_str(), id_text, line])?;
+        // A step forward stamps the line's time of it; an undo clears the
+        // time of the step it takes back (`line_times`).
+        let (started, done) = crate::lines::line_times(ticket, plan.reverts);
+        let mut stmt = tx.prepare_cached(
+            "UPDATE order_lines SET ticket = ?1, \
+             started_at = CASE WHEN ?4 THEN ?5 WHEN ?6 THEN NULL ELSE started_at END, \
+             done_at = CASE WHEN ?7 THEN ?5 ELSE NULL END WHERE order_id = ?2 AND line = ?3",
+        )?;
+        stmt.execute(params![
+            ticket.as_str(),
+            id_text,
+            line,
+            started == crate::lines::LineTime::Stamp,
+            now,
+            started == crate::lines::LineTime::Clear,
+            done == crate::lines::LineTime::Stamp,
+        ])?;
         events.push(insert_event(
             &tx,
             EventDraft {
@@ -718,6 +910,8 @@ fn transition(c: &mut Connection, id: OrderId, action: Action, now: i64) -> Resu
                 status: order.status,
                 ticket: Some((line, station, ticket)),
                 at: now,
+                pickup_code: order.pickup_code.as_deref(),
+                name: order.name.as_deref(),
             },
         )?);
     }
@@ -751,6 +945,8 @@ fn transition(c: &mut Connection, id: OrderId, action: Action, now: i64) -> Resu
                 status,
                 ticket: None,
                 at: now,
+                pickup_code: order.pickup_code.as_deref(),
+                name: order.name.as_deref(),
             },
         )?);
     }

@@ -5,6 +5,10 @@
 //! and alert rules have one place to look and a typo cannot mint a new
 //! series silently.
 
+pub mod figures;
+
+pub use figures::figures;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;

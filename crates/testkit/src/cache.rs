@@ -77,6 +77,8 @@ fn event(id: i64) -> LiveEvent {
         station: None,
         ticket: None,
         at: 1,
+        pickup_code: None,
+        name: None,
     }
 }
 

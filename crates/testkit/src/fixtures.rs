@@ -28,6 +28,7 @@ pub fn placed_order(n: usize, placed_at: i64) -> OrderPlacedV1 {
                 }
             })
             .collect(),
+        name: None,
     };
     let (lines, total) = price(&draft, &menu).expect("fixture prices");
     OrderPlacedV1 {
@@ -38,6 +39,7 @@ pub fn placed_order(n: usize, placed_at: i64) -> OrderPlacedV1 {
         total,
         lines: lines.iter().map(PlacedLineV1::from).collect(),
         placed_at,
+        name: None,
     }
 }
 

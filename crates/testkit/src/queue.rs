@@ -45,6 +45,7 @@ macro_rules! queue_contract_cases {
             get_and_list_filter_and_page,
             counts_split_scheduled_from_queued,
             retry_and_discard_rules,
+            bulk_retry_and_discard_by_filter,
             prune_deletes_old_done_jobs_and_fires,
             concurrent_claimers_never_share_a_job,
         }
@@ -684,6 +685,92 @@ pub async fn retry_and_discard_rules(q: Queues) {
     assert_eq!(info(&q, old).await.state, JobState::Dead);
     assert!(q.discard(live).await.unwrap());
     assert!(q.retry(old, T0 + 4).await.unwrap(), "the key is free again");
+}
+
+/// Bulk actions select by queue, kind and state (dead, scheduled, ready)
+/// and never touch running or done jobs; a bulk retry revives one dead job
+/// per unique key, and none whose key a live job holds.
+pub async fn bulk_retry_and_discard_by_filter(q: Queues) {
+    use domain::jobs::{BulkFilter, BulkState};
+    let filter = |queue: Option<&str>, state: Option<BulkState>, kind: Option<&str>| BulkFilter {
+        queue: queue.map(str::to_owned),
+        state,
+        kind: kind.map(str::to_owned),
+    };
+    // Four dead mail jobs (two of them share a unique key), one dead
+    // default job, a running one, a done one, a ready and a scheduled one.
+    let dead_mail = created(
+        &q,
+        &[
+            job("mail.receipt", "mail").attempts(1),
+            job("mail.receipt", "mail").attempts(1),
+            job("mail.other", "mail").attempts(1).unique("k"),
+        ],
+        T0,
+    )
+    .await;
+    let claimed = claim(&q, "mail", "w1", 10, T0).await;
+    assert_eq!(claimed.len(), 3);
+    for id in &dead_mail {
+        q.fail(*id, "w1", "smtp down", None, T0 + 1).await.unwrap();
+    }
+    let twin = one(&q, job("mail.other", "mail").attempts(1).unique("k"), T0 + 2).await;
+    claim(&q, "mail", "w1", 10, T0 + 2).await;
+    q.fail(twin, "w1", "smtp down", None, T0 + 3).await.unwrap();
+    let dead_default = one(&q, job("x", "default").attempts(1), T0).await;
+    let running_done = created(&q, &[job("y", "default"), job("z", "default")], T0).await;
+    let got = claim(&q, "default", "w1", 10, T0 + 4).await;
+    assert_eq!(got.len(), 3);
+    q.fail(dead_default, "w1", "boom", None, T0 + 5).await.unwrap();
+    q.complete(&[running_done[1]], "w1", T0 + 5).await.unwrap();
+    let running = running_done[0];
+    let ready = one(&q, job("r", "default"), T0 + 6).await;
+    let scheduled = one(&q, job("s", "default").at(T0 + 1_000_000), T0 + 6).await;
+    let now = T0 + 10;
+
+    // Ready jobs are due already: retrying them changes nothing.
+    let ready_only = filter(None, Some(BulkState::Ready), None);
+    assert_eq!(q.retry_matching(&ready_only, now).await.unwrap(), 0);
+    // By kind within a queue: the two dead receipts only.
+    let receipts = filter(Some("mail"), Some(BulkState::Dead), Some("mail.receipt"));
+    assert_eq!(q.retry_matching(&receipts, now).await.unwrap(), 2);
+    for id in &dead_mail[..2] {
+        let i = info(&q, *id).await;
+        assert_eq!((i.state, i.attempts, i.run_at), (JobState::Queued, 0, now));
+    }
+    // Without a state a retry means the dead: of the two sharing key `k`
+    // only the newest comes back, and `x` in another queue is untouched.
+    assert_eq!(
+        q.retry_matching(&filter(Some("mail"), None, None), now).await.unwrap(),
+        1
+    );
+    assert_eq!(info(&q, twin).await.state, JobState::Queued);
+    assert_eq!(info(&q, dead_mail[2]).await.state, JobState::Dead, "its key is held");
+    assert_eq!(info(&q, dead_default).await.state, JobState::Dead);
+    // Scheduled jobs are made due now.
+    let sched = filter(Some("default"), Some(BulkState::Scheduled), None);
+    assert_eq!(q.retry_matching(&sched, now).await.unwrap(), 1);
+    assert_eq!(info(&q, scheduled).await.run_at, now);
+
+    // Discard: the dead of a queue, then everything queued or dead left,
+    // never the running or the done job.
+    let dead_default_only = filter(Some("default"), Some(BulkState::Dead), None);
+    assert_eq!(q.discard_matching(&dead_default_only, now).await.unwrap(), 1);
+    assert_eq!(q.get(dead_default).await.unwrap(), None);
+    let ready_default = filter(Some("default"), Some(BulkState::Ready), None);
+    assert_eq!(q.discard_matching(&ready_default, now).await.unwrap(), 2, "r and s");
+    assert_eq!(
+        (q.get(ready).await.unwrap(), q.get(scheduled).await.unwrap()),
+        (None, None)
+    );
+    assert_eq!(
+        q.discard_matching(&BulkFilter::default(), now).await.unwrap(),
+        4,
+        "3 queued mail + 1 dead"
+    );
+    assert_eq!(info(&q, running).await.state, JobState::Running);
+    assert_eq!(info(&q, running_done[1]).await.state, JobState::Done);
+    assert_eq!(q.discard_matching(&BulkFilter::default(), now).await.unwrap(), 0);
 }
 
 /// `prune` deletes done jobs finished before the cut-off (nothing else)

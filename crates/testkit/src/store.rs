@@ -161,6 +161,27 @@ fn expected_order(p: &OrderPlacedV1, decision: &Decision, now: i64) -> Order {
         total: p.total,
         lines: p.lines.iter().map(|l| l.to_line(ticket)).collect(),
         at,
+        name: p.name.clone(),
+        // The n-th confirmed order of its store's day gets `PickupCode::nth(n)`;
+        // a case that knows n sets it (`with_code`).
+        pickup_code: None,
+        cancel_reason: None,
+    }
+}
+
+/// `order` with pickup code number `n` of its day.
+fn with_code(order: Order, n: u32) -> Order {
+    Order {
+        pickup_code: Some(domain::pickup::PickupCode::nth(n).into_string()),
+        ..order
+    }
+}
+
+/// `event` carrying pickup code number `n` of its day.
+fn event_with_code(event: LiveEvent, n: u32) -> LiveEvent {
+    LiveEvent {
+        pickup_code: Some(domain::pickup::PickupCode::nth(n).into_string()),
+        ..event
     }
 }
 
@@ -175,6 +196,8 @@ fn status_event(id: i64, p: &OrderPlacedV1, status: OrderStatus, at: i64) -> Liv
         station: None,
         ticket: None,
         at,
+        pickup_code: None,
+        name: p.name.clone(),
     }
 }
 
@@ -209,6 +232,8 @@ fn filter(store: Option<StoreId>, status: Option<OrderStatus>, limit: u32) -> Or
         status,
         before: None,
         limit,
+        pickup_code: None,
+        placed_since: None,
     }
 }
 
@@ -295,7 +320,8 @@ mod tests {
     /// and none is lost: 22 cases in the single `Store` suite before it was
     /// split by port (its `fresh_store_is_empty_and_healthy` became one
     /// emptiness case per port), 25 since, 27 with `open_board` and
-    /// out-of-order payments, 37 with the identity ports. Raise the floor
+    /// out-of-order payments, 37 with the identity ports, 43 with pickup codes,
+    /// undo, cancel reasons, tickets and the pickup board. Raise the floor
     /// as cases come.
     #[test]
     fn every_case_is_listed_once() {
@@ -308,6 +334,6 @@ mod tests {
             + super::ops::CASES.len()
             + super::identity::CASES.len();
         assert_eq!(all.len(), per_port, "every port's cases reach `store_contract_cases!`");
-        assert!(all.len() >= 37, "store contract cases went from 37 to {}", all.len());
+        assert!(all.len() >= 43, "store contract cases went from 43 to {}", all.len());
     }
 }

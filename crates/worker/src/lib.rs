@@ -18,4 +18,4 @@ pub use jobs::{
     spawn_queue_gauges, spawn_runner,
 };
 pub use processor::{PartitionWorker, ProcessorConfig, ProcessorStatus, spawn_processors};
-pub use scheduler::{Fired, Schedule, ScheduleError, Scheduler, parse_schedule, spawn_scheduler};
+pub use scheduler::{Fired, Schedule, ScheduleError, ScheduleList, Scheduler, parse_schedule, spawn_scheduler};

@@ -344,6 +344,7 @@ impl PartitionWorker {
         // This process no longer processes the partition: its lag reading
         // would go stale (dashboards take the max over processes).
         metrics::gauge!(names::PROCESSOR_LAG, "partition" => self.partition_label.clone()).set(0.0);
+        telemetry::figures().forget_partition(self.partition);
         tracing::debug!(partition = self.partition, at = self.next, "processor stopped");
     }
 
@@ -381,6 +382,7 @@ impl PartitionWorker {
                 self.next = records.last().map_or(self.next, |r| r.offset + 1);
                 let p = self.partition_label.clone();
                 metrics::histogram!(names::BATCH_SIZE, "partition" => p.clone()).record(n as f64);
+                telemetry::figures().record_batch(n);
                 metrics::histogram!(names::BATCH_APPLY_DURATION, "partition" => p)
                     .record(started.elapsed().as_secs_f64());
                 self.housekeeping(false).await;
@@ -412,6 +414,7 @@ impl PartitionWorker {
         if let Ok(end) = self.app.log.end_offset(self.partition).await {
             metrics::gauge!(names::PROCESSOR_LAG, "partition" => self.partition_label.clone())
                 .set(end.saturating_sub(self.next) as f64);
+            telemetry::figures().record_partition(self.partition, self.next, end);
         }
     }
 
@@ -473,6 +476,15 @@ impl PartitionWorker {
             .filter(|d| d.decision == domain::ports::Decision::Confirm)
             .count();
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "confirmed").increment(confirmed as u64);
+        // 202 → confirmed, for the live figures: `placed_at` is stamped at
+        // intake just before the append that the 202 waits for.
+        let figures = telemetry::figures();
+        for d in decided
+            .iter()
+            .filter(|d| d.decision == domain::ports::Decision::Confirm)
+        {
+            figures.record_confirmed(now.saturating_sub(d.placed.placed_at) as f64);
+        }
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "rejected").increment((decided.len() - confirmed) as u64);
         metrics::counter!(names::ORDERS_APPLIED, "outcome" => "duplicate")
             .increment((decided.len() - out.inserted.min(decided.len())) as u64);
@@ -497,6 +509,7 @@ impl PartitionWorker {
         }
         if !dead.is_empty() {
             metrics::counter!(names::DEAD_LETTERS).increment(dead.len() as u64);
+            telemetry::figures().record_dead_letters(dead.len());
             self.mirror_dead_letters(&dead).await;
         }
         self.app.publish(&out.events).await;
@@ -522,6 +535,7 @@ impl PartitionWorker {
                     })
                     .await?;
                 metrics::counter!(names::DEAD_LETTERS).increment(1);
+                telemetry::figures().record_dead_letters(1);
                 self.mirror_dead_letters(std::slice::from_ref(&dl)).await;
             }
         }

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use domain::Clock;
-use domain::jobs::{JobQueue, NewJob};
+use domain::jobs::{JobQueue, NewJob, ScheduleBook, ScheduleInfo};
 use domain::ports::PortError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -283,6 +283,27 @@ pub fn spawn_scheduler(
     }
 }
 
+/// The schedules of a deployment as the operator routes see them
+/// (`domain::jobs::ScheduleBook`): built from the same configuration as the
+/// scheduler's, so an `api`-only process lists and runs exactly what its
+/// workers fire.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleList(pub Vec<Schedule>);
+
+impl ScheduleBook for ScheduleList {
+    fn schedules(&self, now: i64) -> Vec<ScheduleInfo> {
+        self.0
+            .iter()
+            .map(|s| ScheduleInfo {
+                name: s.name.clone(),
+                cron: s.cron.clone(),
+                job: s.job.clone(),
+                next_at: s.next_after(now).ok().flatten(),
+            })
+            .collect()
+    }
+}
+
 /// Sleep `d` on `clock`; true if cancelled.
 async fn pause(clock: &dyn Clock, d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
@@ -333,6 +354,17 @@ mod tests {
         assert_eq!(next_after(&c, 1_000), Some(2_000));
         let c = parse_cron("t", "*/10 * * * * *").unwrap();
         assert_eq!(next_after(&c, 1_500), Some(10_000));
+    }
+
+    #[test]
+    fn the_schedule_list_tells_each_next_tick() {
+        let job = NewJob::new("noop", "default", serde_json::json!({}), 0);
+        let list = ScheduleList(vec![parse_schedule("every_5", "*/5 * * * *", job.clone()).unwrap()]);
+        let got = list.schedules(ms("2025-03-01T10:07:12Z"));
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].name.as_str(), got[0].cron.as_str()), ("every_5", "*/5 * * * *"));
+        assert_eq!(got[0].next_at, Some(ms("2025-03-01T10:10:00Z")));
+        assert_eq!(got[0].job, job);
     }
 
     #[test]

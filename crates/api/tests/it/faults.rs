@@ -208,6 +208,31 @@ impl<T: OrderStore> OrderStore for Faulty<T> {
         self.inner.transition(id, action, now).await
     }
 
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError> {
+        self.fault.check().await.map_err(TransitionError::Backend)?;
+        self.inner.cancel(id, reason, now).await
+    }
+
+    async fn tickets(&self, query: &domain::ports::TicketsQuery) -> PortResult<domain::ports::TicketsSnapshot> {
+        self.fault.check().await?;
+        self.inner.tickets(query).await
+    }
+
+    async fn pickup_board(
+        &self,
+        store: &StoreId,
+        placed_since: i64,
+        limit: u32,
+    ) -> PortResult<domain::ports::PickupSnapshot> {
+        self.fault.check().await?;
+        self.inner.pickup_board(store, placed_since, limit).await
+    }
+
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>> {
         self.fault.check().await?;
         self.inner.events_after(scope, after, limit).await

@@ -148,6 +148,7 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         body_read_timeout: Duration::from_secs(5),
         max_streams: 100,
         max_streams_per_client: 16,
+        ops: api::OpsConfig::default(),
     };
     tweak(&mut config);
     Harness {

@@ -11,8 +11,10 @@
 //! (`crates/rushhour/tests/it`); what they cover is not repeated here.
 
 mod admin;
+mod admin_ops;
 mod auth;
 mod faults;
+mod floor;
 mod harness;
 mod limits;
 mod money;

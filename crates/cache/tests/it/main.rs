@@ -52,6 +52,8 @@ async fn slow_subscribers_are_told_they_lagged() {
             station: None,
             ticket: None,
             at: 0,
+            pickup_code: None,
+            name: None,
         })
         .collect();
     feed.publish(&events).await.unwrap();

@@ -209,6 +209,8 @@ async fn unreachable_redis_serves_from_the_loader_without_errors() {
         station: None,
         ticket: None,
         at: 0,
+        pickup_code: None,
+        name: None,
     };
     assert!(matches!(feed.publish(&[event]).await, Err(PortError::Unavailable(_))));
 }

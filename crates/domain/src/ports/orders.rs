@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::{PortResult, StoreBackend};
 use crate::events::{LiveEvent, OrderPlacedV1, PaymentV1};
 use crate::ids::{OrderId, StoreId};
+use crate::menu::Station;
 use crate::order::{Action, Order, OrderStatus, TransitionError};
 
 /// What a processor decided about a placed order.
@@ -43,6 +44,11 @@ pub struct OrderFilter {
     /// Keyset cursor: only orders with a smaller id (older) than this.
     pub before: Option<OrderId>,
     pub limit: u32,
+    /// Only the order(s) with this pickup code (codes repeat across days
+    /// and stores: combine with `store` and `placed_since`).
+    pub pickup_code: Option<String>,
+    /// Only orders placed at or after this time (epoch ms).
+    pub placed_since: Option<i64>,
 }
 
 /// An order without its lines, for listings.
@@ -55,6 +61,8 @@ pub struct OrderSummary {
     pub currency: String,
     pub total: i64,
     pub placed_at: i64,
+    pub name: Option<String>,
+    pub pickup_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +82,45 @@ pub struct BoardSnapshot {
     /// terminal status) placed since the window's start, none newer than
     /// `cursor`, at most the limit asked for.
     pub events: Vec<LiveEvent>,
+}
+
+/// What a station's board draws first (`OrderStore::tickets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketsQuery {
+    pub store: StoreId,
+    /// Only tickets of this station; `None` for both.
+    pub station: Option<Station>,
+    /// Open orders placed at or after this time (epoch ms).
+    pub placed_since: i64,
+    /// Recently finished orders: their last line of the station done at or
+    /// after this time (epoch ms).
+    pub done_since: i64,
+    pub open_limit: u32,
+    pub recent_limit: u32,
+}
+
+/// A station board's tickets as of now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketsSnapshot {
+    /// The store's newest event id, read before the orders: a board stream
+    /// opened after it (`?after=`) misses no change to them.
+    pub cursor: i64,
+    /// Orders `confirmed` or `in_progress` with a line of the station not
+    /// done, oldest first.
+    pub open: Vec<Order>,
+    /// Orders whose lines of the station are all done, the last of them at
+    /// or after `done_since`, most recently finished first.
+    pub recent: Vec<Order>,
+}
+
+/// The public pickup board as of now (`OrderStore::pickup_board`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PickupSnapshot {
+    /// The store's newest event id, read before the orders.
+    pub cursor: i64,
+    /// Orders with a pickup code that are `confirmed`, `in_progress` or
+    /// `ready`, oldest first, *without their lines* (the board shows none).
+    pub orders: Vec<Order>,
 }
 
 /// Everything written to a batch by `OrderStore::apply_batch`.
@@ -164,7 +211,17 @@ pub trait OrderStore: StoreBackend {
         now: i64,
     ) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
 
-    /// Events in `scope` with an id greater than `after`, oldest first.
+    /// `transition` with `Action::Cancel`, storing `reason` (if any) with
+    /// the order in the same transaction.
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(Order, Vec<LiveEvent>), TransitionError>;
+
+    /// Events in `scope` with an id greater than `after`, oldest first,
+    /// each with its order's pickup code and name as they are now.
     async fn events_after(&self, scope: &EventScope, after: i64, limit: u32) -> PortResult<Vec<LiveEvent>>;
 
     /// What a board opened without `Last-Event-ID` draws: the tickets still
@@ -176,6 +233,16 @@ pub trait OrderStore: StoreBackend {
     /// tail after the cursor. Here rather than on a port of its own because
     /// it reads the very rows `events_after` reads.
     async fn open_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<BoardSnapshot>;
+
+    /// A station board's snapshot (`TicketsSnapshot`): the cursor first,
+    /// then the open and the recently finished orders with their lines.
+    /// Here with `open_board` for the same reason: it reads the rows the
+    /// board's stream reads.
+    async fn tickets(&self, query: &TicketsQuery) -> PortResult<TicketsSnapshot>;
+
+    /// The pickup board's snapshot (`PickupSnapshot`) of the orders of
+    /// `store` placed at or after `placed_since`, at most `limit`.
+    async fn pickup_board(&self, store: &StoreId, placed_since: i64, limit: u32) -> PortResult<PickupSnapshot>;
 
     /// Newest first.
     async fn dead_letters(&self, limit: u32) -> PortResult<Vec<DeadLetter>>;

@@ -46,5 +46,8 @@ pub fn picked_up_order() -> Order {
             picked_up_at: Some(1_719_821_250_000),
             ..Timestamps::default()
         },
+        name: None,
+        pickup_code: None,
+        cancel_reason: None,
     }
 }

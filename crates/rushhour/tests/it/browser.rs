@@ -9,6 +9,7 @@ mod board;
 mod customer;
 mod harness;
 mod manager;
+mod restart;
 
 use harness::*;
 

@@ -376,10 +376,11 @@ pub(super) async fn expire_ready(
     now: i64,
 ) -> Result<Vec<LiveEvent>, Error> {
     let mut tx = pool.begin().await?;
-    let mut expired: Vec<(Uuid, String)> = sqlx::query_as(
+    type Expired = (Uuid, String, Option<String>, Option<String>);
+    let mut expired: Vec<Expired> = sqlx::query_as(
         "UPDATE orders SET status = $1, expired_at = $2 WHERE id IN \
          (SELECT id FROM orders WHERE status = $3 AND ready_at < $4 ORDER BY ready_at, id LIMIT $5 \
-         FOR UPDATE SKIP LOCKED) AND status = $3 RETURNING id, store_id",
+         FOR UPDATE SKIP LOCKED) AND status = $3 RETURNING id, store_id, pickup_code, name",
     )
     .bind(OrderStatus::Expired.as_str())
     .bind(now)
@@ -391,13 +392,15 @@ pub(super) async fn expire_ready(
     expired.sort_unstable();
     let drafts = expired
         .into_iter()
-        .map(|(id, store)| EventDraft {
+        .map(|(id, store, pickup_code, name)| EventDraft {
             kind: LiveEventKind::Status,
             order: OrderId(id),
             store: StoreId(store),
             status: OrderStatus::Expired,
             ticket: None,
             at: now,
+            pickup_code,
+            name,
         })
         .collect();
     let events = insert_events(&mut tx, drafts).await?;

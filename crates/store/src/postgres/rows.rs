@@ -25,7 +25,8 @@ pub(crate) fn i32_of(what: &str, v: u32) -> Result<i32, Error> {
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-     placed_at, confirmed_at, rejected_at, started_at, ready_at, picked_up_at, cancelled_at, expired_at";
+     placed_at, confirmed_at, rejected_at, started_at, ready_at, picked_up_at, cancelled_at, expired_at, \
+     name, pickup_code, cancel_reason";
 
 /// An order row (`ORDER_COLUMNS`), without its lines.
 pub(crate) fn order_row(r: &PgRow) -> Result<Order, Error> {
@@ -49,6 +50,9 @@ pub(crate) fn order_row(r: &PgRow) -> Result<Order, Error> {
             cancelled_at: r.try_get(14)?,
             expired_at: r.try_get(15)?,
         },
+        name: r.try_get(16)?,
+        pickup_code: r.try_get(17)?,
+        cancel_reason: r.try_get(18)?,
     })
 }
 
@@ -75,7 +79,8 @@ pub(crate) fn line_row_at(r: &PgRow, at: usize) -> Result<OrderLine, Error> {
     })
 }
 
-pub(crate) const SUMMARY_COLUMNS: &str = "id, store_id, status, customer, currency, total, placed_at";
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "id, store_id, status, customer, currency, total, placed_at, name, pickup_code";
 
 pub(crate) fn summary_row(r: &PgRow) -> Result<OrderSummary, Error> {
     Ok(OrderSummary {
@@ -86,10 +91,16 @@ pub(crate) fn summary_row(r: &PgRow) -> Result<OrderSummary, Error> {
         currency: r.try_get(4)?,
         total: r.try_get(5)?,
         placed_at: r.try_get(6)?,
+        name: r.try_get(7)?,
+        pickup_code: r.try_get(8)?,
     })
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "id, kind, order_id, store_id, status, line, station, ticket, at";
+/// Events with their order's pickup code and name, read through the join
+/// so an event written before the code was drawn still shows it (`e` is the
+/// event, `o` its order; filter and order on `e.`).
+pub(crate) const EVENT_SELECT: &str = "SELECT e.id, e.kind, e.order_id, e.store_id, e.status, e.line, e.station, \
+     e.ticket, e.at, o.pickup_code, o.name FROM events e LEFT JOIN orders o ON o.id = e.order_id";
 
 pub(crate) fn event_row(r: &PgRow) -> Result<LiveEvent, Error> {
     Ok(LiveEvent {
@@ -105,6 +116,8 @@ pub(crate) fn event_row(r: &PgRow) -> Result<LiveEvent, Error> {
         station: r.try_get::<Option<&str>, _>(6)?.map(station).transpose()?,
         ticket: ticket(r.try_get(7)?)?,
         at: r.try_get(8)?,
+        pickup_code: r.try_get(9)?,
+        name: r.try_get(10)?,
     })
 }
 

@@ -370,12 +370,13 @@ pub(super) fn expire_ready(
     now: i64,
 ) -> Result<Vec<LiveEvent>, Error> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut expired: Vec<(String, String)> = Vec::new();
+    type Expired = (String, String, Option<String>, Option<String>);
+    let mut expired: Vec<Expired> = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE orders SET status = ?1, expired_at = ?2 WHERE id IN \
              (SELECT id FROM orders WHERE status = ?3 AND ready_at < ?4 ORDER BY ready_at, id LIMIT ?5) \
-             RETURNING id, store_id",
+             RETURNING id, store_id, pickup_code, name",
         )?;
         let mut rows = stmt.query(params![
             OrderStatus::Expired.as_str(),
@@ -385,12 +386,12 @@ pub(super) fn expire_ready(
             limit
         ])?;
         while let Some(r) = rows.next()? {
-            expired.push((r.get(0)?, r.get(1)?));
+            expired.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
         }
     }
     expired.sort_unstable();
     let mut events = Vec::with_capacity(expired.len());
-    for (id_text, store) in &expired {
+    for (id_text, store, code, name) in &expired {
         events.push(insert_event(
             &tx,
             EventDraft {
@@ -401,6 +402,8 @@ pub(super) fn expire_ready(
                 status: OrderStatus::Expired,
                 ticket: None,
                 at: now,
+                pickup_code: code.as_deref(),
+                name: name.as_deref(),
             },
         )?);
     }

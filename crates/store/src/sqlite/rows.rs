@@ -24,10 +24,11 @@ pub(crate) fn order_id(s: &str) -> Result<OrderId, Error> {
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-     placed_at, confirmed_at, rejected_at, started_at, ready_at, picked_up_at, cancelled_at, expired_at";
+     placed_at, confirmed_at, rejected_at, started_at, ready_at, picked_up_at, cancelled_at, expired_at, \
+     name, pickup_code, cancel_reason";
 
 /// An order row (`ORDER_COLUMNS`), without its lines.
-fn order_row(r: &Row<'_>) -> Result<Order, Error> {
+pub(crate) fn order_row(r: &Row<'_>) -> Result<Order, Error> {
     Ok(Order {
         id: order_id(&r.get::<_, String>(0)?)?,
         store: StoreId(r.get(1)?),
@@ -48,6 +49,9 @@ fn order_row(r: &Row<'_>) -> Result<Order, Error> {
             cancelled_at: r.get(14)?,
             expired_at: r.get(15)?,
         },
+        name: r.get(16)?,
+        pickup_code: r.get(17)?,
+        cancel_reason: r.get(18)?,
     })
 }
 
@@ -88,7 +92,8 @@ pub(crate) fn load_order(conn: &Connection, id: &str) -> Result<Option<Order>, E
     Ok(Some(order))
 }
 
-pub(crate) const SUMMARY_COLUMNS: &str = "id, store_id, status, customer, currency, total, placed_at";
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "id, store_id, status, customer, currency, total, placed_at, name, pickup_code";
 
 pub(crate) fn summary_row(r: &Row<'_>) -> Result<OrderSummary, Error> {
     Ok(OrderSummary {
@@ -99,10 +104,16 @@ pub(crate) fn summary_row(r: &Row<'_>) -> Result<OrderSummary, Error> {
         currency: r.get(4)?,
         total: r.get(5)?,
         placed_at: r.get(6)?,
+        name: r.get(7)?,
+        pickup_code: r.get(8)?,
     })
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "id, kind, order_id, store_id, status, line, station, ticket, at";
+/// Events with their order's pickup code and name, read through the join
+/// so an event written before the code was drawn still shows it (`e` is the
+/// event, `o` its order; filter and order on `e.`).
+pub(crate) const EVENT_SELECT: &str = "SELECT e.id, e.kind, e.order_id, e.store_id, e.status, e.line, e.station, \
+     e.ticket, e.at, o.pickup_code, o.name FROM events e LEFT JOIN orders o ON o.id = e.order_id";
 
 pub(crate) fn event_row(r: &Row<'_>) -> Result<LiveEvent, Error> {
     Ok(LiveEvent {
@@ -118,6 +129,8 @@ pub(crate) fn event_row(r: &Row<'_>) -> Result<LiveEvent, Error> {
         station: r.get::<_, Option<String>>(6)?.map(|s| station(&s)).transpose()?,
         ticket: ticket(r.get(7)?)?,
         at: r.get(8)?,
+        pickup_code: r.get(9)?,
+        name: r.get(10)?,
     })
 }
 
@@ -206,6 +219,7 @@ pub(crate) struct NewOrder {
     pub(crate) currency: String,
     pub(crate) total: i64,
     pub(crate) placed_at: i64,
+    pub(crate) name: Option<String>,
     pub(crate) lines: Vec<NewLine>,
 }
 
@@ -254,6 +268,7 @@ impl NewOrder {
             currency: placed.currency.clone(),
             total: placed.total,
             placed_at: placed.placed_at,
+            name: placed.name.clone(),
             lines,
         })
     }

@@ -94,7 +94,7 @@ async fn concurrent_migrations_both_succeed() {
         .fetch_all(&mut raw)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3, 4], "each migration recorded once");
     a.health().await.unwrap();
     b.apply_batch(ApplyBatch::new("g", 0, 1, 1)).await.unwrap();
     assert_eq!(a.consumer_position("g", 0).await.unwrap(), 1);
@@ -171,6 +171,8 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
         status: None,
         before: None,
         limit: 10,
+        pickup_code: None,
+        placed_since: None,
     };
     assert!(matches!(store.list_orders(&all).await, Err(PortError::Invalid(_))));
     sqlx::query("UPDATE orders SET status = 'confirmed' WHERE id = $1")
@@ -293,7 +295,7 @@ async fn a_version_1_schema_is_upgraded_in_place() {
         .fetch_all(&mut raw)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     let got = store
         .get_order(order.order_id)
         .await

@@ -34,6 +34,12 @@ macro_rules! order_store_cases {
             an_older_payment_arriving_late_changes_nothing,
             expire_ready_expires_only_orders_ready_before_the_cutoff,
             order_counts_cover_every_status,
+            pickup_codes_are_consecutive_per_store_and_local_day,
+            pickup_codes_survive_replays_and_reach_events_and_listings,
+            undo_takes_back_a_step_with_its_times,
+            cancel_keeps_its_reason,
+            tickets_split_open_and_recently_done_per_station,
+            pickup_board_lists_coded_orders_being_made_or_ready,
         }
     };
 }
@@ -77,7 +83,7 @@ pub async fn apply_batch_confirms_and_rejects(store: Stores) {
     assert_increasing(&out.events);
     assert_eq!(
         out.events[0],
-        status_event(out.events[0].id, &a, OrderStatus::Confirmed, 5_000)
+        event_with_code(status_event(out.events[0].id, &a, OrderStatus::Confirmed, 5_000), 1)
     );
     assert_eq!(
         out.events[1],
@@ -85,7 +91,7 @@ pub async fn apply_batch_confirms_and_rejects(store: Stores) {
     );
 
     let got_a = store.get_order(a.order_id).await.unwrap().expect("order a");
-    assert_eq!(got_a, expected_order(&a, &Decision::Confirm, 5_000));
+    assert_eq!(got_a, with_code(expected_order(&a, &Decision::Confirm, 5_000), 1));
     assert_eq!(got_a.lines.len(), 3);
     assert_eq!(got_a.lines[1].station, Station::Kitchen, "lines keep their station");
     let got_b = store.get_order(b.order_id).await.unwrap().expect("order b");
@@ -172,7 +178,7 @@ pub async fn apply_batch_is_idempotent(store: Stores) {
     assert_eq!(mixed.events.len(), 1);
     assert_eq!(
         mixed.events[0],
-        status_event(mixed.events[0].id, &c, OrderStatus::Confirmed, 8_000)
+        event_with_code(status_event(mixed.events[0].id, &c, OrderStatus::Confirmed, 8_000), 2)
     );
     assert!(mixed.events[0].id > events_before.last().unwrap().id);
     assert_eq!(store.consumer_position(GROUP, 0).await.unwrap(), 4);
@@ -340,8 +346,11 @@ pub async fn list_orders_filters_and_pages(store: Stores) {
             currency: p.currency.clone(),
             total: p.total,
             placed_at: p.placed_at,
+            name: None,
+            pickup_code: summary.pickup_code.clone(),
         }
     );
+    assert!(summary.pickup_code.is_some(), "a confirmed order has a pickup code");
 
     // The status filter follows transitions.
     store.transition(p.order_id, Action::StartLine(1), 4_000).await.unwrap();
@@ -369,7 +378,7 @@ pub async fn transitions_reach_picked_up_with_events_in_order(store: Stores) {
     // Line 1 latte (barista), line 2 croissant (kitchen).
     let p = placed_order(2, 1_000);
     let confirmed = apply(&store, 0, 1, &[confirm(&p)], 2_000).await;
-    let mut expected = expected_order(&p, &Decision::Confirm, 2_000);
+    let mut expected = with_code(expected_order(&p, &Decision::Confirm, 2_000), 1);
     let mut all_events = confirmed.events.clone();
 
     // What each step must emit: (kind, (line, station, ticket), status after).
@@ -466,13 +475,16 @@ pub async fn cancel_and_expire_stamp_their_time(store: Stores) {
     apply(&store, 0, 2, &[confirm(&a), confirm(&b)], 2_000).await;
 
     let (cancelled, events) = store.transition(a.order_id, Action::Cancel, 3_000).await.unwrap();
-    let mut want = expected_order(&a, &Decision::Confirm, 2_000);
+    let mut want = with_code(expected_order(&a, &Decision::Confirm, 2_000), 1);
     want.status = OrderStatus::Cancelled;
     want.at.cancelled_at = Some(3_000);
     assert_eq!(cancelled, want);
     assert_eq!(
         events,
-        vec![status_event(events[0].id, &a, OrderStatus::Cancelled, 3_000)]
+        vec![event_with_code(
+            status_event(events[0].id, &a, OrderStatus::Cancelled, 3_000),
+            1
+        )]
     );
 
     store.transition(b.order_id, Action::StartLine(1), 4_000).await.unwrap();
@@ -488,7 +500,10 @@ pub async fn cancel_and_expire_stamp_their_time(store: Stores) {
     assert_eq!(expired.lines[0].ticket, Some(TicketStatus::Done));
     assert_eq!(
         events,
-        vec![status_event(events[0].id, &b, OrderStatus::Expired, 9_000)]
+        vec![event_with_code(
+            status_event(events[0].id, &b, OrderStatus::Expired, 9_000),
+            2
+        )]
     );
     assert_eq!(store.get_order(b.order_id).await.unwrap(), Some(expired));
 }
@@ -975,7 +990,7 @@ pub async fn payment_follows_its_order_in_the_same_batch(store: Stores) {
     assert_eq!(out.inserted, 2);
     assert_eq!(out.events.len(), 2);
     assert_eq!(out.payments, counts(2, 0, 0, 0));
-    let mut want = expected_order(&a, &Decision::Confirm, 2_000);
+    let mut want = with_code(expected_order(&a, &Decision::Confirm, 2_000), 1);
     want.payment_status = "paid".into();
     assert_eq!(store.get_order(a.order_id).await.unwrap(), Some(want.clone()));
     assert_eq!(payment_status(&store, b.order_id).await, "failed");
@@ -1028,13 +1043,19 @@ pub async fn expire_ready_expires_only_orders_ready_before_the_cutoff(store: Sto
     let first = store.expire_ready(7_000, 1, 10_000).await.unwrap();
     assert_eq!(
         first,
-        vec![status_event(first[0].id, &old2, OrderStatus::Expired, 10_000)],
+        vec![event_with_code(
+            status_event(first[0].id, &old2, OrderStatus::Expired, 10_000),
+            2
+        )],
         "the longest-waiting order goes first"
     );
     let rest = store.expire_ready(7_000, 10, 10_500).await.unwrap();
     assert_eq!(
         rest,
-        vec![status_event(rest[0].id, &old1, OrderStatus::Expired, 10_500)]
+        vec![event_with_code(
+            status_event(rest[0].id, &old1, OrderStatus::Expired, 10_500),
+            1
+        )]
     );
     assert!(rest[0].id > first[0].id);
     assert_eq!(store.expire_ready(7_000, 10, 11_000).await.unwrap(), vec![]);
@@ -1101,4 +1122,413 @@ pub async fn order_counts_cover_every_status(store: Stores) {
     assert_eq!(store.order_counts().await.unwrap(), want(2, 1));
     store.transition(b.order_id, Action::StartLine(1), 3_000).await.unwrap();
     assert_eq!(store.order_counts().await.unwrap(), want(1, 2));
+}
+
+// ------------------------------------------------------------ issue 11
+
+/// A placed order for `store` at `placed_at`, with a first name.
+fn named(n: usize, placed_at: i64, store: StoreId, name: Option<&str>) -> OrderPlacedV1 {
+    OrderPlacedV1 {
+        name: name.map(str::to_owned),
+        ..placed_at_store(n, placed_at, store)
+    }
+}
+
+fn code_of(o: &Order) -> Option<&str> {
+    o.pickup_code.as_deref()
+}
+
+async fn stored(store: &Stores, p: &OrderPlacedV1) -> Order {
+    store.get_order(p.order_id).await.unwrap().expect("order")
+}
+
+/// Codes count 1, 2, 3... per store and per local day of the store's time
+/// zone, across batches and partitions, in the order orders are applied;
+/// rejected orders get none and draw no number.
+pub async fn pickup_codes_are_consecutive_per_store_and_local_day(store: Stores) {
+    // The demo store is in Europe/London: 2026-07-01T23:30Z is already
+    // 2 July there (BST), a new local day although UTC's date is the same
+    // as at 22:30Z. `uptown` has no store row: its days are UTC's.
+    store.upsert_menu(&demo_menu()).await.unwrap();
+    let t0 = 1_782_941_400_000; // 2026-07-01T21:30:00Z, 22:30 in London
+    let late = t0 + 2 * 3_600_000; // 23:30Z, 00:30 on 2 July in London
+    let a1 = named(1, t0, demo_store(), Some("Ada"));
+    let a2 = named(1, t0 + 1, demo_store(), None);
+    let r = named(1, t0 + 2, demo_store(), None);
+    let u1 = named(1, t0 + 3, uptown(), None);
+    apply(
+        &store,
+        0,
+        1,
+        &[confirm(&a1), reject(&r, "closed"), confirm(&u1)],
+        t0 + 10,
+    )
+    .await;
+    // Another partition, same store and day: the count goes on.
+    let a3 = named(1, t0 + 4, demo_store(), None);
+    apply(&store, 1, 1, &[confirm(&a3)], t0 + 11).await;
+    apply(&store, 0, 2, &[confirm(&a2)], t0 + 12).await;
+    // London's next day starts again at 1; uptown's (UTC) day has not changed.
+    let b1 = named(1, late, demo_store(), None);
+    let u2 = named(1, late + 1, uptown(), None);
+    apply(&store, 1, 2, &[confirm(&b1), confirm(&u2)], late + 10).await;
+
+    let code = |n| Some(domain::pickup::PickupCode::nth(n).into_string());
+    for (p, want) in [
+        (&a1, code(1)),
+        (&a3, code(2)),
+        (&a2, code(3)),
+        (&b1, code(1)),
+        (&u1, code(1)),
+        (&u2, code(2)),
+    ] {
+        assert_eq!(
+            stored(&store, p).await.pickup_code,
+            want,
+            "order placed at {}",
+            p.placed_at
+        );
+    }
+    let rejected = stored(&store, &r).await;
+    assert_eq!((rejected.status, code_of(&rejected)), (OrderStatus::Rejected, None));
+    assert_eq!(stored(&store, &a1).await.name.as_deref(), Some("Ada"));
+}
+
+/// A replayed batch keeps every code it drew and draws none (the next new
+/// order gets the next number); events (as applied and as read back) and
+/// listings carry the code and the name.
+pub async fn pickup_codes_survive_replays_and_reach_events_and_listings(store: Stores) {
+    let a = named(2, 1_000, demo_store(), Some("Grace"));
+    let b = named(1, 1_001, demo_store(), None);
+    let first = apply(&store, 0, 2, &[confirm(&a), confirm(&b)], 2_000).await;
+    assert_eq!(
+        first.events,
+        vec![
+            event_with_code(status_event(first.events[0].id, &a, OrderStatus::Confirmed, 2_000), 1),
+            event_with_code(status_event(first.events[1].id, &b, OrderStatus::Confirmed, 2_000), 2),
+        ]
+    );
+    let again = apply(&store, 0, 2, &[confirm(&a), confirm(&b)], 3_000).await;
+    assert_eq!((again.inserted, again.events.len()), (0, 0));
+    assert_eq!(
+        stored(&store, &a).await,
+        with_code(expected_order(&a, &Decision::Confirm, 2_000), 1)
+    );
+    assert_eq!(code_of(&stored(&store, &b).await), Some("A-002"));
+    let c = named(1, 1_002, demo_store(), None);
+    apply(&store, 1, 1, &[confirm(&c)], 4_000).await;
+    assert_eq!(
+        code_of(&stored(&store, &c).await),
+        Some("A-003"),
+        "the replay burned no number"
+    );
+
+    // Ticket and status events written later carry them too, and reading
+    // back gives every event of the order its code and name.
+    let (_, events) = store.transition(a.order_id, Action::StartLine(1), 5_000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.pickup_code.as_deref() == Some("A-001") && e.name.as_deref() == Some("Grace"))
+    );
+    let read = order_events(&store, a.order_id).await;
+    assert_eq!(read.len(), 3);
+    assert!(
+        read.iter()
+            .all(|e| e.pickup_code.as_deref() == Some("A-001") && e.name.as_deref() == Some("Grace"))
+    );
+    let board = store.open_board(&demo_store(), 0, 100).await.unwrap();
+    assert!(board.events.iter().all(|e| e.pickup_code.is_some()));
+
+    // Listings: the code, and the filters by code and by placing time.
+    let by_code = store
+        .list_orders(&OrderFilter {
+            pickup_code: Some("A-002".into()),
+            ..filter(Some(demo_store()), None, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_code.iter().map(|s| s.id).collect::<Vec<_>>(), vec![b.order_id]);
+    assert_eq!(by_code[0].pickup_code.as_deref(), Some("A-002"));
+    let since = store
+        .list_orders(&OrderFilter {
+            placed_since: Some(1_001),
+            ..filter(Some(demo_store()), None, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        since.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![c.order_id, b.order_id]
+    );
+    let summary_a = store.list_orders(&filter(None, None, 10)).await.unwrap();
+    let summary_a = summary_a.iter().find(|s| s.id == a.order_id).unwrap();
+    assert_eq!(summary_a.name.as_deref(), Some("Grace"));
+}
+
+/// An undo takes back the line's last step and the status it caused, with
+/// its timestamp, emitting events like any step; the stored order matches
+/// the domain's `plan`/`apply`. Picked-up orders refuse it.
+pub async fn undo_takes_back_a_step_with_its_times(store: Stores) {
+    let p = placed_order(2, 1_000);
+    apply(&store, 0, 1, &[confirm(&p)], 2_000).await;
+    let mut expected = with_code(expected_order(&p, &Decision::Confirm, 2_000), 1);
+    let steps = [
+        (Action::StartLine(1), 3_000, OrderStatus::InProgress),
+        (Action::Undo(1), 3_500, OrderStatus::Confirmed),
+        (Action::StartLine(1), 4_000, OrderStatus::InProgress),
+        (Action::StartLine(2), 4_100, OrderStatus::InProgress),
+        (Action::FinishLine(1), 4_200, OrderStatus::InProgress),
+        (Action::FinishLine(2), 4_300, OrderStatus::Ready),
+        (Action::Undo(2), 4_400, OrderStatus::InProgress),
+        (Action::FinishLine(2), 4_500, OrderStatus::Ready),
+    ];
+    for (action, now, status) in steps {
+        let plan = order::plan(&expected, action).unwrap();
+        order::apply(&mut expected, &plan, now);
+        let (got, events) = store.transition(p.order_id, action, now).await.expect("transition");
+        assert_eq!(got, expected, "after {action:?}");
+        assert_eq!(got.status, status);
+        assert_eq!(stored(&store, &p).await, expected);
+        assert!(
+            events.iter().any(|e| e.kind == LiveEventKind::Ticket),
+            "{action:?} emits its ticket event"
+        );
+        if let Action::Undo(n) = action {
+            let t = events.iter().find(|e| e.kind == LiveEventKind::Ticket).unwrap();
+            assert_eq!((t.line, t.ticket), (Some(n), got.lines[n as usize - 1].ticket));
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.kind == LiveEventKind::Status && e.status == status)
+            );
+        }
+    }
+    assert_eq!(
+        expected.at.started_at,
+        Some(4_000),
+        "the first start after the undo counts"
+    );
+    assert_eq!(expected.at.ready_at, Some(4_500));
+    store.transition(p.order_id, Action::PickUp, 5_000).await.unwrap();
+    assert!(matches!(
+        store.transition(p.order_id, Action::Undo(1), 5_100).await,
+        Err(TransitionError::InvalidTransition { .. })
+    ));
+}
+
+/// A cancel with a reason keeps it with the order; one without keeps none.
+pub async fn cancel_keeps_its_reason(store: Stores) {
+    let a = placed_order(1, 1_000);
+    let b = placed_order(1, 1_001);
+    apply(&store, 0, 2, &[confirm(&a), confirm(&b)], 2_000).await;
+    let (got, events) = store.cancel(a.order_id, Some("customer left"), 3_000).await.unwrap();
+    assert_eq!(
+        (got.status, got.cancel_reason.as_deref()),
+        (OrderStatus::Cancelled, Some("customer left"))
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(stored(&store, &a).await, got);
+    let (got, _) = store.cancel(b.order_id, None, 3_000).await.unwrap();
+    assert_eq!((got.status, got.cancel_reason), (OrderStatus::Cancelled, None));
+    // A refused cancel stores no reason.
+    assert!(store.cancel(a.order_id, Some("again"), 4_000).await.is_err());
+    assert_eq!(stored(&store, &a).await.cancel_reason.as_deref(), Some("customer left"));
+}
+
+fn tickets_query(station: Option<Station>, done_since: i64) -> domain::ports::TicketsQuery {
+    domain::ports::TicketsQuery {
+        store: demo_store(),
+        station,
+        placed_since: 0,
+        done_since,
+        open_limit: 100,
+        recent_limit: 100,
+    }
+}
+
+fn ids_of(orders: &[Order]) -> Vec<OrderId> {
+    orders.iter().map(|o| o.id).collect()
+}
+
+/// `open` holds the orders with a ticket of the station still to make,
+/// oldest first, with their lines; `recent` those whose station's lines
+/// are all done since the cutoff, most recently finished first; the cursor
+/// is the store's newest event, and a change after it comes after it.
+pub async fn tickets_split_open_and_recently_done_per_station(store: Stores) {
+    // Lines: 1 latte (barista), 2 croissant (kitchen).
+    let a = placed_order(2, 1_000);
+    let b = placed_order(2, 1_001);
+    let c = placed_order(1, 1_002); // a latte alone
+    let r = placed_order(1, 1_003);
+    let other = placed_at_store(1, 1_004, uptown());
+    apply(
+        &store,
+        0,
+        5,
+        &[confirm(&a), confirm(&b), confirm(&c), reject(&r, "no"), confirm(&other)],
+        2_000,
+    )
+    .await;
+    // a: latte done at 3_000, croissant open. c: latte done at 5_000 (ready).
+    for (p, action, at) in [
+        (&a, Action::StartLine(1), 2_500),
+        (&a, Action::FinishLine(1), 3_000),
+        (&c, Action::StartLine(1), 4_000),
+        (&c, Action::FinishLine(1), 5_000),
+    ] {
+        store.transition(p.order_id, action, at).await.unwrap();
+    }
+    let snap = store
+        .tickets(&tickets_query(Some(Station::Barista), 2_900))
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&snap.open), vec![b.order_id]);
+    assert_eq!(
+        ids_of(&snap.recent),
+        vec![c.order_id, a.order_id],
+        "most recently finished first"
+    );
+    assert_eq!(
+        snap.open[0],
+        stored(&store, &b).await,
+        "open orders come whole, lines included"
+    );
+    let kitchen = store.tickets(&tickets_query(Some(Station::Kitchen), 0)).await.unwrap();
+    assert_eq!(ids_of(&kitchen.open), vec![a.order_id, b.order_id]);
+    assert_eq!(ids_of(&kitchen.recent), Vec::<OrderId>::new());
+    let both = store.tickets(&tickets_query(None, 0)).await.unwrap();
+    assert_eq!(ids_of(&both.open), vec![a.order_id, b.order_id]);
+    assert_eq!(ids_of(&both.recent), vec![c.order_id], "all of its lines done");
+    // The cutoff leaves out what was finished before it.
+    let late = store
+        .tickets(&tickets_query(Some(Station::Barista), 4_000))
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&late.recent), vec![c.order_id]);
+
+    // The cursor: the store's newest event; a change after it follows it.
+    let newest = store
+        .events_after(&EventScope::Store(demo_store()), 0, 1_000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    assert_eq!(snap.cursor, newest);
+    let (_, events) = store.transition(b.order_id, Action::StartLine(1), 6_000).await.unwrap();
+    let tail = store
+        .events_after(&EventScope::Store(demo_store()), snap.cursor, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        tail, events,
+        "what changed after the snapshot is exactly the tail after its cursor"
+    );
+    // Undoing a finish takes the order out of `recent` and back to `open`.
+    store.transition(c.order_id, Action::Undo(1), 7_000).await.unwrap();
+    let again = store.tickets(&tickets_query(Some(Station::Barista), 0)).await.unwrap();
+    assert_eq!(ids_of(&again.open), vec![b.order_id, c.order_id]);
+    assert_eq!(ids_of(&again.recent), vec![a.order_id]);
+    // Limits hold, and the window keeps out older orders.
+    let capped = store
+        .tickets(&domain::ports::TicketsQuery {
+            open_limit: 1,
+            recent_limit: 0,
+            ..tickets_query(None, 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!((ids_of(&capped.open), capped.recent.len()), (vec![a.order_id], 0));
+    let windowed = store
+        .tickets(&domain::ports::TicketsQuery {
+            placed_since: 1_001,
+            ..tickets_query(None, 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&windowed.open), vec![b.order_id, c.order_id]);
+    let empty = store
+        .tickets(&domain::ports::TicketsQuery {
+            store: StoreId("nowhere".into()),
+            ..tickets_query(None, 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(empty, domain::ports::TicketsSnapshot::default());
+}
+
+/// The pickup board holds the store's coded orders being made or ready,
+/// oldest first: not rejected, cancelled or picked-up ones, nor another
+/// store's, nor those placed before the window.
+pub async fn pickup_board_lists_coded_orders_being_made_or_ready(store: Stores) {
+    let ready = named(1, 1_000, demo_store(), Some("Ada"));
+    let making = named(1, 1_001, demo_store(), None);
+    let gone = named(1, 1_002, demo_store(), None);
+    let cancelled = named(1, 1_003, demo_store(), None);
+    let rejected = named(1, 1_004, demo_store(), None);
+    let other = named(1, 1_005, uptown(), None);
+    apply(
+        &store,
+        0,
+        6,
+        &[
+            confirm(&ready),
+            confirm(&making),
+            confirm(&gone),
+            confirm(&cancelled),
+            reject(&rejected, "no"),
+            confirm(&other),
+        ],
+        2_000,
+    )
+    .await;
+    make_ready(&store, &ready, 3_000).await;
+    store
+        .transition(making.order_id, Action::StartLine(1), 3_100)
+        .await
+        .unwrap();
+    make_ready(&store, &gone, 3_200).await;
+    store.transition(gone.order_id, Action::PickUp, 3_300).await.unwrap();
+    store
+        .transition(cancelled.order_id, Action::Cancel, 3_400)
+        .await
+        .unwrap();
+
+    let board = store.pickup_board(&demo_store(), 0, 100).await.unwrap();
+    let got: Vec<_> = board
+        .orders
+        .iter()
+        .map(|o| (o.id, o.status, o.pickup_code.clone(), o.name.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                ready.order_id,
+                OrderStatus::Ready,
+                Some("A-001".into()),
+                Some("Ada".into())
+            ),
+            (making.order_id, OrderStatus::InProgress, Some("A-002".into()), None),
+        ]
+    );
+    let newest = store
+        .events_after(&EventScope::Store(demo_store()), 0, 1_000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    assert_eq!(board.cursor, newest);
+    assert_eq!(
+        store
+            .pickup_board(&demo_store(), 1_001, 100)
+            .await
+            .unwrap()
+            .orders
+            .len(),
+        1
+    );
+    assert_eq!(store.pickup_board(&demo_store(), 0, 1).await.unwrap().orders.len(), 1);
 }

@@ -338,6 +338,9 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
         max_streams: cfg.http.max_streams,
         max_streams_per_client: cfg.http.max_streams_per_client,
         web: cfg.board.web(),
+        // The operator routes' schedules and identity: the defaults until
+        // wiring hands them the schedule book (main left this field unset).
+        ops: api::OpsConfig::default(),
     })
 }
 

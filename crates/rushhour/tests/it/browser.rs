@@ -9,6 +9,8 @@ mod board;
 mod customer;
 mod harness;
 mod manager;
+mod ops;
+mod pickup;
 mod restart;
 
 use harness::*;

@@ -19,16 +19,18 @@ async fn anonymous_visitors_sign_in_for_the_board_and_baristas_cannot_open_ops()
     tablet.wait_for("[data-testid=login-form]").await;
     assert_eq!(tablet.path().await.split('?').next(), Some("/login"));
     assert_eq!(tablet.attrs("#login-page", "data-next").await, [Some(board.clone())]);
-    assert_eq!(tablet.count("[data-testid=board]").await, 0, "no board for anyone anonymous");
+    assert_eq!(
+        tablet.count("[data-testid=board]").await,
+        0,
+        "no board for anyone anonymous"
+    );
     tablet.shot("login").await;
 
     // A wrong password says so and stays.
     tablet.fill("#username", "bea").await;
     tablet.fill("#password", "not the password at all").await;
     tablet.click("[data-testid=login-submit]").await;
-    tablet
-        .wait_text("[data-testid=login-error]", "t.length > 0")
-        .await;
+    tablet.wait_text("[data-testid=login-error]", "t.length > 0").await;
     assert_eq!(tablet.path().await.split('?').next(), Some("/login"));
 
     tablet.sign_in("bea", STAFF_PASSWORD).await;

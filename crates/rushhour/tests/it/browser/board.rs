@@ -58,9 +58,7 @@ async fn a_barista_works_the_board_with_the_keyboard_and_the_customer_page_follo
     tablet.wait_for("[data-testid=board][data-state=ready]").await;
     tablet.wait_count("[data-testid=ticket]", 2).await;
     assert_eq!(ticket_ids(&tablet).await, [a_id.clone(), b_id.clone()], "oldest first");
-    tablet
-        .wait_text("[data-testid=live-badge]", "t === 'LIVE'")
-        .await;
+    tablet.wait_text("[data-testid=live-badge]", "t === 'LIVE'").await;
     assert_eq!(tablet.wait_text("[data-testid=open-count]", "t === '2'").await, "2");
     // The croissant is the kitchen's: only drinks here.
     let lines = tablet.texts("[data-testid=ticket] [data-testid=line]").await;
@@ -90,7 +88,9 @@ async fn a_barista_works_the_board_with_the_keyboard_and_the_customer_page_follo
         .await;
     tablet.press(&[Key::Enter.into()]).await;
     tablet
-        .wait_for(&format!("[data-order-id='{a_id}'][data-testid=line][data-state=started]"))
+        .wait_for(&format!(
+            "[data-order-id='{a_id}'][data-testid=line][data-state=started]"
+        ))
         .await;
     phone.wait_for("#order-page[data-status=in_progress]").await;
     phone.wait_for("[data-testid=line-1][data-state=started]").await;

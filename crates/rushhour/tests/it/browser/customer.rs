@@ -50,6 +50,7 @@ async fn a_customer_orders_from_the_menu_and_watches_it_become_ready() {
     let lines = phone.texts("[data-testid=cart-lines] > li").await;
     assert!(lines[0].starts_with("2 ×") && lines[0].contains("Oat"), "{lines:?}");
     assert!(lines[1].contains("Croissant"), "{lines:?}");
+    phone.fill("[data-testid=name]", "Ana").await;
     phone
         .eval("document.querySelector('[data-testid=cart]').scrollIntoView(); return true;")
         .await;
@@ -81,45 +82,32 @@ async fn a_customer_orders_from_the_menu_and_watches_it_become_ready() {
     assert!(path.starts_with("/orders/") && path.contains("token="), "{path}");
     let id = path["/orders/".len()..].split('?').next().unwrap().to_owned();
     // The processor confirms it; the page follows without a reload.
-    phone
-        .wait_for("#order-page[data-status=confirmed]")
-        .await;
+    phone.wait_for("#order-page[data-status=confirmed]").await;
     phone.wait_count("[data-testid=order-lines] > li", 2).await;
+    let code = phone
+        .wait_text("[data-testid=pickup-code]", "/^[A-Z]-\\d{3}$/.test(t)")
+        .await;
     phone.shot("order-confirmed").await;
     let orders = store_orders(&server).await;
     assert_eq!(orders.len(), 1, "a double tap and a retry make one order: {orders:?}");
     assert_eq!(orders[0]["id"], id.as_str(), "the page is that order's");
-    let marker = phone
-        .eval("window.__same_page = 1; return window.__same_page;")
-        .await;
+    assert_eq!(orders[0]["pickup_code"], code.as_str());
+    assert_eq!(orders[0]["name"], "Ana");
+    let marker = phone.eval("window.__same_page = 1; return window.__same_page;").await;
     assert_eq!(marker, 1);
 
     // The bar starts the lattes: in progress, the line "being made".
-    server
-        .post(&format!("/v1/orders/{id}/lines/1/start"), &barista)
-        .await;
-    phone
-        .wait_for("#order-page[data-status=in_progress]")
-        .await;
-    phone
-        .wait_for("[data-testid=line-1][data-state=started]")
-        .await;
+    server.post(&format!("/v1/orders/{id}/lines/1/start"), &barista).await;
+    phone.wait_for("#order-page[data-status=in_progress]").await;
+    phone.wait_for("[data-testid=line-1][data-state=started]").await;
     phone.shot("order-in-progress").await;
 
     // Everything done: ready, and the page says so plainly.
-    server
-        .post(&format!("/v1/orders/{id}/lines/1/done"), &barista)
-        .await;
-    server
-        .post(&format!("/v1/orders/{id}/lines/2/start"), &barista)
-        .await;
-    server
-        .post(&format!("/v1/orders/{id}/lines/2/done"), &barista)
-        .await;
+    server.post(&format!("/v1/orders/{id}/lines/1/done"), &barista).await;
+    server.post(&format!("/v1/orders/{id}/lines/2/start"), &barista).await;
+    server.post(&format!("/v1/orders/{id}/lines/2/done"), &barista).await;
     phone.wait_for("#order-page[data-status=ready]").await;
-    phone
-        .wait_for("[data-testid=line-2][data-state=done]")
-        .await;
+    phone.wait_for("[data-testid=line-2][data-state=done]").await;
     let status = phone.wait_text("[data-testid=order-status]", "t.length > 0").await;
     assert!(status.to_lowercase().contains("ready"), "{status}");
     assert_eq!(

@@ -68,9 +68,7 @@ pub async fn driver(test: &str) -> Option<Driver> {
                      (apt-get install chromium chromium-driver)"
                 );
             }
-            eprintln!(
-                "\n!!! SKIPPED {test}: {bin} is missing (apt-get install chromium chromium-driver) !!!\n"
-            );
+            eprintln!("\n!!! SKIPPED {test}: {bin} is missing (apt-get install chromium chromium-driver) !!!\n");
             return None;
         }
     }
@@ -241,7 +239,10 @@ impl Page {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
     pub async fn path(&self) -> String {
@@ -274,7 +275,10 @@ impl Page {
             if Instant::now() >= deadline {
                 let name = format!("FAILED-{}", slug(what));
                 let path = self.shot(&name).await;
-                panic!("timed out waiting for {what} ({last_err}); screenshot {}", path.display());
+                panic!(
+                    "timed out waiting for {what} ({last_err}); screenshot {}",
+                    path.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -358,9 +362,7 @@ impl Page {
     pub async fn press(&self, keys: &[char]) {
         let mut seq = KeyActions::new("keyboard".into());
         for &k in keys {
-            seq = seq
-                .then(KeyAction::Down { value: k })
-                .then(KeyAction::Up { value: k });
+            seq = seq.then(KeyAction::Down { value: k }).then(KeyAction::Up { value: k });
         }
         self.client.perform_actions(seq).await.unwrap();
     }
@@ -373,9 +375,7 @@ impl Page {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, &png).unwrap();
-        if std::env::var("RUSHHOUR_UPDATE_SCREENSHOTS").as_deref() == Ok("1")
-            && !name.starts_with("FAILED")
-        {
+        if std::env::var("RUSHHOUR_UPDATE_SCREENSHOTS").as_deref() == Ok("1") && !name.starts_with("FAILED") {
             let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
             std::fs::create_dir_all(&docs).unwrap();
             std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
@@ -412,6 +412,8 @@ pub struct Server {
     child: Option<Child>,
     /// The first admin's bearer token (a session made over the API).
     pub admin: String,
+    /// The first admin's generated password (from the data dir).
+    pub admin_password: String,
 }
 
 impl Server {
@@ -427,10 +429,12 @@ impl Server {
             dir,
             child: None,
             admin: String::new(),
+            admin_password: String::new(),
         };
         server.boot().await;
         let password = std::fs::read_to_string(server.dir.path().join("admin.password")).unwrap();
-        server.admin = server.login_token("admin", password.trim()).await;
+        server.admin_password = password.trim().to_owned();
+        server.admin = server.login_token("admin", &server.admin_password).await;
         server
     }
 
@@ -472,6 +476,10 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub async fn login_token(&self, username: &str, password: &str) -> String {
@@ -532,8 +540,10 @@ impl Server {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::ACCEPTED);
-        res.json().await.unwrap()
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "place {body}: {text}");
+        serde_json::from_str(&text).unwrap()
     }
 
     /// Poll the order (as staff) until `test` holds on it; returns it.
@@ -544,7 +554,10 @@ impl Server {
             if test(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "order {id}: timed out waiting for {what}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "order {id}: timed out waiting for {what}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -18,10 +18,11 @@ async fn the_board_goes_stale_when_the_server_stops_and_resumes_losslessly() {
     };
     let mut server = Server::start().await;
     server.add_user("bea", "barista").await;
-    let a = server.place(&json!({"store": STORE, "lines": [
-        {"sku": "americano", "size": "large", "qty": 1}
-    ]}))
-    .await;
+    let a = server
+        .place(&json!({"store": STORE, "lines": [
+            {"sku": "americano", "size": "large", "qty": 1}
+        ]}))
+        .await;
     let a_id = a["id"].as_str().unwrap().to_owned();
     let b = server.place(&two_drinks()).await;
     let b_id = b["id"].as_str().unwrap().to_owned();
@@ -38,9 +39,7 @@ async fn the_board_goes_stale_when_the_server_stops_and_resumes_losslessly() {
 
     server.stop().await;
     tablet.wait_for("[data-testid=board][data-live=stale]").await;
-    tablet
-        .wait_text("[data-testid=live-badge]", "t === 'STALE'")
-        .await;
+    tablet.wait_text("[data-testid=live-badge]", "t === 'STALE'").await;
     assert_eq!(
         tablet
             .eval("return document.querySelector('#board').classList.contains('stale');")
@@ -64,12 +63,13 @@ async fn the_board_goes_stale_when_the_server_stops_and_resumes_losslessly() {
     server.post(&format!("/v1/orders/{a_id}/lines/1/done"), &barista).await;
     let c = server.place(&latte_and_croissant()).await;
     let d = server.place(&two_drinks()).await;
-    let (c_id, d_id) = (c["id"].as_str().unwrap().to_owned(), d["id"].as_str().unwrap().to_owned());
+    let (c_id, d_id) = (
+        c["id"].as_str().unwrap().to_owned(),
+        d["id"].as_str().unwrap().to_owned(),
+    );
 
     tablet.wait_for("[data-testid=board][data-live=live]").await;
-    tablet
-        .wait_text("[data-testid=live-badge]", "t === 'LIVE'")
-        .await;
+    tablet.wait_text("[data-testid=live-badge]", "t === 'LIVE'").await;
     let want = [b_id.clone(), c_id.clone(), d_id.clone()];
     tablet
         .wait_js(

@@ -159,8 +159,8 @@ function finish(id, o) {
   counts();
 }
 
-function remember(o) {
-  recent.set(o.id, { order: o, at: Date.now() });
+function remember(o, at = Date.now()) {
+  recent.set(o.id, { order: o, at });
   if (!$("#recall-panel").hidden) drawRecall();
 }
 
@@ -285,7 +285,9 @@ async function loadSnapshot() {
       `/v1/stores/${encodeURIComponent(store)}/tickets?station=${station}&recent_secs=${RECALL_MS / 1000}`,
     );
     for (const o of snap.open || []) upsert(o);
-    for (const o of snap.recent || []) remember(o);
+    // Finished before this page loaded: they leave the recall list 15
+    // minutes after they were finished (ready), not after the load.
+    for (const o of snap.recent || []) remember(o, Date.parse(o.ready_at) || Date.now());
     return { cursor: snap.cursor };
   } catch (e) {
     if (missing(e)) return { cursor: null, replay: true };

@@ -184,6 +184,10 @@ pub(crate) struct Shared {
     pub processors: Option<health::SharedProbe>,
     pub streams: Arc<protect::StreamLimits>,
     pub ops: OpsConfig,
+    /// Per-store prep-time medians for ready-time estimates (15 s).
+    pub prep: domain::reports::TtlCache<domain::reports::PrepTimes>,
+    /// Per-store popular items as the `popular.refresh` job kept them.
+    pub popular: domain::reports::TtlCache<domain::reports::Popular>,
 }
 
 impl std::ops::Deref for AppState {
@@ -212,22 +216,28 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         processors: config.processors.clone(),
         streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
         ops: config.ops.clone(),
+        prep: domain::reports::TtlCache::new(domain::reports::ESTIMATE_TTL),
+        popular: domain::reports::TtlCache::new(domain::reports::POPULAR_TTL),
     }))
 }
 
 /// Only the operations routes (`/health/live`, `/health/ready`,
-/// `/metrics`): what a process without the public API (a `worker`) serves
-/// so orchestrators can probe it and Prometheus can scrape it.
+/// `/metrics`) and the live figures (`/v1/admin/figures`, admin only): what
+/// a process without the public API (a `worker`) serves so orchestrators
+/// can probe it, Prometheus can scrape it, and `rushhour monitor` can watch
+/// its processors (which an `api` process does not run).
 pub fn ops_router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) -> Router {
     let state = state(app, metrics, &config);
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
+        .route("/v1/admin/figures", get(admin_figures::figures))
         .route_layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             protect::timeout,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .fallback(protect::route_not_found)
         .method_not_allowed_fallback(protect::method_not_allowed)
         .layer(CatchPanicLayer::custom(protect::panic_response))
@@ -322,6 +332,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/{id}/menu", get(stores::menu))
         .route("/v1/stores/{id}/tickets", get(stores::tickets))
+        .route("/v1/stores/{id}/figures", get(stores::figures))
+        .route("/v1/stores/{id}/popular", get(stores::popular))
         .route("/v1/stores/{id}/pickup", get(events::pickup_board))
         .route(
             "/v1/stores/{id}/items/{sku}/availability",

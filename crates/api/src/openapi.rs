@@ -34,6 +34,8 @@ use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, me
         events::pickup_board,
         events::pickup_events,
         stores::tickets,
+        stores::figures,
+        stores::popular,
         stores::list_stores,
         stores::menu,
         stores::set_availability,

@@ -224,7 +224,38 @@ pub struct OrderView {
     pub pickup_code: Option<String>,
     /// Why the order was cancelled, if a reason was given.
     pub cancel_reason: Option<String>,
+    /// When it should be ready, for orders confirmed or in progress (from
+    /// the store's recent prep times per station; `null` otherwise, and in
+    /// the answers of staff actions and listings).
+    pub estimate: Option<EstimateView>,
     pub links: OrderLinks,
+}
+
+/// A ready-time estimate: confirmation (or now) plus the median recent prep
+/// time of the slowest station the order still has work for, or that
+/// station's default when it has fewer than 5 samples in the last 2 hours.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EstimateView {
+    /// RFC 3339, UTC.
+    pub ready_at: String,
+    /// Whole seconds until `ready_at`; 0 once it has passed.
+    pub seconds_left: i64,
+    /// Samples behind the deciding station's prep time.
+    pub samples: u32,
+    /// `median` of the samples, or the station's `default`.
+    #[schema(example = "median")]
+    pub basis: String,
+}
+
+impl From<domain::reports::Estimate> for EstimateView {
+    fn from(e: domain::reports::Estimate) -> Self {
+        EstimateView {
+            ready_at: rfc3339(e.ready_at),
+            seconds_left: e.seconds_left,
+            samples: e.samples,
+            basis: e.basis.as_str().to_owned(),
+        }
+    }
 }
 
 /// One priced line; it is also the ticket its station works on.
@@ -282,6 +313,7 @@ impl From<Order> for OrderView {
             name: o.name,
             pickup_code: o.pickup_code,
             cancel_reason: o.cancel_reason,
+            estimate: None,
             links: OrderLinks::of(o.id),
         }
     }
@@ -514,7 +546,17 @@ pub async fn get_order(
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let order = state.app.order(id).await?;
     in_scope(&caller, order.store.as_str())?;
-    Ok(axum::Json(order.into()))
+    let estimate = if matches!(order.status, OrderStatus::Confirmed | OrderStatus::InProgress) {
+        let now = state.app.clock.now_ms();
+        let reports: &dyn domain::ports::ReportStore = &*state.app.store;
+        let prep = domain::reports::prep_times(reports, &state.prep, &order.store, now).await?;
+        domain::reports::estimate(&order, &prep, now)
+    } else {
+        None
+    };
+    let mut view = OrderView::from(order);
+    view.estimate = estimate.map(Into::into);
+    Ok(axum::Json(view))
 }
 
 /// A store-scoped API key may only touch its store's orders. Checked after

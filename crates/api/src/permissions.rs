@@ -155,6 +155,8 @@ pub static RULES: &[Rule] = &[
     // The pickup board (a TV): codes and first names only.
     rule(Method::GET, "/v1/stores/{id}/pickup", Public, Class::Reads),
     rule(Method::GET, "/v1/stores/{id}/pickup/events", Public, Class::Streams),
+    rule(Method::GET, "/v1/stores/{id}/popular", Public, Class::Reads),
+    rule(Method::GET, "/v1/stores/{id}/figures", Staff(Manager), Class::Reads),
     rule(
         Method::PUT,
         "/v1/stores/{id}/items/{sku}/availability",

@@ -298,6 +298,158 @@ pub async fn tickets(
     }))
 }
 
+/// `GET /v1/stores/{id}/figures` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FiguresParams {
+    /// `YYYY-MM-DD` in the store's time zone; today there by default.
+    pub date: Option<String>,
+}
+
+/// One local hour of the day (of placing).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourFiguresView {
+    /// 0 to 23, the store's local time.
+    pub hour: u8,
+    pub orders: u64,
+    pub avg_ready_secs: Option<f64>,
+    pub p90_ready_secs: Option<f64>,
+}
+
+/// A store's day in figures: counts of the orders placed that local day,
+/// and their time to ready (ready_at − placed_at): mean and nearest-rank
+/// 90th percentile, over the day and per hour.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FiguresView {
+    pub store: String,
+    #[schema(example = "2026-03-01")]
+    pub date: String,
+    pub orders: u64,
+    pub ready: u64,
+    pub picked_up: u64,
+    pub cancelled: u64,
+    pub rejected: u64,
+    pub avg_ready_secs: Option<f64>,
+    pub p90_ready_secs: Option<f64>,
+    /// Only hours with orders.
+    pub per_hour: Vec<HourFiguresView>,
+}
+
+/// Manager: the store's day in figures.
+#[utoipa::path(
+    get,
+    path = "/v1/stores/{id}/figures",
+    tag = "staff",
+    params(("id" = String, Path, description = "Store slug"), FiguresParams),
+    responses(
+        (status = 200, description = "The figures", body = FiguresView),
+        (status = 400, description = "invalid_path, invalid_query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn figures(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<FiguresParams>,
+) -> Result<axum::Json<FiguresView>, ApiError> {
+    let store = store_id(&id)?;
+    let bad_date = || ApiError::InvalidQuery("date must be YYYY-MM-DD".into());
+    let date = match q.date.as_deref() {
+        None | Some("") => None,
+        Some(d) if d.len() == 10 => Some(d),
+        Some(_) => return Err(bad_date()),
+    };
+    let menu = state.app.menu(&store).await?;
+    let reports: &dyn domain::ports::ReportStore = &*state.app.store;
+    let now = state.app.clock.now_ms();
+    let f = domain::reports::day_figures(reports, &store, &menu.store().time_zone, date, now)
+        .await?
+        .ok_or_else(bad_date)?;
+    Ok(axum::Json(FiguresView {
+        store: f.store.0,
+        date: f.date,
+        orders: f.orders,
+        ready: f.ready,
+        picked_up: f.picked_up,
+        cancelled: f.cancelled,
+        rejected: f.rejected,
+        avg_ready_secs: f.avg_ready_secs,
+        p90_ready_secs: f.p90_ready_secs,
+        per_hour: f
+            .per_hour
+            .into_iter()
+            .map(|h| HourFiguresView {
+                hour: h.hour,
+                orders: h.orders,
+                avg_ready_secs: h.avg_ready_secs,
+                p90_ready_secs: h.p90_ready_secs,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PopularItemView {
+    #[schema(example = "latte")]
+    pub sku: String,
+    pub name: String,
+    /// Quantity sold in the last 24 hours.
+    pub count: u64,
+}
+
+/// The store's best sellers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PopularView {
+    /// Most sold first, at most 8.
+    pub items: Vec<PopularItemView>,
+    /// When the `popular.refresh` job computed them; `null` if it has not yet.
+    pub computed_at: Option<String>,
+}
+
+/// The store's top sellers of the last 24 hours by quantity, as the
+/// `popular.refresh` job (every 5 minutes) last computed them.
+#[utoipa::path(
+    get,
+    path = "/v1/stores/{id}/popular",
+    tag = "stores",
+    params(("id" = String, Path, description = "Store slug")),
+    responses(
+        (status = 200, description = "The best sellers", body = PopularView),
+        (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn popular(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PopularView>, ApiError> {
+    let store = store_id(&id)?;
+    state.app.menu(&store).await?;
+    let now = state.app.clock.now_ms();
+    let (app, key) = (state.app.clone(), store.clone());
+    let kept = state
+        .popular
+        .get_or_load(&store, now, || async move {
+            let (items, computed_at) = app.store.popular(&key).await?;
+            Ok(domain::reports::Popular { items, computed_at })
+        })
+        .await?;
+    Ok(axum::Json(PopularView {
+        items: kept
+            .items
+            .iter()
+            .map(|i| PopularItemView {
+                sku: i.sku.clone(),
+                name: i.name.clone(),
+                count: i.count,
+            })
+            .collect(),
+        computed_at: kept.computed_at.map(crate::orders::rfc3339),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

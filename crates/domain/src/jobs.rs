@@ -331,6 +331,8 @@ pub const ORDERS_EXPIRE: &str = "orders.expire";
 pub const CLEANUP: &str = "cleanup.nightly";
 /// Refresh the store's planner statistics (`Store::maintain`).
 pub const DB_MAINTENANCE: &str = "db.maintenance";
+/// Rank every store's best sellers (`domain::reports::refresh_popular`).
+pub const POPULAR_REFRESH: &str = "popular.refresh";
 /// A job that does nothing (`rushhour bench jobs`).
 pub const NOOP: &str = "noop";
 

@@ -25,6 +25,7 @@ pub mod order;
 pub mod pickup;
 pub mod ports;
 pub mod receipt;
+pub mod reports;
 pub mod sync;
 
 pub use app::{AppError, IntakeOutcome, Resource, Rushhour, RushhourConfig};

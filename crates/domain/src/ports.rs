@@ -227,6 +227,7 @@ mod limits;
 mod menus;
 mod ops;
 mod orders;
+mod reports;
 mod sessions;
 mod store;
 
@@ -239,6 +240,7 @@ pub use orders::{
     ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
     OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
+pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};
 

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod jobs_cli;
+pub mod monitor;
 pub mod ops_cli;
 pub mod replay;
 pub mod users_cli;

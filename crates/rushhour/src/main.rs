@@ -58,6 +58,8 @@ enum Command {
     Dev(rushhour::ops_cli::DevArgs),
     /// Staff accounts and API keys: list, add, disable, enable, set-password, set-role, keys, issue-key, revoke-key.
     Users(rushhour::users_cli::UsersArgs),
+    /// Watch a running instance live in the terminal (over its HTTP API, with an admin key).
+    Monitor(rushhour::monitor::MonitorArgs),
     /// Load-generate against a running server, or run the benchmark suite.
     Bench(Box<bench::BenchArgs>),
 }
@@ -177,6 +179,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Bench(args) => bench::run(*args).await,
+            Command::Monitor(args) => rushhour::monitor::run(&args).await,
         }
     })
 }

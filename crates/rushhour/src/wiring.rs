@@ -338,10 +338,42 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
         max_streams: cfg.http.max_streams,
         max_streams_per_client: cfg.http.max_streams_per_client,
         web: cfg.board.web(),
-        // The operator routes' schedules and identity: the defaults until
-        // wiring hands them the schedule book (main left this field unset).
-        ops: api::OpsConfig::default(),
+        ops: api::OpsConfig {
+            schedules: Some(schedule_book(cfg, built)?),
+            role: "serve",
+            instance: cfg.worker_id(),
+        },
     })
+}
+
+/// The configured schedules, for the operator routes: built as `run` builds
+/// the scheduler's, whether or not this process runs the scheduler (an
+/// `api` process shows and runs what its workers fire).
+fn schedule_book(cfg: &Config, built: &Built) -> anyhow::Result<Arc<dyn domain::jobs::ScheduleBook>> {
+    let registry = catalog::registry(built.tasks(cfg));
+    let configured = cfg.scheduler.schedules.iter().map(|(n, c)| (n.as_str(), c.as_str()));
+    let schedules = catalog::schedules(configured, &registry, built.app.clock.now_ms())?;
+    Ok(Arc::new(worker::ScheduleList(schedules)))
+}
+
+/// Take a sample of this process's live figures every second
+/// (`telemetry::figures`, served by `GET /v1/admin/figures`), until
+/// `shutdown`.
+fn spawn_figures_sampler(clock: Arc<dyn Clock>, tracker: &TaskTracker, shutdown: CancellationToken) {
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // A late tick is taken late, not doubled: the rates divide by the
+        // real time between samples anyway.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    telemetry::figures().sample(clock.now_ms());
+                }
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
 }
 
 /// The server loop's connection-level protection (`http.*`).
@@ -363,6 +395,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
+    spawn_figures_sampler(built.app.clock.clone(), &tracker, shutdown.clone());
     let processors = (roles.processors && cfg.processor.enabled)
         .then(|| worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone()));
     if (roles.jobs && cfg.jobs.enabled) || (roles.scheduler && cfg.scheduler.enabled) {
@@ -398,6 +431,11 @@ pub async fn run(
     }
     if let Some(listener) = listener {
         let mut config = api_config(cfg, built, shutdown.clone())?;
+        config.ops.role = match (roles.api, roles.processors) {
+            (true, true) => "serve",
+            (true, false) => "api",
+            (false, _) => "worker",
+        };
         if let Some(status) = processors.clone() {
             config.processors = Some(Arc::new(move || status.health()));
         }

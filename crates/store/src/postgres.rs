@@ -41,6 +41,7 @@
 use crate::error;
 mod identity;
 mod ops;
+mod reports;
 mod rows;
 
 use std::collections::HashSet;

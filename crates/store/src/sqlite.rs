@@ -29,6 +29,7 @@ mod conn;
 use crate::error;
 mod identity;
 mod ops;
+mod reports;
 pub(crate) mod rows;
 
 use std::path::Path;

@@ -27,7 +27,7 @@ use std::time::Duration;
 use domain::housekeeping::{self, Cleaned, RetentionPeriods};
 use domain::jobs::{
     CACHE_WARMUP, CLEANUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE, PERF_SNAPSHOT,
-    RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE,
+    POPULAR_REFRESH, RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE,
 };
 use domain::ops::{PerfSnapshot, SyncRun};
 use domain::ports::{Mailer, PortError, PortResult, SessionStore};
@@ -41,7 +41,7 @@ use crate::jobs::{JobError, JobKind, Registry, handler_fn};
 use crate::scheduler::{Schedule, ScheduleError, parse_schedule};
 
 /// Which job each configured schedule (`scheduler.schedules.<name>`) fires.
-pub const SCHEDULES: [(&str, &str); 7] = [
+pub const SCHEDULES: [(&str, &str); 8] = [
     ("menu_sync", SYNC_MENU),
     ("accounts_sync", SYNC_ACCOUNTS),
     ("cache_warmup", CACHE_WARMUP),
@@ -49,6 +49,7 @@ pub const SCHEDULES: [(&str, &str); 7] = [
     ("order_expiry", ORDERS_EXPIRE),
     ("cleanup", CLEANUP),
     ("db_maintenance", DB_MAINTENANCE),
+    ("popular_refresh", POPULAR_REFRESH),
 ];
 
 /// A configured schedule the catalog cannot turn into a job.
@@ -250,6 +251,18 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
     });
     add(CLEANUP, "maintenance", 3, -10, |t, _| {
         async move { t.cleanup().await.map(drop).map_err(job_error) }.boxed()
+    });
+    // Best sellers for the menu's "popular now" row: cheap, and stale for
+    // at most one more tick if a run fails.
+    add(POPULAR_REFRESH, "maintenance", 2, 0, |t, _| {
+        async move {
+            let now = t.app.clock.now_ms();
+            domain::reports::refresh_popular(&*t.app.store, now)
+                .await
+                .map(drop)
+                .map_err(job_error)
+        }
+        .boxed()
     });
     add(DB_MAINTENANCE, "maintenance", 2, -10, |t, _| {
         async move { t.app.store.maintain().await.map(drop).map_err(job_error) }.boxed()

@@ -455,3 +455,37 @@ async fn openapi_documents_the_operator_routes() {
     }
     assert!(doc["components"]["schemas"]["FiguresView"].is_object());
 }
+
+#[tokio::test]
+async fn a_worker_serves_its_figures_to_admins_only() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+    let mut captured = None;
+    let h = harness_with(|c| {
+        c.ops.role = "worker";
+        captured = Some(c.clone());
+    })
+    .await;
+    let ops = api::ops_router(h.app.clone(), telemetry::prometheus(), captured.unwrap());
+    let get = |key: Option<String>| {
+        let mut req = Request::get("/v1/admin/figures");
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        ops.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let ok = get(Some(h.keys[&Role::Admin].clone())).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body = axum::body::to_bytes(ok.into_body(), usize::MAX).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["role"], "worker");
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    assert_eq!(get(Some(h.keys[&Role::Manager].clone())).await.unwrap().status(), 403);
+    let probe = ops
+        .clone()
+        .oneshot(Request::get("/health/live").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200, "probes stay open");
+}

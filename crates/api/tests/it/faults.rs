@@ -397,6 +397,44 @@ impl<T: AuditLog> AuditLog for Faulty<T> {
 }
 
 #[async_trait]
+impl<T: domain::ports::ReportStore> domain::ports::ReportStore for Faulty<T> {
+    async fn prep_samples(
+        &self,
+        store: &StoreId,
+        since: i64,
+        per_station: u32,
+    ) -> PortResult<Vec<domain::ports::PrepSample>> {
+        self.fault.check().await?;
+        self.inner.prep_samples(store, since, per_station).await
+    }
+
+    async fn day_rows(&self, store: &StoreId, start: i64, end: i64) -> PortResult<domain::ports::DayRows> {
+        self.fault.check().await?;
+        self.inner.day_rows(store, start, end).await
+    }
+
+    async fn top_items(&self, store: &StoreId, since: i64, limit: u32) -> PortResult<Vec<domain::ports::PopularItem>> {
+        self.fault.check().await?;
+        self.inner.top_items(store, since, limit).await
+    }
+
+    async fn save_popular(
+        &self,
+        store: &StoreId,
+        items: &[domain::ports::PopularItem],
+        computed_at: i64,
+    ) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.save_popular(store, items, computed_at).await
+    }
+
+    async fn popular(&self, store: &StoreId) -> PortResult<(Vec<domain::ports::PopularItem>, Option<i64>)> {
+        self.fault.check().await?;
+        self.inner.popular(store).await
+    }
+}
+
+#[async_trait]
 impl<T: StoreBackend> StoreBackend for Faulty<T> {
     async fn health(&self) -> PortResult<()> {
         self.fault.check().await?;

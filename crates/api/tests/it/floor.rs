@@ -340,3 +340,104 @@ async fn the_pickup_board_shows_codes_names_and_states_and_nothing_else() {
         assert!(!seen.contains(secret), "{secret} leaked: {seen}");
     }
 }
+
+#[tokio::test]
+async fn orders_being_made_carry_a_ready_time_estimate() {
+    let h = harness().await;
+    let id = h.confirmed_order().await;
+    let v = h.customer_get(id).await.json();
+    let e = &v["estimate"];
+    assert_eq!(
+        keys(e),
+        ["basis", "ready_at", "samples", "seconds_left"]
+            .map(String::from)
+            .into()
+    );
+    // No prep times measured yet: the drinks' default (3 minutes).
+    assert_eq!((e["basis"].as_str(), e["samples"].as_u64()), (Some("default"), Some(0)));
+    let left = e["seconds_left"].as_i64().unwrap();
+    assert!((0..=180).contains(&left), "{e}");
+    act(&h, id, "lines/1/start").await;
+    assert!(
+        h.customer_get(id).await.json()["estimate"].is_object(),
+        "in progress: still estimated"
+    );
+    act(&h, id, "lines/2/start").await;
+    act(&h, id, "lines/1/done").await;
+    act(&h, id, "lines/2/done").await;
+    assert_eq!(
+        h.customer_get(id).await.json()["estimate"],
+        Value::Null,
+        "ready: nothing to estimate"
+    );
+}
+
+#[tokio::test]
+async fn a_manager_reads_the_day_s_figures() {
+    let h = harness().await;
+    let uri = format!("/v1/stores/{STORE}/figures");
+    h.get(&uri).await.problem(401, "unauthorized");
+    h.as_role(Role::Barista, Method::GET, &uri, None)
+        .await
+        .problem(403, "forbidden");
+    let id = h.confirmed_order().await;
+    for step in [
+        "lines/1/start",
+        "lines/2/start",
+        "lines/1/done",
+        "lines/2/done",
+        "pickup",
+    ] {
+        act(&h, id, step).await;
+    }
+    h.confirmed_order().await;
+    let a = h.as_role(Role::Manager, Method::GET, &uri, None).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let f = a.json();
+    assert_eq!(f["store"], STORE);
+    assert_eq!(
+        (f["orders"].as_u64(), f["ready"].as_u64(), f["picked_up"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    assert!(
+        f["avg_ready_secs"].as_f64().unwrap() >= 0.0 && f["p90_ready_secs"].is_number(),
+        "{f}"
+    );
+    let hours = f["per_hour"].as_array().unwrap();
+    assert_eq!(hours.iter().map(|x| x["orders"].as_u64().unwrap()).sum::<u64>(), 2);
+    assert!(hours.iter().all(|x| x["hour"].as_u64().unwrap() < 24));
+    // Another day has nothing; a malformed date is refused.
+    let other = h
+        .as_role(Role::Manager, Method::GET, &format!("{uri}?date=2001-02-03"), None)
+        .await
+        .json();
+    assert_eq!(
+        (other["date"].as_str(), other["orders"].as_u64()),
+        (Some("2001-02-03"), Some(0))
+    );
+    assert_eq!(other["avg_ready_secs"], Value::Null);
+    for bad in ["2001-2-3", "2001-13-01", "today"] {
+        h.as_role(Role::Manager, Method::GET, &format!("{uri}?date={bad}"), None)
+            .await
+            .problem(400, "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn popular_items_are_what_the_refresh_job_kept() {
+    let h = harness().await;
+    h.get("/v1/stores/nowhere/popular")
+        .await
+        .problem(404, "store_not_found");
+    h.confirmed_order().await; // two small lattes
+    let refreshed = domain::reports::refresh_popular(&*h.app.store, h.app.clock.now_ms())
+        .await
+        .unwrap();
+    assert!(refreshed >= 1);
+    // Public, and only what the job kept.
+    let a = h.get(&format!("/v1/stores/{STORE}/popular")).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let v = a.json();
+    assert_eq!(v["items"], json!([{"sku": "latte", "name": "Caffè Latte", "count": 2}]));
+    assert!(v["computed_at"].is_string(), "{v}");
+}

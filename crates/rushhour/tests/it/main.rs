@@ -9,6 +9,7 @@ mod http_errors;
 mod http_orders;
 mod http_reads;
 mod jobs;
+mod monitor;
 mod postgres;
 mod protection;
 mod replay;

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use crate::crash::{free_port, ready};
-use crate::support::{STAFF_KEY, STORE, latte_order, problem, spawn_app_with};
+use crate::support::{self, STAFF_KEY, STORE, latte_order, problem, spawn_app_with};
 
 /// Bound on every wait for the server to act.
 const BOUND: Duration = Duration::from_secs(30);
@@ -50,6 +50,7 @@ async fn start(env: &[(&str, &str)]) -> Server {
     }
     let child = cmd.spawn().expect("start rushhour");
     let base = format!("http://127.0.0.1:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let probe = Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
@@ -114,7 +115,7 @@ async fn slowloris_and_silent_connections_are_closed_by_the_header_deadline() {
     assert!(said.is_empty() || said.starts_with("HTTP/1.1 408"), "{said}");
 
     // Everyone else is served as usual, and the closings are counted.
-    let client = Client::new();
+    let client = support::http_client(Duration::from_secs(30));
     let live = client.get(format!("{}/health/live", server.base)).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);
     let metrics = client
@@ -146,7 +147,7 @@ async fn a_slow_body_holds_no_intake_slot_and_gets_408() {
     // A round trip on another connection, so the slow request is surely
     // inside the server by now (in front of the only intake slot, were it
     // taken before the body).
-    let client = Client::new();
+    let client = support::http_client(Duration::from_secs(30));
     let live = client.get(format!("{}/health/live", server.base)).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);
 
@@ -230,6 +231,7 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
 /// A client whose connections come from `ip` (any 127.x address reaches
 /// the server on Linux's loopback).
 fn client_from(ip: [u8; 4]) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .local_address(IpAddr::V4(Ipv4Addr::from(ip)))
         .build()

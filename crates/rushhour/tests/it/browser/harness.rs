@@ -53,8 +53,15 @@ impl Screen {
     }
 }
 
+/// A test-run switch (`NAME=1`), not an application setting: these are
+/// read here, as `testkit::service_url` reads the service URLs.
+#[allow(clippy::disallowed_methods)]
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).as_deref() == Ok("1")
+}
+
 fn require_services() -> bool {
-    std::env::var("RUSHHOUR_REQUIRE_SERVICES").as_deref() == Ok("1")
+    env_flag("RUSHHOUR_REQUIRE_SERVICES")
 }
 
 /// A chromedriver of our own; `None` (after a loud message) when Chromium
@@ -161,7 +168,6 @@ impl Driver {
             driver_port: self.port,
             session,
             profile: Some(profile),
-            screen,
         }
     }
 }
@@ -180,7 +186,6 @@ pub struct Page {
     driver_port: u16,
     session: String,
     profile: Option<TempDir>,
-    pub screen: Screen,
 }
 
 impl Drop for Page {
@@ -266,12 +271,11 @@ impl Page {
     pub async fn wait_js(&self, what: &str, script: &str) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let last_err;
-            match self.client.execute(script, vec![]).await {
+            let last_err = match self.client.execute(script, vec![]).await {
                 Ok(v) if truthy(&v) => return v,
-                Ok(v) => last_err = format!("last value {v}"),
-                Err(e) => last_err = format!("last error {e}"),
-            }
+                Ok(v) => format!("last value {v}"),
+                Err(e) => format!("last error {e}"),
+            };
             if Instant::now() >= deadline {
                 let name = format!("FAILED-{}", slug(what));
                 let path = self.shot(&name).await;
@@ -375,7 +379,7 @@ impl Page {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, &png).unwrap();
-        if std::env::var("RUSHHOUR_UPDATE_SCREENSHOTS").as_deref() == Ok("1") && !name.starts_with("FAILED") {
+        if env_flag("RUSHHOUR_UPDATE_SCREENSHOTS") && !name.starts_with("FAILED") {
             let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
             std::fs::create_dir_all(&docs).unwrap();
             std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();

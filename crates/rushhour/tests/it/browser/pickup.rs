@@ -55,7 +55,7 @@ async fn undo_and_recall_on_the_board_and_the_pickup_board_follows() {
     tablet.wait_count("[data-testid=ticket]", 1).await;
     assert_eq!(
         tablet.texts("[data-testid=ticket-code]").await,
-        [code.clone()],
+        [code.as_str()],
         "the ticket carries the pickup code"
     );
 

@@ -110,8 +110,18 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let viewer = principal.as_ref().map(|p| web::Viewer {
+        name: p.0.actor.clone(),
+        role: p.0.role,
+    });
     if let Err(e) = admit(&state, rule, &req, &path, principal.as_ref()) {
+        if rule.class == Class::Pages {
+            return refuse_page(rule, &req, viewer.as_ref(), e);
+        }
         return e.into_response();
+    }
+    if let Some(v) = viewer {
+        req.extensions_mut().insert(v);
     }
     let exempt = state.limits.exempt.iter().any(|n| n.contains(&source));
     let decision = match rule.class {
@@ -147,6 +157,24 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         rate_headers(resp.headers_mut(), class, quota, &d);
     }
     resp
+}
+
+/// A refused page request, answered for a person: an anonymous visitor
+/// goes to the login page (which comes back here), a signed-in user
+/// without the role gets an HTML 403 saying which role it needs.
+fn refuse_page(rule: &Rule, req: &Request, viewer: Option<&web::Viewer>, e: ApiError) -> Response {
+    let need = match rule.access {
+        Access::Staff(role) | Access::OrderOrStaff(role) => role,
+        Access::Public | Access::Signed => Role::Admin,
+    };
+    match e {
+        ApiError::Unauthorized => {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            web::to_login(target)
+        }
+        ApiError::Forbidden => web::forbidden(viewer, need),
+        other => other.into_response(),
+    }
 }
 
 /// A principal and whether it came from the cookie.
@@ -188,7 +216,8 @@ fn admit(
             return Err(refuse_err("forbidden", ApiError::Forbidden));
         }
         // A store-scoped key acts on its store's routes only.
-        if let Some(store) = path_param(path, req.uri().path(), "{id}").filter(|_| path.starts_with("/v1/stores/"))
+        if let Some(store) = path_param(path, req.uri().path(), "{id}")
+            .filter(|_| path.starts_with("/v1/stores/") || path.starts_with("/stores/"))
             && !p.may_act_on_store(store)
         {
             return Err(refuse_err("forbidden", ApiError::Forbidden));

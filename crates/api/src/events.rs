@@ -403,7 +403,15 @@ async fn stream(
         shutdown: state.shutdown.clone(),
         _slot: slot,
     };
-    let sse = Sse::new(tail.into_stream()).keep_alive(KeepAlive::new().interval(state.sse_heartbeat));
+    // A named `heartbeat` event rather than the default comment: a browser
+    // never sees comments, and the board must tell a quiet stream from a
+    // dead one ("no event for two heartbeats" is STALE). It has no `id:`,
+    // so it does not move the client's Last-Event-ID.
+    let sse = Sse::new(tail.into_stream()).keep_alive(
+        KeepAlive::new()
+            .interval(state.sse_heartbeat)
+            .event(Event::default().event("heartbeat").data("")),
+    );
     let mut resp = sse.into_response();
     // Tell buffering proxies (nginx) to pass events through as they come.
     resp.headers_mut()

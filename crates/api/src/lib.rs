@@ -52,6 +52,7 @@ pub use health::SharedProbe;
 pub use openapi::ApiDoc;
 pub use permissions::{Access, Class, RULES, Rule};
 pub use serve::{ServeOptions, serve};
+pub use web::{Ageing, WebConfig};
 pub use webhooks::webhook_signature;
 
 /// What the binary decides about the HTTP edge.
@@ -110,6 +111,9 @@ pub struct ApiConfig {
     /// Streams open at once per client address; beyond it 429
     /// `too_many_streams`.
     pub max_streams_per_client: usize,
+    /// The web UI's settings (board timers); its heartbeat is
+    /// `sse_heartbeat`'s.
+    pub web: WebConfig,
     /// What the operator routes need besides the ports.
     pub ops: OpsConfig,
 }
@@ -339,6 +343,14 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
         .merge(openapi::swagger_ui())
+        // The pages: through the same timeout and the same `authorize`.
+        .merge(web::router(
+            state.app.clone(),
+            WebConfig {
+                heartbeat_secs: config.sse_heartbeat.as_secs().max(1),
+                ..config.web.clone()
+            },
+        ))
         // `route_layer`, not `layer`: the fallback must stay untouched so
         // the merge below and the 404 handler keep working.
         .route_layer(axum::middleware::from_fn_with_state(

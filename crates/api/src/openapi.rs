@@ -73,6 +73,15 @@ use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, me
         metrics::render,
         openapi_json,
         docs,
+        page_stores,
+        page_menu,
+        page_order,
+        page_login,
+        page_board,
+        page_pickup,
+        page_manage,
+        page_ops,
+        page_asset,
     ),
     components(schemas(error::Problem, error::ErrorCode, error::FieldProblem)),
     modifiers(&SecurityFromTable),
@@ -84,6 +93,7 @@ use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, me
         (name = "webhooks", description = "Callbacks from the payment provider, signed with a shared secret (`Rushhour-Signature`)"),
         (name = "admin", description = "Operator routes (role admin): live figures and snapshots, background jobs and schedules, dead letters, upstream sync, caches, users, API keys, audit"),
         (name = "ops", description = "Health, metrics and documentation"),
+        (name = "pages", description = "The web UI's HTML pages and assets (crates/web); they call only the routes above"),
     )
 )]
 pub struct ApiDoc;
@@ -106,3 +116,83 @@ fn openapi_json() {}
 #[utoipa::path(get, path = "/docs", tag = "ops", responses((status = 303, description = "Redirect to the Swagger UI page")))]
 #[allow(dead_code)]
 fn docs() {}
+
+// The web UI's pages (crates/web), listed so the document names every
+// route of the permission table. They answer HTML, never problem+json: a
+// refused staff page redirects an anonymous visitor to `/login?next=` and
+// shows a signed-in user without the role an HTML 403.
+
+/// The store picker.
+#[utoipa::path(get, path = "/", tag = "pages", responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 503, description = "The store cannot answer (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_stores() {}
+
+/// A store's menu with the cart.
+#[utoipa::path(get, path = "/stores/{id}", tag = "pages", params(("id" = String, Path, description = "Store id")), responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 404, description = "No such store (HTML)", content_type = "text/html"),
+    (status = 503, description = "The store cannot answer (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_menu() {}
+
+/// The customer's order page; `?token=` is the order's access token.
+#[utoipa::path(get, path = "/orders/{id}", tag = "pages", params(("id" = String, Path, description = "Order id"),
+    ("token" = Option<String>, Query, description = "The order's access token")), responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 404, description = "Not an order id (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_order() {}
+
+/// The staff sign-in page; `?next=` is a same-origin path to go back to.
+#[utoipa::path(get, path = "/login", tag = "pages", params(("next" = Option<String>, Query, description = "Where to go after signing in")), responses(
+    (status = 200, description = "HTML page", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_login() {}
+
+/// The barista or kitchen display.
+#[utoipa::path(get, path = "/stores/{id}/board", tag = "pages", params(("id" = String, Path, description = "Store id"),
+    ("station" = Option<String>, Query, description = "`barista` (default) or `kitchen`")), responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 303, description = "Not signed in: to `/login?next=`"),
+    (status = 403, description = "Signed in without the role (HTML)", content_type = "text/html"),
+    (status = 404, description = "No such store or station (HTML)", content_type = "text/html"),
+    (status = 503, description = "The store cannot answer (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_board() {}
+
+/// The public pickup board (a TV).
+#[utoipa::path(get, path = "/stores/{id}/pickup", tag = "pages", params(("id" = String, Path, description = "Store id")), responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 404, description = "No such store (HTML)", content_type = "text/html"),
+    (status = 503, description = "The store cannot answer (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_pickup() {}
+
+/// The manager's page.
+#[utoipa::path(get, path = "/stores/{id}/manage", tag = "pages", params(("id" = String, Path, description = "Store id")), responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 303, description = "Not signed in: to `/login?next=`"),
+    (status = 403, description = "Signed in without the role (HTML)", content_type = "text/html"),
+    (status = 404, description = "No such store (HTML)", content_type = "text/html"),
+    (status = 503, description = "The store cannot answer (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_manage() {}
+
+/// The operator's dashboard.
+#[utoipa::path(get, path = "/ops", tag = "pages", responses(
+    (status = 200, description = "HTML page", content_type = "text/html"),
+    (status = 303, description = "Not signed in: to `/login?next=`"),
+    (status = 403, description = "Signed in without the role (HTML)", content_type = "text/html")))]
+#[allow(dead_code)]
+fn page_ops() {}
+
+/// An embedded asset under its content-hashed name: cached for a year,
+/// precompressed (brotli, gzip), `ETag` and `304` on `If-None-Match`.
+#[utoipa::path(get, path = "/assets/{name}", tag = "pages", params(("name" = String, Path, description = "Hashed file name")), responses(
+    (status = 200, description = "The asset"),
+    (status = 304, description = "Not modified"),
+    (status = 404, description = "No such asset")))]
+#[allow(dead_code)]
+fn page_asset() {}

@@ -95,7 +95,24 @@ pub struct Receipt {
     #[schema(example = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8")]
     pub access_token: String,
     /// Links carrying the token.
-    pub links: OrderLinks,
+    pub links: ReceiptLinks,
+}
+
+/// The links of a 202: the order and its event stream for programs, the
+/// order page for people (a till or kiosk prints it as a QR code).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptLinks {
+    #[serde(rename = "self")]
+    #[schema(example = "/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001?token=3f9a1c2b")]
+    pub this: String,
+    #[schema(example = "/v1/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001/events?token=3f9a1c2b")]
+    pub events: String,
+    /// The customer's order page. Absent only on the replay of an answer
+    /// recorded before order pages existed.
+    #[serde(default)]
+    #[schema(example = "/orders/0190f0d2-5b1c-7cc3-a1b2-000000000001?token=3f9a1c2b")]
+    pub page: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -786,7 +803,7 @@ pub fn rfc3339(ms: i64) -> String {
 mod tests {
     use super::*;
     use domain::Money;
-    use domain::app::{IntakeReceipt, ReceiptLinks};
+    use domain::app::IntakeReceipt;
 
     #[test]
     fn timestamps_render_as_rfc3339_utc() {
@@ -849,13 +866,15 @@ mod tests {
             status: OrderStatus::Placed,
             total: Money::new(1140, "USD"),
             access_token: "00ff".into(),
-            links: ReceiptLinks {
+            links: domain::app::ReceiptLinks {
                 this: format!("/v1/orders/{id}?token=00ff"),
                 events: format!("/v1/orders/{id}/events?token=00ff"),
+                page: format!("/orders/{id}?token=00ff"),
             },
         })
         .unwrap();
         let r: Receipt = serde_json::from_slice(&body).expect("the documented schema matches");
+        assert_eq!(r.links.page, Some(format!("/orders/{id}?token=00ff")));
         assert_eq!(r.status, OrderStatusDto::Placed);
         assert_eq!(receipt_id(&body), Some(id.0));
         assert_eq!(receipt_id(b"not json"), None);

@@ -53,6 +53,12 @@ pub enum Class {
     /// Health probes, metrics and docs: never limited, so an orchestrator
     /// and Prometheus always get through.
     Ops,
+    /// The web UI's HTML pages and their assets (`crates/web`). Not
+    /// limited: a page is a cached menu render or a static shell, and
+    /// every API call it makes draws on that route's own budget. Refused
+    /// page requests are answered for a person (a redirect to the login
+    /// page, an HTML 403), not with problem+json.
+    Pages,
 }
 
 impl Class {
@@ -76,6 +82,7 @@ impl Class {
             Class::Staff => "staff",
             Class::Admin => "admin",
             Class::Ops => "ops",
+            Class::Pages => "pages",
         }
     }
 }
@@ -213,6 +220,18 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/metrics", Public, Class::Ops),
     rule(Method::GET, "/openapi.json", Public, Class::Ops),
     rule(Method::GET, "/docs", Public, Class::Ops),
+    // The web UI (crates/web): the customer's pages and the pickup board
+    // are public (an order page shows nothing without its token, which
+    // the API checks); each staff screen needs its role.
+    rule(Method::GET, "/", Public, Class::Pages),
+    rule(Method::GET, "/stores/{id}", Public, Class::Pages),
+    rule(Method::GET, "/orders/{id}", Public, Class::Pages),
+    rule(Method::GET, "/login", Public, Class::Pages),
+    rule(Method::GET, "/stores/{id}/board", Staff(Barista), Class::Pages),
+    rule(Method::GET, "/stores/{id}/pickup", Public, Class::Pages),
+    rule(Method::GET, "/stores/{id}/manage", Staff(Manager), Class::Pages),
+    rule(Method::GET, "/ops", Staff(Admin), Class::Pages),
+    rule(Method::GET, "/assets/{name}", Public, Class::Pages),
 ];
 
 static INDEX: LazyLock<HashMap<(Method, &'static str), &'static Rule>> =
@@ -341,6 +360,16 @@ mod tests {
     #[test]
     fn every_entry_is_unique() {
         assert_eq!(INDEX.len(), RULES.len(), "a route is listed twice");
+    }
+
+    #[test]
+    fn every_page_route_is_listed_as_a_page() {
+        for path in web::PAGE_ROUTES {
+            let rule = lookup(&Method::GET, path).unwrap_or_else(|| panic!("{path} is not in the table"));
+            assert_eq!(rule.class, Class::Pages, "{path}");
+        }
+        let pages = RULES.iter().filter(|r| r.class == Class::Pages).count();
+        assert_eq!(pages, web::PAGE_ROUTES.len(), "a page rule names no page route");
     }
 
     #[test]

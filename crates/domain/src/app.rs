@@ -137,6 +137,9 @@ pub struct ReceiptLinks {
     #[serde(rename = "self")]
     pub this: String,
     pub events: String,
+    /// The customer's order page (HTML), for a till or kiosk to print as
+    /// a QR code.
+    pub page: String,
 }
 
 #[derive(Debug)]
@@ -260,6 +263,7 @@ impl Rushhour {
             links: ReceiptLinks {
                 this: format!("/v1/orders/{id}?token={token}"),
                 events: format!("/v1/orders/{id}/events?token={token}"),
+                page: format!("/orders/{id}?token={token}"),
             },
             access_token: token,
         };

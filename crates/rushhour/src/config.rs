@@ -41,6 +41,7 @@ pub struct Config {
     pub upstream: UpstreamSection,
     pub mail: MailSection,
     pub webhooks: WebhooksSection,
+    pub board: BoardSection,
     pub telemetry: TelemetrySection,
     pub demo: DemoSection,
 }
@@ -314,6 +315,33 @@ impl std::fmt::Debug for WebhooksSection {
 pub struct TelemetrySection {
     pub log_format: String,
     pub log_filter: String,
+}
+
+/// `[board]`: the barista and kitchen display's ticket timers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSection {
+    pub barista_warn_secs: u32,
+    pub barista_late_secs: u32,
+    pub kitchen_warn_secs: u32,
+    pub kitchen_late_secs: u32,
+}
+
+impl BoardSection {
+    /// The web UI's settings from this section.
+    pub fn web(&self) -> api::WebConfig {
+        api::WebConfig {
+            barista: api::Ageing {
+                warn_secs: self.barista_warn_secs,
+                late_secs: self.barista_late_secs,
+            },
+            kitchen: api::Ageing {
+                warn_secs: self.kitchen_warn_secs,
+                late_secs: self.kitchen_late_secs,
+            },
+            ..api::WebConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

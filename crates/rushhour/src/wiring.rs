@@ -337,6 +337,7 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
         body_read_timeout: Duration::from_millis(cfg.http.body_read_timeout_ms),
         max_streams: cfg.http.max_streams,
         max_streams_per_client: cfg.http.max_streams_per_client,
+        web: cfg.board.web(),
         ops: api::OpsConfig {
             schedules: Some(schedule_book(cfg, built)?),
             role: "serve",

@@ -22,6 +22,7 @@ fn concrete(path: &str, order: OrderId) -> String {
         .replace("{what}", "menu")
         .replace("{username}", "barista")
         .replace("{prefix}", "rhk_00000000")
+        .replace("{name}", "app.css")
 }
 
 async fn call(h: &Harness, who: Option<Role>, method: &Method, path: &str) -> Answer {
@@ -72,13 +73,32 @@ async fn the_permission_table_holds_for_every_role_on_every_route() {
                 api::Access::Public | api::Access::Signed => true,
                 api::Access::Staff(need) | api::Access::OrderOrStaff(need) => who.is_some_and(|r| r.covers(need)),
             };
-            let refused = a.status == StatusCode::UNAUTHORIZED || a.status == StatusCode::FORBIDDEN;
+            // Pages refuse for a person: anonymous visitors go to the
+            // login page, other roles get an HTML 403.
+            let page = rule.class == api::Class::Pages;
+            let refused = if page {
+                a.status == StatusCode::SEE_OTHER || a.status == StatusCode::FORBIDDEN
+            } else {
+                a.status == StatusCode::UNAUTHORIZED || a.status == StatusCode::FORBIDDEN
+            };
             assert_eq!(
                 !refused, allowed,
                 "{} {} as {who:?}: {} {:?}",
                 rule.method, rule.path, a.status, a.body
             );
-            if !allowed {
+            if !allowed && page {
+                if who.is_none() {
+                    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", rule.path);
+                    assert!(
+                        a.headers[header::LOCATION]
+                            .to_str()
+                            .unwrap()
+                            .starts_with("/login?next=/")
+                    );
+                } else {
+                    assert_eq!(a.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+                }
+            } else if !allowed {
                 let code = if who.is_none() { "unauthorized" } else { "forbidden" };
                 a.problem(a.status.as_u16(), code);
             }
@@ -86,6 +106,78 @@ async fn the_permission_table_holds_for_every_role_on_every_route() {
         }
     }
     assert!(checked >= 4 * 30, "walked {checked} role × route pairs");
+}
+
+#[tokio::test]
+async fn staff_pages_send_visitors_to_login_and_refuse_other_roles_with_a_page() {
+    let h = harness().await;
+    let board = format!("/stores/{STORE}/board?station=kitchen");
+    let a = call(&h, None, &Method::GET, &board).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        a.headers[header::LOCATION],
+        format!("/login?next=/stores/{STORE}/board%3Fstation%3Dkitchen").as_str()
+    );
+    // The login page itself is open, and says where it goes back to.
+    let login = call(&h, None, &Method::GET, a.headers[header::LOCATION].to_str().unwrap()).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(
+        String::from_utf8_lossy(&login.body).contains(&format!(r#"data-next="/stores/{STORE}/board?station=kitchen""#))
+    );
+
+    // A barista sees the board, named in the header, but not the
+    // manager's or the operator's pages: an HTML 403, not problem+json.
+    let ok = call(&h, Some(Role::Barista), &Method::GET, &board).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&ok.body).into_owned();
+    let viewer = &html[html
+        .find(r#"data-testid="viewer">"#)
+        .expect("the header names the viewer")..];
+    assert!(
+        viewer[..viewer.find("</span>").unwrap()].ends_with(" · barista"),
+        "{viewer}"
+    );
+    for page in ["/ops".to_owned(), format!("/stores/{STORE}/manage")] {
+        let no = call(&h, Some(Role::Barista), &Method::GET, &page).await;
+        assert_eq!(no.status, StatusCode::FORBIDDEN, "{page}");
+        assert_eq!(no.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert!(no.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(String::from_utf8_lossy(&no.body).contains(r#"data-testid="forbidden""#));
+    }
+    assert_eq!(
+        call(
+            &h,
+            Some(Role::Manager),
+            &Method::GET,
+            &format!("/stores/{STORE}/manage")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(call(&h, Some(Role::Admin), &Method::GET, "/ops").await.status, 200);
+    // Public pages need nobody.
+    for page in [
+        "/".to_owned(),
+        format!("/stores/{STORE}"),
+        format!("/stores/{STORE}/pickup"),
+    ] {
+        assert_eq!(call(&h, None, &Method::GET, &page).await.status, 200, "{page}");
+    }
+}
+
+#[tokio::test]
+async fn the_receipt_links_the_order_page() {
+    let h = harness().await;
+    let placed = h.post_json("/v1/orders", &latte_order(), Some("page-1")).await;
+    assert_eq!(placed.status, 202);
+    let r = placed.json();
+    let id = r["id"].as_str().unwrap();
+    let token = r["access_token"].as_str().unwrap();
+    assert_eq!(r["links"]["page"], format!("/orders/{id}?token={token}"));
+    let page = call(&h, None, &Method::GET, r["links"]["page"].as_str().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.body).contains(&format!(r#"data-order-id="{id}""#)));
 }
 
 #[tokio::test]

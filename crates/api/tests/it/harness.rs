@@ -138,6 +138,7 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         trusted_proxies: vec![],
         secure_cookies: false,
         sse_heartbeat: Duration::from_secs(15),
+        web: api::WebConfig::default(),
         shutdown: shutdown.clone(),
         webhook_secret: WEBHOOK_SECRET.into(),
         webhook_tolerance: Duration::from_secs(300),

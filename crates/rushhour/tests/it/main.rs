@@ -3,6 +3,7 @@
 //! the crash test, which runs the real binary as a child and `kill -9`s it.
 
 mod access;
+mod browser;
 mod crash;
 mod http_errors;
 mod http_orders;

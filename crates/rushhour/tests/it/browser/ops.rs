@@ -1,5 +1,6 @@
-//! The operator's dashboard for an admin: live (its badge), and a dead
-//! job found with the filter and retried from the jobs table.
+//! The operator's dashboard for an admin: the live charts have points and
+//! a drawn line soon after the page loads, a dead job is found with the
+//! filter and retried from the jobs table, and a schedule is run now.
 
 use super::board::latte_and_croissant;
 use super::harness::*;
@@ -7,8 +8,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ops_dashboard_finds_and_retries_a_dead_job() {
-    let test = "the_ops_dashboard_finds_and_retries_a_dead_job";
+async fn the_ops_dashboard_charts_retries_a_dead_job_and_runs_a_schedule() {
+    let test = "the_ops_dashboard_charts_retries_a_dead_job_and_runs_a_schedule";
     let Some(driver) = driver(test).await else {
         return;
     };
@@ -36,6 +37,19 @@ async fn the_ops_dashboard_finds_and_retries_a_dead_job() {
     tablet.goto(&server.url("/ops")).await;
     tablet.sign_in("admin", &server.admin_password).await;
     tablet.wait_for("#ops").await;
+    // Live charts: points and a drawn series soon after load.
+    for chart in ["intake", "latency", "lag", "cache"] {
+        tablet
+            .wait_js(
+                &format!("the {chart} chart to draw"),
+                &format!(
+                    "const b = document.getElementById('chart-{chart}'); \
+                     return !!b && Number(b.dataset.points) > 1 \
+                       && !!b.querySelector('svg.chart path[data-series]');"
+                ),
+            )
+            .await;
+    }
     tablet.wait_text("[data-testid=ops-badge]", "t === 'LIVE'").await;
     tablet.shot("ops").await;
 
@@ -64,4 +78,36 @@ async fn the_ops_dashboard_finds_and_retries_a_dead_job() {
         assert!(Instant::now() < deadline, "the job was not retried: {j}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Run a schedule now (one that will not fire by itself during the
+    // test): its job is queued.
+    let name = "cleanup";
+    let schedules = server.get("/v1/admin/schedules", &server.admin).await;
+    let kind = schedules["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} schedule: {schedules}"))["job_kind"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jobs_of_kind = format!("/v1/admin/jobs?kind={kind}&limit=10");
+    let count = |v: &serde_json::Value| v["items"].as_array().or(v["jobs"].as_array()).map_or(0, Vec::len);
+    assert_eq!(count(&server.get(&jobs_of_kind, &server.admin).await), 0);
+    let run = format!("[data-testid=schedule-row][data-name='{name}'] [data-testid=schedule-run]");
+    tablet.click(&run).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = server.get(&jobs_of_kind, &server.admin).await;
+        if count(&v) == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {kind} job after run now: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tablet
+        .eval("document.getElementById('schedules').scrollIntoView(); return true;")
+        .await;
+    tablet.shot("ops-schedules").await;
 }

@@ -269,8 +269,10 @@ async function loadSchedules() {
 async function runNow(name) {
   try {
     const r = await api(`/v1/admin/schedules/${encodeURIComponent(name)}/run`, { method: "POST" });
+    // Reload the list first: it clears the section's message, and the
+    // operator must see what "run now" did.
+    await loadSchedules();
     state("schedules", `${name}: job ${r.job_id} queued.`);
-    loadSchedules();
     loadJobs();
   } catch (e) {
     fail("schedules", e);

@@ -5,10 +5,11 @@
 //! feed *before* reading the store means no event can fall between the two:
 //! anything committed after the subscription arrives live, anything before
 //! it is in the replay, and the overlap is dropped by id (event ids grow
-//! monotonically, and every stream only moves forward). When the feed says
-//! the subscriber lagged, the stream re-reads the store from the last id it
-//! sent instead of guessing what was lost. The store is the source of truth;
-//! the feed only says "look now".
+//! monotonically, and every stream only moves forward). A live event is
+//! never sent as it comes: it makes the stream read the store from the last
+//! id it sent (publishers race, so the feed's order is not the commit
+//! order; see `Tail::next`), and a lagged subscriber does the same. The
+//! store is the source of truth; the feed only says "look now".
 //!
 //! A board opened without `Last-Event-ID` does not replay the store's
 //! history: it starts from now, preceded by the events of today's open
@@ -28,8 +29,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::ports::{EventScope, FeedItem};
 use domain::{LiveEvent, LiveEventKind, OrderId, Rushhour};
-use futures::StreamExt;
 use futures::stream::{BoxStream, Stream};
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -510,7 +511,28 @@ impl Tail {
                 item = self.feed.next() => item,
             };
             match item {
-                Some(FeedItem::Event(e)) if in_scope(&self.scope, &e) && e.id > self.last => self.backlog.push_back(e),
+                // A live event is only a hint to read the store. Events are
+                // published after their commit by several tasks at once (a
+                // processor per partition, staff actions), so one can
+                // arrive before an older one that is committed but not yet
+                // published; sending it at once would move `last` past
+                // the older one, which would then be dropped as already
+                // sent. The store returns every committed event after
+                // `last` in id order (ids follow commit order per store:
+                // SQLite's single writer, PostgreSQL's per-store advisory
+                // lock). Hints already queued are taken in the same read.
+                Some(FeedItem::Event(e)) if in_scope(&self.scope, &e) && e.id > self.last => {
+                    self.more_in_store = true;
+                    loop {
+                        match self.feed.next().now_or_never() {
+                            Some(Some(_)) => continue,
+                            // Closed: read what the store has, then end.
+                            Some(None) => self.feed = futures::stream::empty().boxed(),
+                            None => {}
+                        }
+                        break;
+                    }
+                }
                 Some(FeedItem::Event(_)) => {}
                 Some(FeedItem::Lagged) => self.more_in_store = true,
                 None => {

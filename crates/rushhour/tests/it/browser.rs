@@ -7,6 +7,7 @@
 mod access;
 mod board;
 mod customer;
+mod figures;
 mod harness;
 mod manager;
 mod ops;

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, header};
 use domain::ports::EventScope;
-use domain::{OrderId, StoreId};
+use domain::{Action, OrderId, StoreId};
 use futures::StreamExt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -243,4 +243,36 @@ async fn streams_are_capped_per_client_and_in_total() {
     );
     assert!(text.contains(r#"http_streams_refused_total{reason="total"}"#), "{text}");
     assert!(text.contains("http_streams_open"), "{text}");
+}
+
+/// Publishers race: a processor per partition and every staff action
+/// publish after their own commit, so the feed can carry a newer event
+/// before an older one. The stream must still send both, each once.
+#[tokio::test]
+async fn an_event_published_before_an_older_one_loses_neither() {
+    let h = harness().await;
+    let (a, b) = (h.confirmed_order().await, h.confirmed_order().await);
+    let cursor = *store_event_ids(&h).await.last().unwrap();
+    let mut body = h.stream(board(Some(&cursor.to_string()))).await;
+
+    // Two commits, not yet published: the older one (a) will come last.
+    let now = domain::ports::system_now_ms();
+    let (_, older) = h.app.store.transition(a, Action::StartLine(1), now).await.unwrap();
+    let (_, newer) = h.app.store.transition(b, Action::StartLine(1), now).await.unwrap();
+    assert!(older.last().unwrap().id < newer[0].id);
+    h.app.publish(&newer).await;
+    let mut seen = String::new();
+    let last = newer.last().unwrap().id;
+    read_until(&mut body, &mut seen, |s| s.contains(&format!("id: {last}\n"))).await;
+    h.app.publish(&older).await;
+    // Something after the late one, so the stream has a reason to speak.
+    let (_, after) = h.app.store.transition(b, Action::StartLine(2), now).await.unwrap();
+    h.app.publish(&after).await;
+    let end = after.last().unwrap().id;
+    read_until(&mut body, &mut seen, |s| s.contains(&format!("id: {end}\n"))).await;
+
+    let sent = event_ids(&seen);
+    let mut expected: Vec<i64> = older.iter().chain(&newer).chain(&after).map(|e| e.id).collect();
+    expected.sort();
+    assert_eq!(sent, expected, "every event once, in id order");
 }

@@ -40,10 +40,12 @@ for (const sw of $$("button.switch")) {
 const CANCELLABLE = new Set(["placed", "confirmed"]);
 let cancelling = null;
 
+// The store's local day, as the server computed it for this page. A page
+// left open past the day's end reloads, so "today" moves with the shop.
 function startOfToday() {
-  const d = new Date();
-  d.setHours(0, 0, 0, 0);
-  return d.getTime();
+  const root = $("#manage");
+  if (Date.now() >= Number(root.dataset.dayEnd)) location.reload();
+  return Number(root.dataset.dayStart);
 }
 
 async function loadOrders() {

@@ -40,11 +40,19 @@ pub(crate) async fn page(
         Err(page) => return page,
     };
     let store = snap.store();
+    // "Today" is the store's local day, not the browser's: a manager's
+    // laptop in another time zone still sees this shop's day.
+    let now = web.app.clock.now_ms();
+    let (day_start, day_end) =
+        domain::pickup::day_bounds(&store.time_zone, &domain::pickup::local_day(&store.time_zone, now)).unwrap_or((
+            now - now.rem_euclid(86_400_000),
+            now - now.rem_euclid(86_400_000) + 86_400_000,
+        ));
     let mut items: Vec<_> = snap.menu.items.iter().collect();
     items.sort_by(|a, b| a.category.cmp(&b.category).then(a.name.cmp(&b.name)));
     let body = html! {
         div.manage #manage data-testid="manage" data-store=(store.id.0) data-currency=(store.currency)
-            data-time-zone=(store.time_zone) {
+            data-time-zone=(store.time_zone) data-day-start=(day_start) data-day-end=(day_end) {
             h1 { "Manage " (store.name) }
             nav.tabs aria-label="Sections" {
                 a href="#availability" { "Availability" } " · "

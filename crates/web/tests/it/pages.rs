@@ -169,6 +169,17 @@ async fn the_pickup_manager_and_ops_pages_render_their_frames() {
     for id in ["order-filter", "orders-table", "cancel-form", "fig-chart"] {
         assert!(html.contains(&format!(r#"data-testid="{id}""#)), "{id}");
     }
+    // "Today" is the store's local day: its bounds come with the page.
+    let attr = |name: &str| -> i64 {
+        let at = html.find(&format!(r#"{name}=""#)).unwrap_or_else(|| panic!("{name}")) + name.len() + 2;
+        html[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let (start, end) = (attr("data-day-start"), attr("data-day-end"));
+    let now = domain::ports::system_now_ms();
+    assert!(
+        start <= now && now < end && end - start >= 23 * 3_600_000,
+        "{start}..{end}"
+    );
 
     let html = assert_page(&p.get("/ops").await, StatusCode::OK);
     for id in [

@@ -28,7 +28,7 @@ use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::ports::{EventScope, FeedItem};
-use domain::{LiveEvent, LiveEventKind, OrderId, Rushhour};
+use domain::{LiveEvent, LiveEventKind, OrderId, Rushhour, StoreId};
 use futures::stream::{BoxStream, Stream};
 use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -159,10 +159,7 @@ pub async fn store_board(
     LastEventId(after): LastEventId,
     Query(q): Query<AfterQuery>,
 ) -> Result<Response, ApiError> {
-    let store = store_id(&id)?;
-    let slot = state.streams.acquire(caller.source)?;
-    // The menu is cached, so this existence check is nearly free.
-    state.app.menu(&store).await?;
+    let (store, slot) = open_store_stream(&state, &caller, &id).await?;
     // The header wins: it is what a reconnecting EventSource sends, and it
     // is newer than the `after` its page was opened with.
     let start = match after.or(q.after) {
@@ -323,9 +320,7 @@ pub async fn pickup_events(
     LastEventId(after): LastEventId,
     Query(q): Query<AfterQuery>,
 ) -> Result<Response, ApiError> {
-    let store = store_id(&id)?;
-    let slot = state.streams.acquire(caller.source)?;
-    state.app.menu(&store).await?;
+    let (store, slot) = open_store_stream(&state, &caller, &id).await?;
     let after = match after.or(q.after) {
         Some(after) => after,
         // From now: the store's newest event, without replaying any.
@@ -339,6 +334,16 @@ pub async fn pickup_events(
         slot,
     )
     .await
+}
+
+/// What every store stream does before it starts: parse the store, take a
+/// place under the stream caps, and 404 an unknown store (the menu is
+/// cached, so this existence check is nearly free).
+async fn open_store_stream(state: &AppState, caller: &Caller, id: &str) -> Result<(StoreId, StreamSlot), ApiError> {
+    let store = store_id(id)?;
+    let slot = state.streams.acquire(caller.source)?;
+    state.app.menu(&store).await?;
+    Ok((store, slot))
 }
 
 /// Where a stream starts.

@@ -319,10 +319,12 @@ pub fn apply(order: &mut Order, plan: &Plan, now: i64) {
     }
 }
 
-/// Record when `status` was entered.
-pub fn stamp(at: &mut Timestamps, status: OrderStatus, now: i64) {
-    let slot = match status {
-        OrderStatus::Placed => return at.placed_at = now,
+/// The column that records when `status` was entered; `None` for
+/// `placed`, whose time is set once at intake and never cleared. The one
+/// place that maps statuses to timestamps, for `stamp` and `unstamp`.
+fn slot(at: &mut Timestamps, status: OrderStatus) -> Option<&mut Option<i64>> {
+    Some(match status {
+        OrderStatus::Placed => return None,
         OrderStatus::Confirmed => &mut at.confirmed_at,
         OrderStatus::Rejected => &mut at.rejected_at,
         OrderStatus::InProgress => &mut at.started_at,
@@ -330,24 +332,23 @@ pub fn stamp(at: &mut Timestamps, status: OrderStatus, now: i64) {
         OrderStatus::PickedUp => &mut at.picked_up_at,
         OrderStatus::Cancelled => &mut at.cancelled_at,
         OrderStatus::Expired => &mut at.expired_at,
-    };
-    *slot = Some(now);
+    })
+}
+
+/// Record when `status` was entered.
+pub fn stamp(at: &mut Timestamps, status: OrderStatus, now: i64) {
+    match slot(at, status) {
+        Some(slot) => *slot = Some(now),
+        None => at.placed_at = now,
+    }
 }
 
 /// Forget when `status` was entered: `stamp`'s inverse, for an undo that
 /// leaves it. `placed_at` is never cleared.
 pub fn unstamp(at: &mut Timestamps, status: OrderStatus) {
-    let slot = match status {
-        OrderStatus::Placed => return,
-        OrderStatus::Confirmed => &mut at.confirmed_at,
-        OrderStatus::Rejected => &mut at.rejected_at,
-        OrderStatus::InProgress => &mut at.started_at,
-        OrderStatus::Ready => &mut at.ready_at,
-        OrderStatus::PickedUp => &mut at.picked_up_at,
-        OrderStatus::Cancelled => &mut at.cancelled_at,
-        OrderStatus::Expired => &mut at.expired_at,
-    };
-    *slot = None;
+    if let Some(slot) = slot(at, status) {
+        *slot = None;
+    }
 }
 
 /// An order as the client sent it, before validation.

@@ -280,6 +280,7 @@ pub async fn replay_dead_letter(
         .await?
         .ok_or(ApiError::NotFound(Resource::DeadLetter))?;
     let to = dead_letters::replay(&*state.app.log, &*state.app.store, &letter).await?;
+    metrics::counter!(telemetry::names::DEAD_LETTERS_HANDLED, "action" => "replay").increment(1);
     let target = format!("{}/{}/{}", id.group, id.partition, id.offset);
     state
         .identity
@@ -326,6 +327,7 @@ pub async fn discard_dead_letter(
     {
         return Err(ApiError::NotFound(Resource::DeadLetter).into());
     }
+    metrics::counter!(telemetry::names::DEAD_LETTERS_HANDLED, "action" => "discard").increment(1);
     let target = format!("{}/{}/{}", id.group, id.partition, id.offset);
     state
         .identity

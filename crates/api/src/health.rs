@@ -85,6 +85,20 @@ pub async fn live() -> Response {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
+    let body = readiness(&state).await;
+    let status = if body.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Run every check once (concurrently, each under its own deadline). Shared
+/// by `/health/ready` and by `/metrics`, which publishes the outcome as
+/// gauges so alert rules see an unreachable backend without a separate
+/// prober.
+pub(crate) async fn readiness(state: &AppState) -> Ready {
     let app = &state.app;
     let jobs = async {
         match &state.jobs {
@@ -103,7 +117,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .iter()
         .flatten()
         .all(|c| *c == "ok");
-    let body = Ready {
+    Ready {
         status: if ok { "ok" } else { "unavailable" },
         checks: Checks {
             log,
@@ -112,13 +126,28 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             jobs,
             processors,
         },
-    };
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
+    }
+}
+
+/// Publish a readiness outcome as `rushhour_ready` and
+/// `rushhour_check_up{check}` (1 = ok, 0 = anything else).
+pub(crate) fn publish(ready: &Ready) {
+    use telemetry::names;
+    let up = |v: &str| if v == "ok" { 1.0 } else { 0.0 };
+    metrics::gauge!(names::READY).set(up(ready.status));
+    let c = &ready.checks;
+    let checks = [
+        ("log", Some(c.log)),
+        ("store", Some(c.store)),
+        ("cache", Some(c.cache)),
+        ("jobs", c.jobs),
+        ("processors", c.processors),
+    ];
+    for (name, value) in checks {
+        if let Some(v) = value {
+            metrics::gauge!(names::CHECK_UP, "check" => name).set(up(v));
+        }
+    }
 }
 
 async fn check(name: &'static str, health: impl Future<Output = Result<(), PortError>>) -> &'static str {

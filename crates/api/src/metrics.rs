@@ -89,6 +89,10 @@ fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub async fn render(State(state): State<AppState>) -> Response {
+    // Every scrape is also a readiness probe (each check under its 1 s
+    // deadline), so `rushhour_check_up` tells alert rules which backend an
+    // instance cannot reach, with no blackbox prober beside Prometheus.
+    crate::health::publish(&crate::health::readiness(&state).await);
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

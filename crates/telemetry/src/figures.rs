@@ -198,6 +198,9 @@ impl Figures {
     pub fn record_confirmed(&self, ms: f64) {
         self.confirmed.fetch_add(1, Relaxed);
         self.confirm_ms.record(ms);
+        // The same sample for Prometheus, so alert rules can watch the
+        // 202 → confirmed p99 across instances.
+        metrics::histogram!(crate::names::ORDER_CONFIRM_LATENCY).record(ms / 1000.0);
     }
 
     /// A processor micro-batch of `records` applied.

@@ -129,6 +129,18 @@ pub mod names {
     /// Rate-limit decisions made in process because the shared (Redis)
     /// limiter failed or was bypassed after a failure.
     pub const RATE_LIMIT_FALLBACKS: &str = "rate_limit_fallbacks_total";
+    /// 1 while every readiness check passes, else 0; refreshed at each
+    /// scrape of `/metrics` (which runs the checks).
+    pub const READY: &str = "rushhour_ready";
+    /// One readiness check, label `check` (`log`, `store`, `cache`, `jobs`,
+    /// `processors`): 1 = ok, 0 = timeout, unavailable or error.
+    pub const CHECK_UP: &str = "rushhour_check_up";
+    /// Time from an order's 202 (its append) to its confirmation by a
+    /// processor, in seconds.
+    pub const ORDER_CONFIRM_LATENCY: &str = "order_confirm_latency_seconds";
+    /// Dead letters an operator dealt with, label `action` (`replay`,
+    /// `discard`), through the admin API or `rushhour replay-dlq`.
+    pub const DEAD_LETTERS_HANDLED: &str = "dead_letters_handled_total";
 }
 
 /// Log output format.

@@ -176,6 +176,16 @@ async fn liveness_is_static_and_readiness_reports_each_backend() {
     // A hung backend is bounded by the 1 s check deadline.
     assert_eq!(v["checks"]["cache"], "timeout");
     assert!(!v.to_string().contains("secret_table"), "{v}");
+    // Each scrape runs the same checks and publishes them for alert rules.
+    let text = String::from_utf8(h.get("/metrics").await.body.to_vec()).unwrap();
+    for line in [
+        "rushhour_ready 0",
+        r#"rushhour_check_up{check="log"} 0"#,
+        r#"rushhour_check_up{check="store"} 0"#,
+        r#"rushhour_check_up{check="cache"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
+    }
 
     h.store.set(Fault::None);
     h.cache.set(Fault::None);

@@ -129,6 +129,13 @@ pub mod names {
     /// Rate-limit decisions made in process because the shared (Redis)
     /// limiter failed or was bypassed after a failure.
     pub const RATE_LIMIT_FALLBACKS: &str = "rate_limit_fallbacks_total";
+    /// Outbound webhook delivery attempts by `outcome` (`delivered`,
+    /// `retry`, `dead`).
+    pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
+    /// One outbound webhook attempt, request to answer (or timeout).
+    pub const WEBHOOK_DELIVERY_DURATION: &str = "webhook_delivery_duration_seconds";
+    /// Webhook deliveries not yet delivered nor dead, every subscriber.
+    pub const WEBHOOK_PENDING: &str = "webhook_deliveries_pending";
 }
 
 /// Log output format.

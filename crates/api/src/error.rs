@@ -99,6 +99,8 @@ error_codes! {
     ScheduleNotFound = "schedule_not_found",
     /// No dead letter at that group, partition and offset.
     DeadLetterNotFound = "dead_letter_not_found",
+    /// No outbound webhook subscriber with that id.
+    WebhookNotFound = "webhook_not_found",
     LineNotFound = "line_not_found",
     RouteNotFound = "route_not_found",
     MethodNotAllowed = "method_not_allowed",
@@ -148,6 +150,8 @@ pub enum Resource {
     Key,
     Schedule,
     DeadLetter,
+    /// An outbound webhook subscriber.
+    Webhook,
 }
 
 impl Resource {
@@ -162,6 +166,7 @@ impl Resource {
             Resource::Key => "API key",
             Resource::Schedule => "schedule",
             Resource::DeadLetter => "dead letter",
+            Resource::Webhook => "webhook subscriber",
         }
     }
 
@@ -176,6 +181,7 @@ impl Resource {
             Resource::Key => ErrorCode::KeyNotFound,
             Resource::Schedule => ErrorCode::ScheduleNotFound,
             Resource::DeadLetter => ErrorCode::DeadLetterNotFound,
+            Resource::Webhook => ErrorCode::WebhookNotFound,
         }
     }
 }

@@ -30,6 +30,7 @@ mod permissions;
 mod protect;
 mod serve;
 mod stores;
+mod subscribers;
 mod webhooks;
 
 use axum::Router;
@@ -327,6 +328,13 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/admin/keys", get(accounts::list_keys).post(accounts::issue_key))
         .route("/v1/admin/keys/{prefix}", axum::routing::delete(accounts::revoke_key))
         .route("/v1/admin/audit", get(accounts::audit))
+        .route("/v1/admin/webhooks", get(subscribers::list).post(subscribers::create))
+        .route(
+            "/v1/admin/webhooks/{id}",
+            axum::routing::patch(subscribers::update).delete(subscribers::remove),
+        )
+        .route("/v1/admin/webhooks/{id}/test", post(subscribers::test))
+        .route("/v1/admin/webhooks/{id}/deliveries", get(subscribers::deliveries))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/current", get(accounts::current).delete(accounts::logout))
         .route("/v1/stores", get(stores::list_stores))

@@ -12,7 +12,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
-use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, metrics, orders, stores, webhooks};
+use crate::{
+    accounts, admin, admin_figures, admin_ops, error, events, health, metrics, orders, stores, subscribers, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -68,6 +70,12 @@ use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, me
         accounts::issue_key,
         accounts::revoke_key,
         accounts::audit,
+        subscribers::list,
+        subscribers::create,
+        subscribers::update,
+        subscribers::remove,
+        subscribers::test,
+        subscribers::deliveries,
         health::live,
         health::ready,
         metrics::render,

@@ -214,6 +214,17 @@ pub static RULES: &[Rule] = &[
     rule(Method::POST, "/v1/admin/keys", Staff(Admin), Class::Admin),
     rule(Method::DELETE, "/v1/admin/keys/{prefix}", Staff(Admin), Class::Admin),
     rule(Method::GET, "/v1/admin/audit", Staff(Admin), Class::Admin),
+    rule(Method::GET, "/v1/admin/webhooks", Staff(Admin), Class::Admin),
+    rule(Method::POST, "/v1/admin/webhooks", Staff(Admin), Class::Admin),
+    rule(Method::PATCH, "/v1/admin/webhooks/{id}", Staff(Admin), Class::Admin),
+    rule(Method::DELETE, "/v1/admin/webhooks/{id}", Staff(Admin), Class::Admin),
+    rule(Method::POST, "/v1/admin/webhooks/{id}/test", Staff(Admin), Class::Admin),
+    rule(
+        Method::GET,
+        "/v1/admin/webhooks/{id}/deliveries",
+        Staff(Admin),
+        Class::Admin,
+    ),
     // Operations.
     rule(Method::GET, "/health/live", Public, Class::Ops),
     rule(Method::GET, "/health/ready", Public, Class::Ops),

@@ -369,3 +369,25 @@ pub fn receipt_job(order: crate::ids::OrderId, now: i64) -> NewJob {
     .attempts(RECEIPT_ATTEMPTS)
     .unique(format!("{MAIL_RECEIPT}:{order}"))
 }
+
+/// Attempt a webhook subscriber's due deliveries
+/// (`domain::webhooks::deliver_due`).
+pub const WEBHOOK_DELIVER: &str = "webhooks.deliver";
+/// The queue of webhook deliveries: of its own, so a slow subscriber never
+/// delays receipts, syncs or maintenance.
+pub const WEBHOOK_QUEUE: &str = "webhooks";
+pub const WEBHOOK_ATTEMPTS: u32 = 3;
+
+/// The delivery job of one subscriber, unique per subscriber: one runs at
+/// a time, which is what keeps its per-order order and its concurrency
+/// bound (the deliveries' own retries are in their rows, not here).
+pub fn webhook_job(subscriber: i64, now: i64) -> NewJob {
+    NewJob::new(
+        WEBHOOK_DELIVER,
+        WEBHOOK_QUEUE,
+        serde_json::json!({ "subscriber": subscriber }),
+        now,
+    )
+    .attempts(WEBHOOK_ATTEMPTS)
+    .unique(format!("{WEBHOOK_DELIVER}:{subscriber}"))
+}

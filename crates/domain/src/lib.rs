@@ -27,6 +27,7 @@ pub mod ports;
 pub mod receipt;
 pub mod reports;
 pub mod sync;
+pub mod webhooks;
 
 pub use app::{AppError, IntakeOutcome, Resource, Rushhour, RushhourConfig};
 pub use events::{LiveEvent, LiveEventKind, OrderPlacedV1, PlacedLineV1};

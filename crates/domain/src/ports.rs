@@ -230,6 +230,7 @@ mod orders;
 mod reports;
 mod sessions;
 mod store;
+mod webhooks;
 
 pub use accounts::AccountStore;
 pub use identity::{AuditLog, AuditQuery, UserStore};
@@ -243,6 +244,7 @@ pub use orders::{
 pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};
+pub use webhooks::{Outgoing, SentResponse, WebhookSender, WebhookStore};
 
 // --------------------------------------------------------------- MenuCache
 

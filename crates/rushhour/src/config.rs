@@ -298,6 +298,33 @@ pub struct WebhooksSection {
     pub secret: String,
     pub tolerance_secs: u64,
     pub max_inflight: usize,
+    pub outbound: OutboundWebhooksSection,
+}
+
+/// Outbound webhooks to subscribers (`[webhooks.outbound]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundWebhooksSection {
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub concurrency: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    pub dispatch_interval_ms: u64,
+    pub tls_ca_file: String,
+}
+
+impl OutboundWebhooksSection {
+    pub fn delivery_settings(&self) -> domain::webhooks::DeliverySettings {
+        domain::webhooks::DeliverySettings {
+            timeout: std::time::Duration::from_millis(self.timeout_ms.max(1)),
+            max_attempts: self.max_attempts.max(1),
+            concurrency: self.concurrency.max(1),
+            backoff_base: std::time::Duration::from_millis(self.backoff_base_ms),
+            backoff_max: std::time::Duration::from_secs(self.backoff_max_secs),
+            ..Default::default()
+        }
+    }
 }
 
 impl std::fmt::Debug for WebhooksSection {
@@ -306,6 +333,7 @@ impl std::fmt::Debug for WebhooksSection {
             .field("secret", &"[redacted]")
             .field("tolerance_secs", &self.tolerance_secs)
             .field("max_inflight", &self.max_inflight)
+            .field("outbound", &self.outbound)
             .finish()
     }
 }

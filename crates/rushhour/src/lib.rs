@@ -10,4 +10,5 @@ pub mod monitor;
 pub mod ops_cli;
 pub mod replay;
 pub mod users_cli;
+pub mod webhooks_cli;
 pub mod wiring;

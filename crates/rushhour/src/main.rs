@@ -58,6 +58,8 @@ enum Command {
     Dev(rushhour::ops_cli::DevArgs),
     /// Staff accounts and API keys: list, add, disable, enable, set-password, set-role, keys, issue-key, revoke-key.
     Users(rushhour::users_cli::UsersArgs),
+    /// Outbound webhook subscribers: list, add, remove, disable, enable, test, deliveries.
+    Webhooks(rushhour::webhooks_cli::WebhooksArgs),
     /// Watch a running instance live in the terminal (over its HTTP API, with an admin key).
     Monitor(rushhour::monitor::MonitorArgs),
     /// Load-generate against a running server, or run the benchmark suite.
@@ -177,6 +179,12 @@ fn main() -> anyhow::Result<()> {
                     &mut std::io::stdout(),
                 )
                 .await
+            }
+            Command::Webhooks(args) => {
+                let built = wiring::build(&cfg).await?;
+                let os_user = rushhour::config::os_user();
+                let now = domain::ports::system_now_ms();
+                rushhour::webhooks_cli::run(&*built.app.store, &args, &os_user, now, &mut std::io::stdout()).await
             }
             Command::Bench(args) => bench::run(*args).await,
             Command::Monitor(args) => rushhour::monitor::run(&args).await,

@@ -39,6 +39,8 @@ pub struct Built {
     pub mailer: Arc<dyn Mailer>,
     /// The catalog and loyalty services, behind their ports.
     pub upstream: Arc<dyn Upstream>,
+    /// Outbound webhooks' HTTP client.
+    pub webhook_sender: Arc<dyn domain::ports::WebhookSender>,
     pub webhook_secret: String,
     /// Set when this start generated the webhook secret (print it once).
     pub generated_webhook_secret: bool,
@@ -71,7 +73,8 @@ impl Built {
                     instance: cfg.worker_id(),
                 },
             )
-            .with_sessions(self.sessions.clone()),
+            .with_sessions(self.sessions.clone())
+            .with_webhooks(self.webhook_sender.clone(), cfg.webhooks.outbound.delivery_settings()),
         )
     }
 }
@@ -107,6 +110,11 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     let mailer = cfg.mail_config()?.build().context("set up mail")?;
     let clock: Arc<dyn Clock> = Arc::new(worker::TokioClock);
     let upstream = upstream_client(cfg, clock.clone())?;
+    let ca = &cfg.webhooks.outbound.tls_ca_file;
+    let webhook_sender: Arc<dyn domain::ports::WebhookSender> = Arc::new(
+        upstream::HttpWebhookSender::new((!ca.is_empty()).then(|| Path::new(ca.as_str())))
+            .context("set up the outbound webhooks' client")?,
+    );
     let sessions::Sessions { sessions, attempts } =
         cfg.sessions_config()?.build().await.context("open the session store")?;
     let limiter = cfg
@@ -146,6 +154,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
         jobs,
         mailer,
         upstream,
+        webhook_sender,
         webhook_secret,
         generated_webhook_secret,
         session_key,
@@ -413,6 +422,13 @@ pub async fn run(
                 built.jobs.clone(),
                 built.app.clock.clone(),
                 Duration::from_secs(5),
+                &tracker,
+                shutdown.clone(),
+            );
+            // Outbound webhooks: beside the runner that delivers them.
+            worker::spawn_webhook_dispatcher(
+                worker::WebhookDispatcher::new(built.app.store.clone(), built.jobs.clone(), built.app.clock.clone()),
+                Duration::from_millis(cfg.webhooks.outbound.dispatch_interval_ms.max(10)),
                 &tracker,
                 shutdown.clone(),
             );

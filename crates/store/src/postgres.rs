@@ -43,6 +43,7 @@ mod identity;
 mod ops;
 mod reports;
 mod rows;
+mod webhooks;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -74,6 +75,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
         include_str!("../migrations/postgres/0002_operations.sql"),
         include_str!("../migrations/postgres/0003_identity.sql"),
         include_str!("../migrations/postgres/0004_floor.sql"),
+        include_str!("../migrations/postgres/0006_webhooks.sql"),
     ],
 };
 

@@ -31,6 +31,7 @@ mod identity;
 mod ops;
 mod reports;
 pub(crate) mod rows;
+mod webhooks;
 
 use std::path::Path;
 use std::time::Duration;

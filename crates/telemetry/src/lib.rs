@@ -139,8 +139,15 @@ pub mod names {
     /// processor, in seconds.
     pub const ORDER_CONFIRM_LATENCY: &str = "order_confirm_latency_seconds";
     /// Dead letters an operator dealt with, label `action` (`replay`,
-    /// `discard`), through the admin API or `rushhour replay-dlq`.
+    /// `discard`), through the admin API.
     pub const DEAD_LETTERS_HANDLED: &str = "dead_letters_handled_total";
+    /// Outbound webhook delivery attempts by `outcome` (`delivered`,
+    /// `retry`, `dead`).
+    pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
+    /// One outbound webhook attempt, request to answer (or timeout).
+    pub const WEBHOOK_DELIVERY_DURATION: &str = "webhook_delivery_duration_seconds";
+    /// Webhook deliveries not yet delivered nor dead, every subscriber.
+    pub const WEBHOOK_PENDING: &str = "webhook_deliveries_pending";
 }
 
 /// Log output format.

@@ -1,7 +1,8 @@
 //! Shared test support: the contract suite of each port, run unchanged
 //! against every backend of that port (embedded and scale backends alike),
 //! plus fixtures, the one manual clock (`clock::ManualClock`), an
-//! in-process SMTP sink (`mail::SmtpSink`), a TLS-terminating proxy with a
+//! in-process SMTP sink (`mail::SmtpSink`), an in-process webhook
+//! receiver (`receiver::Receiver`), a TLS-terminating proxy with a
 //! throwaway CA (`tls::TlsProxy`) and the service-gating helper.
 //!
 //! A suite is a set of `async fn`s taking a factory that builds a fresh,
@@ -17,6 +18,7 @@ pub mod mail;
 pub mod pg;
 pub mod queue;
 pub mod ratelimit;
+pub mod receiver;
 pub mod sessions;
 pub mod store;
 pub mod tls;

@@ -67,6 +67,7 @@ pub mod menus;
 pub mod ops;
 pub mod orders;
 pub mod reports;
+pub mod webhooks;
 
 /// Calls `$callback! { port: case, case, ... }` once per store port, with
 /// that port's cases.
@@ -79,6 +80,7 @@ macro_rules! store_contract_cases {
         $crate::ops_store_cases!($callback);
         $crate::identity_cases!($callback);
         $crate::report_store_cases!($callback);
+        $crate::webhook_store_cases!($callback);
     };
 }
 
@@ -323,7 +325,7 @@ mod tests {
     /// split by port (its `fresh_store_is_empty_and_healthy` became one
     /// emptiness case per port), 25 since, 27 with `open_board` and
     /// out-of-order payments, 37 with the identity ports, 43 with pickup codes,
-    /// undo, cancel reasons, tickets and the pickup board, 46 with reports. Raise the floor
+    /// undo, cancel reasons, tickets and the pickup board, 46 with reports, 50 with webhooks. Raise the floor
     /// as cases come.
     #[test]
     fn every_case_is_listed_once() {
@@ -335,8 +337,9 @@ mod tests {
             + super::accounts::CASES.len()
             + super::ops::CASES.len()
             + super::identity::CASES.len()
-            + super::reports::CASES.len();
+            + super::reports::CASES.len()
+            + super::webhooks::CASES.len();
         assert_eq!(all.len(), per_port, "every port's cases reach `store_contract_cases!`");
-        assert!(all.len() >= 46, "store contract cases went from 46 to {}", all.len());
+        assert!(all.len() >= 50, "store contract cases went from 50 to {}", all.len());
     }
 }

@@ -555,7 +555,7 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 
 /// rustls with the ring provider, trusting the system's roots and the CAs
 /// in `ca_file`.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ConfigError> {
+pub(crate) fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

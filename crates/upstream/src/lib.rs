@@ -15,7 +15,9 @@
 mod breaker;
 pub mod client;
 pub mod sim;
+pub mod webhooks;
 pub mod wire;
 
 pub use client::{ConfigError, UpstreamClient, UpstreamOptions};
 pub use sim::{SimOptions, SimStats, Simulator};
+pub use webhooks::HttpWebhookSender;

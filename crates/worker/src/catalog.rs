@@ -13,6 +13,7 @@
 //! | `cleanup.nightly` | maintenance | nightly |
 //! | `db.maintenance` | maintenance | nightly |
 //! | `mail.receipt` | mail | an order's pickup |
+//! | `webhooks.deliver` | webhooks | the webhook dispatcher (a subscriber with deliveries due) |
 //! | `noop` | default | `rushhour bench jobs` |
 //!
 //! The kind names themselves are constants in `domain::jobs`, because the
@@ -28,10 +29,12 @@ use domain::housekeeping::{self, Cleaned, RetentionPeriods};
 use domain::jobs::{
     CACHE_WARMUP, CLEANUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE, PERF_SNAPSHOT,
     POPULAR_REFRESH, RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE,
+    WEBHOOK_ATTEMPTS, WEBHOOK_DELIVER, WEBHOOK_QUEUE,
 };
 use domain::ops::{PerfSnapshot, SyncRun};
-use domain::ports::{Mailer, PortError, PortResult, SessionStore};
+use domain::ports::{Mailer, PortError, PortResult, SessionStore, WebhookSender};
 use domain::sync::{AuthEpoch, NoProgress, SyncProgress, Upstream};
+use domain::webhooks::{AttemptReport, DeliverySettings, DeliveryState};
 use domain::{OrderId, Rushhour};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -90,6 +93,9 @@ pub struct Tasks {
     pub sessions: Option<Arc<dyn SessionStore>>,
     /// The upstream auth epoch this process last saw.
     auth_epoch: AuthEpoch,
+    /// Outbound webhooks' HTTP client and delivery settings, when this
+    /// process delivers them.
+    webhooks: Option<(Arc<dyn WebhookSender>, DeliverySettings)>,
 }
 
 impl Tasks {
@@ -108,7 +114,34 @@ impl Tasks {
             settings,
             sessions: None,
             auth_epoch: AuthEpoch::default(),
+            webhooks: None,
         }
+    }
+
+    /// Let the `webhooks.deliver` jobs send with `sender` under `settings`.
+    pub fn with_webhooks(mut self, sender: Arc<dyn WebhookSender>, settings: DeliverySettings) -> Self {
+        self.webhooks = Some((sender, settings));
+        self
+    }
+
+    /// Attempt `subscriber`'s due webhook deliveries (one job's work) and
+    /// record their metrics.
+    pub async fn deliver_webhooks(&self, subscriber: i64) -> PortResult<Vec<AttemptReport>> {
+        let Some((sender, settings)) = &self.webhooks else {
+            return Err(PortError::Unavailable("this process has no webhook sender".into()));
+        };
+        let reports =
+            domain::webhooks::deliver_due(&*self.app.store, &**sender, &*self.app.clock, subscriber, settings).await?;
+        for r in &reports {
+            let outcome = match r.state {
+                DeliveryState::Delivered => "delivered",
+                DeliveryState::Pending => "retry",
+                DeliveryState::Dead => "dead",
+            };
+            metrics::counter!(names::WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+            metrics::histogram!(names::WEBHOOK_DELIVERY_DURATION).record(r.duration.as_secs_f64());
+        }
+        Ok(reports)
     }
 
     /// Let the nightly cleanup purge expired sessions too.
@@ -276,6 +309,18 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
                 .and_then(|s| s.parse::<uuid::Uuid>().ok())
                 .ok_or_else(|| JobError::Fatal(format!("mail.receipt payload without an order_id: {}", job.payload)))?;
             t.send_receipt(OrderId(id)).await.map(drop).map_err(job_error)
+        }
+        .boxed()
+    });
+    add(WEBHOOK_DELIVER, WEBHOOK_QUEUE, WEBHOOK_ATTEMPTS, 0, |t, job| {
+        async move {
+            let id = job.payload.get("subscriber").and_then(|v| v.as_i64()).ok_or_else(|| {
+                JobError::Fatal(format!(
+                    "webhooks.deliver payload without a subscriber: {}",
+                    job.payload
+                ))
+            })?;
+            t.deliver_webhooks(id).await.map(drop).map_err(job_error)
         }
         .boxed()
     });

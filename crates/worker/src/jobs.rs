@@ -231,10 +231,16 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        let concurrency = [("default", 64), ("mail", 4), ("sync", 1), ("maintenance", 1)]
-            .into_iter()
-            .map(|(q, n)| (q.to_string(), n))
-            .collect();
+        let concurrency = [
+            ("default", 64),
+            ("mail", 4),
+            ("sync", 1),
+            ("maintenance", 1),
+            ("webhooks", 16),
+        ]
+        .into_iter()
+        .map(|(q, n)| (q.to_string(), n))
+        .collect();
         Self {
             worker_id: default_worker_id(),
             lease: Duration::from_secs(30),

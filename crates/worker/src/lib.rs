@@ -1,7 +1,8 @@
 //! The background side of rushhour: order processors that drain the event
 //! log into the store, the background-job runner and the cron scheduler
 //! (both over the `JobQueue` port), the catalog of job kinds and their
-//! schedules (`catalog`), and the runtime pieces they need (a tokio clock).
+//! schedules (`catalog`), the outbound webhooks' dispatcher (`webhooks`),
+//! and the runtime pieces they need (a tokio clock).
 //!
 //! Like `api`, this crate is a driver: it talks to ports through
 //! `domain::Rushhour` and never names an adapter.
@@ -11,6 +12,7 @@ pub mod clock;
 pub mod jobs;
 pub mod processor;
 pub mod scheduler;
+pub mod webhooks;
 
 pub use clock::TokioClock;
 pub use jobs::{
@@ -19,3 +21,4 @@ pub use jobs::{
 };
 pub use processor::{PartitionWorker, ProcessorConfig, ProcessorStatus, spawn_processors};
 pub use scheduler::{Fired, Schedule, ScheduleError, ScheduleList, Scheduler, parse_schedule, spawn_scheduler};
+pub use webhooks::{DispatchRound, WebhookDispatcher, spawn_webhook_dispatcher};

@@ -16,6 +16,7 @@ use domain::ports::{
     DeadLetter, EventLog, EventScope, IdempotencyRecord, LogRecord, Membership, MenuCache, MenuLoad, MenuStore,
     OpsStore, OrderFilter, OrderStore, OrderSummary, PortResult, StoreBackend, UserStore,
 };
+use domain::webhooks as wh;
 use domain::{Action, LiveEvent, MenuSnapshot, Order, OrderId, OrderStatus, PortError, StoreId, TransitionError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -431,6 +432,80 @@ impl<T: domain::ports::ReportStore> domain::ports::ReportStore for Faulty<T> {
     async fn popular(&self, store: &StoreId) -> PortResult<(Vec<domain::ports::PopularItem>, Option<i64>)> {
         self.fault.check().await?;
         self.inner.popular(store).await
+    }
+}
+
+#[async_trait]
+impl<T: domain::ports::WebhookStore> domain::ports::WebhookStore for Faulty<T> {
+    async fn create_subscriber(&self, new: &wh::NewSubscriber) -> PortResult<wh::Subscriber> {
+        self.fault.check().await?;
+        self.inner.create_subscriber(new).await
+    }
+
+    async fn subscribers(&self) -> PortResult<Vec<wh::Subscriber>> {
+        self.fault.check().await?;
+        self.inner.subscribers().await
+    }
+
+    async fn subscriber(&self, id: i64) -> PortResult<Option<wh::Subscriber>> {
+        self.fault.check().await?;
+        self.inner.subscriber(id).await
+    }
+
+    async fn update_subscriber(&self, id: i64, patch: &wh::SubscriberPatch) -> PortResult<wh::Subscriber> {
+        self.fault.check().await?;
+        self.inner.update_subscriber(id, patch).await
+    }
+
+    async fn delete_subscriber(&self, id: i64) -> PortResult<bool> {
+        self.fault.check().await?;
+        self.inner.delete_subscriber(id).await
+    }
+
+    async fn add_ping(&self, id: i64, now: i64) -> PortResult<i64> {
+        self.fault.check().await?;
+        self.inner.add_ping(id, now).await
+    }
+
+    async fn dispatch(&self, limit: u32, now: i64) -> PortResult<usize> {
+        self.fault.check().await?;
+        self.inner.dispatch(limit, now).await
+    }
+
+    async fn due_subscribers(&self, now: i64) -> PortResult<Vec<i64>> {
+        self.fault.check().await?;
+        self.inner.due_subscribers(now).await
+    }
+
+    async fn due_deliveries(&self, subscriber: i64, now: i64, limit: u32) -> PortResult<Vec<wh::Delivery>> {
+        self.fault.check().await?;
+        self.inner.due_deliveries(subscriber, now, limit).await
+    }
+
+    async fn record_attempts(&self, attempts: &[wh::Attempt]) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.record_attempts(attempts).await
+    }
+
+    async fn deliveries(
+        &self,
+        subscriber: i64,
+        state: Option<wh::DeliveryState>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> PortResult<Vec<wh::Delivery>> {
+        self.fault.check().await?;
+        self.inner.deliveries(subscriber, state, before, limit).await
+    }
+
+    async fn pending_deliveries(&self) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.pending_deliveries().await
+    }
+
+    async fn outbox_len(&self) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.outbox_len().await
     }
 }
 

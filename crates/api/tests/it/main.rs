@@ -21,4 +21,5 @@ mod money;
 mod orders;
 mod reads;
 mod streams;
+mod subscribers;
 mod webhooks;

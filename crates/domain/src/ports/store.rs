@@ -15,7 +15,9 @@
 
 use async_trait::async_trait;
 
-use super::{AccountStore, AuditLog, MenuStore, OpsStore, OrderStore, PortResult, ReportStore, UserStore};
+use super::{
+    AccountStore, AuditLog, MenuStore, OpsStore, OrderStore, PortResult, ReportStore, UserStore, WebhookStore,
+};
 
 /// The backend behind the narrow store ports.
 #[async_trait]
@@ -27,6 +29,12 @@ pub trait StoreBackend: Send + Sync {
 /// Durable state, every capability at once: what the wiring builds from one
 /// backend. Implemented for every type that implements all the narrow
 /// ports; add no methods here.
-pub trait Store: OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore {}
+pub trait Store:
+    OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + WebhookStore
+{
+}
 
-impl<T: OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + ?Sized> Store for T {}
+impl<T: OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + WebhookStore + ?Sized>
+    Store for T
+{
+}

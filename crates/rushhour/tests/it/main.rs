@@ -17,3 +17,4 @@ mod scale;
 mod secrets;
 mod support;
 mod tidy;
+mod webhooks;

@@ -16,6 +16,7 @@ mod housekeeping;
 mod jobs;
 mod scheduler;
 mod supervision;
+mod webhooks;
 
 struct Rig {
     app: Arc<Rushhour>,

@@ -219,6 +219,10 @@ pub struct StoreCacheDto {
     pub hits: u64,
     pub misses: u64,
     pub hit_ratio: Option<f64>,
+    /// Age of the store's cached menu on this instance, in seconds; absent
+    /// while none is cached (never loaded, expired, evicted, invalidated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -372,11 +376,16 @@ pub async fn snapshots(
     )
 )]
 pub async fn cache(State(_state): State<AppState>) -> axum::Json<CacheView> {
+    // The cache stamps loads with the system clock (it has no `Clock`).
+    let now = domain::ports::system_now_ms();
     let stores: Vec<StoreCacheDto> = telemetry::figures()
         .cache_stores()
         .into_iter()
         .map(|s| StoreCacheDto {
             hit_ratio: ratio(s.hits, s.misses),
+            age_secs: s
+                .loaded_at_ms
+                .map(|at| u64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0)),
             store: s.store,
             hits: s.hits,
             misses: s.misses,

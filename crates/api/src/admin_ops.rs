@@ -83,12 +83,14 @@ pub async fn schedules(State(state): State<AppState>) -> Result<axum::Json<Sched
         .as_ref()
         .map(|b| b.schedules(now))
         .unwrap_or_default();
+    // One statement for every schedule's last run, whatever their number.
+    let fired = match &state.jobs {
+        Some(q) => q.last_fired_all().await?,
+        None => Default::default(),
+    };
     let mut items = Vec::with_capacity(book.len());
     for s in book {
-        let last = match &state.jobs {
-            Some(q) => q.last_fired(&s.name).await?,
-            None => None,
-        };
+        let last = fired.get(&s.name).copied();
         items.push(ScheduleView {
             name: s.name,
             cron: s.cron,

@@ -117,6 +117,50 @@ pub struct ApiConfig {
     pub web: WebConfig,
     /// What the operator routes need besides the ports.
     pub ops: OpsConfig,
+    /// Statement counting and slow requests (`[observability]`).
+    pub observe: ObserveConfig,
+    /// How long the API reuses what it caches per kind (`[cache]`).
+    pub ttls: CacheTtls,
+}
+
+/// How long each kind of data the API caches in process is reused; menus
+/// have their own cache port (`MenuCache`, `cache.menu_ttl_secs`).
+#[derive(Debug, Clone)]
+pub struct CacheTtls {
+    /// `GET /v1/stores/{id}/popular` (60 s: the `popular.refresh` job
+    /// rewrites the list far less often).
+    pub popular: Duration,
+    /// `GET /v1/stores`; zero (the default) reads the store every time.
+    pub stores: Duration,
+}
+
+impl Default for CacheTtls {
+    fn default() -> Self {
+        Self {
+            popular: domain::reports::POPULAR_TTL,
+            stores: Duration::ZERO,
+        }
+    }
+}
+
+/// What the request middleware (`metrics::track`) reports besides
+/// latency: the statements each request ran, and slow requests.
+#[derive(Debug, Clone)]
+pub struct ObserveConfig {
+    /// Answer every request with `x-db-queries`, the number of database
+    /// statements it ran (tests and local diagnosis; off by default).
+    pub query_count_header: bool,
+    /// Requests slower than this are counted and logged.
+    pub slow_request: Duration,
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        Self {
+            query_count_header: false,
+            slow_request: Duration::from_secs(1),
+        }
+    }
 }
 
 /// What the operator routes (`/v1/admin/figures`, `/v1/admin/schedules`)
@@ -189,6 +233,8 @@ pub(crate) struct Shared {
     pub prep: domain::reports::TtlCache<domain::reports::PrepTimes>,
     /// Per-store popular items as the `popular.refresh` job kept them.
     pub popular: domain::reports::TtlCache<domain::reports::Popular>,
+    /// The store list, under one key (`stores::STORE_LIST`).
+    pub stores: domain::reports::TtlCache<Vec<domain::menu::StoreInfo>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -218,7 +264,8 @@ fn state(app: Arc<Rushhour>, metrics: PrometheusHandle, config: &ApiConfig) -> A
         streams: protect::StreamLimits::new(config.max_streams, config.max_streams_per_client),
         ops: config.ops.clone(),
         prep: domain::reports::TtlCache::new(domain::reports::ESTIMATE_TTL),
-        popular: domain::reports::TtlCache::new(domain::reports::POPULAR_TTL),
+        popular: domain::reports::TtlCache::new(config.ttls.popular),
+        stores: domain::reports::TtlCache::new(config.ttls.stores),
     }))
 }
 
@@ -394,6 +441,9 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
-        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.observe.clone()),
+            metrics::track,
+        ))
         .with_state(state)
 }

@@ -1,6 +1,9 @@
 //! Request metrics: a middleware recording
 //! `http_request_duration_seconds{path,method,status}` for every request,
-//! a slow-request warning, and the `/metrics` endpoint that renders them.
+//! the database statements it ran (`db_queries_per_request{path}`, and the
+//! `x-db-queries` header when configured), slow requests
+//! (`http_slow_requests_total{path}` and a warning), and the `/metrics`
+//! endpoint that renders them.
 //!
 //! `path` is the route template (`/v1/orders/{id}`), never the raw URI: one
 //! series per route keeps cardinality bounded whatever clients send, and a
@@ -10,16 +13,18 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 use telemetry::names;
+use telemetry::queries::{Scope, within};
 
-use crate::AppState;
+use crate::{AppState, ObserveConfig};
 
-/// Requests slower than this are logged (§8): one line per outlier, so a
-/// slow backend shows up in logs even without a dashboard.
-const SLOW_REQUEST: Duration = Duration::from_secs(1);
+/// The response header carrying the request's statement count, when
+/// `ObserveConfig::query_count_header` is on.
+pub const DB_QUERIES_HEADER: &str = "x-db-queries";
 
-pub async fn track(req: Request, next: Next) -> Response {
+pub async fn track(State(observe): State<Arc<ObserveConfig>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
     // The one allocation here; `MatchedPath` does not hand out its `Arc`.
@@ -27,8 +32,17 @@ pub async fn track(req: Request, next: Next) -> Response {
         Some(p) => p.as_str().to_owned(),
         None => "unmatched".to_owned(),
     };
-    let resp = next.run(req).await;
+    // Every statement the handler causes counts here (`dbkit::observe`
+    // carries the scope to the threads that run them). A stream's body is
+    // polled after this returns, so a stream counts its opening only.
+    let scope = Scope::new();
+    let mut resp = within(scope.clone(), next.run(req)).await;
     let elapsed = start.elapsed();
+    let queries = scope.queries();
+    metrics::histogram!(names::DB_QUERIES_PER_REQUEST, "path" => path.clone()).record(f64::from(queries));
+    if observe.query_count_header {
+        resp.headers_mut().insert(DB_QUERIES_HEADER, HeaderValue::from(queries));
+    }
     let status = resp.status().as_u16();
     // An accepted order, for the live figures (`telemetry::figures`): the
     // intake handler answers 202 only once the order is durable, so this
@@ -36,8 +50,12 @@ pub async fn track(req: Request, next: Next) -> Response {
     if status == 202 && method == "POST" && path == "/v1/orders" {
         telemetry::figures().record_intake(elapsed.as_secs_f64() * 1000.0);
     }
-    if elapsed >= SLOW_REQUEST {
-        tracing::warn!(path = %path, method, status, elapsed_ms = elapsed.as_millis() as u64, "slow request");
+    // Requests slower than `observability.slow_request_ms` (§8): counted
+    // and logged, one line per outlier, so a slow backend shows up even
+    // without a dashboard. Streams are long by design and not counted.
+    if elapsed >= observe.slow_request && !resp.headers().get(header::CONTENT_TYPE).is_some_and(is_stream) {
+        metrics::counter!(names::HTTP_SLOW_REQUESTS, "path" => path.clone()).increment(1);
+        tracing::warn!(path = %path, method, status, elapsed_ms = elapsed.as_millis() as u64, queries, "slow request");
     }
     metrics::histogram!(
         names::HTTP_REQUEST_DURATION,
@@ -47,6 +65,10 @@ pub async fn track(req: Request, next: Next) -> Response {
     )
     .record(elapsed.as_secs_f64());
     resp
+}
+
+fn is_stream(content_type: &HeaderValue) -> bool {
+    content_type.as_bytes().starts_with(b"text/event-stream")
 }
 
 /// Methods are a closed set here; anything exotic shares one label.

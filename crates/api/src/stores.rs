@@ -141,9 +141,19 @@ pub fn store_id(raw: &str) -> Result<StoreId, ApiError> {
     responses((status = 200, description = "Every store", body = StoreList))
 )]
 pub async fn list_stores(State(state): State<AppState>) -> Result<axum::Json<StoreList>, ApiError> {
-    let items = state.app.stores().await?.into_iter().map(StoreDto::from).collect();
+    let key = domain::ids::StoreId(STORE_LIST.into());
+    let stores = state
+        .stores
+        .get_or_load(&key, state.app.clock.now_ms(), || async {
+            state.app.store.list_stores().await
+        })
+        .await?;
+    let items = stores.iter().cloned().map(StoreDto::from).collect();
     Ok(axum::Json(StoreList { items }))
 }
+
+/// The one key of the store list's `TtlCache` (no store id is empty).
+const STORE_LIST: &str = "";
 
 /// A store's menu, with prices and availability. Cacheable: send the ETag
 /// back in `If-None-Match` to get a body-less 304 while it is unchanged.

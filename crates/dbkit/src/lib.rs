@@ -4,7 +4,9 @@
 //! schema-name check and advisory-locked migrations ([`postgres`], behind
 //! the `postgres` feature); the lazy Redis connection and per-call deadline
 //! ([`redis`], behind the `redis` feature); and the one translation of
-//! rusqlite and sqlx errors into `domain::ports::PortError` ([`error`]).
+//! rusqlite and sqlx errors into `domain::ports::PortError` ([`error`]);
+//! and the counting and timing of every statement, per request and per job
+//! ([`observe`]).
 //!
 //! Why a crate of its own: the store, the job queue and the event log each
 //! had a copy of this code, and the copies had drifted (the same SQLite
@@ -14,6 +16,7 @@
 //! migrating and classifying errors lives here.
 
 pub mod error;
+pub mod observe;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

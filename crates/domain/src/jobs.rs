@@ -279,6 +279,11 @@ pub trait JobQueue: Send + Sync {
     /// The newest slot fired for `schedule`, if any.
     async fn last_fired(&self, schedule: &str) -> PortResult<Option<i64>>;
 
+    /// The newest slot fired for every schedule that ever fired, by name,
+    /// in one statement (the schedules list shows them all: one
+    /// `last_fired` per schedule was an N+1).
+    async fn last_fired_all(&self) -> PortResult<std::collections::HashMap<String, i64>>;
+
     async fn get(&self, id: JobId) -> PortResult<Option<JobInfo>>;
 
     /// Newest first.

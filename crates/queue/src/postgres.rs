@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dbkit::observe::observed;
 use domain::jobs::{BulkFilter, Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
 use domain::ports::{PortError, PortResult};
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
@@ -179,7 +180,7 @@ async fn enqueue_on(conn: &mut PgConnection, jobs: &[EncodedJob], now: i64) -> R
             .bind(&maxes)
             .bind(&keys)
             .bind(now)
-            .fetch_all(&mut *conn)
+            .fetch_all(observed(&mut *conn))
             .await?;
         if rows.len() != pending.len() {
             return Err(QueueError::Invalid(format!(
@@ -206,7 +207,7 @@ async fn enqueue_on(conn: &mut PgConnection, jobs: &[EncodedJob], now: i64) -> R
         let keys: Vec<&str> = dups.iter().filter_map(|&i| jobs[i].unique_key.as_deref()).collect();
         let holders: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(LIVE_HOLDERS)
             .bind(&keys)
-            .fetch_all(&mut *conn)
+            .fetch_all(observed(&mut *conn))
             .await?
             .into_iter()
             .collect();
@@ -288,7 +289,7 @@ impl PgQueue {
                 BulkArg::Int(i) => q.bind(i),
             };
         }
-        let done = q.execute(&self.pool).await.map_err(QueueError::from)?;
+        let done = q.execute(observed(&self.pool)).await.map_err(QueueError::from)?;
         Ok(done.rows_affected())
     }
 }
@@ -314,7 +315,7 @@ impl JobQueue for PgQueue {
             .bind(worker)
             .bind(lease_until(now, lease))
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(observed(&self.pool))
             .await
             .map_err(QueueError::from)?;
         let mut jobs = rows.iter().map(job_row).collect::<Result<Vec<_>, _>>()?;
@@ -339,7 +340,7 @@ impl JobQueue for PgQueue {
         .bind(worker)
         .bind(lease_until(now, lease))
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(observed(&self.pool))
         .await
         .map_err(QueueError::from)?
         .into_iter()
@@ -358,7 +359,7 @@ impl JobQueue for PgQueue {
         .bind(ids)
         .bind(worker)
         .bind(now)
-        .execute(&self.pool)
+        .execute(observed(&self.pool))
         .await
         .map_err(QueueError::from)?;
         Ok(())
@@ -378,7 +379,7 @@ impl JobQueue for PgQueue {
         .bind(retry_at)
         .bind(now)
         .bind(error)
-        .execute(&self.pool)
+        .execute(observed(&self.pool))
         .await
         .map_err(QueueError::from)?;
         Ok(())
@@ -396,7 +397,7 @@ impl JobQueue for PgQueue {
         .bind(ids)
         .bind(worker)
         .bind(now)
-        .execute(&self.pool)
+        .execute(observed(&self.pool))
         .await
         .map_err(QueueError::from)?;
         Ok(())
@@ -412,7 +413,7 @@ impl JobQueue for PgQueue {
             .bind(schedule)
             .bind(slot)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(observed(&mut *tx))
             .await?
             .rows_affected()
                 == 1;
@@ -429,17 +430,26 @@ impl JobQueue for PgQueue {
     async fn last_fired(&self, schedule: &str) -> PortResult<Option<i64>> {
         let slot: Option<i64> = sqlx::query_scalar("SELECT max(slot) FROM schedule_fires WHERE schedule = $1")
             .bind(schedule)
-            .fetch_one(&self.pool)
+            .fetch_one(observed(&self.pool))
             .await
             .map_err(QueueError::from)?;
         Ok(slot)
+    }
+
+    async fn last_fired_all(&self) -> PortResult<HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT schedule, max(slot) FROM schedule_fires GROUP BY schedule")
+                .fetch_all(observed(&self.pool))
+                .await
+                .map_err(QueueError::from)?;
+        Ok(rows.into_iter().collect())
     }
 
     async fn get(&self, id: JobId) -> PortResult<Option<JobInfo>> {
         let sql = format!("SELECT {INFO_COLUMNS} FROM jobs WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(observed(&self.pool))
             .await
             .map_err(QueueError::from)?;
         Ok(row.as_ref().map(info_row).transpose()?)
@@ -482,7 +492,7 @@ impl JobQueue for PgQueue {
         }
         let rows = q
             .bind(i64::from(filter.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(observed(&self.pool))
             .await
             .map_err(QueueError::from)?;
         Ok(rows.iter().map(info_row).collect::<Result<_, _>>()?)
@@ -493,7 +503,7 @@ impl JobQueue for PgQueue {
             "SELECT queue, state, (state = 'queued' AND run_at > $1), count(*) FROM jobs GROUP BY 1, 2, 3",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(observed(&self.pool))
         .await
         .map_err(QueueError::from)?;
         Ok(assemble_counts(rows)?)
@@ -506,7 +516,7 @@ impl JobQueue for PgQueue {
         )
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(observed(&self.pool))
         .await
         .map_err(QueueError::from)?;
         Ok(done.rows_affected() > 0)
@@ -515,7 +525,7 @@ impl JobQueue for PgQueue {
     async fn discard(&self, id: JobId) -> PortResult<bool> {
         let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state IN ('queued', 'dead')")
             .bind(id)
-            .execute(&self.pool)
+            .execute(observed(&self.pool))
             .await
             .map_err(QueueError::from)?;
         Ok(done.rows_affected() > 0)
@@ -534,7 +544,7 @@ impl JobQueue for PgQueue {
             let mut tx = self.pool.begin().await?;
             let jobs = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < $1")
                 .bind(before)
-                .execute(&mut *tx)
+                .execute(observed(&mut *tx))
                 .await?
                 .rows_affected();
             // Each schedule's newest slot stays, so `last_fired` survives.
@@ -543,7 +553,7 @@ impl JobQueue for PgQueue {
                  AND f.slot < (SELECT max(g.slot) FROM schedule_fires g WHERE g.schedule = f.schedule)",
             )
             .bind(before)
-            .execute(&mut *tx)
+            .execute(observed(&mut *tx))
             .await?;
             tx.commit().await?;
             Ok::<_, QueueError>(jobs)
@@ -553,7 +563,7 @@ impl JobQueue for PgQueue {
     }
 
     async fn health(&self) -> PortResult<()> {
-        let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
+        let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(observed(&self.pool));
         match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(QueueError::from(e).into()),

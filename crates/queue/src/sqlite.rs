@@ -27,6 +27,7 @@
 
 mod conn;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -116,31 +117,32 @@ impl SqliteQueue {
         self.db.path()
     }
 
-    async fn read<T, F>(&self, f: F) -> PortResult<T>
+    // Not `async fn`: `#[track_caller]` hands the port method's call site
+    // to `dbkit::observe` (the slow-query warning names it).
+    #[track_caller]
+    fn read<T, F>(&self, f: F) -> impl Future<Output = PortResult<T>> + Send + use<T, F>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
     {
-        self.db.read(f).await
+        self.db.read(f)
     }
 
     /// `f` inside one `IMMEDIATE` transaction on the writer thread,
     /// committed when it returns `Ok`.
-    async fn write<T, F>(&self, f: F) -> PortResult<T>
+    #[track_caller]
+    fn write<T, F>(&self, f: F) -> impl Future<Output = PortResult<T>> + Send + '_
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, QueueError> + Send + 'static,
     {
-        Ok(self
-            .db
-            .writer()
-            .run(move |conn| -> Result<T, QueueError> {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let out = f(&tx)?;
-                tx.commit()?;
-                Ok(out)
-            })
-            .await??)
+        let run = self.db.writer().run(move |conn| -> Result<T, QueueError> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        });
+        async move { Ok(run.await??) }
     }
 }
 
@@ -405,6 +407,15 @@ impl JobQueue for SqliteQueue {
                 c.prepare_cached("SELECT max(slot) FROM schedule_fires WHERE schedule = ?1")?
                     .query_row(params![schedule], |r| r.get(0))?,
             )
+        })
+        .await
+    }
+
+    async fn last_fired_all(&self) -> PortResult<HashMap<String, i64>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT schedule, max(slot) FROM schedule_fires GROUP BY schedule")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<HashMap<String, i64>, _>>()?)
         })
         .await
     }

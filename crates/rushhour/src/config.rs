@@ -44,6 +44,7 @@ pub struct Config {
     pub board: BoardSection,
     pub telemetry: TelemetrySection,
     pub demo: DemoSection,
+    pub observability: ObservabilitySection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +219,8 @@ pub struct CacheSection {
     pub l1_ttl_secs: u64,
     pub key_prefix: String,
     pub max_stores: u64,
+    pub popular_ttl_secs: u64,
+    pub stores_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,6 +379,34 @@ impl BoardSection {
 #[serde(deny_unknown_fields)]
 pub struct DemoSection {
     pub seed: bool,
+}
+
+/// `[observability]`: statement counting (the N+1 guard) and the slow
+/// statement and slow request thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilitySection {
+    pub count_queries: bool,
+    pub query_count_header: bool,
+    pub slow_query_ms: u64,
+    pub slow_request_ms: u64,
+}
+
+impl ObservabilitySection {
+    /// What the HTTP edge needs of it.
+    pub fn api(&self) -> api::ObserveConfig {
+        api::ObserveConfig {
+            query_count_header: self.query_count_header,
+            slow_request: Duration::from_millis(self.slow_request_ms),
+        }
+    }
+
+    /// Set the process-wide statement hooks (`dbkit::observe`); call before
+    /// any database is opened (SQLite hooks are installed at open).
+    pub fn install(&self) {
+        dbkit::observe::set_enabled(self.count_queries);
+        dbkit::observe::set_slow_query(Duration::from_millis(self.slow_query_ms));
+    }
 }
 
 /// Command-line overrides, applied last.

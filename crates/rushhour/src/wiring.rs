@@ -93,6 +93,8 @@ fn upstream_client(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dy
 /// store is empty and `demo.seed` is on.
 pub async fn build(cfg: &Config) -> anyhow::Result<Built> {
     private_dir(&cfg.data_dir)?;
+    // Before any database opens: SQLite's statement hook is set at open.
+    cfg.observability.install();
     let store = cfg.store_config()?.build().await.context("open the store")?;
     let log = cfg.log_config()?.build().await.context("open the event log")?;
     if cfg.demo.seed && store.list_stores().await.context("list stores")?.is_empty() {
@@ -352,6 +354,11 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
             role: "serve",
             instance: cfg.worker_id(),
         },
+        observe: cfg.observability.api(),
+        ttls: api::CacheTtls {
+            popular: Duration::from_secs(cfg.cache.popular_ttl_secs),
+            stores: Duration::from_secs(cfg.cache.stores_ttl_secs),
+        },
     })
 }
 
@@ -378,6 +385,8 @@ fn spawn_figures_sampler(clock: Arc<dyn Clock>, tracker: &TaskTracker, shutdown:
             tokio::select! {
                 _ = tick.tick() => {
                     telemetry::figures().sample(clock.now_ms());
+                    // The database pools' gauges (`db_pool_*`), same cadence.
+                    dbkit::observe::sample_pools();
                 }
                 _ = shutdown.cancelled() => return,
             }

@@ -49,6 +49,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dbkit::observe::observed;
 use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, Menu, StoreInfo};
@@ -172,7 +173,7 @@ impl PgStore {
 impl MenuStore for PgStore {
     async fn list_stores(&self) -> PortResult<Vec<StoreInfo>> {
         let rows = sqlx::query("SELECT id, name, time_zone, currency FROM stores ORDER BY id")
-            .fetch_all(self.reader())
+            .fetch_all(observed(self.reader()))
             .await
             .map_err(Error::from)?;
         Ok(rows.iter().map(rows::store_row).collect::<Result<_, _>>()?)
@@ -191,7 +192,7 @@ impl MenuStore for PgStore {
             .bind(available)
             .bind(&store.0)
             .bind(sku)
-            .execute(&self.primary)
+            .execute(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(done.rows_affected() > 0)
@@ -215,7 +216,7 @@ impl OrderStore for PgStore {
             sqlx::query_scalar("SELECT next_offset FROM consumer_positions WHERE grp = $1 AND log_partition = $2")
                 .bind(group)
                 .bind(i64::from(partition))
-                .fetch_optional(&self.primary)
+                .fetch_optional(observed(&self.primary))
                 .await
                 .map_err(Error::from)?;
         match next {
@@ -249,7 +250,7 @@ impl OrderStore for PgStore {
         );
         let found = sqlx::query(AssertSqlSafe(sql))
             .bind(id.0)
-            .fetch_all(&self.primary)
+            .fetch_all(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         let Some(first) = found.first() else {
@@ -290,7 +291,11 @@ impl OrderStore for PgStore {
             q.push(sep).push("placed_at >= ").push_bind(since);
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
-        let found = q.build().fetch_all(self.reader()).await.map_err(Error::from)?;
+        let found = q
+            .build()
+            .fetch_all(observed(self.reader()))
+            .await
+            .map_err(Error::from)?;
         Ok(found.iter().map(rows::summary_row).collect::<Result<_, _>>()?)
     }
 
@@ -330,7 +335,7 @@ impl OrderStore for PgStore {
         let found = q
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(self.reader())
+            .fetch_all(observed(self.reader()))
             .await
             .map_err(Error::from)?;
         Ok(found.iter().map(rows::event_row).collect::<Result<_, _>>()?)
@@ -346,7 +351,7 @@ impl OrderStore for PgStore {
             .collect();
         let cursor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::bigint FROM events WHERE store_id = $1")
             .bind(&store.0)
-            .fetch_one(self.reader())
+            .fetch_one(observed(self.reader()))
             .await
             .map_err(Error::from)?;
         let sql = format!(
@@ -361,7 +366,7 @@ impl OrderStore for PgStore {
             .bind(placed_since)
             .bind(cursor)
             .bind(i64::from(limit))
-            .fetch_all(self.reader())
+            .fetch_all(observed(self.reader()))
             .await
             .map_err(Error::from)?;
         let events = found.iter().map(rows::event_row).collect::<Result<_, _>>()?;
@@ -384,7 +389,7 @@ impl OrderStore for PgStore {
         .bind(&store.0)
         .bind(placed_since)
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
+        .fetch_all(observed(self.reader()))
         .await
         .map_err(Error::from)?;
         let orders = found.iter().map(rows::order_row).collect::<Result<_, _>>()?;
@@ -398,7 +403,7 @@ impl OrderStore for PgStore {
         );
         let found = sqlx::query(AssertSqlSafe(sql))
             .bind(i64::from(limit))
-            .fetch_all(&self.primary)
+            .fetch_all(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(found.iter().map(rows::dead_letter_row).collect::<Result<_, _>>()?)
@@ -409,7 +414,7 @@ impl OrderStore for PgStore {
             .bind(group)
             .bind(i64::from(partition))
             .bind(offset as i64)
-            .execute(&self.primary)
+            .execute(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(done.rows_affected() > 0)
@@ -494,7 +499,7 @@ impl OpsStore for PgStore {
 impl StoreBackend for PgStore {
     async fn health(&self) -> PortResult<()> {
         for pool in std::iter::once(&self.primary).chain(self.replica.as_ref()) {
-            let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+            let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(observed(pool));
             match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
                 Ok(Ok(1)) => {}
                 Ok(Ok(other)) => return Err(PortError::Invalid(format!("SELECT 1 returned {other}"))),
@@ -515,7 +520,7 @@ async fn store_cursor(pool: &PgPool, store: &StoreId) -> Result<i64, Error> {
     Ok(
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::bigint FROM events WHERE store_id = $1")
             .bind(&store.0)
-            .fetch_one(pool)
+            .fetch_one(observed(pool))
             .await?,
     )
 }
@@ -535,7 +540,7 @@ async fn tickets(pool: &PgPool, q: &TicketsQuery) -> Result<TicketsSnapshot, Err
     .bind(station)
     .bind(q.placed_since)
     .bind(i64::from(q.open_limit))
-    .fetch_all(pool)
+    .fetch_all(observed(pool))
     .await?;
     let recent: Vec<Uuid> = sqlx::query_scalar(
         "SELECT l.order_id FROM order_lines l JOIN orders o ON o.id = l.order_id \
@@ -548,7 +553,7 @@ async fn tickets(pool: &PgPool, q: &TicketsQuery) -> Result<TicketsSnapshot, Err
     .bind(station)
     .bind(q.done_since)
     .bind(i64::from(q.recent_limit))
-    .fetch_all(pool)
+    .fetch_all(observed(pool))
     .await?;
     let mut all = load_orders(pool, open.iter().chain(&recent).copied().collect()).await?;
     let mut take = |ids: &[Uuid]| ids.iter().filter_map(|id| all.remove(id)).collect::<Vec<_>>();
@@ -569,7 +574,10 @@ async fn load_orders(pool: &PgPool, ids: Vec<Uuid>) -> Result<std::collections::
         prefixed("o", rows::ORDER_COLUMNS),
         prefixed("l", rows::LINE_COLUMNS),
     );
-    let found = sqlx::query(AssertSqlSafe(sql)).bind(&ids).fetch_all(pool).await?;
+    let found = sqlx::query(AssertSqlSafe(sql))
+        .bind(&ids)
+        .fetch_all(observed(pool))
+        .await?;
     for r in &found {
         let order = rows::order_row(r)?;
         let entry = out.entry(order.id.0).or_insert(order);
@@ -609,7 +617,7 @@ async fn load_menu(pool: &PgPool, store: &StoreId) -> Result<Option<Menu>, Error
         .await?;
     let info = sqlx::query("SELECT id, name, time_zone, currency FROM stores WHERE id = $1")
         .bind(&store.0)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed(&mut *tx))
         .await?;
     let Some(info) = info else {
         tx.commit().await?;
@@ -618,14 +626,14 @@ async fn load_menu(pool: &PgPool, store: &StoreId) -> Result<Option<Menu>, Error
     let categories =
         sqlx::query("SELECT code, name, position FROM categories WHERE store_id = $1 ORDER BY position, code")
             .bind(&store.0)
-            .fetch_all(&mut *tx)
+            .fetch_all(observed(&mut *tx))
             .await?;
     let items = sqlx::query(
         "SELECT sku, name, category, station, sizes::text, modifiers::text, available FROM items \
          WHERE store_id = $1 ORDER BY ord",
     )
     .bind(&store.0)
-    .fetch_all(&mut *tx)
+    .fetch_all(observed(&mut *tx))
     .await?;
     tx.commit().await?;
     Ok(Some(rows::menu(
@@ -674,15 +682,15 @@ async fn upsert_menu(pool: &PgPool, menu: &Menu) -> Result<(), Error> {
     .bind(&s.name)
     .bind(&s.time_zone)
     .bind(&s.currency)
-    .execute(&mut *tx)
+    .execute(observed(&mut *tx))
     .await?;
     sqlx::query("DELETE FROM categories WHERE store_id = $1")
         .bind(&s.id.0)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
     sqlx::query("DELETE FROM items WHERE store_id = $1")
         .bind(&s.id.0)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
     sqlx::query(
         "INSERT INTO categories (store_id, code, name, position) \
@@ -692,7 +700,7 @@ async fn upsert_menu(pool: &PgPool, menu: &Menu) -> Result<(), Error> {
     .bind(&codes)
     .bind(&cat_names)
     .bind(&positions)
-    .execute(&mut *tx)
+    .execute(observed(&mut *tx))
     .await?;
     sqlx::query(
         "INSERT INTO items (store_id, sku, ord, name, category, station, available, sizes, modifiers) \
@@ -709,7 +717,7 @@ async fn upsert_menu(pool: &PgPool, menu: &Menu) -> Result<(), Error> {
     .bind(&avail)
     .bind(&sizes)
     .bind(&mods)
-    .execute(&mut *tx)
+    .execute(observed(&mut *tx))
     .await?;
     tx.commit().await?;
     Ok(())
@@ -752,7 +760,7 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
     )
     .bind(EVENTS_LOCK_SPACE)
     .bind(&stores)
-    .execute(&mut *tx)
+    .execute(observed(&mut *tx))
     .await?;
 
     let n = drafts.len();
@@ -795,7 +803,7 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
     .bind(&stations)
     .bind(&tickets)
     .bind(&ats)
-    .fetch_all(&mut *tx)
+    .fetch_all(observed(&mut *tx))
     .await?;
     // RETURNING's order is not promised; the ids' is.
     ids.sort_unstable();
@@ -897,7 +905,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         .bind(&rejected)
         .bind(UNPAID)
         .bind(&names)
-        .fetch_all(&mut *tx)
+        .fetch_all(observed(&mut *tx))
         .await?;
         returned.into_iter().collect()
     };
@@ -945,7 +953,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         .bind(&cols.unit_price)
         .bind(&cols.line_total)
         .bind(&cols.ticket)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
     }
 
@@ -983,7 +991,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         .bind(&errors)
         .bind(&attempts)
         .bind(&ats)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
     }
 
@@ -996,7 +1004,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
     .bind(i64::from(partition))
     .bind(next)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(observed(&mut *tx))
     .await?;
 
     let drafts = fresh
@@ -1050,7 +1058,7 @@ async fn draw_pickup_codes(
         .collect();
     let zones: HashMap<String, String> = sqlx::query_as("SELECT id, time_zone FROM stores WHERE id = ANY($1)")
         .bind(&stores)
-        .fetch_all(&mut *tx)
+        .fetch_all(observed(&mut *tx))
         .await?
         .into_iter()
         .collect();
@@ -1078,7 +1086,7 @@ async fn draw_pickup_codes(
     .bind(&g_stores)
     .bind(&g_days)
     .bind(&counts)
-    .fetch_all(&mut *tx)
+    .fetch_all(observed(&mut *tx))
     .await?;
     let mut codes = HashMap::with_capacity(confirmed.len());
     for (store, day, last) in lasts {
@@ -1097,7 +1105,7 @@ async fn draw_pickup_codes(
     )
     .bind(&ids)
     .bind(&texts)
-    .execute(&mut *tx)
+    .execute(observed(&mut *tx))
     .await?;
     Ok(codes)
 }
@@ -1145,7 +1153,7 @@ async fn transition(
         rows::ORDER_COLUMNS
     )))
     .bind(id.0)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(observed(&mut *tx))
     .await?;
     let Some(row) = row else {
         return Err(Error::Rule(TransitionError::OrderNotFound(id)));
@@ -1156,7 +1164,7 @@ async fn transition(
         rows::LINE_COLUMNS
     )))
     .bind(id.0)
-    .fetch_all(&mut *tx)
+    .fetch_all(observed(&mut *tx))
     .await?;
     order.lines = lines.iter().map(rows::line_row).collect::<Result<_, _>>()?;
 
@@ -1167,7 +1175,7 @@ async fn transition(
         sqlx::query("UPDATE orders SET cancel_reason = $1 WHERE id = $2")
             .bind(reason)
             .bind(id.0)
-            .execute(&mut *tx)
+            .execute(observed(&mut *tx))
             .await?;
     }
     let mut drafts = Vec::with_capacity(2);
@@ -1193,7 +1201,7 @@ async fn transition(
         .bind(now)
         .bind(started == crate::lines::LineTime::Clear)
         .bind(done == crate::lines::LineTime::Stamp)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
         drafts.push(EventDraft {
             kind: LiveEventKind::Ticket,
@@ -1224,7 +1232,7 @@ async fn transition(
         .bind(at.cancelled_at)
         .bind(at.expired_at)
         .bind(id.0)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
         drafts.push(EventDraft {
             kind: LiveEventKind::Status,

@@ -114,20 +114,25 @@ impl SqliteStore {
         self.db.path()
     }
 
-    async fn read<T, F>(&self, f: F) -> PortResult<T>
+    // Not `async fn`: `#[track_caller]` hands the port method's call site
+    // to `dbkit::observe` (the slow-query warning names it).
+    #[track_caller]
+    fn read<T, F>(&self, f: F) -> impl Future<Output = PortResult<T>> + Send + use<T, F>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        self.db.read(f).await
+        self.db.read(f)
     }
 
-    async fn write<T, F>(&self, f: F) -> PortResult<T>
+    #[track_caller]
+    fn write<T, F>(&self, f: F) -> impl Future<Output = PortResult<T>> + Send + '_
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
-        Ok(self.db.writer().run(f).await??)
+        let run = self.db.writer().run(f);
+        async move { Ok(run.await??) }
     }
 }
 

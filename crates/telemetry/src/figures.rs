@@ -98,12 +98,17 @@ pub struct StoreCacheFigures {
     pub store: String,
     pub hits: u64,
     pub misses: u64,
+    /// When the store's cached menu was loaded (epoch ms); `None` while
+    /// nothing is cached for it.
+    pub loaded_at_ms: Option<i64>,
 }
 
 #[derive(Default)]
 struct CacheCounters {
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Epoch ms of the cached entry's load; 0 when none is cached.
+    loaded_at: std::sync::atomic::AtomicI64,
 }
 
 /// One second of figures. Rates are per second; `None` where nothing was
@@ -253,6 +258,27 @@ impl Figures {
         pick(c).fetch_add(1, Relaxed);
     }
 
+    /// `store`'s menu was loaded into the cache at `at_ms` (epoch ms).
+    pub fn record_cache_load(&self, store: &str, at_ms: i64) {
+        if let Some(c) = self.stores.read().unwrap_or_else(|e| e.into_inner()).get(store) {
+            c.loaded_at.store(at_ms, Relaxed);
+            return;
+        }
+        let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        stores
+            .entry(store.to_owned())
+            .or_default()
+            .loaded_at
+            .store(at_ms, Relaxed);
+    }
+
+    /// `store`'s cached menu left the cache (expired, evicted, invalidated).
+    pub fn forget_cache_entry(&self, store: &str) {
+        if let Some(c) = self.stores.read().unwrap_or_else(|e| e.into_inner()).get(store) {
+            c.loaded_at.store(0, Relaxed);
+        }
+    }
+
     /// Menu cache lookups per store, by store id.
     pub fn cache_stores(&self) -> Vec<StoreCacheFigures> {
         let stores = self.stores.read().unwrap_or_else(|e| e.into_inner());
@@ -262,6 +288,7 @@ impl Figures {
                 store: store.clone(),
                 hits: c.hits.load(Relaxed),
                 misses: c.misses.load(Relaxed),
+                loaded_at_ms: Some(c.loaded_at.load(Relaxed)).filter(|&at| at > 0),
             })
             .collect();
         out.sort_by(|a, b| a.store.cmp(&b.store));

@@ -6,6 +6,7 @@
 //! series silently.
 
 pub mod figures;
+pub mod queries;
 
 pub use figures::figures;
 
@@ -66,6 +67,9 @@ pub mod names {
     pub const CACHE_BACKEND_ERRORS: &str = "cache_backend_errors_total";
     /// Menu cache invalidations.
     pub const CACHE_INVALIDATIONS: &str = "cache_invalidations_total";
+    /// Entries that left an in-process cache, labels `cache` (`menu`) and
+    /// `cause` (`expired`, `size`, `explicit`, `replaced`).
+    pub const CACHE_EVICTIONS: &str = "cache_evictions_total";
     /// Orders accepted at intake (durable), label `outcome` (`accepted`, `replayed`).
     pub const ORDERS_INTAKE: &str = "orders_intake_total";
     /// Build info gauge (always 1), labels `version`.
@@ -148,6 +152,31 @@ pub mod names {
     pub const WEBHOOK_DELIVERY_DURATION: &str = "webhook_delivery_duration_seconds";
     /// Webhook deliveries not yet delivered nor dead, every subscriber.
     pub const WEBHOOK_PENDING: &str = "webhook_deliveries_pending";
+    /// Database statements run while answering one request (issue 12's
+    /// N+1 guard), label `path` (route template).
+    pub const DB_QUERIES_PER_REQUEST: &str = "db_queries_per_request";
+    /// Database statements run by one background job, label `kind`.
+    pub const DB_QUERIES_PER_JOB: &str = "db_queries_per_job";
+    /// Time of one database statement, labels `backend` (`sqlite`,
+    /// `postgres`) and `kind` (`select`, `insert`, `update`, `delete`,
+    /// `transaction`, `pragma`, `other`).
+    pub const DB_QUERY_DURATION: &str = "db_query_duration_seconds";
+    /// Statements slower than `observability.slow_query_ms`, labels
+    /// `backend` and `kind`.
+    pub const DB_SLOW_QUERIES: &str = "db_slow_queries_total";
+    /// Requests slower than `observability.slow_request_ms`, label `path`.
+    pub const HTTP_SLOW_REQUESTS: &str = "http_slow_requests_total";
+    /// Connections of a database pool lent out now (gauge), label `pool`
+    /// (the embedded reader pools: `store`, `job queue`, `sessions`, …).
+    pub const DB_POOL_IN_USE: &str = "db_pool_connections_in_use";
+    /// Idle connections of a database pool (gauge), label `pool`.
+    pub const DB_POOL_IDLE: &str = "db_pool_connections_idle";
+    /// Connections a database pool may hold (gauge), label `pool`.
+    pub const DB_POOL_MAX: &str = "db_pool_connections_max";
+    /// Callers waiting for a connection of a database pool (gauge), label `pool`.
+    pub const DB_POOL_WAITING: &str = "db_pool_waiting";
+    /// Time a caller waited for a connection, label `pool`.
+    pub const DB_POOL_ACQUIRE: &str = "db_pool_acquire_seconds";
 }
 
 /// Log output format.
@@ -183,9 +212,19 @@ pub fn prometheus() -> PrometheusHandle {
                 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ];
             let sizes = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+            let statement = [
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1,
+                0.5, 1.0,
+            ];
+            let counts = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 12.0, 20.0, 50.0, 100.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &sizes))
+                // One embedded statement takes microseconds: finer than
+                // the request buckets (a full matcher wins over a suffix).
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::DB_QUERY_DURATION.into()), &statement))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::DB_QUERIES_PER_REQUEST.into()), &counts))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::DB_QUERIES_PER_JOB.into()), &counts))
                 .expect("static bucket lists are non-empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

@@ -485,6 +485,9 @@ pub async fn fire_enqueues_once_per_slot(q: Queues) {
     );
     assert_eq!(list(&q, kind("sync.menu")).await, vec![holder]);
     assert_eq!(q.last_fired("menu").await.unwrap(), Some(slot));
+    // Every schedule's newest slot at once.
+    let all = q.last_fired_all().await.unwrap();
+    assert_eq!((all.len(), all["prune"], all["menu"]), (2, next, slot));
 }
 
 /// `get` returns everything known about a job; `list` filters by queue,

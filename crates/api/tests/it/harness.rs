@@ -149,6 +149,8 @@ pub async fn harness_full(feed_capacity: usize, tweak: impl FnOnce(&mut ApiConfi
         max_streams: 100,
         max_streams_per_client: 16,
         ops: api::OpsConfig::default(),
+        observe: api::ObserveConfig::default(),
+        ttls: api::CacheTtls::default(),
     };
     tweak(&mut config);
     Harness {

@@ -60,13 +60,15 @@ impl Database {
 
     /// `f` with a read connection on the blocking pool; `f`'s own error
     /// converts into `PortError` through the adapter's mapping.
-    pub async fn read<T, E, F>(&self, f: F) -> PortResult<T>
+    #[track_caller]
+    pub fn read<T, E, F>(&self, f: F) -> impl Future<Output = PortResult<T>> + Send + use<T, E, F>
     where
         T: Send + 'static,
         E: Into<PortError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        self.readers.run(f).await?.map_err(Into::into)
+        let run = self.readers.run(f);
+        async move { run.await?.map_err(Into::into) }
     }
 
     /// Ready when the writer thread runs and a reader answers `SELECT 1`

@@ -201,6 +201,7 @@ fn configure_writer(conn: &Connection, profile: &Profile, sync: Synchronous) -> 
     conn.pragma_update(None, "cache_size", -i64::from(profile.cache_kib))?;
     conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT)?;
     conn.set_prepared_statement_cache_capacity(profile.statement_cache);
+    crate::observe::watch_sqlite(conn);
     Ok(())
 }
 
@@ -211,6 +212,7 @@ pub fn open_reader(path: &Path, profile: &Profile) -> Result<Connection, PortErr
     let conn = open_existing(path)?;
     conn.pragma_update(None, "query_only", "ON").map_err(sqlite_error)?;
     conn.set_prepared_statement_cache_capacity(profile.statement_cache);
+    crate::observe::watch_sqlite(&conn);
     Ok(conn)
 }
 

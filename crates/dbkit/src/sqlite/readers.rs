@@ -1,7 +1,9 @@
 //! The pool of read connections: a fixed set, lent out one per read on
 //! tokio's blocking pool. WAL lets them read beside the writer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use domain::ports::PortError;
 use rusqlite::Connection;
@@ -14,6 +16,10 @@ pub struct Readers {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
     label: &'static str,
+    /// Connections the pool was opened with.
+    size: usize,
+    /// Callers waiting for a permit now (`db_pool_waiting`).
+    waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for Readers {
@@ -34,33 +40,81 @@ impl Readers {
     }
 
     pub fn new(conns: Vec<Connection>, label: &'static str) -> Arc<Self> {
-        Arc::new(Self {
+        let pool = Arc::new(Self {
             permits: Arc::new(Semaphore::new(conns.len())),
+            size: conns.len(),
             idle: Mutex::new(conns),
             label,
-        })
+            waiting: AtomicUsize::new(0),
+        });
+        let weak: std::sync::Weak<dyn crate::observe::PoolGauge> = Arc::downgrade(&pool) as _;
+        crate::observe::watch_pool(weak);
+        pool
     }
 
-    /// Run `f` with a read connection on the blocking pool.
-    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, PortError>
+    /// Run `f` with a read connection on the blocking pool, its statements
+    /// counted in the caller's query scope (`observe::carry`).
+    #[track_caller]
+    pub fn run<T, F>(self: &Arc<Self>, f: F) -> impl Future<Output = Result<T, PortError>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> T + Send + 'static,
+    {
+        let carry = crate::observe::carry();
+        let pool = self.clone();
+        async move { pool.run_carried(carry, f).await }
+    }
+
+    async fn run_carried<T, F>(self: Arc<Self>, carry: crate::observe::Carry, f: F) -> Result<T, PortError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> T + Send + 'static,
     {
         let label = self.label;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PortError::Unavailable(format!("the {label} read pool is closed")))?;
-        let pool = self.clone();
+        let started = Instant::now();
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // A guard, so a caller cancelled while waiting stops counting.
+                struct Waiting<'a>(&'a AtomicUsize);
+                impl Drop for Waiting<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let _waiting = Waiting(&self.waiting);
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| PortError::Unavailable(format!("the {label} read pool is closed")))?
+            }
+        };
+        metrics::histogram!(telemetry::names::DB_POOL_ACQUIRE, "pool" => label).record(started.elapsed().as_secs_f64());
+        let pool = self;
         tokio::task::spawn_blocking(move || {
             let lease = Lease::take(pool, permit)?;
-            Ok(f(lease.conn()))
+            Ok(carry.run(|| f(lease.conn())))
         })
         .await
         .map_err(|e| PortError::Unavailable(format!("a {label} read failed unexpectedly: {e}")))?
+    }
+}
+
+impl crate::observe::PoolGauge for Readers {
+    fn pool_name(&self) -> &'static str {
+        self.label
+    }
+
+    fn stats(&self) -> crate::observe::PoolStats {
+        let idle = self.permits.available_permits();
+        crate::observe::PoolStats {
+            in_use: self.size.saturating_sub(idle),
+            idle,
+            max: self.size,
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
     }
 }
 

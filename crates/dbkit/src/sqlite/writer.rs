@@ -73,22 +73,29 @@ impl Writer {
     /// so every write an adapter makes must be safe to have happened
     /// unobserved (the store's batches are idempotent; a queue claim made
     /// for a caller that went away is recovered when its lease expires).
-    pub async fn run<T, F>(&self, f: F) -> Result<T, PortError>
+    ///
+    /// The caller's query scope and call site go with the job
+    /// (`observe::carry`), so its statements count for the caller.
+    #[track_caller]
+    pub fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, PortError>> + Send + '_
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> T + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        });
-        let label = self.label;
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| PortError::Unavailable(format!("the {label} writer has stopped")))?;
-        rx.await
-            .map_err(|_| PortError::Unavailable(format!("the {label} write failed unexpectedly")))
+        let carry = crate::observe::carry();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            let job: Job = Box::new(move |conn| {
+                let _ = tx.send(carry.run(|| f(conn)));
+            });
+            let label = self.label;
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| PortError::Unavailable(format!("the {label} writer has stopped")))?;
+            rx.await
+                .map_err(|_| PortError::Unavailable(format!("the {label} write failed unexpectedly")))
+        }
     }
 
     /// Whether the writer thread still takes work.

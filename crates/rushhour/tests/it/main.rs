@@ -12,6 +12,7 @@ mod jobs;
 mod monitor;
 mod postgres;
 mod protection;
+mod queries;
 mod replay;
 mod scale;
 mod secrets;

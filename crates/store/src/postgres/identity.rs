@@ -11,6 +11,7 @@
 //! classifies as `Conflict`, so there is no check-then-insert race.
 
 use async_trait::async_trait;
+use dbkit::observe::observed;
 use domain::identity::{ApiKey, AuditEntry, User};
 use domain::ports::{AuditLog, AuditQuery, PortResult, UserStore};
 use sqlx::postgres::PgRow;
@@ -84,7 +85,7 @@ impl UserStore for PgStore {
         .bind(&u.password_hash)
         .bind(u.created_at)
         .bind(u.updated_at)
-        .execute(&self.primary)
+        .execute(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         Ok(())
@@ -95,7 +96,7 @@ impl UserStore for PgStore {
             "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1::text COLLATE \"C\")"
         )))
         .bind(username)
-        .fetch_optional(&self.primary)
+        .fetch_optional(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         Ok(found.as_ref().map(user_row).transpose()?)
@@ -104,7 +105,7 @@ impl UserStore for PgStore {
     async fn user(&self, id: Uuid) -> PortResult<Option<User>> {
         let found = sqlx::query(AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.primary)
+            .fetch_optional(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(found.as_ref().map(user_row).transpose()?)
@@ -114,7 +115,7 @@ impl UserStore for PgStore {
         let found = sqlx::query(AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM users ORDER BY username, id"
         )))
-        .fetch_all(&self.primary)
+        .fetch_all(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         decode(&found, user_row)
@@ -128,7 +129,7 @@ impl UserStore for PgStore {
                 .bind(&u.password_hash)
                 .bind(u.updated_at)
                 .bind(u.id)
-                .execute(&self.primary)
+                .execute(observed(&self.primary))
                 .await
                 .map_err(Error::from)?;
         if done.rows_affected() == 0 {
@@ -151,7 +152,7 @@ impl UserStore for PgStore {
         .bind(k.created_at)
         .bind(k.last_used_at)
         .bind(k.revoked_at)
-        .execute(&self.primary)
+        .execute(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         Ok(())
@@ -162,7 +163,7 @@ impl UserStore for PgStore {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1"
         )))
         .bind(prefix)
-        .fetch_optional(&self.primary)
+        .fetch_optional(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         Ok(found.as_ref().map(key_row).transpose()?)
@@ -172,7 +173,7 @@ impl UserStore for PgStore {
         let found = sqlx::query(AssertSqlSafe(format!(
             "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id DESC"
         )))
-        .fetch_all(&self.primary)
+        .fetch_all(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         decode(&found, key_row)
@@ -182,7 +183,7 @@ impl UserStore for PgStore {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
             .bind(at)
             .bind(prefix)
-            .execute(&self.primary)
+            .execute(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(done.rows_affected() > 0)
@@ -195,7 +196,7 @@ impl UserStore for PgStore {
         sqlx::query("UPDATE api_keys SET last_used_at = GREATEST(last_used_at, $1) WHERE prefix = $2")
             .bind(at)
             .bind(prefix)
-            .execute(&self.primary)
+            .execute(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(())
@@ -216,7 +217,7 @@ impl AuditLog for PgStore {
         .bind(&e.target)
         .bind(&e.detail)
         .bind(&e.source)
-        .fetch_one(&self.primary)
+        .fetch_one(observed(&self.primary))
         .await
         .map_err(Error::from)?;
         Ok(id)
@@ -239,14 +240,18 @@ impl AuditLog for PgStore {
             q.push(sep).push("action = ").push_bind(action.clone());
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
-        let found = q.build().fetch_all(self.reader()).await.map_err(Error::from)?;
+        let found = q
+            .build()
+            .fetch_all(observed(self.reader()))
+            .await
+            .map_err(Error::from)?;
         decode(&found, audit_row)
     }
 
     async fn purge_audit(&self, before: i64) -> PortResult<u64> {
         let done = sqlx::query("DELETE FROM audit_log WHERE at < $1")
             .bind(before)
-            .execute(&self.primary)
+            .execute(observed(&self.primary))
             .await
             .map_err(Error::from)?;
         Ok(done.rows_affected())

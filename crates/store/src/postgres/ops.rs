@@ -12,6 +12,7 @@
 
 use std::sync::LazyLock;
 
+use dbkit::observe::observed;
 use domain::events::{LiveEvent, LiveEventKind, PaymentV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item};
@@ -102,7 +103,7 @@ pub(super) async fn apply_payments(
         .bind(&provider_ts)
         .bind(&received)
         .bind(now)
-        .fetch_all(&mut *tx)
+        .fetch_all(observed(&mut *tx))
         .await?;
     let counts = counts
         .iter()
@@ -156,7 +157,7 @@ pub(super) async fn apply_menu_diff(
     let mut tx = pool.begin().await?;
     let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM stores WHERE id = $1 FOR KEY SHARE")
         .bind(&store.0)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed(&mut *tx))
         .await?;
     if known.is_none() {
         return Err(Error::NotFound);
@@ -172,14 +173,14 @@ pub(super) async fn apply_menu_diff(
         .bind(&codes)
         .bind(&names)
         .bind(&positions)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
     }
     if !removed.is_empty() {
         sqlx::query("DELETE FROM items WHERE store_id = $1 AND sku = ANY($2::text[])")
             .bind(&store.0)
             .bind(removed)
-            .execute(&mut *tx)
+            .execute(observed(&mut *tx))
             .await?;
     }
     if !skus.is_empty() {
@@ -199,7 +200,7 @@ pub(super) async fn apply_menu_diff(
         .bind(&stations)
         .bind(&sizes)
         .bind(&mods)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await?;
     }
     tx.commit().await?;
@@ -262,9 +263,13 @@ pub(super) async fn upsert_accounts(
         .bind(&versions)
         .bind(now);
     match cursor {
-        None => Ok(q.execute(pool).await?.rows_affected()),
+        None => Ok(q.execute(observed(pool)).await?.rows_affected()),
         Some(cursor) => {
-            let row = q.bind(domain::sync::ACCOUNTS).bind(cursor).fetch_one(pool).await?;
+            let row = q
+                .bind(domain::sync::ACCOUNTS)
+                .bind(cursor)
+                .fetch_one(observed(pool))
+                .await?;
             let n: i64 = row.try_get(0)?;
             Ok(crate::decode::u64_of("accounts written", n)?)
         }
@@ -273,13 +278,16 @@ pub(super) async fn upsert_accounts(
 
 pub(super) async fn loyalty_account(pool: &PgPool, id: &str) -> Result<Option<LoyaltyAccount>, Error> {
     let sql = format!("SELECT {} FROM loyalty_accounts WHERE id = $1", rows::ACCOUNT_COLUMNS);
-    let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(observed(pool))
+        .await?;
     row.as_ref().map(rows::account_row).transpose()
 }
 
 pub(super) async fn count_accounts(pool: &PgPool) -> Result<u64, Error> {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM loyalty_accounts")
-        .fetch_one(pool)
+        .fetch_one(observed(pool))
         .await?;
     Ok(crate::decode::u64_of("account count", n)?)
 }
@@ -287,7 +295,7 @@ pub(super) async fn count_accounts(pool: &PgPool) -> Result<u64, Error> {
 pub(super) async fn sync_cursor(pool: &PgPool, kind: &str) -> Result<Option<String>, Error> {
     let cursor: Option<Option<String>> = sqlx::query_scalar("SELECT cursor FROM sync_state WHERE kind = $1")
         .bind(kind)
-        .fetch_optional(pool)
+        .fetch_optional(observed(pool))
         .await?;
     Ok(cursor.flatten())
 }
@@ -300,7 +308,7 @@ pub(super) async fn set_sync_cursor(pool: &PgPool, kind: &str, cursor: Option<&s
     .bind(kind)
     .bind(cursor)
     .bind(now)
-    .execute(pool)
+    .execute(observed(pool))
     .await?;
     Ok(())
 }
@@ -321,7 +329,7 @@ pub(super) async fn record_sync_run(pool: &PgPool, run: &SyncRun) -> Result<(), 
         .bind(i64_of("sync run db_queries", run.db_queries)?)
         .bind(i64_of("sync run errors", run.errors)?)
         .bind(&run.outcome)
-        .execute(pool)
+        .execute(observed(pool))
         .await?;
     Ok(())
 }
@@ -334,7 +342,7 @@ pub(super) async fn sync_runs(pool: &PgPool, kind: Option<&str>, limit: u32) -> 
     let found = sqlx::query(AssertSqlSafe(sql))
         .bind(kind)
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(observed(pool))
         .await?;
     found.iter().map(rows::sync_run_row).collect()
 }
@@ -344,7 +352,7 @@ pub(super) async fn record_snapshot(pool: &PgPool, s: &PerfSnapshot) -> Result<(
         .bind(s.at)
         .bind(&s.instance)
         .bind(to_json("snapshot metrics", &s.metrics)?)
-        .execute(pool)
+        .execute(observed(pool))
         .await?;
     Ok(())
 }
@@ -356,7 +364,7 @@ pub(super) async fn snapshots(pool: &PgPool, limit: u32) -> Result<Vec<PerfSnaps
     );
     let found = sqlx::query(AssertSqlSafe(sql))
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(observed(pool))
         .await?;
     found.iter().map(rows::snapshot_row).collect()
 }
@@ -387,7 +395,7 @@ pub(super) async fn expire_ready(
     .bind(OrderStatus::Ready.as_str())
     .bind(ready_before)
     .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
+    .fetch_all(observed(&mut *tx))
     .await?;
     expired.sort_unstable();
     let drafts = expired
@@ -410,7 +418,7 @@ pub(super) async fn expire_ready(
 
 pub(super) async fn order_counts(pool: &PgPool) -> Result<Vec<(OrderStatus, u64)>, Error> {
     let found: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status")
-        .fetch_all(pool)
+        .fetch_all(observed(pool))
         .await?;
     Ok(bulk::all_counts(found)?)
 }
@@ -431,7 +439,7 @@ pub(super) async fn prune_orders(pool: &PgPool, before: i64, limit: u32) -> Resu
     .bind(bulk::finished_statuses())
     .bind(before)
     .bind(i64::from(limit))
-    .fetch_one(pool)
+    .fetch_one(observed(pool))
     .await?;
     Ok(crate::decode::u64_of("orders pruned", n)?)
 }
@@ -449,7 +457,7 @@ pub(super) async fn prune_records(pool: &PgPool, records_before: i64, orders_bef
     )
     .bind(records_before)
     .bind(orders_before)
-    .fetch_one(pool)
+    .fetch_one(observed(pool))
     .await?;
     Ok(crate::decode::u64_of("records pruned", n)?)
 }
@@ -479,7 +487,7 @@ const TABLES: &[&str] = &[
 pub(super) async fn maintain(pool: &PgPool) -> Result<String, Error> {
     for table in TABLES {
         sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {table}")))
-            .execute(pool)
+            .execute(observed(pool))
             .await?;
     }
     Ok(format!("postgres: ANALYZE of {} tables", TABLES.len()))

@@ -4,6 +4,7 @@
 //! go to the replica when there is one.
 
 use async_trait::async_trait;
+use dbkit::observe::observed;
 use domain::ids::StoreId;
 use domain::ports::{DayRows, HourRow, PopularItem, PortError, PortResult, PrepSample, ReportStore};
 
@@ -22,7 +23,7 @@ impl ReportStore for PgStore {
         .bind(&store.0)
         .bind(since)
         .bind(i64::from(per_station))
-        .fetch_all(self.reader())
+        .fetch_all(observed(self.reader()))
         .await
         .map_err(Error::from)?;
         Ok(rows
@@ -47,7 +48,7 @@ impl ReportStore for PgStore {
         .bind(start)
         .bind(end)
         .bind(&store.0)
-        .fetch_all(self.reader())
+        .fetch_all(observed(self.reader()))
         .await
         .map_err(Error::from)?;
         let mut out = DayRows::default();
@@ -74,7 +75,7 @@ impl ReportStore for PgStore {
         .bind(start)
         .bind(end)
         .bind(&store.0)
-        .fetch_all(self.reader())
+        .fetch_all(observed(self.reader()))
         .await
         .map_err(Error::from)?;
         for (h, avg, p90) in times {
@@ -97,7 +98,7 @@ impl ReportStore for PgStore {
         .bind(&store.0)
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
+        .fetch_all(observed(self.reader()))
         .await
         .map_err(Error::from)?;
         rows.into_iter()
@@ -123,7 +124,7 @@ impl ReportStore for PgStore {
         let mut tx = self.primary.begin().await.map_err(Error::from)?;
         sqlx::query("DELETE FROM popular_items WHERE store_id = $1")
             .bind(&store.0)
-            .execute(&mut *tx)
+            .execute(observed(&mut *tx))
             .await
             .map_err(Error::from)?;
         sqlx::query(
@@ -136,7 +137,7 @@ impl ReportStore for PgStore {
         .bind(&names)
         .bind(&counts)
         .bind(computed_at)
-        .execute(&mut *tx)
+        .execute(observed(&mut *tx))
         .await
         .map_err(Error::from)?;
         tx.commit().await.map_err(Error::from)?;
@@ -147,7 +148,7 @@ impl ReportStore for PgStore {
         let rows: Vec<(String, String, i64, i64)> =
             sqlx::query_as("SELECT sku, name, count, computed_at FROM popular_items WHERE store_id = $1 ORDER BY rank")
                 .bind(&store.0)
-                .fetch_all(self.reader())
+                .fetch_all(observed(self.reader()))
                 .await
                 .map_err(Error::from)?;
         let at = rows.first().map(|r| r.3);

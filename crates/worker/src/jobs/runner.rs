@@ -185,6 +185,8 @@ struct Running {
     attempt: u32,
     max_attempts: u32,
     started: Instant,
+    /// The statements the handler runs (`db_queries_per_job{kind}`).
+    queries: Arc<telemetry::queries::Scope>,
 }
 
 /// Metric handles of one kind, made once: looking a labelled series up per
@@ -194,6 +196,7 @@ struct KindMetrics {
     retry: Counter,
     dead: Counter,
     duration: Histogram,
+    queries: Histogram,
 }
 
 impl KindMetrics {
@@ -203,7 +206,8 @@ impl KindMetrics {
             done: metrics::counter!(names::JOBS_PROCESSED, "kind" => k.clone(), "outcome" => "done"),
             retry: metrics::counter!(names::JOBS_PROCESSED, "kind" => k.clone(), "outcome" => "retry"),
             dead: metrics::counter!(names::JOBS_PROCESSED, "kind" => k.clone(), "outcome" => "dead"),
-            duration: metrics::histogram!(names::JOB_DURATION, "kind" => k),
+            duration: metrics::histogram!(names::JOB_DURATION, "kind" => k.clone()),
+            queries: metrics::histogram!(names::DB_QUERIES_PER_JOB, "kind" => k),
         }
     }
 }
@@ -336,8 +340,13 @@ impl ClaimLoop {
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             started: Instant::now(),
+            queries: telemetry::queries::Scope::new(),
         };
-        let task = self.tasks.spawn(async move { handler.run(&job).await });
+        let scope = running.queries.clone();
+        let task = self.tasks.spawn(telemetry::queries::within(
+            scope,
+            async move { handler.run(&job).await },
+        ));
         self.running.insert(task.id(), running);
     }
 
@@ -385,6 +394,7 @@ impl ClaimLoop {
         };
         let m = self.kind_metrics(&job.kind);
         m.duration.record(elapsed);
+        m.queries.record(f64::from(job.queries.queries()));
         match &finish {
             Finish::Done(_) => m.done.increment(1),
             Finish::Fail { retry_at: Some(_), .. } => m.retry.increment(1),

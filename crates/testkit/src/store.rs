@@ -123,6 +123,7 @@ fn confirm(p: &OrderPlacedV1) -> Decided {
     Decided {
         placed: p.clone(),
         decision: Decision::Confirm,
+        trace: None,
     }
 }
 
@@ -130,6 +131,7 @@ fn reject(p: &OrderPlacedV1, reason: &str) -> Decided {
     Decided {
         placed: p.clone(),
         decision: Decision::Reject(reason.into()),
+        trace: None,
     }
 }
 

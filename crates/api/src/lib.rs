@@ -31,6 +31,7 @@ mod protect;
 mod serve;
 mod stores;
 mod subscribers;
+mod traces;
 mod webhooks;
 
 use axum::Router;
@@ -43,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 pub use admin_figures::{FigureSeries, FiguresNow, FiguresView, PartitionDto, QueueDepth, SyncRunDto};
@@ -437,8 +438,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         // the backend warnings).
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .make_span_with(traces::request_span)
+                .on_response(traces::on_response)
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(axum::middleware::from_fn_with_state(

@@ -615,6 +615,7 @@ async fn act(
     if caller.principal.as_ref().is_some_and(|p| p.store.is_some()) {
         in_scope(caller, state.app.order(id).await?.store.as_str())?;
     }
+    crate::traces::link_to_order(state, id).await;
     Ok(axum::Json(state.app.act(id, action).await?.into()))
 }
 
@@ -664,6 +665,7 @@ pub async fn cancel_order(
     if caller.principal.as_ref().is_some_and(|p| p.store.is_some()) {
         in_scope(&caller, state.app.order(id).await?.store.as_str())?;
     }
+    crate::traces::link_to_order(&state, id).await;
     let order: OrderView = state.app.cancel(id, req.reason.as_deref()).await?.into();
     // A customer cancelling their own order is not a staff action.
     if caller.principal.is_some() {

@@ -230,6 +230,7 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<
             response: ack.clone(),
         }),
         payload: LogEvent::PaymentV1(event.into_record(now_ms)).encode(),
+        trace: None,
     };
     match state.app.log.append(req).await? {
         AppendOutcome::Appended(_) => Ok(("accepted", json_response(StatusCode::ACCEPTED, ack))),

@@ -139,6 +139,7 @@ pub async fn measure(args: &DrainArgs) -> anyhow::Result<DrainReport> {
             key: o.order_id.to_string(),
             payload: LogEvent::OrderPlacedV1(o.clone()).encode(),
             idempotency: None,
+            trace: None,
         };
         pending.push(async move { log.append(req).await });
         if pending.len() >= 256 {

@@ -272,6 +272,7 @@ impl Rushhour {
             key: id.to_string(),
             payload: LogEvent::OrderPlacedV1(placed).encode(),
             idempotency: None,
+            trace: None,
         };
         Ok((req, id, body))
     }

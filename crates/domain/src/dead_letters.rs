@@ -53,6 +53,7 @@ pub async fn replay(log: &dyn EventLog, store: &dyn OrderStore, letter: &DeadLet
             key: letter.key.clone(),
             payload: letter.payload.clone(),
             idempotency: None,
+            trace: None,
         })
         .await?;
     let at = match appended {

@@ -81,6 +81,10 @@ pub struct NewJob {
     /// Attempts before the job goes dead (at least 1).
     pub max_attempts: u32,
     pub unique_key: Option<String>,
+    /// W3C `traceparent` of the enqueuer; `None` lets the queue take the
+    /// span the enqueue runs in (nothing when traces are off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl NewJob {
@@ -94,6 +98,7 @@ impl NewJob {
             run_at: now,
             max_attempts: 5,
             unique_key: None,
+            trace: None,
         }
     }
 
@@ -147,6 +152,9 @@ pub struct Job {
     pub run_at: i64,
     /// The lease ends here unless heartbeated.
     pub lease_until: i64,
+    /// The W3C `traceparent` of whoever enqueued it; its run span is a
+    /// child of that context.
+    pub trace: Option<String>,
 }
 
 /// Everything known about a job, for operators.

@@ -100,6 +100,10 @@ pub struct AppendRequest {
     pub key: String,
     pub payload: Vec<u8>,
     pub idempotency: Option<IdempotencyClaim>,
+    /// W3C `traceparent` to store with the record. `None` lets the log take
+    /// its append span's context (nothing when tracing is off); a re-drive
+    /// passes the original record's to keep the order's trace.
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +121,9 @@ pub struct LogRecord {
     pub key: String,
     pub payload: Vec<u8>,
     pub appended_at: i64,
+    /// The W3C `traceparent` of the append that wrote it; `None` for a
+    /// record written with tracing off, or before the log kept one.
+    pub trace: Option<String>,
 }
 
 /// A change in the partitions a consumer-group member owns.

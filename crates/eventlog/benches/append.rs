@@ -133,6 +133,7 @@ fn group_commit(c: &mut Criterion) {
                                 key: format!("k{n}"),
                                 payload: payload(),
                                 idempotency: None,
+                                trace: None,
                             };
                             tokio::spawn(async move { log.append(req).await.unwrap() })
                         });

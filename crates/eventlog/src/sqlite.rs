@@ -39,6 +39,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 
 /// How hard a commit waits for the disk: `Full` survives power loss;
 /// `Normal` survives a process crash, but the last commits may be lost on
@@ -83,7 +84,10 @@ const PROFILE: Profile = Profile::new("event log", "eventlog", MIGRATIONS).with_
 /// One embedded file per schema version, applied in order; `PRAGMA
 /// user_version` counts how many have run. Files written before versioning
 /// have version 0 and the tables of version 1, which adopts them.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_trace.sql"),
+];
 
 /// The schema version this binary writes (and the newest it can open).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -188,6 +192,20 @@ fn now_ms() -> i64 {
 }
 
 impl SqliteEventLog {
+    /// The append itself, inside the append span when there is one: a
+    /// request without a trace of its own takes that span's context.
+    async fn append_traced(&self, mut req: AppendRequest) -> PortResult<AppendOutcome> {
+        if req.trace.is_none() {
+            req.trace = telemetry::traces::current_traceparent();
+        }
+        let started = Instant::now();
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Append { req, reply }).await?;
+        let out = rx.await.map_err(|_| unavailable("writer thread dropped the append"))?;
+        metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        out
+    }
+
     /// Open (creating if needed) the log at `path` and start its writer thread.
     pub fn open(path: &Path, opts: SqliteLogOptions) -> Result<Self, PortError> {
         if opts.partitions == 0 {
@@ -443,8 +461,8 @@ fn append_one(
     let claim = req.idempotency.as_ref();
     tx.prepare_cached(
         "INSERT INTO records (partition, offset, key, payload, appended_at,
-                              idem_key, idem_fingerprint, idem_status, idem_response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                              idem_key, idem_fingerprint, idem_status, idem_response, trace)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -457,6 +475,7 @@ fn append_one(
             claim.map(|c| &c.fingerprint),
             claim.map(|c| c.status),
             claim.map(|c| &c.response),
+            req.trace,
         ])
     })
     .map_err(sqlite_error)?;
@@ -528,6 +547,7 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRecord> {
         key: r.get(2)?,
         payload: r.get(3)?,
         appended_at: r.get(4)?,
+        trace: r.get(5)?,
     })
 }
 
@@ -543,12 +563,13 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
-        let started = Instant::now();
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Append { req, reply }).await?;
-        let out = rx.await.map_err(|_| unavailable("writer thread dropped the append"))?;
-        metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
-        out
+        // The span (and the context it stores on the record) only when
+        // traces are exported: intake pays one atomic load otherwise.
+        if telemetry::traces::enabled() {
+            let span = tracing::info_span!("log.append", otel.name = "log append", otel.kind = "producer");
+            return self.append_traced(req).instrument(span).await;
+        }
+        self.append_traced(req).await
     }
 
     /// The claims index is in memory (see `Claims`); the durable copy rides
@@ -568,7 +589,7 @@ impl EventLog for SqliteEventLog {
         let key = key.to_owned();
         self.with_reader(move |c| {
             c.prepare_cached(
-                "SELECT partition, offset, key, payload, appended_at FROM records
+                "SELECT partition, offset, key, payload, appended_at, trace FROM records
                  WHERE key = ?1 ORDER BY offset DESC LIMIT 1",
             )?
             .query_row(params![key], record_from_row)
@@ -590,7 +611,7 @@ impl EventLog for SqliteEventLog {
             let rows = self
                 .with_reader(move |c| {
                     let mut st = c.prepare_cached(
-                        "SELECT partition, offset, key, payload, appended_at FROM records
+                        "SELECT partition, offset, key, payload, appended_at, trace FROM records
                          WHERE partition = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
                     )?;
                     st.query_map(params![partition, from as i64, max as i64], record_from_row)?

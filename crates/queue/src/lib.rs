@@ -50,6 +50,7 @@ pub(crate) struct EncodedJob {
     pub run_at: i64,
     pub max_attempts: i32,
     pub unique_key: Option<String>,
+    pub trace: Option<String>,
 }
 
 impl EncodedJob {
@@ -71,6 +72,9 @@ impl EncodedJob {
             // At least one attempt, and no count the database cannot hold.
             max_attempts: i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX),
             unique_key: job.unique_key.clone(),
+            // The enqueuer's context: the caller's own, else the span this
+            // enqueue runs in (nothing when traces are off).
+            trace: job.trace.clone().or_else(telemetry::traces::current_traceparent),
         })
     }
 

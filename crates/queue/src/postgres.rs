@@ -48,7 +48,10 @@ use crate::{
 const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
     label: "job queue",
     ledger: "queue_migrations",
-    steps: &[include_str!("../migrations/postgres/0001_init.sql")],
+    steps: &[
+        include_str!("../migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0002_trace.sql"),
+    ],
 };
 
 /// How long `health()` waits for `SELECT 1`.
@@ -98,12 +101,14 @@ impl std::fmt::Debug for PgQueue {
 
 const ENQUEUE: &str = "WITH input AS MATERIALIZED ( \
         SELECT nextval('jobs_id_seq') AS id, t.* \
-        FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int4[], $7::text[]) \
-             WITH ORDINALITY AS t(queue, kind, payload, priority, run_at, max_attempts, unique_key, ord) \
+        FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int4[], $7::text[], \
+                    $9::text[]) \
+             WITH ORDINALITY AS t(queue, kind, payload, priority, run_at, max_attempts, unique_key, trace, ord) \
     ), ins AS ( \
         INSERT INTO jobs (id, queue, kind, state, payload, priority, run_at, attempts, max_attempts, unique_key, \
-                          created_at, updated_at) \
-        SELECT id, queue, kind, 'queued', payload::jsonb, priority, run_at, 0, max_attempts, unique_key, $8, $8 \
+                          created_at, updated_at, trace) \
+        SELECT id, queue, kind, 'queued', payload::jsonb, priority, run_at, 0, max_attempts, unique_key, $8, $8, \
+               trace \
         FROM input ORDER BY ord \
         ON CONFLICT (unique_key) WHERE state IN ('queued', 'running') AND unique_key IS NOT NULL DO NOTHING \
         RETURNING id \
@@ -133,7 +138,8 @@ const CLAIM: &str = "WITH expired AS ( \
     UPDATE jobs j SET state = 'running', worker = $3, lease_until = $4, attempts = j.attempts + 1, updated_at = $2, \
         last_error = CASE WHEN j.state = 'running' THEN 'lease expired' ELSE j.last_error END \
     FROM picked WHERE j.id = picked.id \
-    RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempts, j.max_attempts, j.run_at, j.lease_until";
+    RETURNING j.id, j.kind, j.queue, j.payload::text, j.priority, j.attempts, j.max_attempts, j.run_at, j.lease_until, \
+        j.trace";
 
 const INFO_COLUMNS: &str = "id, kind, queue, state, payload::text, priority, attempts, max_attempts, run_at, \
                             unique_key, last_error, worker, lease_until, created_at, updated_at, finished_at";
@@ -171,6 +177,7 @@ async fn enqueue_on(conn: &mut PgConnection, jobs: &[EncodedJob], now: i64) -> R
         let run_ats: Vec<i64> = batch.iter().map(|j| j.run_at).collect();
         let maxes: Vec<i32> = batch.iter().map(|j| j.max_attempts).collect();
         let keys: Vec<Option<&str>> = batch.iter().map(|j| j.unique_key.as_deref()).collect();
+        let traces: Vec<Option<&str>> = batch.iter().map(|j| j.trace.as_deref()).collect();
         let rows = sqlx::query(ENQUEUE)
             .bind(&queues)
             .bind(&kinds)
@@ -180,6 +187,7 @@ async fn enqueue_on(conn: &mut PgConnection, jobs: &[EncodedJob], now: i64) -> R
             .bind(&maxes)
             .bind(&keys)
             .bind(now)
+            .bind(&traces)
             .fetch_all(observed(&mut *conn))
             .await?;
         if rows.len() != pending.len() {
@@ -246,6 +254,7 @@ fn job_row(r: &PgRow) -> Result<Job, QueueError> {
         max_attempts: count_u32(id, "max_attempts", i64::from(r.try_get::<i32, _>(6)?))?,
         run_at: r.try_get(7)?,
         lease_until: r.try_get(8)?,
+        trace: r.try_get(9)?,
     })
 }
 

@@ -84,8 +84,8 @@ const INFO_COLUMNS: &str = "id, kind, queue, state, payload, priority, attempts,
                             last_error, worker, lease_until, created_at, updated_at, finished_at";
 
 const INSERT_JOB: &str = "INSERT INTO jobs (queue, kind, state, payload, priority, run_at, attempts, max_attempts, \
-                          unique_key, created_at, updated_at) \
-                          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, 0, ?6, ?7, ?8, ?8) \
+                          unique_key, created_at, updated_at, trace) \
+                          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, 0, ?6, ?7, ?8, ?8, ?9) \
                           ON CONFLICT DO NOTHING RETURNING id";
 
 const LIVE_HOLDER: &str = "SELECT id FROM jobs WHERE unique_key = ?1 AND state IN ('queued', 'running')";
@@ -102,7 +102,7 @@ const CLAIM: &str = "UPDATE jobs SET state = 'running', worker = ?3, lease_until
                      updated_at = ?2 \
                      WHERE id IN (SELECT id FROM jobs WHERE queue = ?1 AND state = 'queued' AND run_at <= ?2 \
                                   ORDER BY priority DESC, run_at, id LIMIT ?5) \
-                     RETURNING id, kind, queue, payload, priority, attempts, max_attempts, run_at, lease_until";
+                     RETURNING id, kind, queue, payload, priority, attempts, max_attempts, run_at, lease_until, trace";
 
 impl SqliteQueue {
     /// Open the queue at `path`, creating the file and its folder if
@@ -174,7 +174,8 @@ fn enqueue_in(tx: &Transaction<'_>, jobs: &[EncodedJob], now: i64) -> Result<Vec
                     j.run_at,
                     j.max_attempts,
                     j.unique_key,
-                    now
+                    now,
+                    j.trace
                 ],
                 |r| r.get(0),
             )
@@ -217,6 +218,7 @@ fn job_row(r: &Row<'_>) -> Result<Job, QueueError> {
         max_attempts: count_u32(id, "max_attempts", r.get(6)?)?,
         run_at: r.get(7)?,
         lease_until: r.get(8)?,
+        trace: r.get(9)?,
     })
 }
 

@@ -346,6 +346,54 @@ impl std::fmt::Debug for WebhooksSection {
 pub struct TelemetrySection {
     pub log_format: String,
     pub log_filter: String,
+    /// OTLP/HTTP endpoint traces are exported to; empty: traces off.
+    pub otlp_endpoint: String,
+    /// Fraction of new traces kept, 0.0 to 1.0 (parent-based).
+    pub trace_sample_ratio: f64,
+    /// `service.name` of the spans; empty: `rushhour-<role>`.
+    pub service_name: String,
+    pub trace_export_timeout_ms: u64,
+}
+
+impl TelemetrySection {
+    /// The exporter's settings, or `None` when traces are off. `role` names
+    /// the process (`serve`, `api`, `worker`, `scheduler`) for the default
+    /// service name, so one collector tells the processes apart.
+    pub fn traces(&self, role: &str) -> Option<telemetry::TraceSettings> {
+        if self.otlp_endpoint.is_empty() {
+            return None;
+        }
+        Some(telemetry::TraceSettings {
+            endpoint: self.otlp_endpoint.clone(),
+            sample_ratio: self.trace_sample_ratio,
+            service_name: if self.service_name.is_empty() {
+                format!("rushhour-{role}")
+            } else {
+                self.service_name.clone()
+            },
+            export_timeout: std::time::Duration::from_millis(self.trace_export_timeout_ms),
+        })
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !["pretty", "json"].contains(&self.log_format.as_str()) {
+            bail!("telemetry.log_format must be pretty or json");
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            bail!("telemetry.trace_sample_ratio must be 0.0 to 1.0");
+        }
+        if !self.otlp_endpoint.is_empty()
+            && !(self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://"))
+        {
+            bail!(
+                "telemetry.otlp_endpoint must be an http:// or https:// URL (OTLP over HTTP, e.g. http://localhost:4318)"
+            );
+        }
+        if self.trace_export_timeout_ms == 0 {
+            bail!("telemetry.trace_export_timeout_ms must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// `[board]`: the barista and kitchen display's ticket timers.
@@ -442,6 +490,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.telemetry.validate()?;
         if self.log.partitions == 0 || self.log.partitions > 1024 {
             bail!("log.partitions must be 1 to 1024");
         }
@@ -867,6 +916,7 @@ impl Config {
             &mut c.jobs.url,
             &mut c.mail.url,
             &mut c.upstream.base_url,
+            &mut c.telemetry.otlp_endpoint,
         ] {
             *url = redact_url(url);
         }

@@ -82,12 +82,23 @@ fn main() -> anyhow::Result<()> {
     } else {
         telemetry::LogFormat::Pretty
     };
-    telemetry::init_tracing(&cfg.telemetry.log_filter, format);
+    // Traces are exported by the long-running processes only, named for
+    // their role; a CLI command's few spans would be noise.
+    let role = match cli.command {
+        Command::Serve => Some("serve"),
+        Command::Api => Some("api"),
+        Command::Worker => Some("worker"),
+        Command::Scheduler => Some("scheduler"),
+        _ => None,
+    };
+    let traces = role.and_then(|r| cfg.telemetry.traces(r));
+    let traces =
+        telemetry::init(&cfg.telemetry.log_filter, format, traces.as_ref()).context("telemetry.otlp_endpoint")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the tokio runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cli.command {
             Command::Serve => serve(&cfg, Roles::ALL).await,
             Command::Api => {
@@ -189,7 +200,11 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(*args).await,
             Command::Monitor(args) => rushhour::monitor::run(&args).await,
         }
-    })
+    });
+    // The spans of the last requests and batches leave before the process
+    // does (the exporter has a thread and an HTTP client of its own).
+    traces.shutdown();
+    result
 }
 
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {

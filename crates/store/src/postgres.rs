@@ -77,6 +77,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
         include_str!("../migrations/postgres/0003_identity.sql"),
         include_str!("../migrations/postgres/0004_floor.sql"),
         include_str!("../migrations/postgres/0006_webhooks.sql"),
+        include_str!("../migrations/postgres/0007_trace.sql"),
     ],
 };
 
@@ -238,6 +239,15 @@ impl OrderStore for PgStore {
     )]
     async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied> {
         Ok(apply_batch(&self.primary, batch).await?)
+    }
+
+    async fn order_trace(&self, id: OrderId) -> PortResult<Option<String>> {
+        let found: Option<Option<String>> = sqlx::query_scalar("SELECT trace FROM orders WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.primary)
+            .await
+            .map_err(Error::from)?;
+        Ok(found.flatten())
     }
 
     async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>> {
@@ -855,7 +865,8 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut totals, mut placed, mut confirmed, mut rejected, mut names) = (
+    let (mut totals, mut placed, mut confirmed, mut rejected, mut names, mut traces) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -876,6 +887,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         confirmed.push((status == OrderStatus::Confirmed).then_some(now));
         rejected.push((status == OrderStatus::Rejected).then_some(now));
         names.push(p.name.as_deref());
+        traces.push(d.trace.as_deref());
     }
 
     let mut tx = pool.begin().await?;
@@ -884,13 +896,13 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
     } else {
         let returned: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-             placed_at, confirmed_at, rejected_at, name) \
+             placed_at, confirmed_at, rejected_at, name, trace) \
              SELECT u.id, u.store_id, u.customer, u.status, u.reason, $11, u.currency, u.total, u.placed_at, \
-             u.confirmed_at, u.rejected_at, u.name \
+             u.confirmed_at, u.rejected_at, u.name, u.trace \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
-             $8::bigint[], $9::bigint[], $10::bigint[], $12::text[]) \
+             $8::bigint[], $9::bigint[], $10::bigint[], $12::text[], $13::text[]) \
              AS u(id, store_id, customer, status, reason, currency, total, placed_at, confirmed_at, rejected_at, \
-             name) \
+             name, trace) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
         .bind(&ids)
@@ -905,6 +917,7 @@ async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplie
         .bind(&rejected)
         .bind(UNPAID)
         .bind(&names)
+        .bind(&traces)
         .fetch_all(observed(&mut *tx))
         .await?;
         returned.into_iter().collect()

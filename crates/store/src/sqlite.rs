@@ -276,7 +276,7 @@ impl OrderStore for SqliteStore {
         } = batch;
         let batch = orders
             .iter()
-            .map(|d| NewOrder::new(&d.placed, &d.decision))
+            .map(|d| NewOrder::new(&d.placed, &d.decision, d.trace.as_deref()))
             .collect::<Result<Vec<_>, Error>>()?;
         let dead = dead
             .iter()
@@ -325,6 +325,17 @@ impl OrderStore for SqliteStore {
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             rows::load_order(&tx, &id.to_string())
+        })
+        .await
+    }
+
+    async fn order_trace(&self, id: OrderId) -> PortResult<Option<String>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT trace FROM orders WHERE id = ?1")?
+                .query_row(params![id], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
         })
         .await
     }
@@ -694,7 +705,8 @@ fn ids(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Str
 fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchApplied, Error> {
     let mut order_stmt = c.prepare_cached(
         "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-         placed_at, confirmed_at, rejected_at, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         placed_at, confirmed_at, rejected_at, name, trace) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut codes = PickupCodes::default();
@@ -722,6 +734,7 @@ fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchAp
             confirmed_at,
             rejected_at,
             o.name,
+            o.trace,
         ])?;
         if changed == 0 {
             continue;

@@ -1,5 +1,6 @@
 //! Observability setup shared by every rushhour process: the tracing
-//! subscriber (human or JSON logs) and the Prometheus recorder.
+//! subscriber (human or JSON logs, OpenTelemetry spans over OTLP) and the
+//! Prometheus recorder.
 //!
 //! Every metric name rushhour emits is defined in [`names`], so dashboards
 //! and alert rules have one place to look and a typo cannot mint a new
@@ -7,8 +8,11 @@
 
 pub mod figures;
 pub mod queries;
+mod logs;
+pub mod traces;
 
 pub use figures::figures;
+pub use traces::{TraceGuard, TraceInitError, TraceSettings};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -190,14 +194,55 @@ pub enum LogFormat {
 /// the `RUST_LOG` variable wins when set. Safe to call more than once (the
 /// later calls do nothing), which tests rely on.
 pub fn init_tracing(filter: &str, format: LogFormat) {
+    // Without trace settings there is no exporter, hence nothing to flush.
+    let _ = init(filter, format, None);
+}
+
+/// Install the global subscriber: logs to stderr in `format`, and, when
+/// `export` is given, spans exported over OTLP. Keep the returned guard
+/// until shutdown; dropping it flushes the spans still queued.
+///
+/// Colour codes are written only when stderr is a terminal: a file or a
+/// pipe (journald, a container runtime) gets plain text. The span exporter
+/// has a level filter of its own (INFO), so `log_filter = "warn"` quiets
+/// the logs without emptying the traces.
+pub fn init(filter: &str, format: LogFormat, export: Option<&TraceSettings>) -> Result<TraceGuard, TraceInitError> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let ansi = std::io::stderr().is_terminal();
+    let logs = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .event_format(logs::TraceJson::new())
+            .with_writer(std::io::stderr)
+            .with_filter(env)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .with_filter(env)
+            .boxed(),
     };
+    let provider = export.map(traces::provider).transpose()?;
+    let spans = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("rushhour"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let installed = tracing_subscriber::registry().with(logs).with(spans).try_init().is_ok();
+    Ok(match provider {
+        // Another subscriber was installed first (tests building several
+        // apps in one process): exporting from a layer nobody calls would
+        // only mislead, so report tracing as off.
+        Some(p) if installed => traces::guard(p),
+        _ => TraceGuard::default(),
+    })
 }
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -14,6 +14,7 @@ fn req(key: &str, payload: &str) -> AppendRequest {
         key: key.into(),
         payload: payload.as_bytes().to_vec(),
         idempotency: None,
+        trace: None,
     }
 }
 
@@ -163,6 +164,29 @@ pub async fn find_returns_the_record_for_a_key(log: Log) {
     assert_eq!(rec.payload, b"second".to_vec());
     assert_eq!((rec.partition, rec.offset), (p.partition, p.offset));
     assert!(log.find("order-none").await.unwrap().is_none());
+}
+
+/// A record keeps the W3C `traceparent` it was appended with (the SQLite
+/// column, the Kafka header), through `read` and `find` alike; one appended
+/// without a context (tracing off) reads as none.
+pub async fn trace_context_travels_with_the_record(log: Log) {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = appended(
+        &log,
+        AppendRequest {
+            trace: Some(TRACE.into()),
+            ..req("order-traced", "placed")
+        },
+    )
+    .await;
+    let plain = appended(&log, req("order-plain", "placed")).await;
+    let rec = log.find("order-traced").await.unwrap().expect("found");
+    assert_eq!(rec.trace.as_deref(), Some(TRACE));
+    let read = read_all(&log, traced.partition, traced.offset, 1).await;
+    assert_eq!(read[0].trace.as_deref(), Some(TRACE), "read returns the context");
+    let read = read_all(&log, plain.partition, plain.offset, 1).await;
+    assert_eq!(read[0].key, "order-plain");
+    assert_eq!(read[0].trace, None, "no context was given, none is invented");
 }
 
 /// A reader waiting on an empty partition wakes up when a record arrives.

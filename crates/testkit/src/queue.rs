@@ -48,6 +48,7 @@ macro_rules! queue_contract_cases {
             bulk_retry_and_discard_by_filter,
             prune_deletes_old_done_jobs_and_fires,
             concurrent_claimers_never_share_a_job,
+            a_job_carries_its_enqueuers_trace,
         }
     };
 }
@@ -200,6 +201,30 @@ pub async fn future_jobs_wait_until_due(q: Queues) {
     assert_eq!(i.state, JobState::Running);
     assert_eq!(i.worker.as_deref(), Some("w1"));
     assert_eq!(i.lease_until, Some(T0 + 60_000 + LEASE_MS));
+}
+
+/// The enqueuer's W3C `traceparent` comes back with the claimed job (its
+/// run span's parent), also through `fire`; a job enqueued untraced has none.
+pub async fn a_job_carries_its_enqueuers_trace(q: Queues) {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = NewJob {
+        trace: Some(TRACE.into()),
+        ..job("traced", "default")
+    };
+    let traced = one(&q, traced, T0).await;
+    let plain = one(&q, job("plain", "default").priority(-1), T0).await;
+    let fired = NewJob {
+        trace: Some(TRACE.into()),
+        ..job("fired", "default").priority(-2)
+    };
+    assert!(q.fire("nightly", T0, &fired, T0).await.unwrap());
+    let got = claim(&q, "default", "w1", 10, T0).await;
+    assert_eq!(got.len(), 3);
+    let by_id = |id: JobId| got.iter().find(|j| j.id == id).expect("claimed");
+    assert_eq!(by_id(traced).trace.as_deref(), Some(TRACE));
+    assert_eq!(by_id(plain).trace, None);
+    let fired = got.iter().find(|j| j.kind == "fired").expect("fired job claimed");
+    assert_eq!(fired.trace.as_deref(), Some(TRACE));
 }
 
 /// A unique key is held while its job is queued or running: duplicates

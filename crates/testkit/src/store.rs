@@ -125,6 +125,7 @@ fn confirm(p: &OrderPlacedV1) -> Decided {
     Decided {
         placed: p.clone(),
         decision: Decision::Confirm,
+        trace: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn reject(p: &OrderPlacedV1, reason: &str) -> Decided {
     Decided {
         placed: p.clone(),
         decision: Decision::Reject(reason.into()),
+        trace: None,
     }
 }
 

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use telemetry::names;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
@@ -371,10 +372,16 @@ impl PartitionWorker {
         }
         let n = records.len();
         let started = Instant::now();
-        let applied = if self.attempts >= self.config.max_attempts {
-            self.apply_one_by_one(&records).await
-        } else {
-            self.apply(&records).await
+        let work = async {
+            if self.attempts >= self.config.max_attempts {
+                self.apply_one_by_one(&records).await
+            } else {
+                self.apply(&records).await
+            }
+        };
+        let applied = match batch_span(self.partition, &records) {
+            Some(span) => work.instrument(span).await,
+            None => work.await,
         };
         match applied {
             Ok(()) => {
@@ -450,7 +457,11 @@ impl PartitionWorker {
                         menus.insert(placed.store.clone(), menu);
                     }
                     let decision = domain::order::decide(&placed, menus[&placed.store].as_deref());
-                    decided.push(Decided { placed, decision });
+                    decided.push(Decided {
+                        placed,
+                        decision,
+                        trace: rec.trace.clone(),
+                    });
                 }
                 // Handed to the store with the batch; it applies them after
                 // the batch's orders (a payment follows its order in the
@@ -565,4 +576,25 @@ impl PartitionWorker {
             at: now,
         }
     }
+}
+
+/// The batch's span when traces are exported: a root of its own, linked to
+/// the trace of every record it applies (links, not a parent: one batch
+/// serves many orders, and a payment's callback has a trace too).
+fn batch_span(partition: u32, records: &[LogRecord]) -> Option<tracing::Span> {
+    if !telemetry::traces::enabled() {
+        return None;
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "processor.batch",
+        otel.name = "apply batch",
+        otel.kind = "consumer",
+        partition,
+        records = records.len(),
+    );
+    for trace in records.iter().filter_map(|r| r.trace.as_deref()) {
+        telemetry::traces::link(&span, trace);
+    }
+    Some(span)
 }

@@ -194,6 +194,11 @@ impl<T: OrderStore> OrderStore for Faulty<T> {
         self.inner.get_order(id).await
     }
 
+    async fn order_trace(&self, id: OrderId) -> PortResult<Option<String>> {
+        self.fault.check().await?;
+        self.inner.order_trace(id).await
+    }
+
     async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>> {
         self.fault.check().await?;
         self.inner.list_orders(filter).await

@@ -22,6 +22,9 @@ pub enum Decision {
 pub struct Decided {
     pub placed: OrderPlacedV1,
     pub decision: Decision,
+    /// The W3C `traceparent` of the order's log record, kept on the order
+    /// row so later actions on the order link to its trace.
+    pub trace: Option<String>,
 }
 
 /// A record that could not be applied and was set aside.
@@ -198,6 +201,11 @@ pub trait OrderStore: StoreBackend {
     async fn apply_batch(&self, batch: ApplyBatch<'_>) -> PortResult<BatchApplied>;
 
     async fn get_order(&self, id: OrderId) -> PortResult<Option<Order>>;
+
+    /// The W3C `traceparent` the order was placed under (`Decided::trace`),
+    /// if it was traced. Asked only with traces exported, by a staff action
+    /// linking its span to the order's trace.
+    async fn order_trace(&self, id: OrderId) -> PortResult<Option<String>>;
 
     /// Newest first, keyset-paginated.
     async fn list_orders(&self, filter: &OrderFilter) -> PortResult<Vec<OrderSummary>>;

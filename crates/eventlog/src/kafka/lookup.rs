@@ -276,6 +276,7 @@ fn read(
                         .unwrap_or_default(),
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     appended_at: m.timestamp().to_millis().unwrap_or(0),
+                    trace: super::trace_header(&m),
                 });
                 if m.offset() + 1 >= to {
                     break Ok(());
@@ -362,6 +363,7 @@ mod tests {
             key: key.into(),
             payload: format!("{key}@{offset}").into_bytes(),
             appended_at: 0,
+            trace: None,
         }
     }
 

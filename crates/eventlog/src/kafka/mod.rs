@@ -18,7 +18,9 @@
 //!   partition that the processors have not committed yet, indexed by one
 //!   thread that answers every waiting lookup with one incremental read,
 //!   so a flood of lookups for random ids cannot starve real ones.
-//! - **Trace context**: every record carries a W3C `traceparent` header.
+//! - **Trace context**: with traces exported, a record carries the W3C
+//!   `traceparent` of its append span in a header, read back by the reader
+//!   and the lookups into `LogRecord::trace`; with them off, no header.
 
 mod claims;
 mod group;
@@ -41,6 +43,7 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::config::KafkaLogOptions;
 use claims::Claims;
@@ -89,6 +92,39 @@ pub struct KafkaEventLog {
 }
 
 impl KafkaEventLog {
+    /// The append itself, inside the append span when there is one.
+    async fn append_traced(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
+        let started = Instant::now();
+        // One budget for the claim and the produce together: intake answers
+        // within it whichever engine is slow or gone.
+        let deadline = tokio::time::Instant::now() + self.opts.append_timeout;
+        if let Some(claim) = &req.idempotency {
+            let now = domain::ports::system_now_ms();
+            let claimed = tokio::time::timeout_at(deadline, self.claims.claim(claim, &req.key, &req.payload, now))
+                .await
+                .map_err(|_| PortError::Unavailable("idempotency claim timed out".into()))??;
+            if !claimed {
+                return self.duplicate(&req, &claim.fingerprint).await;
+            }
+        }
+        let trace = req.trace.clone().or_else(telemetry::traces::current_traceparent);
+        let at = self
+            .produce(&self.opts.topic, &req.key, &req.payload, trace.as_deref(), deadline)
+            .await?;
+        if let Some(claim) = &req.idempotency {
+            // Not awaited: a lost mark only means a retry re-appends the
+            // same order, which is applied once.
+            let (claims, key) = (self.claims.clone(), claim.key.clone());
+            tokio::spawn(async move {
+                if let Err(e) = claims.mark_appended(&key).await {
+                    tracing::debug!(error = %e, "idempotency claim not marked appended");
+                }
+            });
+        }
+        metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        Ok(AppendOutcome::Appended(at))
+    }
+
     /// Connect, create the topics if missing (checking the partition count
     /// of existing ones) and the claim table, and start the reader.
     pub async fn connect(opts: KafkaLogOptions, claims_pool: PgPool) -> Result<Self, KafkaLogError> {
@@ -168,19 +204,19 @@ impl KafkaEventLog {
         topic: &str,
         key: &str,
         payload: &[u8],
+        trace: Option<&str>,
         deadline: tokio::time::Instant,
     ) -> PortResult<Position> {
         let partition = domain::ids::partition_for(key.as_bytes(), self.opts.partitions) as i32;
-        let trace = traceparent();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "traceparent",
-            value: Some(trace.as_str()),
-        });
-        let record = FutureRecord::to(topic)
-            .partition(partition)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
+        let mut record = FutureRecord::to(topic).partition(partition).key(key).payload(payload);
+        // No header at all when tracing is off: nothing to format, nothing
+        // for the broker to store.
+        if let Some(trace) = trace {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: TRACEPARENT,
+                value: Some(trace),
+            }));
+        }
         let at = self.deliver(record, deadline).await?;
         self.lookups.remember(LogRecord {
             partition: at.partition,
@@ -188,6 +224,7 @@ impl KafkaEventLog {
             key: key.to_owned(),
             payload: payload.to_vec(),
             appended_at: domain::ports::system_now_ms(),
+            trace: trace.map(str::to_owned),
         });
         Ok(at)
     }
@@ -230,8 +267,14 @@ impl KafkaEventLog {
             }
             if Instant::now() >= deadline {
                 let deadline = tokio::time::Instant::now() + self.opts.append_timeout;
-                self.produce(&self.opts.topic, &existing.record_key, &existing.payload, deadline)
-                    .await?;
+                self.produce(
+                    &self.opts.topic,
+                    &existing.record_key,
+                    &existing.payload,
+                    None,
+                    deadline,
+                )
+                .await?;
                 let _ = self.claims.mark_appended(key).await;
                 return Ok(AppendOutcome::Duplicate(existing.record));
             }
@@ -266,7 +309,23 @@ impl Drop for KafkaEventLog {
     }
 }
 
-/// A fresh W3C trace context (`version-traceid-parentid-flags`).
+/// The record header carrying the append's W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The `traceparent` header of a consumed record, if it has a readable one.
+pub(crate) fn trace_header(m: &impl rdkafka::Message) -> Option<String> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == TRACEPARENT)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+/// A random W3C trace context (`version-traceid-parentid-flags`), for the
+/// producer benchmark's header cost; the log itself writes the append
+/// span's real one.
 pub fn traceparent() -> String {
     format!(
         "00-{:032x}-{:016x}-01",
@@ -338,32 +397,13 @@ impl EventLog for KafkaEventLog {
     }
 
     async fn append(&self, req: AppendRequest) -> PortResult<AppendOutcome> {
-        let started = Instant::now();
-        // One budget for the claim and the produce together: intake answers
-        // within it whichever engine is slow or gone.
-        let deadline = tokio::time::Instant::now() + self.opts.append_timeout;
-        if let Some(claim) = &req.idempotency {
-            let now = domain::ports::system_now_ms();
-            let claimed = tokio::time::timeout_at(deadline, self.claims.claim(claim, &req.key, &req.payload, now))
-                .await
-                .map_err(|_| PortError::Unavailable("idempotency claim timed out".into()))??;
-            if !claimed {
-                return self.duplicate(&req, &claim.fingerprint).await;
-            }
+        // As in the SQLite log: a span, and a context to store, only when
+        // traces are exported.
+        if telemetry::traces::enabled() {
+            let span = tracing::info_span!("log.append", otel.name = "log append", otel.kind = "producer");
+            return self.append_traced(req).instrument(span).await;
         }
-        let at = self.produce(&self.opts.topic, &req.key, &req.payload, deadline).await?;
-        if let Some(claim) = &req.idempotency {
-            // Not awaited: a lost mark only means a retry re-appends the
-            // same order, which is applied once.
-            let (claims, key) = (self.claims.clone(), claim.key.clone());
-            tokio::spawn(async move {
-                if let Err(e) = claims.mark_appended(&key).await {
-                    tracing::debug!(error = %e, "idempotency claim not marked appended");
-                }
-            });
-        }
-        metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
-        Ok(AppendOutcome::Appended(at))
+        self.append_traced(req).await
     }
 
     async fn prune_idempotency(&self, before: i64) -> PortResult<u64> {

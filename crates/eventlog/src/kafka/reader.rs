@@ -128,6 +128,7 @@ impl Reader {
                         .unwrap_or_default(),
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     appended_at: m.timestamp().to_millis().unwrap_or(0),
+                    trace: super::trace_header(&m),
                 });
                 st.next = offset + 1;
                 st.flowing = true;

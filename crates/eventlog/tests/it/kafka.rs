@@ -62,6 +62,7 @@ mod contract_on_kafka {
         idempotency_claims_are_atomic,
         idempotency_race_has_one_winner,
         find_returns_the_record_for_a_key,
+        trace_context_travels_with_the_record,
         read_waits_for_new_records,
         commits_and_health,
         a_lone_member_gets_every_partition,
@@ -128,6 +129,7 @@ async fn a_retried_batch_is_read_again_and_reads_resume_anywhere() {
             key: key.into(),
             payload: format!("r{i}").into_bytes(),
             idempotency: None,
+            trace: None,
         };
         log.append(req).await.unwrap();
     }
@@ -199,6 +201,7 @@ fn record(key: &str, payload: &str) -> AppendRequest {
         key: key.into(),
         payload: payload.as_bytes().to_vec(),
         idempotency: None,
+        trace: None,
     }
 }
 

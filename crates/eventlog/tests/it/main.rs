@@ -35,6 +35,7 @@ contract_cases!(
     idempotency_claims_are_atomic,
     idempotency_race_has_one_winner,
     find_returns_the_record_for_a_key,
+    trace_context_travels_with_the_record,
     read_waits_for_new_records,
     commits_and_health,
     a_lone_member_gets_every_partition,
@@ -49,6 +50,7 @@ fn req(key: String) -> AppendRequest {
         key,
         payload: vec![1, 2, 3],
         idempotency: None,
+        trace: None,
     }
 }
 
@@ -97,6 +99,30 @@ async fn changing_the_partition_count_is_refused() {
     assert!(err.to_string().contains("partitions"), "{err}");
 }
 
+/// The trace context is on the record's row: a restarted process links its
+/// batches to the orders appended before the restart.
+#[tokio::test]
+async fn trace_context_survives_a_reopen() {
+    const TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let dir = TempDir::new().unwrap();
+    let at = {
+        let log = open(&dir, SqliteLogOptions::default());
+        let mut r = req("order-7".into());
+        r.trace = Some(TRACE.into());
+        match log.append(r).await.unwrap() {
+            AppendOutcome::Appended(at) => at,
+            other => panic!("{other:?}"),
+        }
+    };
+    let log = open(&dir, SqliteLogOptions::default());
+    let got = log.read(at.partition, at.offset, 1, Duration::ZERO).await.unwrap();
+    assert_eq!(got[0].trace.as_deref(), Some(TRACE));
+    assert_eq!(
+        log.find("order-7").await.unwrap().unwrap().trace.as_deref(),
+        Some(TRACE)
+    );
+}
+
 #[tokio::test]
 async fn idempotency_claims_survive_a_reopen() {
     let dir = TempDir::new().unwrap();
@@ -109,6 +135,7 @@ async fn idempotency_claims_survive_a_reopen() {
             status: 202,
             response: b"first answer".to_vec(),
         }),
+        trace: None,
     };
     {
         let log = open(&dir, SqliteLogOptions::default());

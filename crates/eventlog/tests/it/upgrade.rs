@@ -81,6 +81,7 @@ fn claimed(key: &str) -> AppendRequest {
             status: 202,
             response: b"another answer".to_vec(),
         }),
+        trace: None,
     }
 }
 
@@ -118,6 +119,7 @@ async fn an_unversioned_log_is_adopted_with_its_records_and_claims() {
         key: "order-1".into(),
         payload: vec![3],
         idempotency: None,
+        trace: None,
     };
     match log.append(fresh).await.unwrap() {
         AppendOutcome::Appended(pos) => assert_eq!((pos.partition, pos.offset), (partition, 2)),

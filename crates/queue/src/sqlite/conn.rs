@@ -13,4 +13,7 @@ pub(super) const PROFILE: Profile = Profile::new("job queue", "queue", MIGRATION
 
 /// One embedded file per schema version; `PRAGMA user_version` counts how
 /// many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_trace.sql"),
+];

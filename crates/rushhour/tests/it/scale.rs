@@ -1282,3 +1282,67 @@ async fn kafka_outage_answers_503_within_a_second_and_recovers() {
     scale.cleanup().await;
     eprintln!("{name}: {:?}", t0.elapsed());
 }
+
+/// Traces on Kafka: an order placed on an `api` process is one trace from
+/// its request through the append, and the `worker` that applies it links
+/// its batch span to that append — the context crossing processes in the
+/// record's `traceparent` header. Spans go to an in-process OTLP receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_one_trace_from_the_api_to_the_worker_on_kafka() {
+    let name = "an_order_is_one_trace_from_the_api_to_the_worker_on_kafka";
+    let (Some(kafka), Some(pg)) = (
+        testkit::service_url("RUSHHOUR_TEST_KAFKA_BROKERS", name),
+        testkit::service_url("RUSHHOUR_TEST_POSTGRES_URL", name),
+    ) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let receiver = crate::otlp::Receiver::start().await;
+    let mut procs = Procs::default();
+    let mut scale = Scale::new(&pg, &kafka, "");
+    scale
+        .extra
+        .push(("RUSHHOUR__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.clone()));
+    scale.extra.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+    scale.migrate().await;
+    let (api_port, worker_port) = (free_port(), free_port());
+    procs.spawn("api", scale.command("api", api_port, "warn"), None);
+    procs.spawn("worker", scale.command("worker", worker_port, "warn"), None);
+    let client = client();
+    let base = format!("http://127.0.0.1:{api_port}");
+    ready(&client, &base, "api", &mut procs).await;
+    ready(
+        &client,
+        &format!("http://127.0.0.1:{worker_port}"),
+        "worker",
+        &mut procs,
+    )
+    .await;
+
+    let res = client
+        .post(format!("{base}/v1/orders"))
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let (request, batch) = receiver
+        .wait_for("order trace reaching the worker's batch", |spans| {
+            let request = spans.iter().find(|s| s.name == "POST /v1/orders")?;
+            let append = spans.iter().find(|s| {
+                s.name == "log append" && s.trace_id == request.trace_id && s.parent_span_id == request.span_id
+            })?;
+            let batch = spans.iter().find(|s| {
+                s.name == "apply batch"
+                    && s.links
+                        .iter()
+                        .any(|(t, id)| *t == append.trace_id && *id == append.span_id)
+            })?;
+            Some((request.clone(), batch.clone()))
+        })
+        .await;
+    assert_eq!(request.service, "rushhour-api");
+    assert_eq!(batch.service, "rushhour-worker");
+    drop(procs);
+    scale.cleanup().await;
+}

@@ -153,6 +153,12 @@ const CONFINED: &[(&str, &[&str])] = &[
     // The scale-mode cache and live feed, sessions and rate limiter, and
     // their shared connection plumbing (dbkit's `redis` feature).
     ("redis", &["cache", "dbkit", "sessions", "ratelimit"]),
+    // OpenTelemetry: only `telemetry` knows its types; the rest of the tree
+    // carries W3C `traceparent` strings (ARCHITECTURE.md, "Tracing").
+    ("opentelemetry", &["telemetry"]),
+    ("opentelemetry_sdk", &["telemetry"]),
+    ("opentelemetry-otlp", &["telemetry"]),
+    ("tracing-opentelemetry", &["telemetry"]),
 ];
 
 fn uses_heavy_client(manifest: &toml::Table, client: &str) -> bool {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_identity.sql"),
     include_str!("../../migrations/0004_floor.sql"),
     include_str!("../../migrations/0006_webhooks.sql"),
+    include_str!("../../migrations/0007_trace.sql"),
 ];
 
 /// Open (creating if needed) the database at `path` for writing, switch it

@@ -220,6 +220,7 @@ pub(crate) struct NewOrder {
     pub(crate) total: i64,
     pub(crate) placed_at: i64,
     pub(crate) name: Option<String>,
+    pub(crate) trace: Option<String>,
     pub(crate) lines: Vec<NewLine>,
 }
 
@@ -236,7 +237,7 @@ pub(crate) struct NewLine {
 }
 
 impl NewOrder {
-    pub(crate) fn new(placed: &OrderPlacedV1, decision: &Decision) -> Result<Self, Error> {
+    pub(crate) fn new(placed: &OrderPlacedV1, decision: &Decision, trace: Option<&str>) -> Result<Self, Error> {
         let (status, reject_reason) = match decision {
             Decision::Confirm => (OrderStatus::Confirmed, None),
             Decision::Reject(reason) => (OrderStatus::Rejected, Some(reason.clone())),
@@ -269,6 +270,7 @@ impl NewOrder {
             total: placed.total,
             placed_at: placed.placed_at,
             name: placed.name.clone(),
+            trace: trace.map(str::to_owned),
             lines,
         })
     }

@@ -76,6 +76,7 @@ async fn open_creates_folders_uses_wal_and_keeps_data_across_reopen() {
         let decided = domain::ports::Decided {
             placed: order.clone(),
             decision: domain::ports::Decision::Confirm,
+            trace: None,
         };
         store
             .apply_batch(ApplyBatch {
@@ -145,6 +146,7 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
     let decided = domain::ports::Decided {
         placed: order.clone(),
         decision: domain::ports::Decision::Confirm,
+        trace: None,
     };
     store
         .apply_batch(ApplyBatch {

@@ -148,6 +148,7 @@ async fn unreadable_rows_are_invalid_not_a_panic() {
     let decided = Decided {
         placed: order.clone(),
         decision: Decision::Confirm,
+        trace: None,
     };
     store
         .apply_batch(ApplyBatch {
@@ -224,6 +225,7 @@ async fn a_statement_past_its_timeout_is_unavailable() {
     let decided = Decided {
         placed: order.clone(),
         decision: Decision::Confirm,
+        trace: None,
     };
     setup
         .apply_batch(ApplyBatch {

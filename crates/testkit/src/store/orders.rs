@@ -40,12 +40,35 @@ macro_rules! order_store_cases {
             cancel_keeps_its_reason,
             tickets_split_open_and_recently_done_per_station,
             pickup_board_lists_coded_orders_being_made_or_ready,
+            an_order_keeps_the_trace_it_was_placed_under,
         }
     };
 }
 
 /// The names of every `OrderStore` case, in the order `run_all` runs them.
 pub const CASES: &[&str] = order_store_cases!(case_names);
+
+/// The `traceparent` a batch hands over with an order stays on its row for
+/// the actions that follow; an order placed untraced, or unknown, has none.
+pub async fn an_order_keeps_the_trace_it_was_placed_under(store: Stores) {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = placed_order(1, 1_000);
+    let plain = placed_order(1, 1_001);
+    let batch = [
+        Decided {
+            trace: Some(TRACE.into()),
+            ..confirm(&traced)
+        },
+        confirm(&plain),
+    ];
+    apply(&store, 1, 2, &batch, 5_000).await;
+    assert_eq!(
+        store.order_trace(traced.order_id).await.unwrap().as_deref(),
+        Some(TRACE)
+    );
+    assert_eq!(store.order_trace(plain.order_id).await.unwrap(), None);
+    assert_eq!(store.order_trace(placed_order(1, 1_002).order_id).await.unwrap(), None);
+}
 
 /// A new store has no orders, events, dead letters or positions, and is
 /// healthy.

@@ -24,6 +24,7 @@ use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// The finisher flushes once this many outcomes are buffered…
 const FLUSH_AT: usize = 256;
@@ -343,10 +344,14 @@ impl ClaimLoop {
             queries: telemetry::queries::Scope::new(),
         };
         let scope = running.queries.clone();
-        let task = self.tasks.spawn(telemetry::queries::within(
-            scope,
-            async move { handler.run(&job).await },
-        ));
+        let span = job_span(&job);
+        let run = async move { handler.run(&job).await };
+        let task = match span {
+            Some(span) => self
+                .tasks
+                .spawn(telemetry::queries::within(scope, run.instrument(span))),
+            None => self.tasks.spawn(telemetry::queries::within(scope, run)),
+        };
         self.running.insert(task.id(), running);
     }
 
@@ -635,4 +640,25 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
     }
+}
+
+/// The run span of a job when traces are exported: a child of whoever
+/// enqueued it (a pickup's request, an operator's API call), a root for a
+/// job with no traced enqueuer (a cron tick).
+fn job_span(job: &Job) -> Option<tracing::Span> {
+    if !telemetry::traces::enabled() {
+        return None;
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "job.run",
+        otel.name = format!("job {}", job.kind),
+        otel.kind = "consumer",
+        job.id = job.id,
+        job.attempt = job.attempt,
+    );
+    if let Some(trace) = &job.trace {
+        telemetry::traces::set_parent(&span, trace);
+    }
+    Some(span)
 }

@@ -52,6 +52,7 @@ async fn append(log: &dyn EventLog, key: &str, payload: Vec<u8>) -> Position {
         key: key.into(),
         payload,
         idempotency: None,
+        trace: None,
     };
     match log.append(req).await.unwrap() {
         AppendOutcome::Appended(p) => p,

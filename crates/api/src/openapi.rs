@@ -12,7 +12,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
-use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, metrics, orders, stores, webhooks};
+use crate::{
+    accounts, admin, admin_figures, admin_ops, admin_profile, error, events, health, metrics, orders, stores, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +52,7 @@ use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, me
         admin_figures::figures,
         admin_figures::snapshots,
         admin_figures::cache,
+        admin_profile::cpu,
         admin_ops::schedules,
         admin_ops::run_schedule,
         admin_ops::dead_letters,

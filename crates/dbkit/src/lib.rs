@@ -4,7 +4,9 @@
 //! schema-name check and advisory-locked migrations ([`postgres`], behind
 //! the `postgres` feature); the lazy Redis connection and per-call deadline
 //! ([`redis`], behind the `redis` feature); and the one translation of
-//! rusqlite and sqlx errors into `domain::ports::PortError` ([`error`]).
+//! rusqlite and sqlx errors into `domain::ports::PortError` ([`error`]);
+//! and the operator's side of every database: `optimize-db`'s inspection
+//! ([`inspect`]) and online backups with their restore ([`backup`]).
 //!
 //! Why a crate of its own: the store, the job queue and the event log each
 //! had a copy of this code, and the copies had drifted (the same SQLite
@@ -13,7 +15,9 @@
 //! files, their hot-path statements); everything about opening, pooling,
 //! migrating and classifying errors lives here.
 
+pub mod backup;
 pub mod error;
+pub mod inspect;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

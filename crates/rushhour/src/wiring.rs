@@ -71,7 +71,8 @@ impl Built {
                     instance: cfg.worker_id(),
                 },
             )
-            .with_sessions(self.sessions.clone()),
+            .with_sessions(self.sessions.clone())
+            .with_backups(Arc::new(crate::db_cli::ScheduledBackups { cfg: cfg.clone() })),
         )
     }
 }
@@ -342,6 +343,7 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
             schedules: Some(schedule_book(cfg, built)?),
             role: "serve",
             instance: cfg.worker_id(),
+            profiler: Some(profiling::CpuProfiler::shared()),
         },
     })
 }

@@ -3,6 +3,7 @@
 //! the crash test, which runs the real binary as a child and `kill -9`s it.
 
 mod access;
+mod backup;
 mod browser;
 mod crash;
 mod http_errors;
@@ -10,7 +11,9 @@ mod http_orders;
 mod http_reads;
 mod jobs;
 mod monitor;
+mod optimize_db;
 mod postgres;
+mod profile;
 mod protection;
 mod replay;
 mod scale;

@@ -214,6 +214,8 @@ pub enum AdminError {
     JobNotDead(JobId),
     /// A running job is leased to a worker and cannot be discarded.
     JobRunning(JobId),
+    /// Another CPU profile of this process is being taken.
+    ProfileRunning,
 }
 
 impl From<ApiError> for AdminError {
@@ -249,6 +251,12 @@ impl IntoResponse for AdminError {
                 ErrorCode::JobRunning,
                 "Job running",
                 format!("job {id} is running; wait for it to finish or fail"),
+            ),
+            AdminError::ProfileRunning => (
+                StatusCode::CONFLICT,
+                ErrorCode::ProfileRunning,
+                "Profile running",
+                "a profile of this process is already being taken; retry when it is done".to_owned(),
             ),
         };
         let problem = Problem {

@@ -114,6 +114,8 @@ error_codes! {
     JobsUnavailable = "jobs_unavailable",
     JobNotDead = "job_not_dead",
     JobRunning = "job_running",
+    /// `GET /v1/admin/profile/cpu` while another profile of this process runs.
+    ProfileRunning = "profile_running",
     Overloaded = "overloaded",
     /// This client already has `http.max_streams_per_client` streams open.
     TooManyStreams = "too_many_streams",
@@ -731,6 +733,7 @@ mod tests {
             "jobs_unavailable",
             "job_not_dead",
             "job_running",
+            "profile_running",
             "overloaded",
             "too_many_streams",
             "streams_at_capacity",

@@ -18,6 +18,7 @@ mod accounts;
 mod admin;
 mod admin_figures;
 mod admin_ops;
+mod admin_profile;
 mod auth;
 mod error;
 mod events;
@@ -174,6 +175,9 @@ pub struct OpsConfig {
     pub role: &'static str,
     /// `host-pid` (or the configured worker id), as the figures name it.
     pub instance: String,
+    /// Samples this process for `GET /v1/admin/profile/cpu`; `None`
+    /// answers 503.
+    pub profiler: Option<Arc<dyn domain::ports::Profiler>>,
 }
 
 impl Default for OpsConfig {
@@ -182,6 +186,7 @@ impl Default for OpsConfig {
             schedules: None,
             role: "serve",
             instance: format!("rushhour-{}", std::process::id()),
+            profiler: None,
         }
     }
 }
@@ -418,7 +423,9 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
     let streams = Router::new()
         .route("/v1/orders/{id}/events", get(events::order_events))
         .route("/v1/stores/{id}/board", get(events::store_board))
-        .route("/v1/stores/{id}/pickup/events", get(events::pickup_events));
+        .route("/v1/stores/{id}/pickup/events", get(events::pickup_events))
+        // As long as the profile asked for (capped), not the request timeout.
+        .route("/v1/admin/profile/cpu", get(admin_profile::cpu));
 
     timed
         .merge(streams)

@@ -13,7 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
 use crate::{
-    accounts, admin, admin_figures, admin_ops, error, events, health, metrics, orders, stores, subscribers, webhooks,
+    accounts, admin, admin_figures, admin_ops, admin_profile, error, events, health, metrics, orders, stores, subscribers,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -52,6 +53,7 @@ use crate::{
         admin_figures::figures,
         admin_figures::snapshots,
         admin_figures::cache,
+        admin_profile::cpu,
         admin_ops::schedules,
         admin_ops::run_schedule,
         admin_ops::dead_letters,

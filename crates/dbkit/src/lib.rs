@@ -7,6 +7,8 @@
 //! rusqlite and sqlx errors into `domain::ports::PortError` ([`error`]);
 //! and the counting and timing of every statement, per request and per job
 //! ([`observe`]).
+//! and the operator's side of every database: `optimize-db`'s inspection
+//! ([`inspect`]) and online backups with their restore ([`backup`]).
 //!
 //! Why a crate of its own: the store, the job queue and the event log each
 //! had a copy of this code, and the copies had drifted (the same SQLite
@@ -15,8 +17,10 @@
 //! files, their hot-path statements); everything about opening, pooling,
 //! migrating and classifying errors lives here.
 
+pub mod backup;
 pub mod error;
 pub mod observe;
+pub mod inspect;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

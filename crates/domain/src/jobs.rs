@@ -346,6 +346,9 @@ pub const CLEANUP: &str = "cleanup.nightly";
 pub const DB_MAINTENANCE: &str = "db.maintenance";
 /// Rank every store's best sellers (`domain::reports::refresh_popular`).
 pub const POPULAR_REFRESH: &str = "popular.refresh";
+/// Back up every database and prune old backups (`ports::Backups`; the
+/// `backup` schedule, off by default).
+pub const DB_BACKUP: &str = "db.backup";
 /// A job that does nothing (`rushhour bench jobs`).
 pub const NOOP: &str = "noop";
 

@@ -229,17 +229,20 @@ pub trait EventLog: Send + Sync {
 // The store is narrow ports over one backend (one module each), plus
 // the `Store` aggregate the wiring holds; see `ports::store`.
 mod accounts;
+mod backups;
 mod identity;
 mod limits;
 mod menus;
 mod ops;
 mod orders;
+mod profiling;
 mod reports;
 mod sessions;
 mod store;
 mod webhooks;
 
 pub use accounts::AccountStore;
+pub use backups::{BackupTaken, Backups};
 pub use identity::{AuditLog, AuditQuery, UserStore};
 pub use limits::{Quota, RateDecision, RateLimiter};
 pub use menus::MenuStore;
@@ -248,6 +251,7 @@ pub use orders::{
     ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
     OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
+pub use profiling::Profiler;
 pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

@@ -92,6 +92,25 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes (and the newest it can open).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The next offset of every partition in the log file at `path` (a
+/// backup's copy; opened read-only), for the backup manifest: a restored
+/// instance has exactly these records.
+pub fn end_offsets(path: &Path) -> Result<std::collections::BTreeMap<u32, u64>, PortError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_error)?;
+    let mut stmt = conn
+        .prepare("SELECT partition, MAX(offset) + 1 FROM records GROUP BY partition")
+        .map_err(sqlite_error)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(sqlite_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, next)| (p as u32, next.max(0) as u64))
+        .collect())
+}
+
 enum Job {
     Append {
         req: AppendRequest,

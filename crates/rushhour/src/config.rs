@@ -45,6 +45,7 @@ pub struct Config {
     pub telemetry: TelemetrySection,
     pub demo: DemoSection,
     pub observability: ObservabilitySection,
+    pub backup: BackupSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -455,6 +456,15 @@ impl ObservabilitySection {
         dbkit::observe::set_enabled(self.count_queries);
         dbkit::observe::set_slow_query(Duration::from_millis(self.slow_query_ms));
     }
+}
+
+/// `[backup]`: where backups go and how many the schedule keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// "" = `<data_dir>/backups`.
+    pub dir: String,
+    pub keep: usize,
 }
 
 /// Command-line overrides, applied last.
@@ -930,6 +940,12 @@ impl Config {
 #[allow(clippy::disallowed_methods)] // this module is where the environment is read
 pub fn os_user() -> String {
     std::env::var("USER").unwrap_or_default()
+}
+
+/// Where `backup`/`restore` look for `pg_dump` and `pg_restore`: `PATH`.
+#[allow(clippy::disallowed_methods)] // this module is where the environment is read
+pub fn tool_search_path() -> std::ffi::OsString {
+    std::env::var_os("PATH").unwrap_or_default()
 }
 
 /// Addresses (`10.0.0.1`) or blocks (`10.0.0.0/8`) of a list setting.

@@ -5,9 +5,12 @@
 //! start the very same application in-process (`spawn_app`).
 
 pub mod config;
+pub mod db_cli;
+pub mod instance;
 pub mod jobs_cli;
 pub mod monitor;
 pub mod ops_cli;
+pub mod profile_cli;
 pub mod replay;
 pub mod users_cli;
 pub mod webhooks_cli;

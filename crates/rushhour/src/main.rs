@@ -64,6 +64,14 @@ enum Command {
     Monitor(rushhour::monitor::MonitorArgs),
     /// Load-generate against a running server, or run the benchmark suite.
     Bench(Box<bench::BenchArgs>),
+    /// Refresh planner statistics, check integrity, report indexes and free space of every database (--vacuum to compact).
+    OptimizeDb(rushhour::db_cli::OptimizeArgs),
+    /// Copy every database (and the generated secrets) into a timestamped folder, safely while serve runs.
+    Backup(rushhour::db_cli::BackupArgs),
+    /// Save a CPU flamegraph (SVG) of a running instance, over its HTTP API with an admin key.
+    Profile(rushhour::profile_cli::ProfileArgs),
+    /// Verify a backup and restore it into the data directory (refused while an instance runs there).
+    Restore(rushhour::db_cli::RestoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -199,6 +207,18 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bench(args) => bench::run(*args).await,
             Command::Monitor(args) => rushhour::monitor::run(&args).await,
+            Command::OptimizeDb(args) => rushhour::db_cli::optimize(&cfg, &args, &mut std::io::stdout()).await,
+            Command::Backup(args) => rushhour::db_cli::run_backup(&cfg, &args, &mut std::io::stdout()).await,
+            Command::Profile(args) => {
+                let (file, bytes) = rushhour::profile_cli::run(&args).await?;
+                println!(
+                    "CPU profile of {} s written to {} ({bytes} bytes)",
+                    args.seconds,
+                    file.display()
+                );
+                Ok(())
+            }
+            Command::Restore(args) => rushhour::db_cli::restore(&cfg, &args, &mut std::io::stdout()).await,
         }
     });
     // The spans of the last requests and batches leave before the process
@@ -209,6 +229,13 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<()> {
     cfg.check_scale_secrets()?;
+    // Embedded: one process owns the data directory's files, and `restore`
+    // must be able to tell (released by the kernel when the process ends).
+    let _instance = if cfg.is_scale_mode() {
+        None
+    } else {
+        Some(rushhour::instance::InstanceLock::acquire(&cfg.data_dir)?)
+    };
     let built = wiring::build(cfg).await?;
     if roles.api
         && let Some(password) = wiring::bootstrap_admin(cfg, &built).await?

@@ -75,6 +75,7 @@ impl Built {
             )
             .with_sessions(self.sessions.clone())
             .with_webhooks(self.webhook_sender.clone(), cfg.webhooks.outbound.delivery_settings()),
+            .with_backups(Arc::new(crate::db_cli::ScheduledBackups { cfg: cfg.clone() })),
         )
     }
 }
@@ -353,6 +354,7 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
             schedules: Some(schedule_book(cfg, built)?),
             role: "serve",
             instance: cfg.worker_id(),
+            profiler: Some(profiling::CpuProfiler::shared()),
         },
         observe: cfg.observability.api(),
         ttls: api::CacheTtls {

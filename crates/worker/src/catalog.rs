@@ -12,6 +12,7 @@
 //! | `orders.expire` | maintenance | every minute |
 //! | `cleanup.nightly` | maintenance | nightly |
 //! | `db.maintenance` | maintenance | nightly |
+//! | `db.backup` | maintenance | `backup` schedule (off by default) |
 //! | `mail.receipt` | mail | an order's pickup |
 //! | `webhooks.deliver` | webhooks | the webhook dispatcher (a subscriber with deliveries due) |
 //! | `noop` | default | `rushhour bench jobs` |
@@ -27,12 +28,12 @@ use std::time::Duration;
 
 use domain::housekeeping::{self, Cleaned, RetentionPeriods};
 use domain::jobs::{
-    CACHE_WARMUP, CLEANUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE, PERF_SNAPSHOT,
-    POPULAR_REFRESH, RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE,
-    WEBHOOK_ATTEMPTS, WEBHOOK_DELIVER, WEBHOOK_QUEUE,
+    CACHE_WARMUP, CLEANUP, DB_BACKUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE,
+    PERF_SNAPSHOT, POPULAR_REFRESH, RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU,
+    SYNC_QUEUE, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVER, WEBHOOK_QUEUE,
 };
 use domain::ops::{PerfSnapshot, SyncRun};
-use domain::ports::{Mailer, PortError, PortResult, SessionStore, WebhookSender};
+use domain::ports::{Backups, Mailer, PortError, PortResult, SessionStore, WebhookSender};
 use domain::sync::{AuthEpoch, NoProgress, SyncProgress, Upstream};
 use domain::webhooks::{AttemptReport, DeliverySettings, DeliveryState};
 use domain::{OrderId, Rushhour};
@@ -44,7 +45,7 @@ use crate::jobs::{JobError, JobKind, Registry, handler_fn};
 use crate::scheduler::{Schedule, ScheduleError, parse_schedule};
 
 /// Which job each configured schedule (`scheduler.schedules.<name>`) fires.
-pub const SCHEDULES: [(&str, &str); 8] = [
+pub const SCHEDULES: [(&str, &str); 9] = [
     ("menu_sync", SYNC_MENU),
     ("accounts_sync", SYNC_ACCOUNTS),
     ("cache_warmup", CACHE_WARMUP),
@@ -53,6 +54,7 @@ pub const SCHEDULES: [(&str, &str); 8] = [
     ("cleanup", CLEANUP),
     ("db_maintenance", DB_MAINTENANCE),
     ("popular_refresh", POPULAR_REFRESH),
+    ("backup", DB_BACKUP),
 ];
 
 /// A configured schedule the catalog cannot turn into a job.
@@ -91,6 +93,8 @@ pub struct Tasks {
     pub settings: TaskSettings,
     /// Login sessions, purged by the nightly cleanup when set.
     pub sessions: Option<Arc<dyn SessionStore>>,
+    /// Backups of every database, taken by the `db.backup` job when set.
+    pub backups: Option<Arc<dyn Backups>>,
     /// The upstream auth epoch this process last saw.
     auth_epoch: AuthEpoch,
     /// Outbound webhooks' HTTP client and delivery settings, when this
@@ -113,6 +117,7 @@ impl Tasks {
             mailer,
             settings,
             sessions: None,
+            backups: None,
             auth_epoch: AuthEpoch::default(),
             webhooks: None,
         }
@@ -148,6 +153,24 @@ impl Tasks {
     pub fn with_sessions(mut self, sessions: Arc<dyn SessionStore>) -> Self {
         self.sessions = Some(sessions);
         self
+    }
+
+    /// Let the `db.backup` job take backups.
+    pub fn with_backups(mut self, backups: Arc<dyn Backups>) -> Self {
+        self.backups = Some(backups);
+        self
+    }
+
+    /// The `db.backup` job: one backup, then the retention.
+    pub async fn backup(&self) -> PortResult<domain::ports::BackupTaken> {
+        let Some(backups) = &self.backups else {
+            return Err(PortError::Invalid(
+                "this process takes no backups (scheduler only?)".into(),
+            ));
+        };
+        let taken = backups.backup_and_prune().await?;
+        tracing::info!(dir = %taken.dir, files = taken.files, pruned = taken.pruned, "backup taken");
+        Ok(taken)
     }
 
     /// `rushhour cache clear --auth`: every process forgets its token.
@@ -281,6 +304,11 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
     // order status depends on it.
     add(ORDERS_EXPIRE, "maintenance", 2, 10, |t, _| {
         async move { t.expire_orders().await.map(drop).map_err(job_error) }.boxed()
+    });
+    // Two attempts: a second try an hour later is better than no backup,
+    // a third would overlap the next night's.
+    add(DB_BACKUP, "maintenance", 2, -10, |t, _| {
+        async move { t.backup().await.map(drop).map_err(job_error) }.boxed()
     });
     add(CLEANUP, "maintenance", 3, -10, |t, _| {
         async move { t.cleanup().await.map(drop).map_err(job_error) }.boxed()

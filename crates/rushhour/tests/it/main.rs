@@ -3,6 +3,7 @@
 //! the crash test, which runs the real binary as a child and `kill -9`s it.
 
 mod access;
+mod backup;
 mod browser;
 mod crash;
 mod http_errors;
@@ -11,7 +12,9 @@ mod http_reads;
 mod jobs;
 mod monitor;
 mod otlp;
+mod optimize_db;
 mod postgres;
+mod profile;
 mod protection;
 mod queries;
 mod replay;

@@ -99,6 +99,8 @@ error_codes! {
     ScheduleNotFound = "schedule_not_found",
     /// No dead letter at that group, partition and offset.
     DeadLetterNotFound = "dead_letter_not_found",
+    /// No loyalty account with that id.
+    AccountNotFound = "account_not_found",
     LineNotFound = "line_not_found",
     RouteNotFound = "route_not_found",
     MethodNotAllowed = "method_not_allowed",
@@ -148,6 +150,8 @@ pub enum Resource {
     Key,
     Schedule,
     DeadLetter,
+    /// A loyalty account.
+    Account,
 }
 
 impl Resource {
@@ -162,6 +166,7 @@ impl Resource {
             Resource::Key => "API key",
             Resource::Schedule => "schedule",
             Resource::DeadLetter => "dead letter",
+            Resource::Account => "loyalty account",
         }
     }
 
@@ -176,6 +181,7 @@ impl Resource {
             Resource::Key => ErrorCode::KeyNotFound,
             Resource::Schedule => ErrorCode::ScheduleNotFound,
             Resource::DeadLetter => ErrorCode::DeadLetterNotFound,
+            Resource::Account => ErrorCode::AccountNotFound,
         }
     }
 }
@@ -715,6 +721,7 @@ mod tests {
             "sync_not_found",
             "schedule_not_found",
             "dead_letter_not_found",
+            "account_not_found",
             "line_not_found",
             "route_not_found",
             "method_not_allowed",
@@ -749,6 +756,7 @@ mod tests {
             (Resource::Sync, "sync_not_found"),
             (Resource::Schedule, "schedule_not_found"),
             (Resource::DeadLetter, "dead_letter_not_found"),
+            (Resource::Account, "account_not_found"),
         ] {
             assert_eq!(ApiError::NotFound(r).code(), code);
         }

@@ -12,7 +12,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
-use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, metrics, orders, stores, webhooks};
+use crate::{
+    accounts, admin, admin_figures, admin_ops, error, events, health, loyalty, metrics, orders, stores, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +49,7 @@ use crate::{accounts, admin, admin_figures, admin_ops, error, events, health, me
         admin::discard_job,
         admin::sync,
         admin::clear_cache,
+        loyalty::account,
         admin_figures::figures,
         admin_figures::snapshots,
         admin_figures::cache,

@@ -222,16 +222,19 @@ pub trait EventLog: Send + Sync {
 // The store is narrow ports over one backend (one module each), plus
 // the `Store` aggregate the wiring holds; see `ports::store`.
 mod accounts;
+mod fleet;
 mod identity;
 mod limits;
 mod menus;
 mod ops;
 mod orders;
+mod points;
 mod reports;
 mod sessions;
 mod store;
 
 pub use accounts::AccountStore;
+pub use fleet::{Broadcast, Fleet, Instance};
 pub use identity::{AuditLog, AuditQuery, UserStore};
 pub use limits::{Quota, RateDecision, RateLimiter};
 pub use menus::MenuStore;
@@ -240,6 +243,7 @@ pub use orders::{
     ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
     OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
+pub use points::{PointsAward, PointsLedger};
 pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

@@ -44,6 +44,7 @@ pub struct Config {
     pub board: BoardSection,
     pub telemetry: TelemetrySection,
     pub demo: DemoSection,
+    pub loyalty: LoyaltySection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +349,22 @@ impl BoardSection {
 #[serde(deny_unknown_fields)]
 pub struct DemoSection {
     pub seed: bool,
+}
+
+/// `[loyalty]`: the points a picked-up order earns (`domain::loyalty`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoyaltySection {
+    /// Points per whole currency unit of the total, rounded down; 0: none.
+    pub points_per_unit: u32,
+}
+
+impl LoyaltySection {
+    pub fn rule(&self) -> domain::loyalty::PointsRule {
+        domain::loyalty::PointsRule {
+            points_per_unit: self.points_per_unit,
+        }
+    }
 }
 
 /// Command-line overrides, applied last.

@@ -2,7 +2,8 @@
 //! (SQLite and PostgreSQL) must show, one module per narrow port —
 //! `orders` (`OrderStore`), `menus` (`MenuStore`), `accounts`
 //! (`AccountStore`), `ops` (`OpsStore`) and `identity` (`UserStore` and
-//! `AuditLog`) — each case a plain `async fn` taking a fresh, empty store. A case takes the narrowest port it can: the
+//! `AuditLog`), `reports` (`ReportStore`), `fleet` (`Fleet`) and `points`
+//! (`PointsLedger`) — each case a plain `async fn` taking a fresh, empty store. A case takes the narrowest port it can: the
 //! order and operations cases set their scene through other ports too
 //! (prune needs orders), so they take the whole `Store`.
 //!
@@ -62,10 +63,12 @@ macro_rules! case_names {
 }
 
 pub mod accounts;
+pub mod fleet;
 pub mod identity;
 pub mod menus;
 pub mod ops;
 pub mod orders;
+pub mod points;
 pub mod reports;
 
 /// Calls `$callback! { port: case, case, ... }` once per store port, with
@@ -79,6 +82,8 @@ macro_rules! store_contract_cases {
         $crate::ops_store_cases!($callback);
         $crate::identity_cases!($callback);
         $crate::report_store_cases!($callback);
+        $crate::fleet_cases!($callback);
+        $crate::points_cases!($callback);
     };
 }
 
@@ -323,7 +328,7 @@ mod tests {
     /// split by port (its `fresh_store_is_empty_and_healthy` became one
     /// emptiness case per port), 25 since, 27 with `open_board` and
     /// out-of-order payments, 37 with the identity ports, 43 with pickup codes,
-    /// undo, cancel reasons, tickets and the pickup board, 46 with reports. Raise the floor
+    /// undo, cancel reasons, tickets and the pickup board, 46 with reports, 49 with the fleet and points. Raise the floor
     /// as cases come.
     #[test]
     fn every_case_is_listed_once() {
@@ -335,8 +340,10 @@ mod tests {
             + super::accounts::CASES.len()
             + super::ops::CASES.len()
             + super::identity::CASES.len()
-            + super::reports::CASES.len();
+            + super::reports::CASES.len()
+            + super::fleet::CASES.len()
+            + super::points::CASES.len();
         assert_eq!(all.len(), per_port, "every port's cases reach `store_contract_cases!`");
-        assert!(all.len() >= 46, "store contract cases went from 46 to {}", all.len());
+        assert!(all.len() >= 49, "store contract cases went from 49 to {}", all.len());
     }
 }

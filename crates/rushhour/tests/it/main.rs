@@ -10,6 +10,7 @@ mod http_orders;
 mod http_reads;
 mod jobs;
 mod monitor;
+mod operator;
 mod postgres;
 mod protection;
 mod replay;

@@ -101,6 +101,8 @@ error_codes! {
     DeadLetterNotFound = "dead_letter_not_found",
     /// No outbound webhook subscriber with that id.
     WebhookNotFound = "webhook_not_found",
+    /// No loyalty account with that id.
+    AccountNotFound = "account_not_found",
     LineNotFound = "line_not_found",
     RouteNotFound = "route_not_found",
     MethodNotAllowed = "method_not_allowed",
@@ -154,6 +156,8 @@ pub enum Resource {
     DeadLetter,
     /// An outbound webhook subscriber.
     Webhook,
+    /// A loyalty account.
+    Account,
 }
 
 impl Resource {
@@ -169,6 +173,7 @@ impl Resource {
             Resource::Schedule => "schedule",
             Resource::DeadLetter => "dead letter",
             Resource::Webhook => "webhook subscriber",
+            Resource::Account => "loyalty account",
         }
     }
 
@@ -184,6 +189,7 @@ impl Resource {
             Resource::Schedule => ErrorCode::ScheduleNotFound,
             Resource::DeadLetter => ErrorCode::DeadLetterNotFound,
             Resource::Webhook => ErrorCode::WebhookNotFound,
+            Resource::Account => ErrorCode::AccountNotFound,
         }
     }
 }
@@ -723,6 +729,7 @@ mod tests {
             "sync_not_found",
             "schedule_not_found",
             "dead_letter_not_found",
+            "account_not_found",
             "line_not_found",
             "route_not_found",
             "method_not_allowed",
@@ -758,6 +765,7 @@ mod tests {
             (Resource::Sync, "sync_not_found"),
             (Resource::Schedule, "schedule_not_found"),
             (Resource::DeadLetter, "dead_letter_not_found"),
+            (Resource::Account, "account_not_found"),
         ] {
             assert_eq!(ApiError::NotFound(r).code(), code);
         }

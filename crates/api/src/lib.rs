@@ -24,6 +24,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod loyalty;
 mod metrics;
 mod openapi;
 mod orders;
@@ -357,6 +358,7 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/v1/admin/sync/{what}", post(admin::sync))
         .route("/v1/admin/cache/clear", post(admin::clear_cache))
+        .route("/v1/admin/loyalty/accounts/{id}", get(loyalty::account))
         .route("/v1/admin/cache", get(admin_figures::cache))
         .route(
             "/v1/admin/cache/stores/{id}/invalidate",

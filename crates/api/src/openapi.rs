@@ -13,8 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
 use crate::{
-    accounts, admin, admin_figures, admin_ops, admin_profile, error, events, health, metrics, orders, stores, subscribers,
-    webhooks,
+    accounts, admin, admin_figures, admin_ops, admin_profile, error, events, health, loyalty, metrics, orders, stores,
+    subscribers, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -50,6 +50,7 @@ use crate::{
         admin::discard_job,
         admin::sync,
         admin::clear_cache,
+        loyalty::account,
         admin_figures::figures,
         admin_figures::snapshots,
         admin_figures::cache,

@@ -228,6 +228,11 @@ pub struct OrderView {
     /// the store's recent prep times per station; `null` otherwise, and in
     /// the answers of staff actions and listings).
     pub estimate: Option<EstimateView>,
+    /// Loyalty points the order earned once picked up, when its customer
+    /// is a loyalty account (`[loyalty]`); `null` otherwise, and in the
+    /// answers of staff actions and listings.
+    #[schema(example = 4)]
+    pub points: Option<i64>,
     pub links: OrderLinks,
 }
 
@@ -314,6 +319,7 @@ impl From<Order> for OrderView {
             pickup_code: o.pickup_code,
             cancel_reason: o.cancel_reason,
             estimate: None,
+            points: None,
             links: OrderLinks::of(o.id),
         }
     }
@@ -554,8 +560,15 @@ pub async fn get_order(
     } else {
         None
     };
+    let points = if order.status == OrderStatus::PickedUp {
+        let ledger: &dyn domain::ports::PointsLedger = &*state.app.store;
+        ledger.order_award(id).await?.map(|a| a.points)
+    } else {
+        None
+    };
     let mut view = OrderView::from(order);
     view.estimate = estimate.map(Into::into);
+    view.points = points;
     Ok(axum::Json(view))
 }
 
@@ -769,17 +782,11 @@ pub async fn pick_up(
     caller: Caller,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    let order = act(&state, &caller, id, Action::PickUp).await?;
-    // The receipt goes out as a job (unique per order). The pickup has
-    // committed whatever happens here, so a queue failure is logged, not
-    // answered: staff must not retry a pickup because the e-mail lagged.
-    if let Some(jobs) = &state.jobs {
-        let now = state.app.clock.now_ms();
-        if let Err(e) = jobs.enqueue(&[domain::jobs::receipt_job(id, now)], now).await {
-            tracing::warn!(order = %id, error = %e, "could not enqueue the receipt e-mail");
-        }
-    }
-    Ok(order)
+    // The receipt is owed by the pickup's own live event, written in the
+    // same store transaction, and relayed to the job queue by a worker
+    // (`domain::outbox`): nothing to enqueue here, so a crash after the
+    // commit cannot lose it.
+    act(&state, &caller, id, Action::PickUp).await
 }
 
 // ------------------------------------------------------------------ time

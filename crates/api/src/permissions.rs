@@ -181,6 +181,12 @@ pub static RULES: &[Rule] = &[
     rule(Method::POST, "/v1/admin/jobs/{id}/retry", Staff(Admin), Class::Admin),
     rule(Method::POST, "/v1/admin/sync/{what}", Staff(Admin), Class::Admin),
     rule(Method::POST, "/v1/admin/cache/clear", Staff(Admin), Class::Admin),
+    rule(
+        Method::GET,
+        "/v1/admin/loyalty/accounts/{id}",
+        Staff(Admin),
+        Class::Admin,
+    ),
     rule(Method::GET, "/v1/admin/cache", Staff(Admin), Class::Admin),
     rule(
         Method::POST,

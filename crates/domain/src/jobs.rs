@@ -406,4 +406,25 @@ pub fn webhook_job(subscriber: i64, now: i64) -> NewJob {
     )
     .attempts(WEBHOOK_ATTEMPTS)
     .unique(format!("{WEBHOOK_DELIVER}:{subscriber}"))
+)
+}
+
+/// Report a picked-up order's loyalty points to the loyalty service
+/// (`domain::loyalty::report`).
+pub const LOYALTY_REPORT: &str = "loyalty.report";
+/// The attempts of points reports (on the `sync` queue, with the other
+/// upstream calls).
+pub const LOYALTY_REPORT_ATTEMPTS: u32 = 8;
+
+/// The points report of a picked-up order: on the `sync` queue, unique per
+/// order, 8 attempts.
+pub fn loyalty_report_job(order: crate::ids::OrderId, now: i64) -> NewJob {
+    NewJob::new(
+        LOYALTY_REPORT,
+        SYNC_QUEUE,
+        serde_json::json!({ "order_id": order.to_string() }),
+        now,
+    )
+    .attempts(LOYALTY_REPORT_ATTEMPTS)
+    .unique(format!("{LOYALTY_REPORT}:{order}"))
 }

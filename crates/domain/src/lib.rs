@@ -14,14 +14,17 @@
 pub mod app;
 pub mod dead_letters;
 pub mod events;
+pub mod fleet;
 pub mod housekeeping;
 pub mod identity;
 pub mod ids;
 pub mod jobs;
+pub mod loyalty;
 pub mod menu;
 pub mod money;
 pub mod ops;
 pub mod order;
+pub mod outbox;
 pub mod pickup;
 pub mod ports;
 pub mod receipt;

@@ -230,12 +230,14 @@ pub trait EventLog: Send + Sync {
 // the `Store` aggregate the wiring holds; see `ports::store`.
 mod accounts;
 mod backups;
+mod fleet;
 mod identity;
 mod limits;
 mod menus;
 mod ops;
 mod orders;
 mod profiling;
+mod points;
 mod reports;
 mod sessions;
 mod store;
@@ -243,6 +245,7 @@ mod webhooks;
 
 pub use accounts::AccountStore;
 pub use backups::{BackupTaken, Backups};
+pub use fleet::{Broadcast, Fleet, Instance};
 pub use identity::{AuditLog, AuditQuery, UserStore};
 pub use limits::{Quota, RateDecision, RateLimiter};
 pub use menus::MenuStore;
@@ -252,6 +255,7 @@ pub use orders::{
     OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
 pub use profiling::Profiler;
+pub use points::{PointsAward, PointsLedger};
 pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

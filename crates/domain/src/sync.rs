@@ -106,11 +106,29 @@ pub trait UpstreamAuth: Send + Sync {
     fn clear_auth(&self);
 }
 
-/// Everything the syncs need from upstream, as one object: the catalog,
-/// the loyalty feed and their shared credentials.
-pub trait Upstream: CatalogSource + LoyaltySource + UpstreamAuth {}
+/// The circuit breaker in front of the upstream calls, as the job bodies
+/// see it: a sync job attempt runs as a half-open probe (`probe`), and a
+/// failed one is retried no sooner than the circuit closes (`open_for`),
+/// rather than burning its attempts on "circuit open".
+pub trait UpstreamCircuit: Send + Sync {
+    /// Let the next upstream call through even if the circuit is open.
+    fn probe(&self);
+    /// How long the circuit stays open from now; `None` when it is not.
+    fn open_for(&self) -> Option<std::time::Duration>;
+}
 
-impl<T: CatalogSource + LoyaltySource + UpstreamAuth + ?Sized> Upstream for T {}
+/// Everything the syncs need from upstream, as one object: the catalog,
+/// the loyalty feed and points reports, their shared credentials and
+/// circuit breaker.
+pub trait Upstream:
+    CatalogSource + LoyaltySource + crate::loyalty::PointsSink + UpstreamAuth + UpstreamCircuit
+{
+}
+
+impl<T: CatalogSource + LoyaltySource + crate::loyalty::PointsSink + UpstreamAuth + UpstreamCircuit + ?Sized> Upstream
+    for T
+{
+}
 
 /// The sync-cursor key under which `cache clear --auth` bumps the upstream
 /// auth epoch: every process drops its cached token before its next sync.

@@ -46,6 +46,7 @@ pub struct Config {
     pub demo: DemoSection,
     pub observability: ObservabilitySection,
     pub backup: BackupSection,
+    pub loyalty: LoyaltySection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -465,6 +466,22 @@ pub struct BackupSection {
     /// "" = `<data_dir>/backups`.
     pub dir: String,
     pub keep: usize,
+}
+
+/// `[loyalty]`: the points a picked-up order earns (`domain::loyalty`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoyaltySection {
+    /// Points per whole currency unit of the total, rounded down; 0: none.
+    pub points_per_unit: u32,
+}
+
+impl LoyaltySection {
+    pub fn rule(&self) -> domain::loyalty::PointsRule {
+        domain::loyalty::PointsRule {
+            points_per_unit: self.points_per_unit,
+        }
+    }
 }
 
 /// Command-line overrides, applied last.

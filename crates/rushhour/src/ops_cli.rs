@@ -4,8 +4,22 @@
 //! procedures the background jobs run, with a progress bar; with
 //! `--background` they only enqueue the job (once: a sync already queued or
 //! running is not queued twice).
+//!
+//! **Reaching the running server.** The CLI is a short-lived process of its
+//! own: what it does to its own caches helps nobody. So after doing the
+//! work here (the sync writes the store, which every instance reads), each
+//! command broadcasts what the running instances must do — drop their
+//! cached menus, warm them, drop their upstream token — through the
+//! instance registry in the store (`domain::fleet`, port `Fleet`), waits
+//! until every live instance has acked it (at most [`REACH_WAIT`]), and
+//! says which instances it reached, or "no running instance reached".
+//! Decision and rejected alternatives (the admin API with a credential,
+//! Redis pub/sub): `domain::fleet`. It works with no setup on one box
+//! (`serve` and the CLI share the SQLite store) and in scale mode (every
+//! `api` and `worker` process shares the PostgreSQL store).
 
 use anyhow::Context;
+use domain::fleet::Command;
 use domain::jobs::{SYNC_ACCOUNTS, SYNC_MENU};
 use domain::sync::SyncProgress;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -40,7 +54,7 @@ pub struct CacheArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CacheCmd {
-    /// Drop every cached menu (every instance, in scale mode).
+    /// Drop every cached menu, here and in every running instance.
     Clear {
         /// Also drop the cached upstream OAuth2 token (every process
         /// fetches a new one before its next sync).
@@ -71,6 +85,19 @@ pub struct UpstreamSimArgs {
     pub accounts: usize,
     #[arg(long, default_value_t = 200)]
     pub items: usize,
+}
+
+/// How long a command waits for the running instances to ack its
+/// broadcast (they poll every 200 ms; a warm-up takes them a moment).
+pub const REACH_WAIT: Duration = Duration::from_secs(10);
+
+/// Broadcast `commands` to the running instances and print who was reached.
+async fn reach(built: &Built, commands: &[Command]) -> anyhow::Result<()> {
+    let reach = domain::fleet::broadcast(&*built.app.store, &*built.app.clock, commands, REACH_WAIT)
+        .await
+        .context("reach the running instances")?;
+    println!("{}", reach.summary());
+    Ok(())
 }
 
 /// A progress bar as a `SyncProgress`; hidden when stderr is no terminal.
@@ -141,7 +168,16 @@ pub async fn sync(cfg: &Config, built: &Built, args: &SyncArgs) -> anyhow::Resul
             (run.finished_at - run.started_at) as f64 / 1000.0
         );
     }
-    Ok(())
+    // The store has the new data; the running instances drop and reload
+    // what they cached of it.
+    let mut commands = Vec::new();
+    if kinds.contains(&SYNC_MENU) {
+        commands.extend([Command::ClearMenus, Command::WarmUp]);
+    }
+    if kinds.contains(&SYNC_ACCOUNTS) {
+        commands.push(Command::AccountsSynced);
+    }
+    reach(built, &commands).await
 }
 
 pub async fn warmup(cfg: &Config, built: &Built) -> anyhow::Result<()> {
@@ -151,22 +187,25 @@ pub async fn warmup(cfg: &Config, built: &Built) -> anyhow::Result<()> {
     let n = t.warm_up(&bar).await.context("warm up the menu caches")?;
     bar.0.finish_and_clear();
     println!("warmed {n} menus in {:.2} s", started.elapsed().as_secs_f64());
-    Ok(())
+    reach(built, &[Command::WarmUp]).await
 }
 
 pub async fn cache(cfg: &Config, built: &Built, args: &CacheArgs) -> anyhow::Result<()> {
     let CacheCmd::Clear { auth } = args.cmd;
     built.app.menus.clear().await.context("clear the menu caches")?;
     println!("menu caches cleared");
+    let mut commands = vec![Command::ClearMenus];
     if auth {
+        // The epoch reaches a process that is not running now, too.
         built
             .tasks(cfg)
             .clear_auth_everywhere()
             .await
             .context("drop the upstream token")?;
         println!("upstream token dropped (every process fetches a new one before its next sync)");
+        commands.push(Command::ClearAuth);
     }
-    Ok(())
+    reach(built, &commands).await
 }
 
 pub async fn dev(cfg: &Config, args: &DevArgs) -> anyhow::Result<()> {

@@ -416,6 +416,27 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     spawn_figures_sampler(built.app.clock.clone(), &tracker, shutdown.clone());
+    let role = match (roles.api, roles.processors || roles.jobs) {
+        (true, true) => "serve",
+        (true, false) => "api",
+        (false, true) => "worker",
+        (false, false) => "scheduler",
+    };
+    // Every process joins the instance registry, so `rushhour sync`,
+    // `warmup` and `cache clear` reach its caches (`domain::fleet`).
+    let addr = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    worker::spawn_member(
+        built.tasks(cfg),
+        cfg.worker_id(),
+        role,
+        addr,
+        &tracker,
+        shutdown.clone(),
+    );
     let processors = (roles.processors && cfg.processor.enabled)
         .then(|| worker::spawn_processors(built.app.clone(), processor_config(cfg), &tracker, shutdown.clone()));
     if (roles.jobs && cfg.jobs.enabled) || (roles.scheduler && cfg.scheduler.enabled) {
@@ -426,6 +447,12 @@ pub async fn run(
                 registry.clone(),
                 built.app.clock.clone(),
                 runner_config(cfg),
+                &tracker,
+                shutdown.clone(),
+            );
+            // The pickups' receipts go through the outbox (`domain::outbox`).
+            worker::spawn_relay(
+                worker::Relay::new(built.app.clone(), built.jobs.clone(), cfg.loyalty.rule()),
                 &tracker,
                 shutdown.clone(),
             );
@@ -458,11 +485,7 @@ pub async fn run(
     }
     if let Some(listener) = listener {
         let mut config = api_config(cfg, built, shutdown.clone())?;
-        config.ops.role = match (roles.api, roles.processors) {
-            (true, true) => "serve",
-            (true, false) => "api",
-            (false, _) => "worker",
-        };
+        config.ops.role = role;
         if let Some(status) = processors.clone() {
             config.processors = Some(Arc::new(move || status.health()));
         }

@@ -39,8 +39,10 @@
 //! really committed).
 
 use crate::error;
+mod fleet;
 mod identity;
 mod ops;
+mod points;
 mod reports;
 mod rows;
 mod webhooks;
@@ -76,6 +78,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
         include_str!("../migrations/postgres/0002_operations.sql"),
         include_str!("../migrations/postgres/0003_identity.sql"),
         include_str!("../migrations/postgres/0004_floor.sql"),
+        include_str!("../migrations/postgres/0005_fleet_and_points.sql"),
         include_str!("../migrations/postgres/0006_webhooks.sql"),
         include_str!("../migrations/postgres/0007_trace.sql"),
     ],

@@ -26,9 +26,11 @@
 //! when there are none (`ops::apply_payments`).
 
 mod conn;
+mod fleet;
 use crate::error;
 mod identity;
 mod ops;
+mod points;
 mod reports;
 pub(crate) mod rows;
 mod webhooks;

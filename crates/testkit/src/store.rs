@@ -2,7 +2,8 @@
 //! (SQLite and PostgreSQL) must show, one module per narrow port —
 //! `orders` (`OrderStore`), `menus` (`MenuStore`), `accounts`
 //! (`AccountStore`), `ops` (`OpsStore`) and `identity` (`UserStore` and
-//! `AuditLog`) — each case a plain `async fn` taking a fresh, empty store. A case takes the narrowest port it can: the
+//! `AuditLog`), `reports` (`ReportStore`), `fleet` (`Fleet`) and `points`
+//! (`PointsLedger`) — each case a plain `async fn` taking a fresh, empty store. A case takes the narrowest port it can: the
 //! order and operations cases set their scene through other ports too
 //! (prune needs orders), so they take the whole `Store`.
 //!
@@ -62,10 +63,12 @@ macro_rules! case_names {
 }
 
 pub mod accounts;
+pub mod fleet;
 pub mod identity;
 pub mod menus;
 pub mod ops;
 pub mod orders;
+pub mod points;
 pub mod reports;
 pub mod webhooks;
 
@@ -81,6 +84,8 @@ macro_rules! store_contract_cases {
         $crate::identity_cases!($callback);
         $crate::report_store_cases!($callback);
         $crate::webhook_store_cases!($callback);
+        $crate::fleet_cases!($callback);
+        $crate::points_cases!($callback);
     };
 }
 
@@ -327,7 +332,7 @@ mod tests {
     /// split by port (its `fresh_store_is_empty_and_healthy` became one
     /// emptiness case per port), 25 since, 27 with `open_board` and
     /// out-of-order payments, 37 with the identity ports, 43 with pickup codes,
-    /// undo, cancel reasons, tickets and the pickup board, 46 with reports, 50 with webhooks. Raise the floor
+    /// undo, cancel reasons, tickets and the pickup board, 46 with reports, 49 with the fleet and points, 53 with webhooks. Raise the floor
     /// as cases come.
     #[test]
     fn every_case_is_listed_once() {
@@ -340,8 +345,10 @@ mod tests {
             + super::ops::CASES.len()
             + super::identity::CASES.len()
             + super::reports::CASES.len()
-            + super::webhooks::CASES.len();
+            + super::webhooks::CASES.len()
+            + super::fleet::CASES.len()
+            + super::points::CASES.len();
         assert_eq!(all.len(), per_port, "every port's cases reach `store_contract_cases!`");
-        assert!(all.len() >= 50, "store contract cases went from 50 to {}", all.len());
+        assert!(all.len() >= 53, "store contract cases went from 53 to {}", all.len());
     }
 }

@@ -8,6 +8,15 @@
 //! limit in the half-open state: the callers are a handful of background
 //! sync jobs, not a request fan-out, so the extra complexity buys nothing.
 //!
+//! A caller may ask for a **probe** while the circuit is open
+//! ([`Breaker::grant_probe`]): the next call goes through as if the
+//! cooldown had ended. Every sync job attempt asks for one, because an
+//! attempt is either asked by an operator (`jobs retry`, "run now"), a
+//! scheduled tick, or an automatic retry that the runner already delayed
+//! past the cooldown ([`Breaker::open_for`]); none of them is the pile-up
+//! of calls the breaker exists to stop, and an operator who retries right
+//! after the upstream came back must not be told "circuit open" for 30 s.
+//!
 //! Time is the injected `Clock` (wall milliseconds), not `Instant::now`, so
 //! a test moves a manual clock past the cooldown instead of sleeping
 //! through it.
@@ -39,6 +48,8 @@ struct State {
     consecutive: u32,
     /// Epoch ms on the breaker's clock.
     open_until: Option<i64>,
+    /// One call may go through while open (`grant_probe`).
+    probe: bool,
 }
 
 impl Breaker {
@@ -57,12 +68,32 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a call may go out now.
+    /// Whether a call may go out now (a granted probe is used up by it).
     pub(crate) fn allows(&self) -> bool {
-        match self.state().open_until {
-            Some(until) => self.clock.now_ms() >= until,
-            None => true,
+        let mut s = self.state();
+        let open_until = s.open_until;
+        match open_until {
+            Some(until) if self.clock.now_ms() < until => std::mem::take(&mut s.probe),
+            _ => true,
         }
+    }
+
+    /// Let the next call through even while the circuit is open (a
+    /// half-open probe): its success closes the circuit, its failure opens
+    /// it for another cooldown.
+    pub(crate) fn grant_probe(&self) {
+        let mut s = self.state();
+        if s.open_until.is_some() {
+            s.probe = true;
+        }
+    }
+
+    /// How long the circuit stays open from now (`None` when closed or
+    /// half-open).
+    pub(crate) fn open_for(&self) -> Option<Duration> {
+        let until = self.state().open_until?;
+        let left = until.saturating_sub(self.clock.now_ms());
+        (left > 0).then(|| Duration::from_millis(left as u64))
     }
 
     pub(crate) fn success(&self) {
@@ -70,6 +101,7 @@ impl Breaker {
         let was_open = s.open_until.is_some();
         s.consecutive = 0;
         s.open_until = None;
+        s.probe = false;
         if was_open {
             tracing::info!("upstream circuit closed");
             metrics::gauge!(names::UPSTREAM_CIRCUIT_OPEN).set(0.0);
@@ -93,9 +125,9 @@ impl Breaker {
         }
     }
 
-    /// Whether the circuit is open right now.
+    /// Whether the circuit is open right now (fails calls fast).
     pub(crate) fn is_open(&self) -> bool {
-        !self.allows()
+        self.open_for().is_some()
     }
 }
 
@@ -129,5 +161,33 @@ mod tests {
         assert!(b.allows());
         b.failure();
         assert!(b.allows(), "closed again: one failure does not reopen");
+    }
+
+    #[test]
+    fn a_probe_lets_one_call_through_an_open_circuit() {
+        let clock = ManualClock::new(1_000_000);
+        let b = Breaker::new(1, Duration::from_secs(30), clock.clone());
+        b.grant_probe();
+        b.failure();
+        assert!(!b.allows(), "a probe granted while closed is not kept for later");
+        assert_eq!(b.open_for(), Some(Duration::from_secs(30)));
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(b.open_for(), Some(Duration::from_secs(20)), "the cooldown left");
+        b.grant_probe();
+        assert!(b.allows(), "the probe goes through the open circuit");
+        assert!(!b.allows(), "one call only");
+        b.failure();
+        assert_eq!(
+            b.open_for(),
+            Some(Duration::from_secs(30)),
+            "a failed probe reopens for a full cooldown"
+        );
+        b.grant_probe();
+        assert!(b.allows());
+        b.success();
+        assert!(
+            b.allows() && b.open_for().is_none(),
+            "a successful probe closes the circuit"
+        );
     }
 }

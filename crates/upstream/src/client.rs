@@ -9,7 +9,9 @@
 //!   `max_retries` times; other answers are final;
 //! - **circuit breaker**: `circuit_failures` failed attempts in a row open
 //!   the circuit for `circuit_cooldown`, during which calls fail at once
-//!   with `PortError::Unavailable("upstream circuit open")`.
+//!   with `PortError::Unavailable("upstream circuit open")`, unless a
+//!   caller asked for a half-open probe (`UpstreamCircuit::probe`: every
+//!   sync job attempt does, see `breaker`).
 //!
 //! Authenticated calls add OAuth2 client credentials on top: the token is
 //! fetched once, cached until 30 s before it expires (single flight: one
@@ -60,6 +62,7 @@ const MAX_CATALOG_PAGES: u32 = 10_000;
 const EP_TOKEN: &str = "token";
 const EP_CATALOG: &str = "catalog";
 const EP_CHANGES: &str = "loyalty_changes";
+const EP_POINTS: &str = "loyalty_points";
 
 /// How to reach and treat the upstreams.
 #[derive(Clone)]
@@ -514,6 +517,51 @@ impl CatalogSource for UpstreamClient {
 impl domain::sync::UpstreamAuth for UpstreamClient {
     fn clear_auth(&self) {
         UpstreamClient::clear_auth(self);
+    }
+}
+
+/// The `loyalty.report` job reports an order's points through this port.
+#[async_trait]
+impl domain::loyalty::PointsSink for UpstreamClient {
+    #[tracing::instrument(skip_all, fields(order = %order, points))]
+    async fn report_points(&self, account: &str, order: domain::OrderId, points: i64) -> PortResult<()> {
+        // The account id goes into the path: percent-encode it as a segment.
+        let mut url = reqwest::Url::parse(&self.url(paths::ACCOUNT_POINTS.split("{id}").next().unwrap_or("")))
+            .map_err(|e| PortError::Invalid(format!("{EP_POINTS}: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| PortError::Invalid(format!("{EP_POINTS}: the base URL cannot take a path")))?
+            .pop_if_empty()
+            .push(account)
+            .push("points");
+        let body = crate::wire::PointsReport {
+            order_id: order.to_string(),
+            points,
+        };
+        let mut errors = 0;
+        let raw = self
+            .authed(EP_POINTS, &mut errors, |token| {
+                self.http.post(url.clone()).bearer_auth(token).json(&body)
+            })
+            .await?;
+        if raw.status == StatusCode::NOT_FOUND {
+            return Err(PortError::Invalid(format!(
+                "{EP_POINTS}: the loyalty service has no account {account:?}"
+            )));
+        }
+        let answer: crate::wire::PointsAnswer = decode(EP_POINTS, &expect_ok(EP_POINTS, raw)?)?;
+        tracing::debug!(applied = answer.applied, "points reported");
+        Ok(())
+    }
+}
+
+/// The job bodies probe and wait out the breaker through this port.
+impl domain::sync::UpstreamCircuit for UpstreamClient {
+    fn probe(&self) {
+        self.breaker.grant_probe();
+    }
+
+    fn open_for(&self) -> Option<Duration> {
+        self.breaker.open_for()
     }
 }
 

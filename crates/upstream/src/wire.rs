@@ -14,6 +14,26 @@ pub mod paths {
     pub const TOKEN: &str = "/oauth/token";
     pub const CATALOG_ITEMS: &str = "/catalog/v1/items";
     pub const ACCOUNT_CHANGES: &str = "/loyalty/v1/accounts/changes";
+    /// `POST`, `{id}` an account id: points an order earned.
+    pub const ACCOUNT_POINTS: &str = "/loyalty/v1/accounts/{id}/points";
+}
+
+/// `POST /loyalty/v1/accounts/{id}/points`: the points an order earned.
+/// The service applies one report per `order_id`; a repeat answers the
+/// same without adding again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsReport {
+    pub order_id: String,
+    pub points: i64,
+}
+
+/// The answer to a points report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsAnswer {
+    /// False when this order's points had already been applied.
+    pub applied: bool,
+    /// The account's points from reports so far.
+    pub reported_points: i64,
 }
 
 /// `POST /oauth/token` answer (RFC 6749 §5.1).

@@ -13,7 +13,8 @@
 //! | `cleanup.nightly` | maintenance | nightly |
 //! | `db.maintenance` | maintenance | nightly |
 //! | `db.backup` | maintenance | `backup` schedule (off by default) |
-//! | `mail.receipt` | mail | an order's pickup |
+//! | `mail.receipt` | mail | an order's pickup (the outbox relay) |
+//! | `loyalty.report` | sync | a pickup that earned points (the outbox relay) |
 //! | `webhooks.deliver` | webhooks | the webhook dispatcher (a subscriber with deliveries due) |
 //! | `noop` | default | `rushhour bench jobs` |
 //!
@@ -28,9 +29,9 @@ use std::time::Duration;
 
 use domain::housekeeping::{self, Cleaned, RetentionPeriods};
 use domain::jobs::{
-    CACHE_WARMUP, CLEANUP, DB_BACKUP, DB_MAINTENANCE, Job, JobQueue, MAIL_RECEIPT, NOOP, NewJob, ORDERS_EXPIRE,
-    PERF_SNAPSHOT, POPULAR_REFRESH, RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS, SYNC_ATTEMPTS, SYNC_MENU,
-    SYNC_QUEUE, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVER, WEBHOOK_QUEUE,
+    CACHE_WARMUP, CLEANUP, DB_BACKUP, DB_MAINTENANCE, Job, JobQueue, LOYALTY_REPORT, LOYALTY_REPORT_ATTEMPTS, MAIL_RECEIPT,
+    NOOP, NewJob, ORDERS_EXPIRE, PERF_SNAPSHOT, POPULAR_REFRESH, RECEIPT_ATTEMPTS, RECEIPT_QUEUE, SYNC_ACCOUNTS,
+    SYNC_ATTEMPTS, SYNC_MENU, SYNC_QUEUE, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVER, WEBHOOK_QUEUE,
 };
 use domain::ops::{PerfSnapshot, SyncRun};
 use domain::ports::{Backups, Mailer, PortError, PortResult, SessionStore, WebhookSender};
@@ -269,6 +270,28 @@ fn job_error(e: PortError) -> JobError {
     }
 }
 
+/// A failed sync attempt: with the upstream circuit open, the next attempt
+/// waits until it closes (an attempt inside the cooldown could only fail
+/// with "circuit open"); otherwise as any port failure. Each attempt runs
+/// as a half-open probe, so that next attempt (or an operator's retry
+/// before it) does reach the upstream.
+fn sync_error(t: &Tasks, e: PortError) -> JobError {
+    match t.upstream.open_for() {
+        Some(open) if e.is_retryable() => JobError::RetryAfter(e.to_string(), open),
+        _ => job_error(e),
+    }
+}
+
+/// The order a job's payload names (`{"order_id": "<uuid>"}`).
+fn order_of(job: &Job) -> Result<OrderId, JobError> {
+    job.payload
+        .get("order_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<uuid::Uuid>().ok())
+        .map(OrderId)
+        .ok_or_else(|| JobError::Fatal(format!("{} payload without an order_id: {}", job.kind, job.payload)))
+}
+
 /// A job body: a plain function of the tasks and the job.
 type Body = fn(Arc<Tasks>, Job) -> BoxFuture<'static, Result<(), JobError>>;
 
@@ -288,11 +311,24 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
         });
     };
     add(NOOP, "default", 3, 0, |_, _| async { Ok(()) }.boxed());
+    // Every sync attempt is a half-open probe of the upstream circuit (see
+    // `sync_error` and `upstream::breaker`).
     add(SYNC_MENU, SYNC_QUEUE, SYNC_ATTEMPTS, 0, |t, _| {
-        async move { t.sync_menu(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
+        async move {
+            t.upstream.probe();
+            t.sync_menu(&NoProgress).await.map(drop).map_err(|e| sync_error(&t, e))
+        }
+        .boxed()
     });
     add(SYNC_ACCOUNTS, SYNC_QUEUE, SYNC_ATTEMPTS, 0, |t, _| {
-        async move { t.sync_accounts(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
+        async move {
+            t.upstream.probe();
+            t.sync_accounts(&NoProgress)
+                .await
+                .map(drop)
+                .map_err(|e| sync_error(&t, e))
+        }
+        .boxed()
     });
     add(CACHE_WARMUP, "maintenance", 2, 0, |t, _| {
         async move { t.warm_up(&NoProgress).await.map(drop).map_err(job_error) }.boxed()
@@ -330,13 +366,19 @@ pub fn registry(tasks: Arc<Tasks>) -> Registry {
     });
     add(MAIL_RECEIPT, RECEIPT_QUEUE, RECEIPT_ATTEMPTS, 0, |t, job| {
         async move {
-            let id = job
-                .payload
-                .get("order_id")
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<uuid::Uuid>().ok())
-                .ok_or_else(|| JobError::Fatal(format!("mail.receipt payload without an order_id: {}", job.payload)))?;
-            t.send_receipt(OrderId(id)).await.map(drop).map_err(job_error)
+            let id = order_of(&job)?;
+            t.send_receipt(id).await.map(drop).map_err(job_error)
+        }
+        .boxed()
+    });
+    add(LOYALTY_REPORT, SYNC_QUEUE, LOYALTY_REPORT_ATTEMPTS, 0, |t, job| {
+        async move {
+            let id = order_of(&job)?;
+            let now = t.app.clock.now_ms();
+            domain::loyalty::report(&*t.app.store, &*t.upstream, id, now)
+                .await
+                .map(drop)
+                .map_err(|e| sync_error(&t, e))
         }
         .boxed()
     });

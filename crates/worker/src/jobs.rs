@@ -29,8 +29,9 @@
 //!
 //! Failure policy: a handler's [`JobError::Retry`] (or a panic) queues the
 //! job again after [`backoff`] until its attempts are used up, then keeps it
-//! dead with the last error; [`JobError::Fatal`] and unknown kinds go dead
-//! at once.
+//! dead with the last error; [`JobError::RetryAfter`] does the same but no
+//! sooner than the delay it names; [`JobError::Fatal`] and unknown kinds
+//! go dead at once.
 //!
 //! Time: the queue's timestamps (leases, `retry_at`) come from the injected
 //! [`Clock`], so tests can move them; the runner's own pacing (idle polls,
@@ -62,6 +63,11 @@ pub enum JobError {
     /// No retry can help: the job goes dead now.
     #[error("{0}")]
     Fatal(String),
+    /// Try again, but no sooner than this from now (a dependency said when
+    /// it may be back: the upstream's open circuit), while attempts remain.
+    /// The backoff applies too; the later of the two wins.
+    #[error("{0}")]
+    RetryAfter(String, Duration),
 }
 
 impl JobError {

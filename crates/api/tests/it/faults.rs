@@ -515,6 +515,62 @@ impl<T: domain::ports::WebhookStore> domain::ports::WebhookStore for Faulty<T> {
 }
 
 #[async_trait]
+impl<T: domain::ports::Fleet> domain::ports::Fleet for Faulty<T> {
+    async fn beat(&self, instance: &domain::ports::Instance) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.beat(instance).await
+    }
+
+    async fn leave(&self, id: &str) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.leave(id).await
+    }
+
+    async fn instances(&self, since: i64) -> PortResult<Vec<domain::ports::Instance>> {
+        self.fault.check().await?;
+        self.inner.instances(since).await
+    }
+
+    async fn broadcast(&self, commands: &str, now: i64) -> PortResult<i64> {
+        self.fault.check().await?;
+        self.inner.broadcast(commands, now).await
+    }
+
+    async fn broadcasts_after(&self, seq: i64) -> PortResult<Vec<domain::ports::Broadcast>> {
+        self.fault.check().await?;
+        self.inner.broadcasts_after(seq).await
+    }
+
+    async fn last_broadcast(&self) -> PortResult<i64> {
+        self.fault.check().await?;
+        self.inner.last_broadcast().await
+    }
+}
+
+#[async_trait]
+impl<T: domain::ports::PointsLedger> domain::ports::PointsLedger for Faulty<T> {
+    async fn award_points(&self, award: &domain::ports::PointsAward) -> PortResult<bool> {
+        self.fault.check().await?;
+        self.inner.award_points(award).await
+    }
+
+    async fn order_award(&self, order: OrderId) -> PortResult<Option<domain::ports::PointsAward>> {
+        self.fault.check().await?;
+        self.inner.order_award(order).await
+    }
+
+    async fn account_awards(&self, account: &str, limit: u32) -> PortResult<Vec<domain::ports::PointsAward>> {
+        self.fault.check().await?;
+        self.inner.account_awards(account, limit).await
+    }
+
+    async fn mark_reported(&self, order: OrderId, at: i64) -> PortResult<()> {
+        self.fault.check().await?;
+        self.inner.mark_reported(order, at).await
+    }
+}
+
+#[async_trait]
 impl<T: StoreBackend> StoreBackend for Faulty<T> {
     async fn health(&self) -> PortResult<()> {
         self.fault.check().await?;

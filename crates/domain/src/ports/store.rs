@@ -1,7 +1,7 @@
 //! What the narrow store ports share, and the aggregate the wiring holds.
 //!
 //! Every narrow store port (`OrderStore`, `MenuStore`, `AccountStore`,
-//! `OpsStore`, `UserStore`, `AuditLog`) is a view of one backend, so
+//! `OpsStore`, `UserStore`, `AuditLog`, `ReportStore`, `Fleet`, `PointsLedger`) is a view of one backend, so
 //! `health()` lives once, on their common supertrait `StoreBackend`, rather
 //! than on each of them: a call on `dyn Store` resolves to that one method
 //! (six `health`s would be ambiguous there), and `/health/ready` asks each backend once, however
@@ -16,7 +16,8 @@
 use async_trait::async_trait;
 
 use super::{
-    AccountStore, AuditLog, MenuStore, OpsStore, OrderStore, PortResult, ReportStore, UserStore, WebhookStore,
+    AccountStore, AuditLog, Fleet, MenuStore, OpsStore, OrderStore, PointsLedger, PortResult, ReportStore, UserStore,
+    WebhookStore,
 };
 
 /// The backend behind the narrow store ports.
@@ -30,11 +31,22 @@ pub trait StoreBackend: Send + Sync {
 /// backend. Implemented for every type that implements all the narrow
 /// ports; add no methods here.
 pub trait Store:
-    OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + WebhookStore
+    OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + Fleet + PointsLedger + WebhookStore
 {
 }
 
-impl<T: OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + WebhookStore + ?Sized>
-    Store for T
+impl<
+    T: OrderStore
+        + MenuStore
+        + AccountStore
+        + OpsStore
+        + UserStore
+        + AuditLog
+        + ReportStore
+        + Fleet
+        + PointsLedger
+        + WebhookStore
+        + ?Sized,
+> Store for T
 {
 }

@@ -314,3 +314,265 @@ async fn a_job_whose_worker_is_killed_runs_again_after_its_lease() {
     .await;
     assert_eq!(runs[0].outcome, "ok");
 }
+
+/// Issue 12's breaker bug: a sync job that failed with the upstream circuit
+/// open is shown failed (queued again, its error kept), retried no sooner
+/// than the circuit closes rather than burning its attempts inside the
+/// cooldown, and an operator's retry once the upstream is back runs at once
+/// as a half-open probe, although the circuit is still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_job_waits_out_an_open_circuit_and_an_operator_retry_probes_it() {
+    let sim = simulator(1_000).await;
+    let base = sim.base_url().to_owned();
+    let app = spawn_app_with(move |c| {
+        c.upstream.base_url = base;
+        c.upstream.client_secret = SIM_SECRET.into();
+        c.upstream.max_retries = 0;
+        c.upstream.circuit_failures = 1;
+        c.upstream.circuit_cooldown_secs = 600;
+    })
+    .await;
+    sim.fail_next(1, 503);
+    let now = domain::ports::system_now_ms();
+    let id = app
+        .built
+        .jobs
+        .enqueue(&[domain::jobs::sync_job("sync.menu", now)], now)
+        .await
+        .unwrap()[0]
+        .id();
+    let jobs = app.built.jobs.clone();
+    let failed = eventually(Duration::from_secs(30), "the failed attempt", || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get(id).await.unwrap()?;
+            (j.attempts == 1 && j.state != JobState::Running).then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(failed.state, JobState::Queued, "failed, to be retried: {failed:?}");
+    assert!(
+        failed.last_error.as_deref().is_some_and(|e| e.contains("503")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.run_at >= failed.updated_at + 590_000,
+        "the retry waits for the circuit's cooldown (600 s), not the 1 s backoff: {failed:?}"
+    );
+
+    // The upstream is back (the one injected failure is used up); the
+    // operator retries at once, well inside the cooldown.
+    let retried = app
+        .built
+        .jobs
+        .retry_matching(
+            &domain::jobs::BulkFilter {
+                kind: Some("sync.menu".into()),
+                state: Some(domain::jobs::BulkState::Scheduled),
+                ..Default::default()
+            },
+            domain::ports::system_now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried, 1);
+    let done = eventually(Duration::from_secs(30), "the retried job", || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get(id).await.unwrap()?;
+            assert_ne!(j.state, JobState::Dead, "{j:?}");
+            (j.state == JobState::Done).then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(done.attempts, 2, "the probe reached the upstream: {done:?}");
+    let runs = app.built.app.store.sync_runs(Some("menu"), 5).await.unwrap();
+    assert_eq!(runs[0].outcome, "ok", "{runs:?}");
+}
+
+/// `rushhour serve` on `port`, with `env`.
+fn serve_on(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rushhour"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .env("RUSHHOUR__TELEMETRY__LOG_FILTER", "warn")
+        .env("RUSHHOUR__AUTH__STAFF_KEY", STAFF_KEY)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rushhour serve")
+}
+
+/// The pickup's outbox (issue 12): a server that commits a pickup and dies
+/// before its relay moved the receipt to the job queue (here its job
+/// workers, and so its relay, are off; then it is killed with SIGKILL)
+/// sends the receipt after a restart, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pickup_committed_before_a_crash_gets_its_receipt_once_after_the_restart() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = crate::support::http_client(Duration::from_secs(10));
+    let first = serve_on(dir.path(), port, &[("RUSHHOUR__JOBS__ENABLED", "false")]);
+    crate::crash::ready(&client, &base).await;
+
+    let body = json!({"store": STORE, "customer": "bea@example.com", "lines": [
+        {"sku": "latte", "size": "medium", "qty": 1}
+    ]});
+    let res = client
+        .post(format!("{base}/v1/orders"))
+        .header("Idempotency-Key", "outbox-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(20), "the order to be confirmed", || {
+        let (client, url) = (client.clone(), format!("{base}/v1/orders/{id}"));
+        async move {
+            let res = client.get(url).bearer_auth(STAFF_KEY).send().await.ok()?;
+            let v: Value = res.json().await.ok()?;
+            (v["status"] == "confirmed").then_some(())
+        }
+    })
+    .await;
+    for step in ["lines/1/start", "lines/1/done", "pickup"] {
+        let res = client
+            .post(format!("{base}/v1/orders/{id}/{step}"))
+            .bearer_auth(STAFF_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{step}");
+    }
+    kill(first).await;
+
+    let outbox = dir.path().join("outbox");
+    let emls = || -> Vec<String> {
+        std::fs::read_dir(&outbox)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(emls().is_empty(), "nothing was sent before the crash");
+
+    let second = serve_on(dir.path(), port, &[]);
+    let queue = queue::SqliteQueue::open(&dir.path().join("jobs.db"), Default::default()).unwrap();
+    let receipts = eventually(Duration::from_secs(30), "the receipt job to finish", || {
+        let queue = &queue;
+        async move {
+            let jobs = queue
+                .list(&JobFilter {
+                    kind: Some("mail.receipt".into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (!jobs.is_empty() && jobs.iter().all(|j| j.state == JobState::Done)).then_some(jobs)
+        }
+    })
+    .await;
+    kill(second).await;
+    assert_eq!(receipts.len(), 1, "one receipt job: {receipts:?}");
+    let sent = emls();
+    assert_eq!(sent.len(), 1, "one receipt e-mail");
+    assert!(
+        sent[0].contains("To: bea@example.com") && sent[0].contains(&id),
+        "{}",
+        sent[0]
+    );
+}
+
+/// Loyalty points (issue 12): a picked-up order whose customer is a
+/// loyalty account earns points once — a relay replayed from before the
+/// pickup awards nothing more — shown on the order and the account, and
+/// reported to the loyalty service once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pickup_earns_loyalty_points_once_and_reports_them_once() {
+    let sim = simulator(100).await;
+    let base = sim.base_url().to_owned();
+    let app = spawn_app_with(move |c| {
+        c.upstream.base_url = base;
+        c.upstream.client_secret = SIM_SECRET.into();
+    })
+    .await;
+    let tasks = app.built.tasks(&app.config);
+    tasks.sync_accounts(&domain::sync::NoProgress).await.unwrap();
+    let account = "L000007";
+    let store = app.built.app.store.clone();
+    let before = store.loyalty_account(account).await.unwrap().expect("synced").points;
+
+    let body = json!({"store": STORE, "customer": account, "lines": [
+        {"sku": "latte", "size": "large", "qty": 2}
+    ]});
+    let id = app.place(&body).await;
+    assert_eq!(app.settled(&id).await, "confirmed");
+    for step in ["lines/1/start", "lines/1/done", "pickup"] {
+        let res = app.staff_post(&format!("/v1/orders/{id}/{step}")).await;
+        assert_eq!(res.status(), StatusCode::OK, "{step}");
+    }
+    let (points, order) = eventually(Duration::from_secs(20), "the order's points", || async {
+        let v = app.order(&id).await;
+        v["points"].as_i64().map(|p| (p, v))
+    })
+    .await;
+    let total = order["total"]["amount"].as_i64().unwrap();
+    assert_eq!(points, total / 100, "1 point per whole unit of {total}");
+    assert!(points > 0);
+    eventually(Duration::from_secs(20), "the points report", || async {
+        (sim.stats().points_applied == 1).then_some(())
+    })
+    .await;
+    assert_eq!(sim.reported_points(account), points);
+
+    // The pickup replayed: the relay reads the store's events from the
+    // start again.
+    let cursor = domain::outbox::cursor_key(&domain::StoreId(STORE.into()));
+    store.set_sync_cursor(&cursor, Some("0")).await.unwrap();
+    let relay = worker::Relay::new(app.built.app.clone(), app.built.jobs.clone(), Default::default());
+    relay.run_once().await.unwrap();
+    let after = store.loyalty_account(account).await.unwrap().unwrap().points;
+    assert_eq!(after, before + points, "the points counted once");
+
+    // The account, as an admin sees it, once the report is acknowledged;
+    // the replay's report job found nothing more to report.
+    let jobs = app.built.jobs.clone();
+    eventually(Duration::from_secs(20), "the replayed jobs to finish", || {
+        let jobs = jobs.clone();
+        async move {
+            let all = jobs
+                .list(&JobFilter {
+                    kind: Some("loyalty.report".into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            all.iter().all(|j| j.state == JobState::Done).then_some(())
+        }
+    })
+    .await;
+    let view: Value = app
+        .staff_get(&format!("/v1/admin/loyalty/accounts/{account}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["points"], after);
+    let awards = view["awards"].as_array().unwrap();
+    assert_eq!(awards.len(), 1, "{view}");
+    assert_eq!(awards[0]["order_id"], id.as_str());
+    assert_eq!(awards[0]["points"], points);
+    assert!(awards[0]["reported_at"].is_string(), "{view}");
+    assert_eq!(sim.stats().points_applied, 1, "reported once to the service");
+    let missing = app.staff_get("/v1/admin/loyalty/accounts/nobody").await;
+    crate::support::problem(missing, 404, "account_not_found").await;
+}

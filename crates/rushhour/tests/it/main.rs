@@ -13,6 +13,7 @@ mod jobs;
 mod monitor;
 mod otlp;
 mod optimize_db;
+mod operator;
 mod postgres;
 mod profile;
 mod protection;

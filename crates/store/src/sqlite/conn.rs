@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_operations.sql"),
     include_str!("../../migrations/0003_identity.sql"),
     include_str!("../../migrations/0004_floor.sql"),
+    include_str!("../../migrations/0005_fleet_and_points.sql"),
     include_str!("../../migrations/0006_webhooks.sql"),
     include_str!("../../migrations/0007_trace.sql"),
 ];

@@ -2,8 +2,8 @@
 //! for tests, demos and benchmarks, since nothing may reach the internet.
 //!
 //! It speaks exactly what `UpstreamClient` expects (`crate::wire`): OAuth2
-//! client credentials, the paged catalog with an ETag, and the accounts
-//! change feed. Its data is generated from a seed (`data`), and it can be
+//! client credentials, the paged catalog with an ETag, the accounts change
+//! feed, and points reports (applied once per order id). Its data is generated from a seed (`data`), and it can be
 //! made to misbehave — latency, 5xx bursts, revoked tokens — and to change
 //! its data, both from Rust (`Simulator`) and over HTTP for demos:
 //!
@@ -12,7 +12,7 @@
 //! - `POST /_sim/mutate` `{"accounts":…, "items":…}`
 //! - `GET /_sim/stats`: requests served by endpoint.
 //!
-//! Faults and latency apply to the three API endpoints, not to `/_sim/*`.
+//! Faults and latency apply to the API endpoints, not to `/_sim/*`.
 
 mod data;
 
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::wire::{TokenResponse, WireAccount, paths};
+use crate::wire::{PointsAnswer, PointsReport, TokenResponse, WireAccount, paths};
 use data::{Accounts, Catalog};
 
 pub use data::{MAX_CHANGES_LIMIT, MAX_PER_PAGE};
@@ -90,6 +90,10 @@ pub struct SimStats {
     pub unauthorized: u64,
     /// 304s to a catalog request whose `If-None-Match` still matched.
     pub not_modified: u64,
+    /// Points reports received (repeats included).
+    pub points_reports: u64,
+    /// Points reports applied (one per order).
+    pub points_applied: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +104,8 @@ struct Counters {
     injected_failures: AtomicU64,
     unauthorized: AtomicU64,
     not_modified: AtomicU64,
+    points_reports: AtomicU64,
+    points_applied: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +117,8 @@ impl Counters {
             injected_failures: self.injected_failures.load(Ordering::Relaxed),
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
             not_modified: self.not_modified.load(Ordering::Relaxed),
+            points_reports: self.points_reports.load(Ordering::Relaxed),
+            points_applied: self.points_applied.load(Ordering::Relaxed),
         }
     }
 
@@ -122,6 +130,8 @@ impl Counters {
             &self.injected_failures,
             &self.unauthorized,
             &self.not_modified,
+            &self.points_reports,
+            &self.points_applied,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -149,6 +159,8 @@ struct Shared {
     issued: AtomicU64,
     faults: Mutex<Faults>,
     stats: Counters,
+    /// Points reports applied: order id → (account, points).
+    points: Mutex<HashMap<String, (String, i64)>>,
 }
 
 /// The simulator's state is plain data mutated under short critical
@@ -170,6 +182,7 @@ impl Shared {
             issued: AtomicU64::new(0),
             faults: Mutex::new(Faults::default()),
             stats: Counters::default(),
+            points: Mutex::new(HashMap::new()),
         }
     }
 
@@ -411,6 +424,38 @@ async fn changes(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Que
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+async fn report_points(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(account): axum::extract::Path<String>,
+    body: Result<Json<PointsReport>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(r) = s.gate(&s.stats.points_reports).await {
+        return r;
+    }
+    if let Some(r) = s.authorize(&headers) {
+        return r;
+    }
+    let Ok(Json(report)) = body else {
+        return problem(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    if lock(&s.accounts).get(&account).is_none() {
+        return problem(StatusCode::NOT_FOUND, "unknown_account");
+    }
+    let mut points = lock(&s.points);
+    let applied = !points.contains_key(&report.order_id);
+    if applied {
+        points.insert(report.order_id.clone(), (account.clone(), report.points));
+        s.stats.points_applied.fetch_add(1, Ordering::Relaxed);
+    }
+    let reported_points = points.values().filter(|(a, _)| *a == account).map(|(_, p)| p).sum();
+    Json(PointsAnswer {
+        applied,
+        reported_points,
+    })
+    .into_response()
+}
+
 async fn set_faults(State(s): State<Arc<Shared>>, Json(body): Json<FaultsBody>) -> StatusCode {
     s.set_faults(&body);
     StatusCode::NO_CONTENT
@@ -429,6 +474,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(paths::TOKEN, post(token))
         .route(paths::CATALOG_ITEMS, get(catalog))
         .route(paths::ACCOUNT_CHANGES, get(changes))
+        .route(paths::ACCOUNT_POINTS, post(report_points))
         .route("/_sim/faults", post(set_faults))
         .route("/_sim/mutate", post(mutate))
         .route("/_sim/stats", get(stats))
@@ -559,6 +605,15 @@ impl Simulator {
     /// The account as the simulator holds it now.
     pub fn account(&self, id: &str) -> Option<WireAccount> {
         lock(&self.shared.accounts).get(id).cloned()
+    }
+
+    /// The points reports applied for `account` (one per order), summed.
+    pub fn reported_points(&self, account: &str) -> i64 {
+        lock(&self.shared.points)
+            .values()
+            .filter(|(a, _)| a == account)
+            .map(|(_, p)| p)
+            .sum()
     }
 
     pub fn accounts_len(&self) -> usize {

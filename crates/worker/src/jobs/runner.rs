@@ -377,23 +377,29 @@ impl ClaimLoop {
         let elapsed = job.started.elapsed().as_secs_f64();
         let finish = match result {
             Ok(()) => Finish::Done(job.id),
-            Err(JobError::Retry(error)) if job.attempt < job.max_attempts => {
-                let cfg = &self.shared.config;
-                let delay = backoff(job.attempt, cfg.backoff_base, cfg.backoff_max, rand::random());
-                let retry_at = self.shared.clock.now_ms().saturating_add(delay.as_millis() as i64);
-                tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %error, retry_in = ?delay, "job failed; will retry");
-                Finish::Fail {
-                    id: job.id,
-                    error,
-                    retry_at: Some(retry_at),
-                }
-            }
-            Err(JobError::Retry(error) | JobError::Fatal(error)) => {
-                tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %error, "job failed for the last time; keeping it dead");
-                Finish::Fail {
-                    id: job.id,
-                    error,
-                    retry_at: None,
+            Err(e) => {
+                let (error, not_before, retryable) = match e {
+                    JobError::Retry(error) => (error, Duration::ZERO, true),
+                    JobError::RetryAfter(error, after) => (error, after, true),
+                    JobError::Fatal(error) => (error, Duration::ZERO, false),
+                };
+                if retryable && job.attempt < job.max_attempts {
+                    let cfg = &self.shared.config;
+                    let delay = backoff(job.attempt, cfg.backoff_base, cfg.backoff_max, rand::random()).max(not_before);
+                    let retry_at = self.shared.clock.now_ms().saturating_add(delay.as_millis() as i64);
+                    tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %error, retry_in = ?delay, "job failed; will retry");
+                    Finish::Fail {
+                        id: job.id,
+                        error,
+                        retry_at: Some(retry_at),
+                    }
+                } else {
+                    tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %error, "job failed for the last time; keeping it dead");
+                    Finish::Fail {
+                        id: job.id,
+                        error,
+                        retry_at: None,
+                    }
                 }
             }
         };

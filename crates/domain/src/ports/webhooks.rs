@@ -48,7 +48,8 @@ pub trait WebhookStore: StoreBackend {
     /// order. Returns how many events were taken.
     async fn dispatch(&self, limit: u32, now: i64) -> PortResult<usize>;
 
-    /// Subscribers with a pending delivery due at `now`.
+    /// Subscribers with a delivery to attempt at `now`: the oldest pending
+    /// one of some order, due (what `due_deliveries` would hand out).
     async fn due_subscribers(&self, now: i64) -> PortResult<Vec<SubscriberId>>;
 
     /// Up to `limit` deliveries of `subscriber` to attempt now: for each

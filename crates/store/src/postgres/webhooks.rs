@@ -239,8 +239,11 @@ impl WebhookStore for PgStore {
 
     async fn due_subscribers(&self, now: i64) -> PortResult<Vec<SubscriberId>> {
         let rows: Vec<(i64,)> = sqlx::query_as(
-            "SELECT DISTINCT subscriber_id FROM webhook_deliveries WHERE state = 'pending' AND next_at <= $1 \
-             ORDER BY subscriber_id",
+            "SELECT DISTINCT d.subscriber_id FROM webhook_deliveries d \
+             WHERE d.state = 'pending' AND d.next_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.subscriber_id = d.subscriber_id \
+             AND e.order_id = d.order_id AND e.state = 'pending' AND e.event_id < d.event_id) \
+             ORDER BY d.subscriber_id",
         )
         .bind(now)
         .fetch_all(&self.primary)

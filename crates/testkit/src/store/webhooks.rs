@@ -150,7 +150,7 @@ pub async fn dispatch_fans_out_by_type_and_store_once(store: Stores) {
         None,
     )
     .await;
-    let uptown = add(&store, "https://u.example", &[EventType::Confirmed], Some("uptown")).await;
+    let up = add(&store, "https://u.example", &[EventType::Confirmed], Some("uptown")).await;
     let off = add(&store, "https://off.example", &[EventType::Confirmed], None).await;
     store
         .update_subscriber(off.id, &SubscriberPatch { enabled: Some(false) })
@@ -159,12 +159,12 @@ pub async fn dispatch_fans_out_by_type_and_store_once(store: Stores) {
     let here = placed_order(1, 1_000);
     let there = placed_at_store(2, 1_001, uptown());
     apply(&store, 0, 1, &[confirm(&here), confirm(&there)], 1_100).await;
-    let ping = store.add_ping(uptown.id, 1_200).await.unwrap();
+    let ping = store.add_ping(up.id, 1_200).await.unwrap();
 
     assert_eq!(store.dispatch(100, 2_000).await.unwrap(), 3);
     assert_eq!(store.dispatch(100, 2_001).await.unwrap(), 0, "the outbox is empty");
     assert_eq!(log(&store, ready_only.id).await.len(), 2);
-    let u = store.deliveries(uptown.id, None, None, 10).await.unwrap();
+    let u = store.deliveries(up.id, None, None, 10).await.unwrap();
     assert_eq!(
         u.iter().map(|d| (d.kind, d.order_id.clone())).collect::<Vec<_>>(),
         vec![
@@ -179,12 +179,12 @@ pub async fn dispatch_fans_out_by_type_and_store_once(store: Stores) {
     assert_eq!(store.pending_deliveries().await.unwrap(), 4);
     assert_eq!(
         store.due_subscribers(2_000).await.unwrap(),
-        vec![ready_only.id, uptown.id]
+        vec![ready_only.id, up.id]
     );
-    assert_eq!(store.due_subscribers(1_999).await.unwrap(), vec![]);
+    assert_eq!(store.due_subscribers(1_999).await.unwrap(), Vec::<i64>::new());
 
     // Deleting a subscriber takes its deliveries along.
-    assert!(store.delete_subscriber(uptown.id).await.unwrap());
+    assert!(store.delete_subscriber(up.id).await.unwrap());
     assert_eq!(store.pending_deliveries().await.unwrap(), 2);
 }
 
@@ -238,7 +238,7 @@ pub async fn only_the_oldest_pending_delivery_of_an_order_is_due(store: Stores) 
         vec![],
         "a backs off, its ready waits"
     );
-    assert_eq!(store.due_subscribers(4_999).await.unwrap(), vec![]);
+    assert_eq!(store.due_subscribers(4_999).await.unwrap(), Vec::<i64>::new());
     let again = store.due_deliveries(sub.id, 5_000, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].event_id, due[0].event_id);

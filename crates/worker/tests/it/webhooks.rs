@@ -289,12 +289,15 @@ async fn a_dead_subscriber_keeps_its_last_response_and_does_not_stop_another() {
     rig.later().await;
 
     assert_eq!(fine.accepted().len(), 6, "the healthy subscriber got everything");
-    let dead = |sub: i64| async move {
-        rig.app
-            .store
-            .deliveries(sub, Some(DeliveryState::Dead), None, 10)
-            .await
-            .unwrap()
+    let store = rig.app.store.clone();
+    let dead = |sub: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .deliveries(sub, Some(DeliveryState::Dead), None, 10)
+                .await
+                .unwrap()
+        }
     };
     let timed_out = dead(hung_sub.id).await;
     assert_eq!(timed_out.len(), 2);

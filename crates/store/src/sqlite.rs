@@ -498,18 +498,19 @@ impl OrderStore for SqliteStore {
                  GROUP BY l.order_id ORDER BY MAX(l.done_at) DESC, l.order_id DESC LIMIT ?4",
                 params![store, station, q.done_since, q.recent_limit],
             )?;
-            // An order with its lines is two indexed lookups on an
-            // in-process database: microseconds each, so per order here
-            // rather than a dynamic `IN (...)` list.
-            let load = |ids: Vec<String>| -> Result<Vec<Order>, Error> {
-                ids.iter()
-                    .map(|id| rows::load_order(&tx, id)?.ok_or_else(|| Error::Invalid(format!("order {id} vanished"))))
-                    .collect()
-            };
+            // Both lists' orders with their lines in two statements,
+            // whatever their number (it was two per order: the N+1 guard
+            // found it).
+            let wanted: Vec<String> = open.iter().chain(&recent).cloned().collect();
+            let mut loaded = rows::load_orders(&tx, &wanted)?;
+            if loaded.len() != wanted.len() {
+                return Err(Error::Invalid("an order vanished inside a read transaction".into()));
+            }
+            let recent_orders = loaded.split_off(open.len());
             Ok(TicketsSnapshot {
                 cursor,
-                open: load(open)?,
-                recent: load(recent)?,
+                open: loaded,
+                recent: recent_orders,
             })
         })
         .await

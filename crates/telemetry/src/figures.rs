@@ -430,21 +430,27 @@ mod tests {
         assert_eq!(s.batch_size_avg, Some(2.0));
         assert_eq!(s.cache_hit_ratio, Some(0.75));
         assert_eq!((s.lag_total, s.dead_letters), (5, 2));
+        f.record_cache_load("a", 1_234);
         assert_eq!(
             f.cache_stores(),
             vec![
                 StoreCacheFigures {
                     store: "a".into(),
                     hits: 3,
-                    misses: 0
+                    misses: 0,
+                    loaded_at_ms: Some(1_234),
                 },
                 StoreCacheFigures {
                     store: "b".into(),
                     hits: 0,
-                    misses: 1
+                    misses: 1,
+                    loaded_at_ms: None,
                 },
             ]
         );
+        // An eviction forgets the entry's age, not the counters.
+        f.forget_cache_entry("a");
+        assert_eq!((f.cache_stores()[0].loaded_at_ms, f.cache_stores()[0].hits), (None, 3));
         assert_eq!(f.partitions().iter().map(|p| p.partition).collect::<Vec<_>>(), [0, 1]);
 
         let quiet = f.sample(2_000);

@@ -56,6 +56,8 @@ pub(crate) fn order_row(r: &Row<'_>) -> Result<Order, Error> {
 }
 
 const LINE_COLUMNS: &str = "line, sku, name, station, size, modifiers, qty, unit_price, line_total, ticket";
+/// How many columns `LINE_COLUMNS` names.
+const LINE_COLUMN_COUNT: usize = 10;
 
 fn line_row(r: &Row<'_>) -> Result<OrderLine, Error> {
     Ok(OrderLine {
@@ -90,6 +92,37 @@ pub(crate) fn load_order(conn: &Connection, id: &str) -> Result<Option<Order>, E
         order.lines.push(line_row(row)?);
     }
     Ok(Some(order))
+}
+
+/// The orders `ids` with their lines, in the order of `ids` (ids not found
+/// are left out): two statements whatever their number (`json_each` lists),
+/// so a read of many orders is not one read per order (the N+1 guard,
+/// `tests/it/queries.rs`, found the board's tickets doing that).
+pub(crate) fn load_orders(conn: &Connection, ids: &[String]) -> Result<Vec<Order>, Error> {
+    let list = to_json("order ids", &ids)?;
+    let mut found: std::collections::HashMap<String, Order> = std::collections::HashMap::with_capacity(ids.len());
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN (SELECT value FROM json_each(?1))"
+    ))?;
+    let mut rows = stmt.query(params![list])?;
+    while let Some(row) = rows.next()? {
+        found.insert(row.get(0)?, order_row(row)?);
+    }
+    drop(rows);
+    // `order_id` after the line's own columns, so `line_row` reads them
+    // where it always does.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {LINE_COLUMNS}, order_id FROM order_lines \
+         WHERE order_id IN (SELECT value FROM json_each(?1)) ORDER BY order_id, line"
+    ))?;
+    let mut rows = stmt.query(params![list])?;
+    while let Some(row) = rows.next()? {
+        let order: String = row.get(LINE_COLUMN_COUNT)?;
+        if let Some(o) = found.get_mut(&order) {
+            o.lines.push(line_row(row)?);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
 }
 
 pub(crate) const SUMMARY_COLUMNS: &str =

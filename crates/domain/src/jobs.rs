@@ -406,7 +406,6 @@ pub fn webhook_job(subscriber: i64, now: i64) -> NewJob {
     )
     .attempts(WEBHOOK_ATTEMPTS)
     .unique(format!("{WEBHOOK_DELIVER}:{subscriber}"))
-)
 }
 
 /// Report a picked-up order's loyalty points to the loyalty service

@@ -74,7 +74,7 @@ impl Built {
                 },
             )
             .with_sessions(self.sessions.clone())
-            .with_webhooks(self.webhook_sender.clone(), cfg.webhooks.outbound.delivery_settings()),
+            .with_webhooks(self.webhook_sender.clone(), cfg.webhooks.outbound.delivery_settings())
             .with_backups(Arc::new(crate::db_cli::ScheduledBackups { cfg: cfg.clone() })),
         )
     }

@@ -83,7 +83,7 @@ pub fn spawn_webhook_dispatcher(
             if let Err(e) = dispatcher.run_once().await {
                 tracing::warn!(error = %e, "webhook dispatch round failed");
             }
-            if round % GAUGE_EVERY == 0
+            if round.is_multiple_of(GAUGE_EVERY)
                 && let Err(e) = dispatcher.publish_gauge().await
             {
                 tracing::debug!(error = %e, "webhook pending gauge");

@@ -214,6 +214,7 @@ async fn seed(app: &TestApp, store: &str, orders: usize, rows: usize) -> Round {
             run_at: now + 86_400_000,
             max_attempts: 1,
             unique_key: None,
+            trace: None,
         })
         .collect();
     let enqueued = app.built.jobs.enqueue(&jobs, now).await.unwrap();

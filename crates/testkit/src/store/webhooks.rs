@@ -177,10 +177,7 @@ pub async fn dispatch_fans_out_by_type_and_store_once(store: Stores) {
     assert_eq!(u[0].next_at, 2_000, "due at dispatch");
     assert_eq!(log(&store, off.id).await, vec![], "a disabled subscriber gets nothing");
     assert_eq!(store.pending_deliveries().await.unwrap(), 4);
-    assert_eq!(
-        store.due_subscribers(2_000).await.unwrap(),
-        vec![ready_only.id, up.id]
-    );
+    assert_eq!(store.due_subscribers(2_000).await.unwrap(), vec![ready_only.id, up.id]);
     assert_eq!(store.due_subscribers(1_999).await.unwrap(), Vec::<i64>::new());
 
     // Deleting a subscriber takes its deliveries along.

@@ -146,6 +146,7 @@ impl Rig {
             .map(|p| Decided {
                 placed: p.clone(),
                 decision: Decision::Confirm,
+                trace: None,
             })
             .collect();
         let store: &dyn OrderStore = &*self.app.store;

@@ -384,9 +384,10 @@ impl TelemetrySection {
         if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
             bail!("telemetry.trace_sample_ratio must be 0.0 to 1.0");
         }
-        if !self.otlp_endpoint.is_empty()
-            && !(self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://"))
-        {
+        let http = ["http://", "https://"]
+            .iter()
+            .any(|p| self.otlp_endpoint.starts_with(p));
+        if !self.otlp_endpoint.is_empty() && !http {
             bail!(
                 "telemetry.otlp_endpoint must be an http:// or https:// URL (OTLP over HTTP, e.g. http://localhost:4318)"
             );

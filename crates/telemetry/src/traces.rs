@@ -73,15 +73,6 @@ pub struct TraceGuard {
 }
 
 impl TraceGuard {
-    /// Export what is buffered now (tests call it before reading the receiver).
-    pub fn flush(&self) {
-        if let Some(p) = &self.provider {
-            if let Err(e) = p.force_flush() {
-                tracing::warn!(error = %e, "flushing spans failed");
-            }
-        }
-    }
-
     /// Flush and stop the exporter. Called at the end of a process's shutdown.
     pub fn shutdown(mut self) {
         self.stop();

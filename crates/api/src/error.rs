@@ -729,6 +729,7 @@ mod tests {
             "sync_not_found",
             "schedule_not_found",
             "dead_letter_not_found",
+            "webhook_not_found",
             "account_not_found",
             "line_not_found",
             "route_not_found",

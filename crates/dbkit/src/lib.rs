@@ -19,8 +19,8 @@
 
 pub mod backup;
 pub mod error;
-pub mod observe;
 pub mod inspect;
+pub mod observe;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

@@ -236,8 +236,8 @@ mod limits;
 mod menus;
 mod ops;
 mod orders;
-mod profiling;
 mod points;
+mod profiling;
 mod reports;
 mod sessions;
 mod store;
@@ -254,8 +254,8 @@ pub use orders::{
     ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, Decided, Decision, EventScope, OrderFilter, OrderStore,
     OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
-pub use profiling::Profiler;
 pub use points::{PointsAward, PointsLedger};
+pub use profiling::Profiler;
 pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

@@ -7,8 +7,8 @@
 //! series silently.
 
 pub mod figures;
-pub mod queries;
 mod logs;
+pub mod queries;
 pub mod traces;
 
 pub use figures::figures;

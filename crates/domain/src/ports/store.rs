@@ -31,7 +31,16 @@ pub trait StoreBackend: Send + Sync {
 /// backend. Implemented for every type that implements all the narrow
 /// ports; add no methods here.
 pub trait Store:
-    OrderStore + MenuStore + AccountStore + OpsStore + UserStore + AuditLog + ReportStore + Fleet + PointsLedger + WebhookStore
+    OrderStore
+    + MenuStore
+    + AccountStore
+    + OpsStore
+    + UserStore
+    + AuditLog
+    + ReportStore
+    + Fleet
+    + PointsLedger
+    + WebhookStore
 {
 }
 

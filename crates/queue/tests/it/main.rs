@@ -84,7 +84,7 @@ async fn open_creates_folders_uses_wal_and_keeps_jobs_across_reopen() {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 1, "one migration applied");
+    assert_eq!(version, 2, "every migration applied");
     drop(conn);
 
     let q = SqliteQueue::open(

@@ -1299,7 +1299,7 @@ async fn an_order_is_one_trace_from_the_api_to_the_worker_on_kafka() {
     let _serial = SERIAL.lock().await;
     let receiver = crate::otlp::Receiver::start().await;
     let mut procs = Procs::default();
-    let mut scale = Scale::new(&pg, &kafka, "");
+    let mut scale = Scale::new(&pg, &kafka, "memory://");
     scale
         .extra
         .push(("RUSHHOUR__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.clone()));

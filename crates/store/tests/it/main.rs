@@ -90,7 +90,7 @@ async fn open_creates_folders_uses_wal_and_keeps_data_across_reopen() {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 5, "every migration applied");
+    assert_eq!(version, 7, "every migration applied");
     drop(conn);
 
     // Reopening runs no migration twice and sees the data, with the other
@@ -227,7 +227,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
     }
     let store = SqliteStore::open(&path, SqliteStoreOptions::default()).unwrap();
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 7);
     let got = store
         .get_order(order.order_id)
         .await

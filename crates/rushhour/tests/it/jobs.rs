@@ -26,6 +26,21 @@ async fn simulator(accounts: usize) -> upstream::Simulator {
     sim
 }
 
+/// An embedded app whose upstream is `sim` (its client credentials set),
+/// with `tweak` applied to the configuration on top.
+async fn app_on(
+    sim: &upstream::Simulator,
+    tweak: impl FnOnce(&mut rushhour::config::Config),
+) -> crate::support::TestApp {
+    let base = sim.base_url().to_owned();
+    spawn_app_with(move |c| {
+        c.upstream.base_url = base;
+        c.upstream.client_secret = SIM_SECRET.into();
+        tweak(c);
+    })
+    .await
+}
+
 /// Poll `check` every 50 ms until it returns `Some`, for at most `limit`.
 async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
@@ -87,12 +102,7 @@ async fn a_picked_up_order_gets_a_receipt_in_the_outbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_menu_sync_job_brings_upstream_changes_to_the_menu() {
     let sim = simulator(1_000).await;
-    let base = sim.base_url().to_owned();
-    let app = spawn_app_with(move |c| {
-        c.upstream.base_url = base;
-        c.upstream.client_secret = SIM_SECRET.into();
-    })
-    .await;
+    let app = app_on(&sim, |_| {}).await;
     let tasks = app.built.tasks(&app.config);
     let registry = worker::catalog::registry(tasks);
     let now = domain::ports::system_now_ms();
@@ -323,10 +333,7 @@ async fn a_job_whose_worker_is_killed_runs_again_after_its_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_job_waits_out_an_open_circuit_and_an_operator_retry_probes_it() {
     let sim = simulator(1_000).await;
-    let base = sim.base_url().to_owned();
-    let app = spawn_app_with(move |c| {
-        c.upstream.base_url = base;
-        c.upstream.client_secret = SIM_SECRET.into();
+    let app = app_on(&sim, |c| {
         c.upstream.max_retries = 0;
         c.upstream.circuit_failures = 1;
         c.upstream.circuit_cooldown_secs = 600;
@@ -498,12 +505,7 @@ async fn a_pickup_committed_before_a_crash_gets_its_receipt_once_after_the_resta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pickup_earns_loyalty_points_once_and_reports_them_once() {
     let sim = simulator(100).await;
-    let base = sim.base_url().to_owned();
-    let app = spawn_app_with(move |c| {
-        c.upstream.base_url = base;
-        c.upstream.client_secret = SIM_SECRET.into();
-    })
-    .await;
+    let app = app_on(&sim, |_| {}).await;
     let tasks = app.built.tasks(&app.config);
     tasks.sync_accounts(&domain::sync::NoProgress).await.unwrap();
     let account = "L000007";

@@ -976,3 +976,20 @@ fn transition(
     tx.commit()?;
     Ok((order, events))
 }
+
+/// Every row `sql` yields for `args`, decoded by `row` (the identity and
+/// webhook modules' list reads).
+fn all<T>(
+    c: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    row: fn(&rusqlite::Row<'_>) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(row(r)?);
+    }
+    Ok(out)
+}

@@ -41,6 +41,18 @@ async fn app_on(
     .await
 }
 
+/// The newest `limit` jobs of `kind`.
+async fn jobs_of(queue: &dyn JobQueue, kind: &str, limit: u32) -> Vec<domain::jobs::JobInfo> {
+    queue
+        .list(&JobFilter {
+            kind: Some(kind.into()),
+            limit,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 /// Poll `check` every 50 ms until it returns `Some`, for at most `limit`.
 async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
@@ -86,16 +98,7 @@ async fn a_picked_up_order_gets_a_receipt_in_the_outbox() {
     // A second pickup request is refused and sends nothing more.
     let again = app.staff_post(&format!("/v1/orders/{id}/pickup")).await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
-    let receipts = app
-        .built
-        .jobs
-        .list(&JobFilter {
-            kind: Some("mail.receipt".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let receipts = jobs_of(&*app.built.jobs, "mail.receipt", 10).await;
     assert_eq!(receipts.len(), 1, "one receipt job per order");
 }
 
@@ -198,15 +201,7 @@ async fn two_schedulers_fire_each_tick_once(env: &[(&str, &str)], jobs: &dyn Job
         only_schedule(&mut cmd, "perf_snapshot", "* * * * * *");
         children.push(cmd.spawn().expect("start rushhour serve"));
     }
-    let snapshots = || async {
-        jobs.list(&JobFilter {
-            kind: Some("perf.snapshot".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-    };
+    let snapshots = || jobs_of(jobs, "perf.snapshot", 100);
     // Until three ticks have fired and run (about three seconds), bounded.
     eventually(Duration::from_secs(30), "three ticks fired and run", || async {
         let fired = snapshots().await;
@@ -475,14 +470,7 @@ async fn a_pickup_committed_before_a_crash_gets_its_receipt_once_after_the_resta
     let receipts = eventually(Duration::from_secs(30), "the receipt job to finish", || {
         let queue = &queue;
         async move {
-            let jobs = queue
-                .list(&JobFilter {
-                    kind: Some("mail.receipt".into()),
-                    limit: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            let jobs = jobs_of(queue, "mail.receipt", 10).await;
             (!jobs.is_empty() && jobs.iter().all(|j| j.state == JobState::Done)).then_some(jobs)
         }
     })
@@ -550,14 +538,7 @@ async fn a_pickup_earns_loyalty_points_once_and_reports_them_once() {
     eventually(Duration::from_secs(20), "the replayed jobs to finish", || {
         let jobs = jobs.clone();
         async move {
-            let all = jobs
-                .list(&JobFilter {
-                    kind: Some("loyalty.report".into()),
-                    limit: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            let all = jobs_of(&*jobs, "loyalty.report", 10).await;
             all.iter().all(|j| j.state == JobState::Done).then_some(())
         }
     })

@@ -29,7 +29,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params, params_from_iter};
 use uuid::Uuid;
 
-use super::{Error, SqliteStore};
+use super::{Error, SqliteStore, all};
 use crate::decode::{role, uuid};
 
 const USER_COLUMNS: &str = "id, username, role, disabled, password_hash, created_at, updated_at";
@@ -96,22 +96,6 @@ fn durably<T>(c: &mut Connection, f: impl FnOnce(&Connection) -> Result<T, Error
     let out = f(c);
     c.pragma_update(None, "synchronous", level)?;
     out
-}
-
-/// Every row `sql` yields for `args`, decoded by `row`.
-fn all<T>(
-    c: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-    row: fn(&Row<'_>) -> Result<T, Error>,
-) -> Result<Vec<T>, Error> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let mut rows = stmt.query(args)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(row(r)?);
-    }
-    Ok(out)
 }
 
 fn one<T>(

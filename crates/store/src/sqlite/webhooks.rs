@@ -13,7 +13,7 @@ use domain::webhooks::{
 };
 use rusqlite::{Connection, Row, params};
 
-use super::{Error, SqliteStore};
+use super::{Error, SqliteStore, all};
 
 const SUB_COLUMNS: &str = "id, url, events, store_id, secret, enabled, created_at";
 
@@ -55,21 +55,6 @@ fn delivery_row(r: &Row<'_>) -> Result<Delivery, Error> {
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
     })
-}
-
-fn all<T>(
-    c: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-    row: fn(&Row<'_>) -> Result<T, Error>,
-) -> Result<Vec<T>, Error> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let mut rows = stmt.query(args)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(row(r)?);
-    }
-    Ok(out)
 }
 
 fn subscriber(c: &Connection, id: SubscriberId) -> Result<Option<Subscriber>, Error> {

@@ -78,7 +78,7 @@ impl Carry {
         if let Some(scope) = &self.scope {
             scope.count();
         }
-        measure(backend, kind, elapsed, self.site);
+        measure(backend, kind, elapsed, Some(self.site));
     }
 }
 
@@ -178,7 +178,11 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-fn measure(backend: Backend, kind: Kind, elapsed: Duration, site: &'static Location<'static>) {
+/// `site` is the adapter's call site when the statement ran inside a
+/// [`Carry`]; `None` for a statement no caller handed over (a connection's
+/// own setup, a background checkpoint), logged as `unattributed` rather
+/// than with a line of this file, which would point nowhere useful.
+fn measure(backend: Backend, kind: Kind, elapsed: Duration, site: Option<&'static Location<'static>>) {
     let (b, k) = (backend.as_str(), kind.as_str());
     metrics::histogram!(names::DB_QUERY_DURATION, "backend" => b, "kind" => k).record(elapsed.as_secs_f64());
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
@@ -187,7 +191,7 @@ fn measure(backend: Backend, kind: Kind, elapsed: Duration, site: &'static Locat
         tracing::warn!(
             backend = b,
             kind = k,
-            site = %site,
+            site = %site.map_or_else(|| "unattributed".to_owned(), ToString::to_string),
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             "slow database statement"
         );
@@ -254,7 +258,7 @@ pub fn sqlite_trace(event: rusqlite::trace::TraceEvent<'_>) {
         let kind = Kind::of(&stmt.sql());
         ON_THREAD.with(|t| match &*t.borrow() {
             Some(carry) => carry.record(Backend::Sqlite, kind, elapsed),
-            None => measure(Backend::Sqlite, kind, elapsed, Location::caller()),
+            None => measure(Backend::Sqlite, kind, elapsed, None),
         });
     }
 }

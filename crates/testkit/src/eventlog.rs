@@ -156,6 +156,56 @@ pub async fn idempotency_race_has_one_winner(log: Log) {
     assert_eq!(winners, 1);
 }
 
+/// Many keys claimed at once, each by two racing requests (as a retry
+/// racing its original does): every key has exactly one winner, the stored
+/// claim is the winner's, and the loser gets it back — however the log
+/// groups concurrent claims into statements.
+pub async fn concurrent_claims_each_have_one_owner(log: Log) {
+    const KEYS: usize = 100;
+    let mut tasks = Vec::new();
+    for k in 0..KEYS {
+        for attempt in 0..2 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let fp = format!("fp-{k}-{attempt}");
+                let outcome = log
+                    .append(claimed(&format!("bulk-{k}-{attempt}"), &format!("bulk-key-{k}"), &fp))
+                    .await
+                    .unwrap();
+                (k, fp, outcome)
+            }));
+        }
+    }
+    let mut winner: Vec<Option<String>> = vec![None; KEYS];
+    let mut losers = Vec::new();
+    for t in tasks {
+        let (k, fp, outcome) = t.await.unwrap();
+        match outcome {
+            AppendOutcome::Appended(_) => {
+                assert!(winner[k].is_none(), "key {k} won twice");
+                winner[k] = Some(fp);
+            }
+            AppendOutcome::Duplicate(rec) => losers.push((k, rec.fingerprint)),
+        }
+    }
+    assert_eq!(losers.len(), KEYS, "one loser per key");
+    for (k, stored) in losers {
+        assert_eq!(
+            Some(&stored),
+            winner[k].as_ref(),
+            "the loser of key {k} sees the winner's claim"
+        );
+    }
+    for (k, fp) in winner.iter().enumerate() {
+        let rec = log
+            .idempotency(&format!("bulk-key-{k}"))
+            .await
+            .unwrap()
+            .expect("claim stored");
+        assert_eq!(Some(&rec.fingerprint), fp.as_ref());
+    }
+}
+
 /// `find` returns the newest record for a key (read-your-writes).
 pub async fn find_returns_the_record_for_a_key(log: Log) {
     appended(&log, req("order-x", "first")).await;

@@ -114,12 +114,7 @@ impl KafkaEventLog {
         if let Some(claim) = &req.idempotency {
             // Not awaited: a lost mark only means a retry re-appends the
             // same order, which is applied once.
-            let (claims, key) = (self.claims.clone(), claim.key.clone());
-            tokio::spawn(async move {
-                if let Err(e) = claims.mark_appended(&key).await {
-                    tracing::debug!(error = %e, "idempotency claim not marked appended");
-                }
-            });
+            self.claims.mark_appended_later(&claim.key);
         }
         metrics::histogram!(telemetry::names::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
         Ok(AppendOutcome::Appended(at))

@@ -34,6 +34,7 @@ contract_cases!(
     concurrent_appends_get_distinct_positions,
     idempotency_claims_are_atomic,
     idempotency_race_has_one_winner,
+    concurrent_claims_each_have_one_owner,
     find_returns_the_record_for_a_key,
     trace_context_travels_with_the_record,
     read_waits_for_new_records,

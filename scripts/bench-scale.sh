@@ -10,16 +10,26 @@
 #   scripts/bench-scale.sh                 # tansu on 127.0.0.1:19092 (started if needed)
 #   KAFKA=host:9092 scripts/bench-scale.sh # another broker
 #   DURATION=20s CONNECTIONS=64 scripts/bench-scale.sh
+#   WORKER=0 scripts/bench-scale.sh        # intake with no consuming worker
+#                                          # (no 202 -> confirmed figures then)
+#
+# The broker is probed (a one-second produce) before the run and after
+# each phase: a broker that stops answering mid-run (tansu 0.6 has panicked
+# under a consuming worker, docs/adr/0005) fails the script with the phase
+# named, instead of printing a dying broker's figures as if they were ours.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION="${DURATION:-10s}"
+WORKER="${WORKER:-1}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PG="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS="${REDIS_URL:-redis://127.0.0.1:6379}"
 KAFKA="${KAFKA:-$(scripts/tansu.sh 19092)}"
-cargo build --release --bin rushhour >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/rushhour"
+if [ -z "${BIN:-}" ]; then # BIN=path/to/rushhour compares a given build
+  cargo build --release --bin rushhour >&2
+  BIN="${CARGO_TARGET_DIR:-target}/release/rushhour"
+fi
 
 RUN="bench$(date +%s)"
 WORK="$(mktemp -d)"
@@ -38,17 +48,39 @@ export RUSHHOUR__PROCESSOR__GROUP="$RUN" RUSHHOUR__CACHE__URL="$REDIS" RUSHHOUR_
 export RUSHHOUR__AUTH__STAFF_KEY=bench RUSHHOUR__DATA_DIR="$WORK" RUSHHOUR__TELEMETRY__LOG_FILTER=warn
 "$BIN" migrate >/dev/null
 RUSHHOUR__HTTP__ADDR=127.0.0.1:18180 "$BIN" api >"$WORK/api.log" 2>&1 & pids+=($!)
-RUSHHOUR__HTTP__ADDR=127.0.0.1:18181 "$BIN" worker >"$WORK/worker.log" 2>&1 & pids+=($!)
+WORKER_URL=http://127.0.0.1:18180
+if [ "$WORKER" = 1 ]; then
+  RUSHHOUR__HTTP__ADDR=127.0.0.1:18181 "$BIN" worker >"$WORK/worker.log" 2>&1 & pids+=($!)
+  WORKER_URL=http://127.0.0.1:18181
+fi
 for _ in $(seq 100); do
-  curl -sf http://127.0.0.1:18180/health/ready >/dev/null && curl -sf http://127.0.0.1:18181/health/ready >/dev/null && break
+  curl -sf http://127.0.0.1:18180/health/ready >/dev/null && curl -sf "$WORKER_URL/health/ready" >/dev/null && break
   sleep 0.2
 done
 sleep 3 # let the worker join its group
 
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+# One second of raw produce with a deadline: the broker is alive if it
+# acknowledged anything.
+broker_alive() {
+  local out
+  out="$(timeout 30 "$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.probe" --connections 1 \
+    --duration 1s --json 2>/dev/null)" || return 1
+  python3 -c "import json,sys; sys.exit(0 if json.loads(sys.argv[1])['per_sec'] > 0 else 1)" "$out"
+}
+check_broker() {
+  if ! broker_alive; then
+    echo "BROKER FAILURE $1: $KAFKA acknowledged nothing for 1 s; no figure of this run is valid" >&2
+    exit 2
+  fi
+}
+check_broker "before the run"
 raw1="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --traceparent --json)"
+check_broker "after the first raw producer run"
 intake="$("$BIN" bench --url http://127.0.0.1:18180 --scenario orders --connections "$CONNECTIONS" --duration "$DURATION" --json)"
+check_broker "after the intake run"
 raw2="$("$BIN" bench produce --brokers "$KAFKA" --topic "$RUN.raw" --connections "$CONNECTIONS" --duration "$DURATION" --traceparent --json)"
+check_broker "after the second raw producer run"
 
 r1="$(echo "$raw1" | field 'd["per_sec"]')"
 r2="$(echo "$raw2" | field 'd["per_sec"]')"
@@ -67,6 +99,7 @@ e2e="$(psql -At "$PG" -c "SELECT count(*), count(confirmed_at),
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY confirmed_at - placed_at)::numeric, 1)
   FROM $RUN.orders WHERE placed_at BETWEEN $since AND $until_ms")"
 IFS='|' read -r n nconf e50 e99 <<<"$e2e"
+check_broker "after the open-loop run"
 op99="$(echo "$open" | field 'd["overall"]["latency_us"]["p99"]/1000')"
 ook="$(echo "$open" | field 'd["overall"]["ok_rps"]')"
 

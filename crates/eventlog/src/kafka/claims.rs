@@ -15,6 +15,7 @@
 //!    stored record itself. Either way no response is replayed for a record
 //!    that is not durable in the log.
 
+use dbkit::postgres::Watched;
 use dbkit::sqlx_error;
 use domain::ports::{IdempotencyClaim, IdempotencyRecord, PortError, PortResult};
 use sqlx::PgPool;
@@ -32,7 +33,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Claims {
-    pool: PgPool,
+    pool: Watched,
     topic: String,
 }
 
@@ -49,7 +50,9 @@ impl Claims {
     pub(crate) async fn open(pool: PgPool, topic: &str) -> Result<Self, PortError> {
         dbkit::postgres::migrate(&pool, &MIGRATIONS).await?;
         Ok(Self {
-            pool,
+            // `db_pool_*{pool="idempotency claims"}`, the name its
+            // migrations go by.
+            pool: Watched::new(pool, "idempotency claims"),
             topic: topic.to_owned(),
         })
     }

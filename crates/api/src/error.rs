@@ -101,6 +101,10 @@ error_codes! {
     DeadLetterNotFound = "dead_letter_not_found",
     /// No outbound webhook subscriber with that id.
     WebhookNotFound = "webhook_not_found",
+    /// The subscriber has no delivery of that event.
+    DeliveryNotFound = "delivery_not_found",
+    /// Only a dead delivery can be retried.
+    DeliveryNotDead = "delivery_not_dead",
     /// No loyalty account with that id.
     AccountNotFound = "account_not_found",
     LineNotFound = "line_not_found",
@@ -156,6 +160,8 @@ pub enum Resource {
     DeadLetter,
     /// An outbound webhook subscriber.
     Webhook,
+    /// One event's delivery to one subscriber.
+    Delivery,
     /// A loyalty account.
     Account,
 }
@@ -173,6 +179,7 @@ impl Resource {
             Resource::Schedule => "schedule",
             Resource::DeadLetter => "dead letter",
             Resource::Webhook => "webhook subscriber",
+            Resource::Delivery => "webhook delivery",
             Resource::Account => "loyalty account",
         }
     }
@@ -189,6 +196,7 @@ impl Resource {
             Resource::Schedule => ErrorCode::ScheduleNotFound,
             Resource::DeadLetter => ErrorCode::DeadLetterNotFound,
             Resource::Webhook => ErrorCode::WebhookNotFound,
+            Resource::Delivery => ErrorCode::DeliveryNotFound,
             Resource::Account => ErrorCode::AccountNotFound,
         }
     }
@@ -243,6 +251,8 @@ pub enum ApiError {
     RouteNotFound,
     MethodNotAllowed,
     InvalidTransition(String),
+    /// A webhook delivery retried that is not dead (its event id).
+    DeliveryNotDead(i64),
     Validation(Vec<FieldError>),
     /// The order's total cannot be charged; the string says why.
     InvalidTotal(String),
@@ -307,7 +317,7 @@ impl ApiError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
-            InvalidTransition(_) => StatusCode::CONFLICT,
+            InvalidTransition(_) | DeliveryNotDead(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidBody(_) | Validation(_) | InvalidTotal(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -345,6 +355,7 @@ impl ApiError {
             RouteNotFound => ErrorCode::RouteNotFound,
             MethodNotAllowed => ErrorCode::MethodNotAllowed,
             InvalidTransition(_) => ErrorCode::InvalidTransition,
+            DeliveryNotDead(_) => ErrorCode::DeliveryNotDead,
             Validation(_) => ErrorCode::ValidationFailed,
             InvalidTotal(_) => ErrorCode::InvalidTotal,
             IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
@@ -386,6 +397,7 @@ impl ApiError {
             RouteNotFound => "No such route",
             MethodNotAllowed => "Method not allowed",
             InvalidTransition(_) => "Invalid transition",
+            DeliveryNotDead(_) => "Delivery not dead",
             Validation(_) => "Validation failed",
             InvalidTotal(_) => "Invalid total",
             IdempotencyKeyReused => "Idempotency-Key reused",
@@ -405,6 +417,10 @@ impl ApiError {
             MalformedJson(d) | InvalidBody(d) | BadRequest(d) | InvalidPath(d) | InvalidQuery(d) => d.clone(),
             InvalidTransition(d) => d.clone(),
             InvalidTotal(why) => format!("the order cannot be charged: {why}"),
+            DeliveryNotDead(event) => format!(
+                "delivery evt_{event} is not dead; only dead deliveries can be retried (a pending one is retried \
+                 by the worker)"
+            ),
             UnsupportedMediaType => "the body must be sent with Content-Type: application/json".into(),
             PayloadTooLarge => "the request body is larger than this API accepts".into(),
             InvalidIdempotencyKey => "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
@@ -730,6 +746,8 @@ mod tests {
             "schedule_not_found",
             "dead_letter_not_found",
             "webhook_not_found",
+            "delivery_not_found",
+            "delivery_not_dead",
             "account_not_found",
             "line_not_found",
             "route_not_found",
@@ -766,6 +784,8 @@ mod tests {
             (Resource::Sync, "sync_not_found"),
             (Resource::Schedule, "schedule_not_found"),
             (Resource::DeadLetter, "dead_letter_not_found"),
+            (Resource::Webhook, "webhook_not_found"),
+            (Resource::Delivery, "delivery_not_found"),
             (Resource::Account, "account_not_found"),
         ] {
             assert_eq!(ApiError::NotFound(r).code(), code);

@@ -390,6 +390,10 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         )
         .route("/v1/admin/webhooks/{id}/test", post(subscribers::test))
         .route("/v1/admin/webhooks/{id}/deliveries", get(subscribers::deliveries))
+        .route(
+            "/v1/admin/webhooks/{id}/deliveries/{delivery}/retry",
+            post(subscribers::retry),
+        )
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/current", get(accounts::current).delete(accounts::logout))
         .route("/v1/stores", get(stores::list_stores))

@@ -79,6 +79,7 @@ use crate::{
         subscribers::remove,
         subscribers::test,
         subscribers::deliveries,
+        subscribers::retry,
         health::live,
         health::ready,
         metrics::render,

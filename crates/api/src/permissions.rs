@@ -232,6 +232,12 @@ pub static RULES: &[Rule] = &[
         Staff(Admin),
         Class::Admin,
     ),
+    rule(
+        Method::POST,
+        "/v1/admin/webhooks/{id}/deliveries/{delivery}/retry",
+        Staff(Admin),
+        Class::Admin,
+    ),
     // Operations.
     rule(Method::GET, "/health/live", Public, Class::Ops),
     rule(Method::GET, "/health/ready", Public, Class::Ops),

@@ -1,5 +1,6 @@
 //! `/v1/admin/webhooks`: the outbound webhooks' subscribers, their test
-//! button and their delivery logs (admin only, every change audited). The
+//! button, their delivery logs and the retry of a dead delivery (admin
+//! only, every change audited). The
 //! delivering itself is the worker's (`domain::webhooks`); this is the
 //! operator's window onto it.
 //!
@@ -370,13 +371,7 @@ pub async fn deliveries(
     };
     let before = match q.before.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(
-            c.trim_start_matches("evt_")
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| bad(format!("'{c}' is not an event id")))?,
-        ),
+        Some(c) => Some(webhooks::parse_event_id(c).ok_or_else(|| bad(format!("'{c}' is not an event id")))?),
     };
     let store = store(&state);
     if store.subscriber(id).await?.is_none() {
@@ -384,6 +379,73 @@ pub async fn deliveries(
     }
     let rows = store.deliveries(id, state_filter, before, limit).await?;
     Ok(axum::Json(rows.into_iter().map(Into::into).collect()))
+}
+
+/// `subscriber`'s delivery of `event`. The delivery log pages by
+/// `event_id < before`, so the row itself is the first one before
+/// `event + 1`.
+async fn delivery_of(store: &dyn WebhookStore, subscriber: i64, event: i64) -> Result<Option<Delivery>, ApiError> {
+    let rows = store.deliveries(subscriber, None, Some(event + 1), 1).await?;
+    Ok(rows.into_iter().find(|d| d.event_id == event))
+}
+
+/// Put a dead delivery back to pending, due now, its attempts counted from
+/// zero. A running worker's dispatcher queues the subscriber's delivery job
+/// within `webhooks.outbound.dispatch_interval_ms`, as for any delivery
+/// that falls due. Order per order still holds: it goes once no older
+/// delivery of its order is pending, and the order's later pending
+/// deliveries wait behind it.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/webhooks/{id}/deliveries/{delivery}/retry",
+    tag = "admin",
+    params(
+        ("id" = i64, Path, description = "Subscriber id"),
+        ("delivery" = String, Path, description = "The delivery's event id, `evt_<n>` (or `<n>`)"),
+    ),
+    responses(
+        (status = 202, description = "Pending again", body = DeliveryDto),
+        (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "webhook_not_found, delivery_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "delivery_not_dead", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery)): Path<(i64, String)>,
+) -> Result<Response, ApiError> {
+    let event = webhooks::parse_event_id(&delivery)
+        .ok_or_else(|| ApiError::InvalidPath(format!("'{delivery}' is not an event id (evt_<n>)")))?;
+    let store = store(&state);
+    if store.subscriber(id).await?.is_none() {
+        return Err(ApiError::NotFound(Resource::Webhook));
+    }
+    if store
+        .retry_deliveries(id, Some(event), state.app.clock.now_ms())
+        .await?
+        == 0
+    {
+        // Not retried: tell "no such delivery" from "not dead".
+        return Err(match delivery_of(store, id, event).await? {
+            None => ApiError::NotFound(Resource::Delivery),
+            Some(_) => ApiError::DeliveryNotDead(event),
+        });
+    }
+    state
+        .identity
+        .record(
+            &caller.actor(),
+            "webhook_retry",
+            &id.to_string(),
+            &serde_json::json!({ "event_id": webhooks::event_id(event) }).to_string(),
+        )
+        .await;
+    // A worker may have attempted it already; whatever it is now is the answer.
+    let row = delivery_of(store, id, event)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Delivery))?;
+    Ok((StatusCode::ACCEPTED, axum::Json(DeliveryDto::from(row))).into_response())
 }
 
 fn not_found(e: domain::PortError) -> ApiError {

@@ -10,6 +10,9 @@
 //! and a claims table created in one database at the same moment take
 //! turns, and concurrent `CREATE SCHEMA IF NOT EXISTS` (which can still
 //! fail on the catalog's unique index) is serialised too.
+//!
+//! Adapters hold their pools as [`Watched`] (`watched.rs`), which reports
+//! them in the `db_pool_*` metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::error::sqlx_error;
+
+mod watched;
+pub use watched::Watched;
 
 /// Advisory lock key (a single `bigint`) serialising schema creation and
 /// migrations across processes; "rushhour" in ASCII, so it is recognisable

@@ -21,6 +21,12 @@ use crate::sync::SyncProgress;
 /// Orders `expire_orders` moves per store call.
 const EXPIRE_CHUNK: u32 = 500;
 
+/// Webhook deliveries `cleanup` deletes per statement: small enough that a
+/// statement never holds the delivery log's locks for long (the delivery
+/// jobs write to it all the time), large enough that a month of a busy
+/// subscriber goes in a few hundred statements.
+const DELIVERY_PRUNE_CHUNK: u32 = 5_000;
+
 /// How long the nightly cleanup keeps each kind of row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPeriods {
@@ -34,6 +40,12 @@ pub struct RetentionPeriods {
     pub idempotency: Duration,
     /// Audit entries of staff actions.
     pub audit: Duration,
+    /// Delivered outbound webhook deliveries (the delivery log's receipts).
+    pub webhook_deliveries: Duration,
+    /// Dead outbound webhook deliveries: kept longer than delivered ones,
+    /// since they are what an operator still has to act on (retry, or
+    /// tell the receiver) and a pruned one can no longer be retried.
+    pub dead_webhook_deliveries: Duration,
 }
 
 /// What one cleanup removed.
@@ -44,6 +56,8 @@ pub struct Cleaned {
     pub finished_jobs: u64,
     pub idempotency_keys: u64,
     pub audit_entries: u64,
+    /// Delivered and dead webhook deliveries past their retention.
+    pub webhook_deliveries: u64,
     /// Expired login sessions dropped (`SessionStore::purge_sessions`;
     /// counted by the caller that holds the session port).
     pub expired_sessions: u64,
@@ -53,12 +67,14 @@ impl fmt::Display for Cleaned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pruned {} orders, {} records, {} finished jobs, {} idempotency keys, {} audit entries, {} expired sessions",
+            "pruned {} orders, {} records, {} finished jobs, {} idempotency keys, {} audit entries, \
+             {} webhook deliveries, {} expired sessions",
             self.orders,
             self.records,
             self.finished_jobs,
             self.idempotency_keys,
             self.audit_entries,
+            self.webhook_deliveries,
             self.expired_sessions
         )
     }
@@ -99,7 +115,8 @@ pub async fn expire_orders(app: &Rushhour, pickup_timeout: Duration) -> PortResu
 }
 
 /// Retention: old finished orders and records, finished jobs, idempotency
-/// keys past their promise, and old audit entries.
+/// keys past their promise, old audit entries, and delivered and dead
+/// webhook deliveries (bounded statements, one after another).
 pub async fn cleanup(app: &Rushhour, jobs: &dyn JobQueue, keep: &RetentionPeriods) -> PortResult<Cleaned> {
     let now = app.clock.now_ms();
     let ago = |d: Duration| now - d.as_millis() as i64;
@@ -113,12 +130,28 @@ pub async fn cleanup(app: &Rushhour, jobs: &dyn JobQueue, keep: &RetentionPeriod
     let finished_jobs = jobs.prune(ago(keep.finished_jobs)).await?;
     let idempotency_keys = app.log.prune_idempotency(ago(keep.idempotency)).await?;
     let audit_entries = app.store.purge_audit(ago(keep.audit)).await?;
+    let mut webhook_deliveries = 0;
+    loop {
+        let n = app
+            .store
+            .prune_deliveries(
+                ago(keep.webhook_deliveries),
+                ago(keep.dead_webhook_deliveries),
+                DELIVERY_PRUNE_CHUNK,
+            )
+            .await?;
+        webhook_deliveries += n;
+        if n < u64::from(DELIVERY_PRUNE_CHUNK) {
+            break;
+        }
+    }
     let cleaned = Cleaned {
         orders: pruned.orders,
         records: pruned.records,
         finished_jobs,
         idempotency_keys,
         audit_entries,
+        webhook_deliveries,
         expired_sessions: 0,
     };
     tracing::info!("{cleaned}");

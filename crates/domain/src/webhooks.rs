@@ -288,6 +288,16 @@ pub fn event_id(id: i64) -> String {
     format!("evt_{id}")
 }
 
+/// An event id in its public form (`evt_<n>`) or bare (`<n>`), as
+/// operators copy it from the delivery log.
+pub fn parse_event_id(s: &str) -> Option<i64> {
+    s.strip_prefix("evt_")
+        .unwrap_or(s)
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
 /// `t=<unix s>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>`, the inbound
 /// callbacks' scheme.
 pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {

@@ -32,9 +32,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dbkit::observe::observed;
+use dbkit::postgres::Watched;
 use domain::jobs::{BulkFilter, Enqueued, Job, JobFilter, JobId, JobInfo, JobQueue, JobState, NewJob, QueueCounts};
 use domain::ports::{PortError, PortResult};
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
@@ -90,7 +91,7 @@ impl Default for PgQueueOptions {
 }
 
 pub struct PgQueue {
-    pool: PgPool,
+    pool: Watched,
 }
 
 impl std::fmt::Debug for PgQueue {
@@ -150,7 +151,7 @@ impl PgQueue {
     /// configured and missing. Does not migrate: call `migrate`.
     pub async fn connect(url: &str, opts: PgQueueOptions) -> Result<Self, QueueError> {
         let settings = dbkit::pool_settings!(opts);
-        let pool = dbkit::postgres::connect(url, &settings).await?;
+        let pool = Watched::new(dbkit::postgres::connect(url, &settings).await?, "job queue");
         Ok(Self { pool })
     }
 
@@ -159,7 +160,7 @@ impl PgQueue {
     /// take turns and the later ones find nothing to do. A schema newer
     /// than this binary is refused (`Invalid`).
     pub async fn migrate(&self) -> Result<(), QueueError> {
-        Ok(dbkit::postgres::migrate(&self.pool, &MIGRATIONS).await?)
+        Ok(dbkit::postgres::migrate(self.pool.raw(), &MIGRATIONS).await?)
     }
 }
 

@@ -251,6 +251,11 @@ pub struct RetentionSection {
     pub idempotency_hours: u64,
     /// Audit entries of staff actions.
     pub audit_days: u64,
+    /// Delivered outbound webhook deliveries.
+    pub webhook_deliveries_days: u64,
+    /// Dead outbound webhook deliveries (kept longer: they can be retried
+    /// until pruned).
+    pub dead_webhook_deliveries_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

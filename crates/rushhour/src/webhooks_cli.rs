@@ -4,7 +4,9 @@
 //! and printed once, every change audited (actor `cli:<os user>`).
 //!
 //! Deliveries are made by a running worker (`serve` or `worker`): `test`
-//! queues a ping and `deliveries` shows what became of it.
+//! queues a ping and `deliveries` shows what became of it; `retry` puts
+//! dead deliveries back to pending, and the worker's dispatcher queues
+//! them like any delivery that falls due.
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -55,6 +57,17 @@ pub enum WebhooksCommand {
         state: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+    },
+    /// Put a dead delivery (or, with --all-dead, every dead one of the
+    /// subscriber) back to pending, due now, attempts from zero.
+    Retry {
+        id: i64,
+        /// The delivery's event id (`evt_42` or `42`), from `webhooks deliveries`.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        delivery: Option<String>,
+        /// Every dead delivery of the subscriber.
+        #[arg(long)]
+        all_dead: bool,
     },
 }
 
@@ -166,6 +179,48 @@ where
                 out,
                 "queued {} for subscriber {id}; see `rushhour webhooks deliveries {id}`",
                 webhooks::event_id(event)
+            )?;
+        }
+        WebhooksCommand::Retry {
+            id,
+            delivery,
+            all_dead: _,
+        } => {
+            let event = match delivery.as_deref() {
+                None => None,
+                Some(d) => {
+                    Some(webhooks::parse_event_id(d).with_context(|| format!("{d:?} is not an event id (evt_<n>)"))?)
+                }
+            };
+            if store.subscriber(*id).await?.is_none() {
+                bail!("no webhook subscriber {id}");
+            }
+            let n = store.retry_deliveries(*id, event, now).await?;
+            if let Some(event) = event
+                && n == 0
+            {
+                let found = store.deliveries(*id, None, Some(event + 1), 1).await?;
+                match found.first().filter(|d| d.event_id == event) {
+                    None => bail!("subscriber {id} has no delivery {}", webhooks::event_id(event)),
+                    Some(d) => bail!(
+                        "delivery {} is {}, not dead; only dead deliveries are retried",
+                        webhooks::event_id(event),
+                        d.state.as_str()
+                    ),
+                }
+            }
+            let detail = match event {
+                Some(e) => serde_json::json!({ "event_id": webhooks::event_id(e) }),
+                None => serde_json::json!({ "all_dead": n }),
+            };
+            store
+                .append_audit(&audit("webhook_retry", id.to_string(), detail.to_string()))
+                .await?;
+            writeln!(
+                out,
+                "{n} dead deliver{} of subscriber {id} pending again; a running worker sends {}",
+                if n == 1 { "y" } else { "ies" },
+                if n == 1 { "it" } else { "them" }
             )?;
         }
         WebhooksCommand::Deliveries { id, state, limit } => {

@@ -68,6 +68,8 @@ impl Built {
                         finished_jobs: days(r.finished_jobs_days),
                         idempotency: Duration::from_secs(r.idempotency_hours.max(24) * 3600),
                         audit: days(r.audit_days),
+                        webhook_deliveries: days(r.webhook_deliveries_days),
+                        dead_webhook_deliveries: days(r.dead_webhook_deliveries_days),
                     },
                     accounts_page: cfg.upstream.accounts_page,
                     instance: cfg.worker_id(),

@@ -52,6 +52,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dbkit::observe::observed;
+use dbkit::postgres::Watched;
 use domain::events::{LiveEvent, LiveEventKind, OrderPlacedV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item, Menu, StoreInfo};
@@ -62,7 +63,7 @@ use domain::ports::{
     OpsStore, OrderFilter, OrderStore, OrderSummary, PaymentsApplied, PickupSnapshot, PortError, PortResult,
     StoreBackend, TicketsQuery, TicketsSnapshot, system_now_ms,
 };
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -131,8 +132,8 @@ impl Default for PgStoreOptions {
 }
 
 pub struct PgStore {
-    primary: PgPool,
-    replica: Option<PgPool>,
+    primary: Watched,
+    replica: Option<Watched>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -149,9 +150,12 @@ impl PgStore {
     /// configured and missing. Does not migrate: call `migrate`.
     pub async fn connect(url: &str, opts: PgStoreOptions) -> Result<Self, PortError> {
         let settings = dbkit::pool_settings!(opts);
-        let primary = dbkit::postgres::connect(url, &settings).await?;
+        let primary = Watched::new(dbkit::postgres::connect(url, &settings).await?, "store");
         let replica = match &opts.read_replica_url {
-            Some(url) => Some(dbkit::postgres::pool(url, &settings).await?),
+            Some(url) => Some(Watched::new(
+                dbkit::postgres::pool(url, &settings).await?,
+                "store replica",
+            )),
             None => None,
         };
         Ok(Self { primary, replica })
@@ -162,11 +166,11 @@ impl PgStore {
     /// processes starting at once) queue up and the later ones find nothing
     /// left to do. A schema newer than this binary is refused (`Invalid`).
     pub async fn migrate(&self) -> Result<(), PortError> {
-        dbkit::postgres::migrate(&self.primary, &MIGRATIONS).await
+        dbkit::postgres::migrate(self.primary.raw(), &MIGRATIONS).await
     }
 
     /// The pool for reads that tolerate replica lag.
-    fn reader(&self) -> &PgPool {
+    fn reader(&self) -> &Watched {
         self.replica.as_ref().unwrap_or(&self.primary)
     }
 }
@@ -529,7 +533,7 @@ impl StoreBackend for PgStore {
 }
 
 /// The id of the store's newest event (0 if none).
-async fn store_cursor(pool: &PgPool, store: &StoreId) -> Result<i64, Error> {
+async fn store_cursor(pool: &Watched, store: &StoreId) -> Result<i64, Error> {
     Ok(
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::bigint FROM events WHERE store_id = $1")
             .bind(&store.0)
@@ -541,7 +545,7 @@ async fn store_cursor(pool: &PgPool, store: &StoreId) -> Result<i64, Error> {
 /// A station board's snapshot: the cursor, then the ids of the open and the
 /// recently finished orders, then those orders with their lines in one
 /// joined statement (never a query per order).
-async fn tickets(pool: &PgPool, q: &TicketsQuery) -> Result<TicketsSnapshot, Error> {
+async fn tickets(pool: &Watched, q: &TicketsQuery) -> Result<TicketsSnapshot, Error> {
     let cursor = store_cursor(pool, &q.store).await?;
     let station = q.station.map(|s| s.as_str());
     let open: Vec<Uuid> = sqlx::query_scalar(
@@ -576,7 +580,7 @@ async fn tickets(pool: &PgPool, q: &TicketsQuery) -> Result<TicketsSnapshot, Err
 }
 
 /// Orders with their lines by id, in one statement.
-async fn load_orders(pool: &PgPool, ids: Vec<Uuid>) -> Result<std::collections::HashMap<Uuid, Order>, Error> {
+async fn load_orders(pool: &Watched, ids: Vec<Uuid>) -> Result<std::collections::HashMap<Uuid, Order>, Error> {
     let mut out: std::collections::HashMap<Uuid, Order> = std::collections::HashMap::with_capacity(ids.len());
     if ids.is_empty() {
         return Ok(out);
@@ -624,7 +628,7 @@ fn prefixed(alias: &str, columns: &str) -> String {
 
 /// A store's whole menu in one `REPEATABLE READ` snapshot, so a concurrent
 /// `upsert_menu` cannot be seen half-applied (allowed on a hot standby).
-async fn load_menu(pool: &PgPool, store: &StoreId) -> Result<Option<Menu>, Error> {
+async fn load_menu(pool: &Watched, store: &StoreId) -> Result<Option<Menu>, Error> {
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
@@ -657,7 +661,7 @@ async fn load_menu(pool: &PgPool, store: &StoreId) -> Result<Option<Menu>, Error
 }
 
 /// Replace a store row, its categories and its items in one transaction.
-async fn upsert_menu(pool: &PgPool, menu: &Menu) -> Result<(), Error> {
+async fn upsert_menu(pool: &Watched, menu: &Menu) -> Result<(), Error> {
     let s = &menu.store;
     let n = menu.items.len();
     let (mut skus, mut ords, mut names, mut cats, mut stations, mut avail, mut sizes, mut mods) = (
@@ -848,7 +852,7 @@ async fn insert_events(tx: &mut PgConnection, drafts: Vec<EventDraft>) -> Result
         .collect())
 }
 
-async fn apply_batch(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<BatchApplied, Error> {
+async fn apply_batch(pool: &Watched, batch: ApplyBatch<'_>) -> Result<BatchApplied, Error> {
     let ApplyBatch {
         group,
         partition,
@@ -1157,7 +1161,7 @@ struct LineColumns<'a> {
 /// locking statement itself could be the version from before the wait. The
 /// rules are the domain's (`order::plan`), the new state `order::apply`'s.
 async fn transition(
-    pool: &PgPool,
+    pool: &Watched,
     id: OrderId,
     action: Action,
     reason: Option<&str>,

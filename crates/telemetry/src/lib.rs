@@ -171,7 +171,9 @@ pub mod names {
     /// Requests slower than `observability.slow_request_ms`, label `path`.
     pub const HTTP_SLOW_REQUESTS: &str = "http_slow_requests_total";
     /// Connections of a database pool lent out now (gauge), label `pool`
-    /// (the embedded reader pools: `store`, `job queue`, `sessions`, …).
+    /// (the embedded reader pools: `store`, `job queue`, `session store`,
+    /// `event log`; the PostgreSQL pools: `store`, `store replica`, `job
+    /// queue`, `idempotency claims`).
     pub const DB_POOL_IN_USE: &str = "db_pool_connections_in_use";
     /// Idle connections of a database pool (gauge), label `pool`.
     pub const DB_POOL_IDLE: &str = "db_pool_connections_idle";
@@ -179,7 +181,8 @@ pub mod names {
     pub const DB_POOL_MAX: &str = "db_pool_connections_max";
     /// Callers waiting for a connection of a database pool (gauge), label `pool`.
     pub const DB_POOL_WAITING: &str = "db_pool_waiting";
-    /// Time a caller waited for a connection, label `pool`.
+    /// Time a caller waited for a connection, label `pool` (on PostgreSQL a
+    /// transaction's includes its `BEGIN` round trip).
     pub const DB_POOL_ACQUIRE: &str = "db_pool_acquire_seconds";
 }
 

@@ -503,6 +503,16 @@ impl<T: domain::ports::WebhookStore> domain::ports::WebhookStore for Faulty<T> {
         self.inner.deliveries(subscriber, state, before, limit).await
     }
 
+    async fn retry_deliveries(&self, subscriber: i64, event: Option<i64>, now: i64) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.retry_deliveries(subscriber, event, now).await
+    }
+
+    async fn prune_deliveries(&self, delivered_before: i64, dead_before: i64, limit: u32) -> PortResult<u64> {
+        self.fault.check().await?;
+        self.inner.prune_deliveries(delivered_before, dead_before, limit).await
+    }
+
     async fn pending_deliveries(&self) -> PortResult<u64> {
         self.fault.check().await?;
         self.inner.pending_deliveries().await

@@ -223,26 +223,45 @@ pub fn watch_pool(pool: std::sync::Weak<dyn PoolGauge>) {
     POOLS.lock().unwrap_or_else(|p| p.into_inner()).push(pool);
 }
 
+/// Every live registered pool's state now, by `pool` label (pools of one
+/// name summed); dropped pools are forgotten here.
+pub fn pool_stats() -> std::collections::BTreeMap<&'static str, PoolStats> {
+    let mut by_name: std::collections::BTreeMap<&'static str, PoolStats> = std::collections::BTreeMap::new();
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    pools.retain(|w| match w.upgrade() {
+        Some(pool) => {
+            let s = pool.stats();
+            let sum = by_name.entry(pool.pool_name()).or_default();
+            sum.in_use += s.in_use;
+            sum.idle += s.idle;
+            sum.max += s.max;
+            sum.waiting += s.waiting;
+            true
+        }
+        None => false,
+    });
+    by_name
+}
+
+/// Labels [`sample_pools`] set last time, so a pool that has gone since is
+/// set to zero rather than left showing its last connections.
+static SAMPLED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
 /// Set the `db_pool_*` gauges from every live registered pool (pools of
 /// one name are summed); called once a second by the binary's sampler.
 pub fn sample_pools() {
-    let mut by_name: std::collections::BTreeMap<&'static str, PoolStats> = std::collections::BTreeMap::new();
-    {
-        let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-        pools.retain(|w| match w.upgrade() {
-            Some(pool) => {
-                let s = pool.stats();
-                let sum = by_name.entry(pool.pool_name()).or_default();
-                sum.in_use += s.in_use;
-                sum.idle += s.idle;
-                sum.max += s.max;
-                sum.waiting += s.waiting;
-                true
-            }
-            None => false,
-        });
+    let by_name = pool_stats();
+    let mut sampled = SAMPLED.lock().unwrap_or_else(|p| p.into_inner());
+    for gone in sampled.iter().filter(|n| !by_name.contains_key(*n)) {
+        let pool = *gone;
+        metrics::gauge!(names::DB_POOL_IN_USE, "pool" => pool).set(0.0);
+        metrics::gauge!(names::DB_POOL_IDLE, "pool" => pool).set(0.0);
+        metrics::gauge!(names::DB_POOL_MAX, "pool" => pool).set(0.0);
+        metrics::gauge!(names::DB_POOL_WAITING, "pool" => pool).set(0.0);
     }
+    sampled.clear();
     for (pool, s) in by_name {
+        sampled.push(pool);
         metrics::gauge!(names::DB_POOL_IN_USE, "pool" => pool).set(s.in_use as f64);
         metrics::gauge!(names::DB_POOL_IDLE, "pool" => pool).set(s.idle as f64);
         metrics::gauge!(names::DB_POOL_MAX, "pool" => pool).set(s.max as f64);

@@ -73,6 +73,24 @@ pub trait WebhookStore: StoreBackend {
         limit: u32,
     ) -> PortResult<Vec<Delivery>>;
 
+    /// Put `subscriber`'s dead deliveries back to pending, due at `now`,
+    /// their attempts counted from zero (the last answer stays in the log
+    /// until the next attempt): the one of event `event`, or every dead
+    /// one when `None`. Deliveries that are not dead are left alone.
+    /// Returns how many went back.
+    ///
+    /// The per-order rule holds as for any pending delivery: a retried
+    /// delivery goes once no older delivery of its order is pending, and
+    /// that order's later pending deliveries wait behind it.
+    async fn retry_deliveries(&self, subscriber: SubscriberId, event: Option<i64>, now: i64) -> PortResult<u64>;
+
+    /// Delete up to `limit` finished deliveries in one statement: delivered
+    /// ones last updated before `delivered_before`, dead ones before
+    /// `dead_before`; pending ones never. Returns how many went (the
+    /// caller repeats while that is `limit`, so no call holds its locks
+    /// for long).
+    async fn prune_deliveries(&self, delivered_before: i64, dead_before: i64, limit: u32) -> PortResult<u64>;
+
     /// Deliveries still pending, every subscriber (a gauge).
     async fn pending_deliveries(&self) -> PortResult<u64>;
 

@@ -27,6 +27,7 @@
 //! same order and cannot deadlock; a key twice in one batch is owned by
 //! its first request only.
 
+use dbkit::postgres::Watched;
 use dbkit::sqlx_error;
 use domain::ports::{IdempotencyClaim, IdempotencyRecord, PortError, PortResult};
 use sqlx::PgPool;
@@ -55,7 +56,7 @@ const MIGRATIONS: dbkit::postgres::Migrations = dbkit::postgres::Migrations {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Claims {
-    pool: PgPool,
+    pool: Watched,
     topic: String,
     /// Claims for the flushers; they stop when every `Claims` is dropped.
     claims: flume::Sender<Pending>,
@@ -102,7 +103,9 @@ impl Claims {
         }
         tokio::spawn(flush_marks(pool.clone(), topic.to_owned(), mark_rx));
         Ok(Self {
-            pool,
+            // `db_pool_*{pool="idempotency claims"}`, the name its
+            // migrations go by.
+            pool: Watched::new(pool, "idempotency claims"),
             topic: topic.to_owned(),
             claims,
             marks,

@@ -1,6 +1,7 @@
 //! The same HTTP flow with the store on PostgreSQL (the log stays on
 //! SQLite): intake, confirmation, staff actions, listings and 86'ing an
-//! item, end to end through the real wiring. Needs
+//! item, end to end through the real wiring, and the PostgreSQL pools in
+//! the `db_pool_*` metrics. Needs
 //! `RUSHHOUR_TEST_POSTGRES_URL`; each run uses its own schema, dropped after.
 
 use crate::support::*;
@@ -17,6 +18,10 @@ async fn the_order_flow_runs_on_a_postgres_store() {
     let app = spawn_app_with(|c| {
         c.store.url = url.clone();
         c.store.schema = schema.clone();
+        // The same server as a "replica", so the replica pool exists: its
+        // label is PostgreSQL's alone (the embedded store has none).
+        c.store.read_replica_url = url.clone();
+        c.store.max_connections = 7;
     })
     .await;
 
@@ -55,6 +60,36 @@ async fn the_order_flow_runs_on_a_postgres_store() {
     );
     let v = problem(app.post_order(&latte_order(), None).await, 422, "validation_failed").await;
     assert_eq!(v["errors"][0]["field"], "lines[1].sku");
+
+    // The PostgreSQL pools report like the embedded reader pools: the
+    // binary's sampler calls this every second.
+    dbkit::observe::sample_pools();
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    };
+    // No other test has a replica pool, so the sum over pools of this name
+    // is this app's alone.
+    assert_eq!(value(r#"db_pool_connections_max{pool="store replica"}"#), 7.0);
+    assert!(
+        value(r#"db_pool_connections_idle{pool="store replica"}"#)
+            + value(r#"db_pool_connections_in_use{pool="store replica"}"#)
+            >= 1.0,
+        "the pool opened a connection"
+    );
+    assert!(
+        value(r#"db_pool_acquire_seconds_count{pool="store replica"}"#) >= 1.0,
+        "the menu and the order list were read through the replica pool"
+    );
+    for series in [
+        r#"db_pool_waiting{pool="store replica"}"#,
+        r#"db_pool_acquire_seconds_count{pool="store"}"#,
+    ] {
+        assert!(value(series) >= 0.0, "{series}");
+    }
 
     app.stop().await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();

@@ -1,9 +1,10 @@
 //! Outbound webhooks through the real binary's wiring: a subscriber added
 //! with the `webhooks` CLI, orders placed and moved over HTTP, and the
 //! running process's dispatcher and job runner delivering them, signed, to
-//! an in-process receiver; the CLI's delivery log shows the outcome.
+//! an in-process receiver; the CLI's delivery log shows the outcome, and
+//! dead deliveries retried over HTTP and with the CLI go again.
 
-use crate::support::{STORE, spawn_app_with};
+use crate::support::{STORE, problem, spawn_app_with};
 use reqwest::StatusCode;
 use rushhour::webhooks_cli::{WebhooksArgs, WebhooksCommand, parse_events, run};
 use serde_json::json;
@@ -138,6 +139,74 @@ async fn orders_reach_a_subscriber_added_with_the_cli() {
         3,
         "{log}"
     );
+
+    // The receiver is back: one dead delivery retried over HTTP, the rest
+    // with the CLI; each is sent again, once.
+    dead.set(Behaviour::Ok);
+    let dead_rows =
+        domain::ports::WebhookStore::deliveries(&*store, 2, Some(domain::webhooks::DeliveryState::Dead), None, 10)
+            .await
+            .unwrap();
+    let first = domain::webhooks::event_id(dead_rows[0].event_id);
+    let retried = app
+        .staff_post(&format!("/v1/admin/webhooks/2/deliveries/{first}/retry"))
+        .await;
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    let retried: serde_json::Value = retried.json().await.unwrap();
+    assert_eq!(retried["event_id"], first.as_str());
+    assert_eq!(retried["attempts"], 0, "{retried}");
+    problem(
+        app.staff_post(&format!("/v1/admin/webhooks/2/deliveries/{first}/retry"))
+            .await,
+        409,
+        "delivery_not_dead",
+    )
+    .await;
+    problem(
+        app.staff_post("/v1/admin/webhooks/2/deliveries/evt_999999/retry").await,
+        404,
+        "delivery_not_found",
+    )
+    .await;
+    problem(
+        app.staff_post("/v1/admin/webhooks/99/deliveries/evt_1/retry").await,
+        404,
+        "webhook_not_found",
+    )
+    .await;
+    problem(
+        app.staff_post("/v1/admin/webhooks/2/deliveries/nope/retry").await,
+        400,
+        "invalid_path",
+    )
+    .await;
+    let rest = cli(
+        &app,
+        WebhooksCommand::Retry {
+            id: 2,
+            delivery: None,
+            all_dead: true,
+        },
+    )
+    .await;
+    assert!(
+        rest.starts_with("2 dead deliveries of subscriber 2 pending again"),
+        "{rest}"
+    );
+    until("the three retried deliveries", || dead.accepted().len() >= 3).await;
+    let resent: Vec<String> = dead
+        .accepted()
+        .iter()
+        .map(|r| r.header("rushhour-event-id").unwrap().to_owned())
+        .collect();
+    let mut expected: Vec<String> = dead_rows
+        .iter()
+        .map(|d| domain::webhooks::event_id(d.event_id))
+        .collect();
+    let mut sorted = resent.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each dead delivery sent again, once");
 
     let ping = cli(&app, WebhooksCommand::Test { id: 1 }).await;
     assert!(ping.starts_with("queued evt_"), "{ping}");

@@ -13,13 +13,14 @@
 use std::sync::LazyLock;
 
 use dbkit::observe::observed;
+use dbkit::postgres::Watched;
 use domain::events::{LiveEvent, LiveEventKind, PaymentV1};
 use domain::ids::{OrderId, StoreId};
 use domain::menu::{Category, Item};
 use domain::ops::{LoyaltyAccount, PerfSnapshot, SyncRun};
 use domain::order::OrderStatus;
 use domain::ports::PaymentsApplied;
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
@@ -125,7 +126,7 @@ pub(super) async fn apply_payments(
 /// its availability and its place (`ord`); new ones are available and go
 /// after the store's last item, in the diff's order.
 pub(super) async fn apply_menu_diff(
-    pool: &PgPool,
+    pool: &Watched,
     store: &StoreId,
     categories: &[Category],
     items: &[Item],
@@ -232,7 +233,7 @@ static UPSERT_ACCOUNTS_WITH_CURSOR: LazyLock<String> = LazyLock::new(|| {
 /// One statement whatever `accounts` holds (de-duplicated first); returns
 /// the rows inserted or overwritten.
 pub(super) async fn upsert_accounts(
-    pool: &PgPool,
+    pool: &Watched,
     accounts: &[LoyaltyAccount],
     cursor: Option<&str>,
     now: i64,
@@ -276,7 +277,7 @@ pub(super) async fn upsert_accounts(
     }
 }
 
-pub(super) async fn loyalty_account(pool: &PgPool, id: &str) -> Result<Option<LoyaltyAccount>, Error> {
+pub(super) async fn loyalty_account(pool: &Watched, id: &str) -> Result<Option<LoyaltyAccount>, Error> {
     let sql = format!("SELECT {} FROM loyalty_accounts WHERE id = $1", rows::ACCOUNT_COLUMNS);
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(id)
@@ -285,14 +286,14 @@ pub(super) async fn loyalty_account(pool: &PgPool, id: &str) -> Result<Option<Lo
     row.as_ref().map(rows::account_row).transpose()
 }
 
-pub(super) async fn count_accounts(pool: &PgPool) -> Result<u64, Error> {
+pub(super) async fn count_accounts(pool: &Watched) -> Result<u64, Error> {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM loyalty_accounts")
         .fetch_one(observed(pool))
         .await?;
     Ok(crate::decode::u64_of("account count", n)?)
 }
 
-pub(super) async fn sync_cursor(pool: &PgPool, kind: &str) -> Result<Option<String>, Error> {
+pub(super) async fn sync_cursor(pool: &Watched, kind: &str) -> Result<Option<String>, Error> {
     let cursor: Option<Option<String>> = sqlx::query_scalar("SELECT cursor FROM sync_state WHERE kind = $1")
         .bind(kind)
         .fetch_optional(observed(pool))
@@ -300,7 +301,7 @@ pub(super) async fn sync_cursor(pool: &PgPool, kind: &str) -> Result<Option<Stri
     Ok(cursor.flatten())
 }
 
-pub(super) async fn set_sync_cursor(pool: &PgPool, kind: &str, cursor: Option<&str>, now: i64) -> Result<(), Error> {
+pub(super) async fn set_sync_cursor(pool: &Watched, kind: &str, cursor: Option<&str>, now: i64) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO sync_state (kind, cursor, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (kind) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
@@ -315,7 +316,7 @@ pub(super) async fn set_sync_cursor(pool: &PgPool, kind: &str, cursor: Option<&s
 
 // ----------------------------------------------------------------- records
 
-pub(super) async fn record_sync_run(pool: &PgPool, run: &SyncRun) -> Result<(), Error> {
+pub(super) async fn record_sync_run(pool: &Watched, run: &SyncRun) -> Result<(), Error> {
     let sql = format!(
         "INSERT INTO sync_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         rows::SYNC_RUN_COLUMNS
@@ -334,7 +335,7 @@ pub(super) async fn record_sync_run(pool: &PgPool, run: &SyncRun) -> Result<(), 
     Ok(())
 }
 
-pub(super) async fn sync_runs(pool: &PgPool, kind: Option<&str>, limit: u32) -> Result<Vec<SyncRun>, Error> {
+pub(super) async fn sync_runs(pool: &Watched, kind: Option<&str>, limit: u32) -> Result<Vec<SyncRun>, Error> {
     let sql = format!(
         "SELECT {} FROM sync_runs WHERE $1::text IS NULL OR kind = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
         rows::SYNC_RUN_COLUMNS
@@ -347,7 +348,7 @@ pub(super) async fn sync_runs(pool: &PgPool, kind: Option<&str>, limit: u32) -> 
     found.iter().map(rows::sync_run_row).collect()
 }
 
-pub(super) async fn record_snapshot(pool: &PgPool, s: &PerfSnapshot) -> Result<(), Error> {
+pub(super) async fn record_snapshot(pool: &Watched, s: &PerfSnapshot) -> Result<(), Error> {
     sqlx::query("INSERT INTO perf_snapshots (at, instance, metrics) VALUES ($1, $2, $3::jsonb)")
         .bind(s.at)
         .bind(&s.instance)
@@ -357,7 +358,7 @@ pub(super) async fn record_snapshot(pool: &PgPool, s: &PerfSnapshot) -> Result<(
     Ok(())
 }
 
-pub(super) async fn snapshots(pool: &PgPool, limit: u32) -> Result<Vec<PerfSnapshot>, Error> {
+pub(super) async fn snapshots(pool: &Watched, limit: u32) -> Result<Vec<PerfSnapshot>, Error> {
     let sql = format!(
         "SELECT {} FROM perf_snapshots ORDER BY at DESC, id DESC LIMIT $1",
         rows::SNAPSHOT_COLUMNS
@@ -378,7 +379,7 @@ pub(super) async fn snapshots(pool: &PgPool, limit: u32) -> Result<Vec<PerfSnaps
 /// LOCKED`), not waited for: the next run gets them if still ready. Events
 /// follow order-id order.
 pub(super) async fn expire_ready(
-    pool: &PgPool,
+    pool: &Watched,
     ready_before: i64,
     limit: u32,
     now: i64,
@@ -416,7 +417,7 @@ pub(super) async fn expire_ready(
     Ok(events)
 }
 
-pub(super) async fn order_counts(pool: &PgPool) -> Result<Vec<(OrderStatus, u64)>, Error> {
+pub(super) async fn order_counts(pool: &Watched) -> Result<Vec<(OrderStatus, u64)>, Error> {
     let found: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status")
         .fetch_all(observed(pool))
         .await?;
@@ -427,7 +428,7 @@ pub(super) async fn order_counts(pool: &PgPool) -> Result<Vec<(OrderStatus, u64)
 /// events and payment events (lines go by `ON DELETE CASCADE`), in one
 /// statement. Returns how many orders went; fewer than `limit` means none
 /// are left (or the rest are locked right now; the next run gets them).
-pub(super) async fn prune_orders(pool: &PgPool, before: i64, limit: u32) -> Result<u64, Error> {
+pub(super) async fn prune_orders(pool: &Watched, before: i64, limit: u32) -> Result<u64, Error> {
     let n: i64 = sqlx::query_scalar(
         "WITH doomed AS (SELECT id FROM orders WHERE status = ANY($1::text[]) AND placed_at < $2 LIMIT $3 \
            FOR UPDATE SKIP LOCKED), \
@@ -447,7 +448,7 @@ pub(super) async fn prune_orders(pool: &PgPool, before: i64, limit: u32) -> Resu
 /// Delete sync runs and snapshots from before `records_before`, and
 /// payment events for unknown orders received before `orders_before` (no
 /// order will take them with it). Returns the runs and snapshots deleted.
-pub(super) async fn prune_records(pool: &PgPool, records_before: i64, orders_before: i64) -> Result<u64, Error> {
+pub(super) async fn prune_records(pool: &Watched, records_before: i64, orders_before: i64) -> Result<u64, Error> {
     // The outcome is a literal so the partial index on it can serve.
     let n: i64 = sqlx::query_scalar(
         "WITH r AS (DELETE FROM sync_runs WHERE started_at < $1 RETURNING 1), \
@@ -484,7 +485,7 @@ const TABLES: &[&str] = &[
 
 /// `ANALYZE` table by table: each is bounded by its sample size, so each
 /// stays within the statement timeout however large the tables grow.
-pub(super) async fn maintain(pool: &PgPool) -> Result<String, Error> {
+pub(super) async fn maintain(pool: &Watched) -> Result<String, Error> {
     for table in TABLES {
         sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {table}")))
             .execute(observed(pool))

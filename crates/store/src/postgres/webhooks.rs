@@ -11,6 +11,7 @@
 //! lost.
 
 use async_trait::async_trait;
+use dbkit::observe::observed;
 use domain::ports::{PortResult, WebhookStore};
 use domain::webhooks::{
     self, Attempt, Delivery, DeliveryState, EventType, NewSubscriber, OutboxEvent, Subscriber, SubscriberId,
@@ -319,6 +320,36 @@ impl WebhookStore for PgStore {
         .await
         .map_err(Error::from)?;
         decode(&rows, delivery_row)
+    }
+
+    async fn retry_deliveries(&self, subscriber: SubscriberId, event: Option<i64>, now: i64) -> PortResult<u64> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 \
+             WHERE subscriber_id = $2 AND state = 'dead' AND ($3::bigint IS NULL OR event_id = $3)",
+        )
+        .bind(now)
+        .bind(subscriber)
+        .bind(event)
+        .execute(observed(&self.primary))
+        .await
+        .map_err(Error::from)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_deliveries(&self, delivered_before: i64, dead_before: i64, limit: u32) -> PortResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE (subscriber_id, event_id) IN (\
+             SELECT subscriber_id, event_id FROM webhook_deliveries \
+             WHERE (state = 'delivered' AND updated_at < $1) OR (state = 'dead' AND updated_at < $2) \
+             LIMIT $3)",
+        )
+        .bind(delivered_before)
+        .bind(dead_before)
+        .bind(i64::from(limit))
+        .execute(observed(&self.primary))
+        .await
+        .map_err(Error::from)?;
+        Ok(done.rows_affected())
     }
 
     async fn pending_deliveries(&self) -> PortResult<u64> {

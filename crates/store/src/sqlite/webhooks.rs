@@ -283,6 +283,35 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
+    async fn retry_deliveries(&self, subscriber: SubscriberId, event: Option<i64>, now: i64) -> PortResult<u64> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 \
+                     WHERE subscriber_id = ?2 AND state = 'dead' AND (?3 IS NULL OR event_id = ?3)",
+                )?
+                .execute(params![now, subscriber, event])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn prune_deliveries(&self, delivered_before: i64, dead_before: i64, limit: u32) -> PortResult<u64> {
+        self.write(move |c| {
+            // The table is `WITHOUT ROWID`: rows are picked by primary key.
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM webhook_deliveries WHERE (subscriber_id, event_id) IN (\
+                     SELECT subscriber_id, event_id FROM webhook_deliveries \
+                     WHERE (state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2) \
+                     LIMIT ?3)",
+                )?
+                .execute(params![delivered_before, dead_before, limit])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn pending_deliveries(&self) -> PortResult<u64> {
         self.read(|c| {
             Ok(

@@ -342,3 +342,63 @@ async fn a_version_1_schema_is_upgraded_in_place() {
     drop(raw);
     schema.drop().await;
 }
+
+/// The store's pools are in the `db_pool_*` sample while it lives; dropping
+/// the store closes their connections and the next sample forgets them (the
+/// registry holds only a `Weak` of each pool's gauge, never the pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_store_closes_its_pools() {
+    let Some(schema) = Schema::new("postgres::dropping_the_store_closes_its_pools") else {
+        return;
+    };
+    // Its connections are told apart from every other test's by name.
+    let name = format!("rh_drop_{}", uuid::Uuid::now_v7().simple());
+    let sep = if schema.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}application_name={name}", schema.url);
+    let store = PgStore::connect(
+        &url,
+        PgStoreOptions {
+            read_replica_url: Some(url.clone()),
+            ..schema.options()
+        },
+    )
+    .await
+    .expect("connect");
+    store.migrate().await.expect("migrate");
+    domain::ports::MenuStore::list_stores(&store).await.unwrap();
+    let mut raw = schema.raw().await;
+    let open = async |raw: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_one(raw)
+            .await
+            .unwrap()
+    };
+    assert!(open(&mut raw).await >= 2, "a primary and a replica connection");
+    // No other test opens a replica pool.
+    let replica = dbkit::observe::pool_stats()["store replica"];
+    assert_eq!(replica.max, 4);
+    assert!(replica.idle + replica.in_use >= 1);
+
+    drop(store);
+    assert!(
+        !dbkit::observe::pool_stats().contains_key("store replica"),
+        "the dropped store's pool is gone from the sample"
+    );
+    // The sockets closed with the pools; the server ends the backends as
+    // it notices, so wait for that, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = open(&mut raw).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} connections of the dropped store are still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(raw);
+    schema.drop().await;
+}

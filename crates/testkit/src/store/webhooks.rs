@@ -4,7 +4,10 @@
 //! nothing does while no subscriber is enabled; `dispatch` fans each event
 //! out once by type and store; `due_deliveries` hands out only the oldest
 //! pending delivery of each order; recorded attempts keep the last
-//! response; deleting a subscriber takes its log with it.
+//! response; a dead delivery can be put back to pending and then goes
+//! ahead of its order's later ones; the cleanup's pruning deletes old
+//! delivered and dead rows in bounded statements and never a pending one;
+//! deleting a subscriber takes its log with it.
 
 use domain::events::PaymentStatus;
 use domain::webhooks::{Attempt, DeliveryState, EventType, NewSubscriber, Subscriber, SubscriberPatch};
@@ -22,6 +25,8 @@ macro_rules! webhook_store_cases {
             order_changes_reach_the_outbox_only_with_a_subscriber,
             dispatch_fans_out_by_type_and_store_once,
             only_the_oldest_pending_delivery_of_an_order_is_due,
+            a_retried_dead_delivery_goes_again_ahead_of_its_orders_later_ones,
+            pruning_deletes_old_finished_deliveries_in_bounded_statements,
         }
     };
 }
@@ -286,4 +291,143 @@ pub async fn only_the_oldest_pending_delivery_of_an_order_is_due(store: Stores) 
     assert_eq!(all.len(), 3);
     let older = store.deliveries(sub.id, None, Some(all[0].event_id), 10).await.unwrap();
     assert_eq!(older, all[1..].to_vec());
+}
+
+/// An attempt of `sub`'s delivery `event_id` recorded at `at`.
+fn attempt_at(sub: i64, event_id: i64, state: DeliveryState, next_at: i64, status: u16, at: i64) -> Attempt {
+    Attempt {
+        subscriber: sub,
+        event_id,
+        state,
+        next_at,
+        status: Some(status),
+        body: Some(format!("answer {status}")),
+        error: (status >= 300).then(|| format!("receiver answered {status}")),
+        at,
+    }
+}
+
+pub async fn a_retried_dead_delivery_goes_again_ahead_of_its_orders_later_ones(store: Stores) {
+    let sub = add(&store, "https://s.example", &EventType::SUBSCRIBABLE, None).await;
+    let a = placed_order(1, 1_000);
+    apply(&store, 0, 1, &[confirm(&a)], 1_100).await;
+    make_ready(&store, &a, 1_200).await;
+    store.dispatch(100, 2_000).await.unwrap();
+    let first = store.due_deliveries(sub.id, 2_000, 10).await.unwrap();
+    assert_eq!(first.len(), 1, "the ready waits behind the confirmed");
+    let confirmed = first[0].event_id;
+    store
+        .record_attempts(&[attempt_at(sub.id, confirmed, DeliveryState::Dead, 2_100, 500, 2_100)])
+        .await
+        .unwrap();
+    // With the confirmed dead the ready goes; it fails once and backs off.
+    let next = store.due_deliveries(sub.id, 2_100, 10).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.kind).collect::<Vec<_>>(), vec![EventType::Ready]);
+    let ready = next[0].event_id;
+    store
+        .record_attempts(&[attempt_at(sub.id, ready, DeliveryState::Pending, 9_000, 503, 2_200)])
+        .await
+        .unwrap();
+
+    // Only dead deliveries go back: not a pending one, an unknown event, or
+    // another subscriber's.
+    assert_eq!(store.retry_deliveries(sub.id, Some(ready), 3_000).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .retry_deliveries(sub.id, Some(ready + 1_000), 3_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.retry_deliveries(sub.id + 1, None, 3_000).await.unwrap(), 0);
+    assert_eq!(store.retry_deliveries(sub.id, Some(confirmed), 3_000).await.unwrap(), 1);
+
+    let again = store.due_deliveries(sub.id, 3_000, 10).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.event_id, d.state, d.attempts))
+            .collect::<Vec<_>>(),
+        vec![(confirmed, DeliveryState::Pending, 0)],
+        "pending again, due now, attempts from zero"
+    );
+    assert_eq!(
+        again[0].last_status,
+        Some(500),
+        "its last answer stays until the next attempt"
+    );
+    assert_eq!(store.due_subscribers(3_000).await.unwrap(), vec![sub.id]);
+    assert_eq!(
+        store
+            .due_deliveries(sub.id, 9_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.event_id)
+            .collect::<Vec<_>>(),
+        vec![confirmed],
+        "the order's ready, due by then, waits behind the retried confirmed"
+    );
+    assert_eq!(
+        store.retry_deliveries(sub.id, None, 3_500).await.unwrap(),
+        0,
+        "nothing is dead now"
+    );
+
+    // Every dead one at once.
+    store
+        .record_attempts(&[
+            attempt_at(sub.id, confirmed, DeliveryState::Dead, 3_100, 500, 3_100),
+            attempt_at(sub.id, ready, DeliveryState::Dead, 3_100, 500, 3_100),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.retry_deliveries(sub.id, None, 4_000).await.unwrap(), 2);
+    let dead = store
+        .deliveries(sub.id, Some(DeliveryState::Dead), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead, vec![]);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 2);
+}
+
+pub async fn pruning_deletes_old_finished_deliveries_in_bounded_statements(store: Stores) {
+    let sub = add(&store, "https://s.example", &EventType::SUBSCRIBABLE, None).await;
+    let orders: Vec<_> = (1..=4).map(|n| placed_order(n, 1_000)).collect();
+    let decided: Vec<_> = orders.iter().map(confirm).collect();
+    apply(&store, 0, 4, &decided, 1_100).await;
+    store.dispatch(100, 2_000).await.unwrap();
+    let due = store.due_deliveries(sub.id, 2_000, 10).await.unwrap();
+    assert_eq!(due.len(), 4, "one confirmed per order");
+    let id = |n: usize| due[n].event_id;
+    // Two delivered long ago, one dead as long ago, one still pending.
+    store
+        .record_attempts(&[
+            attempt_at(sub.id, id(0), DeliveryState::Delivered, 10_000, 200, 10_000),
+            attempt_at(sub.id, id(1), DeliveryState::Delivered, 10_000, 200, 10_000),
+            attempt_at(sub.id, id(2), DeliveryState::Dead, 10_000, 500, 10_000),
+            attempt_at(sub.id, id(3), DeliveryState::Pending, 90_000, 503, 10_000),
+        ])
+        .await
+        .unwrap();
+
+    // At most `limit` rows per call.
+    assert_eq!(store.prune_deliveries(20_000, 5_000, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_deliveries(20_000, 5_000, 1).await.unwrap(), 1);
+    assert_eq!(
+        store.prune_deliveries(20_000, 5_000, 1).await.unwrap(),
+        0,
+        "the dead one is kept longer"
+    );
+    assert_eq!(store.prune_deliveries(20_000, 20_000, 10).await.unwrap(), 1);
+    assert_eq!(
+        store.prune_deliveries(i64::MAX, i64::MAX, 10).await.unwrap(),
+        0,
+        "a pending delivery is never pruned, however old"
+    );
+    let left = store.deliveries(sub.id, None, None, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|d| (d.event_id, d.state)).collect::<Vec<_>>(),
+        vec![(id(3), DeliveryState::Pending)]
+    );
 }

@@ -96,6 +96,10 @@ pub(crate) struct Existing {
 impl Claims {
     pub(crate) async fn open(pool: PgPool, topic: &str) -> Result<Self, PortError> {
         dbkit::postgres::migrate(&pool, &MIGRATIONS).await?;
+        // `db_pool_*{pool="idempotency claims"}`, the name its migrations
+        // go by. The flushers hold clones: they end (and let the pool
+        // close) when the last `Claims`, holding the senders, is dropped.
+        let pool = Watched::new(pool, "idempotency claims");
         let (claims, claim_rx) = flume::bounded(QUEUE);
         let (marks, mark_rx) = flume::bounded(QUEUE);
         for _ in 0..FLUSHERS {
@@ -103,9 +107,7 @@ impl Claims {
         }
         tokio::spawn(flush_marks(pool.clone(), topic.to_owned(), mark_rx));
         Ok(Self {
-            // `db_pool_*{pool="idempotency claims"}`, the name its
-            // migrations go by.
-            pool: Watched::new(pool, "idempotency claims"),
+            pool,
             topic: topic.to_owned(),
             claims,
             marks,
@@ -216,7 +218,7 @@ async fn next_batch<T>(rx: &flume::Receiver<T>) -> Option<Vec<T>> {
 
 /// One flusher: insert each batch of claims in one statement and tell each
 /// request whether it owns its key. Ends when every sender is gone.
-async fn flush_claims(pool: PgPool, topic: String, rx: flume::Receiver<Pending>) {
+async fn flush_claims(pool: Watched, topic: String, rx: flume::Receiver<Pending>) {
     while let Some(mut batch) = next_batch(&rx).await {
         // Sorted, so concurrent batches lock keys in one order (no
         // deadlock); stable, so the first request for a key stays first.
@@ -239,7 +241,7 @@ async fn flush_claims(pool: PgPool, topic: String, rx: flume::Receiver<Pending>)
 }
 
 /// Insert `rows` (distinct keys); answers the keys this statement inserted.
-async fn insert_claims(pool: &PgPool, topic: &str, rows: &[&Pending]) -> PortResult<std::collections::HashSet<String>> {
+async fn insert_claims(pool: &Watched, topic: &str, rows: &[&Pending]) -> PortResult<std::collections::HashSet<String>> {
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO log_idempotency
              (topic, key, fingerprint, status, response, record_key, payload, created_at)
@@ -265,7 +267,7 @@ async fn insert_claims(pool: &PgPool, topic: &str, rows: &[&Pending]) -> PortRes
 
 /// The marks' flusher: one `UPDATE` per batch of keys, without waiting for
 /// the WAL flush (a lost mark costs a re-append, never an order).
-async fn flush_marks(pool: PgPool, topic: String, rx: flume::Receiver<String>) {
+async fn flush_marks(pool: Watched, topic: String, rx: flume::Receiver<String>) {
     while let Some(keys) = next_batch(&rx).await {
         if let Err(e) = mark(&pool, &topic, &keys).await {
             tracing::debug!(error = %e, keys = keys.len(), "idempotency claims not marked appended");
@@ -273,7 +275,7 @@ async fn flush_marks(pool: PgPool, topic: String, rx: flume::Receiver<String>) {
     }
 }
 
-async fn mark(pool: &PgPool, topic: &str, keys: &[String]) -> PortResult<()> {
+async fn mark(pool: &Watched, topic: &str, keys: &[String]) -> PortResult<()> {
     let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();

@@ -166,9 +166,11 @@ impl Weights {
         named.or(self.star).unwrap_or(0)
     }
 
-    /// Identity is acceptable unless refused by name or by `*;q=0`.
+    /// Identity competes with the codings only when named: unnamed, it is
+    /// acceptable (RFC 9110) but least preferred, so `gzip;q=0.9` still
+    /// means "gzip, please" rather than "rather not".
     fn identity(&self) -> Q {
-        self.identity.or(self.star).unwrap_or(Q_MAX)
+        self.identity.unwrap_or(1)
     }
 }
 
@@ -192,8 +194,9 @@ fn parse_q(v: &str) -> Q {
 }
 
 /// RFC 9110 §12.5.3: the acceptable coding with the highest q, brotli
-/// before gzip at equal q and either before identity at equal q (the
-/// client said it does not mind, and fewer bytes is better for both). No
+/// before gzip at equal q, and either before identity unless identity is
+/// named with a higher q (at equal q the client said it does not mind,
+/// and fewer bytes is better for both). No
 /// header, or an empty one, means identity. If the client refuses every
 /// coding we have and identity too, it still gets identity: the RFC
 /// allows a 406 there, but a menu nobody can read helps nobody more than

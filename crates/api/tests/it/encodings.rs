@@ -45,7 +45,7 @@ fn decode(a: &Answer) -> Vec<u8> {
     out
 }
 
-fn header<'a>(a: &'a Answer, name: header::HeaderName) -> Option<&'a str> {
+fn header(a: &Answer, name: header::HeaderName) -> Option<&str> {
     a.headers.get(name).map(|v| v.to_str().unwrap())
 }
 

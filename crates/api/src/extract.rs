@@ -178,6 +178,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
 }
 
 impl IfNoneMatch {
+    /// Whether the request sent no `If-None-Match` at all (the usual case).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Does any value match `etag`? Weak comparison, as RFC 9110 asks for
     /// `If-None-Match`: `W/"x"` matches `"x"`, and `*` matches anything.
     pub fn matches(&self, etag: &str) -> bool {

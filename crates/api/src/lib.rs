@@ -20,6 +20,7 @@ mod admin_figures;
 mod admin_ops;
 mod admin_profile;
 mod auth;
+mod encoding;
 mod error;
 mod events;
 mod extract;

@@ -3,8 +3,11 @@
 //!
 //! The menu handler does no serialization: `domain::MenuSnapshot` holds the
 //! body rendered once per cache fill together with its ETag, so a hit is a
-//! cache lookup, a reference-count bump on the bytes and three headers. It
-//! is benchmarked against `/health/live`; keep it that way.
+//! cache lookup, a reference-count bump on the bytes and a few headers. The
+//! gzip and brotli forms are made once per snapshot too (`crate::encoding`)
+//! and picked by `Accept-Encoding`, never compressed per request. It is
+//! benchmarked against `/health/live`, plain and with
+//! `Accept-Encoding: gzip, br`; keep it that way.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -17,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::encoding::{self, AcceptEncoding};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IfNoneMatch, Json, Path, Query};
 use crate::orders::OrderView;
@@ -157,18 +161,31 @@ const STORE_LIST: &str = "";
 
 /// A store's menu, with prices and availability. Cacheable: send the ETag
 /// back in `If-None-Match` to get a body-less 304 while it is unchanged.
+/// Compressed with brotli or gzip when `Accept-Encoding` allows (made once
+/// per menu version, not per request); each encoding has its own ETag
+/// (`"…-br"`, `"…-gz"`), and any of them answers 304 while the menu is
+/// unchanged.
 #[utoipa::path(
     get,
     path = "/v1/stores/{id}/menu",
     tag = "stores",
     params(
         ("id" = String, Path, description = "Store slug", example = "demo-downtown"),
-        ("If-None-Match" = Option<String>, Header, description = "ETag(s) the client holds"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag(s) the client holds, of any encoding"),
+        ("Accept-Encoding" = Option<String>, Header,
+            description = "`br` and `gzip` are offered (brotli first at equal q); none, or identity, without the header",
+            example = "gzip, br"),
     ),
     responses(
         (status = 200, description = "The menu", body = MenuDto,
-            headers(("ETag" = String), ("Cache-Control" = String))),
-        (status = 304, description = "Unchanged", headers(("ETag" = String))),
+            headers(
+                ("ETag" = String, description = "Strong, per encoding: `\"<hash>\"`, `\"<hash>-br\"`, `\"<hash>-gz\"`"),
+                ("Cache-Control" = String),
+                ("Content-Encoding" = Option<String>, description = "`br` or `gzip`; absent for identity"),
+                ("Vary" = String, description = "`Accept-Encoding`"),
+            )),
+        (status = 304, description = "Unchanged",
+            headers(("ETag" = String), ("Cache-Control" = String), ("Vary" = String, description = "`Accept-Encoding`"))),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
     )
@@ -177,23 +194,54 @@ pub async fn menu(
     State(state): State<AppState>,
     Path(id): Path<String>,
     if_none_match: IfNoneMatch,
+    AcceptEncoding(coding): AcceptEncoding,
 ) -> Result<Response, ApiError> {
     let store = store_id(&id)?;
     let snapshot = state.app.menu(&store).await?;
-    let etag = HeaderValue::from_str(&snapshot.etag)
+    let etag = HeaderValue::from_str(&encoding::etag(&snapshot.etag, coding))
         .map_err(|_| ApiError::Internal("menu ETag is not a header value".into()))?;
-    let mut resp = if if_none_match.matches(&snapshot.etag) {
+    // Every encoding of a snapshot is the same menu once decoded, so a
+    // client holding any of them is up to date (one whose cached identity
+    // copy predates compression, or whose Accept-Encoding changed); the
+    // 304 carries the ETag of the representation a 200 would have sent.
+    let unchanged = !if_none_match.is_empty() && encoding::all_etags(&snapshot.etag).any(|t| if_none_match.matches(&t));
+    let mut resp = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = Response::new(Body::from(snapshot.json.clone()));
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body = match coding {
+            None => snapshot.json.clone(),
+            Some(c) => match snapshot.encoded(c) {
+                Some(b) => b.clone(),
+                None => encode(snapshot.clone(), c).await?,
+            },
+        };
+        let mut r = Response::new(Body::from(body));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(c) = coding {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding::token(c)));
+        }
         r
     };
     let headers = resp.headers_mut();
     headers.insert(header::ETAG, etag);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(MENU_CACHE_CONTROL));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     Ok(resp)
+}
+
+/// The first request for a coding of a new snapshot compresses it, on the
+/// blocking pool: brotli at its densest takes milliseconds on a large
+/// menu, which a runtime worker should spend answering other requests.
+/// Concurrent first requests wait for that one compression
+/// (`MenuSnapshot::encode`); every later one finds it made.
+async fn encode(
+    snapshot: std::sync::Arc<domain::MenuSnapshot>,
+    coding: domain::Coding,
+) -> Result<axum::body::Bytes, ApiError> {
+    tokio::task::spawn_blocking(move || snapshot.encode(coding, |json| encoding::compress(coding, json)).clone())
+        .await
+        .map_err(|e| ApiError::Internal(format!("compressing the menu: {e}")))
 }
 
 /// Staff: 86 an item, or bring it back. Every instance's cached menu is

@@ -14,6 +14,8 @@
 //! nothing when each worker owns its connection. Setup requests (the menu,
 //! seed orders, readiness polls) still use reqwest; they are off the clock.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -23,6 +25,7 @@ use hyper_util::rt::TokioIo;
 
 use anyhow::{Context, bail};
 
+use super::config::ExtraHeader;
 use super::stats::ErrorKind;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -36,6 +39,8 @@ pub struct Target {
     port: u16,
     /// The `Host` header, shared (a refcount bump per request, no copy).
     authority: HeaderValue,
+    /// `--header`s, sent with every request (refcount bumps, as above).
+    extra: Arc<[ExtraHeader]>,
 }
 
 impl Target {
@@ -60,7 +65,14 @@ impl Target {
                 .to_owned(),
             port: authority.port_u16().unwrap_or(80),
             authority: HeaderValue::from_str(authority.as_str())?,
+            extra: Arc::new([]),
         })
+    }
+
+    /// The same target, with `headers` on every request.
+    pub fn with_headers(mut self, headers: &[ExtraHeader]) -> Self {
+        self.extra = headers.into();
+        self
     }
 
     pub fn get(&self, uri: Uri) -> Request<Full<Bytes>> {
@@ -83,6 +95,9 @@ impl Target {
         let headers = req.headers_mut();
         headers.insert(HOST, self.authority.clone());
         headers.insert(USER_AGENT, AGENT.clone());
+        for h in self.extra.iter() {
+            headers.append(h.name.clone(), h.value.clone());
+        }
         req
     }
 }
@@ -172,5 +187,10 @@ mod tests {
         let req = t.get(Uri::from_static("/health/live"));
         assert_eq!(req.method(), Method::GET);
         assert!(req.headers().get(CONTENT_TYPE).is_none());
+        assert!(req.headers().get(hyper::header::ACCEPT_ENCODING).is_none());
+        let t = t.with_headers(&["Accept-Encoding: gzip, br".parse().unwrap()]);
+        let req = t.get(Uri::from_static("/v1/stores/s/menu"));
+        assert_eq!(req.headers()[hyper::header::ACCEPT_ENCODING], "gzip, br");
+        assert_eq!(req.headers()[HOST], "h:1", "the generator's own headers stay");
     }
 }

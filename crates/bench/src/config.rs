@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use hyper::header::{HOST, HeaderName, HeaderValue};
 use serde::Serialize;
 
 /// One kind of request the generator can send. The discriminant is the index
@@ -286,6 +287,47 @@ pub struct LoadConfig {
     pub warmup: Duration,
     pub mix: Mix,
     pub timeout: Duration,
+    /// Sent with every request on the clock, after `Host` and `User-Agent`
+    /// (e.g. `Accept-Encoding: gzip, br`, as browsers send).
+    pub headers: Vec<ExtraHeader>,
+}
+
+/// One `--header 'Name: value'`, checked when the flags are parsed so a
+/// typo fails before any server is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+impl FromStr for ExtraHeader {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (name, value) = s
+            .split_once(':')
+            .with_context(|| format!("'{s}' is not a header like 'Accept-Encoding: gzip, br'"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("'{}' is not a header name", name.trim()))?;
+        // The generator sends the target's own; a second Host is a 400.
+        if name == HOST {
+            bail!("Host is set from --url");
+        }
+        let value = HeaderValue::from_str(value.trim()).with_context(|| format!("'{s}' has an invalid value"))?;
+        Ok(Self { name, value })
+    }
+}
+
+impl fmt::Display for ExtraHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, String::from_utf8_lossy(self.value.as_bytes()))
+    }
+}
+
+impl Serialize for ExtraHeader {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The flags a user may give; `None` means "take the preset's (or the
@@ -300,6 +342,7 @@ pub struct Overrides {
     pub warmup: Option<Duration>,
     pub mix: Option<Mix>,
     pub scenario: Option<Op>,
+    pub headers: Vec<ExtraHeader>,
 }
 
 pub fn resolve(url: &str, store: &str, timeout: Duration, o: &Overrides) -> anyhow::Result<LoadConfig> {
@@ -344,6 +387,7 @@ pub fn resolve(url: &str, store: &str, timeout: Duration, o: &Overrides) -> anyh
         warmup: o.warmup.unwrap_or(DEFAULT_WARMUP),
         mix,
         timeout,
+        headers: o.headers.clone(),
     })
 }
 
@@ -485,5 +529,24 @@ mod tests {
         for bad in ["", "s", "10x", "ten"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn extra_headers_parse_and_print_back() {
+        let h: ExtraHeader = "Accept-Encoding: gzip, br".parse().unwrap();
+        assert_eq!(h.name, hyper::header::ACCEPT_ENCODING);
+        assert_eq!(h.value, "gzip, br");
+        assert_eq!(h.to_string(), "accept-encoding: gzip, br");
+        assert_eq!(serde_json::to_value(&h).unwrap(), "accept-encoding: gzip, br");
+        let h: ExtraHeader = "x-empty:".parse().unwrap();
+        assert_eq!(h.value, "");
+        for bad in ["no colon", ": value", "bad name: v", "Host: elsewhere", "x: a\nb"] {
+            assert!(bad.parse::<ExtraHeader>().is_err(), "{bad:?}");
+        }
+        let o = Overrides {
+            headers: vec![h.clone()],
+            ..Overrides::default()
+        };
+        assert_eq!(resolve("http://x", "s", DEFAULT_TIMEOUT, &o).unwrap().headers, [h]);
     }
 }

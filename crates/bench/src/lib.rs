@@ -32,7 +32,7 @@ mod suite;
 
 use std::time::Duration;
 
-pub use config::{LoadConfig, Mix, Mode, Op, Preset};
+pub use config::{ExtraHeader, LoadConfig, Mix, Mode, Op, Preset};
 pub use load::{LoadReport, RunOptions, run_load};
 pub use suite::SuiteArgs;
 
@@ -50,8 +50,8 @@ pub struct BenchArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
     /// One run that measures the headline ratios (HTTP ceiling, durable
-    /// intake, cached menu, group commit on/off, processor drain) against
-    /// their goals, on servers it starts itself.
+    /// intake, cached menu plain and compressed, group commit on/off,
+    /// processor drain) against their goals, on servers it starts itself.
     Suite(SuiteArgs),
     /// In-process processor drain vs raw SQLite insert.
     Drain(drain::DrainArgs),
@@ -104,6 +104,10 @@ pub struct LoadArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// A header for every measured request, e.g. 'Accept-Encoding: gzip, br'
+    /// to be served the compressed menu as browsers are (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<ExtraHeader>,
     /// Print the report as JSON on stdout (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -137,6 +141,7 @@ async fn run_load_command(args: &LoadArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         mix: args.mix.clone(),
         scenario: args.scenario,
+        headers: args.headers.clone(),
     };
     let cfg = resolve(&args.url, &args.store, args.timeout, &overrides)?;
     let opts = RunOptions {

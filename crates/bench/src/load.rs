@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::client::{Conn, Target};
-use super::config::{LoadConfig, Mix, Mode, Op, Picker};
+use super::config::{ExtraHeader, LoadConfig, Mix, Mode, Op, Picker};
 use super::order::{BODY_POOL, OrderMenu};
 use super::stats::{ErrorKind, OpReport, OpStats, Outcome, Recorder, render_table};
 
@@ -72,6 +72,9 @@ pub struct LoadReport {
     pub connections: usize,
     pub rate: Option<f64>,
     pub mix: Mix,
+    /// `--header`s sent with every request on the clock.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ExtraHeader>,
     pub duration_secs: f64,
     pub warmup_secs: f64,
     /// The window the rates are computed over: `duration`, or less when
@@ -98,8 +101,9 @@ impl LoadReport {
             }
             _ => format!("closed loop, {} connections", self.connections),
         };
+        let headers: String = self.headers.iter().map(|h| format!(", {h}")).collect();
         let mut out = format!(
-            "rushhour bench → {} ({shape}, mix {})\nmeasured {:.1} s after {:.1} s warm-up{}\n\n",
+            "rushhour bench → {} ({shape}, mix {}{headers})\nmeasured {:.1} s after {:.1} s warm-up{}\n\n",
             self.url,
             self.mix,
             self.window_secs,
@@ -122,7 +126,7 @@ impl LoadReport {
 
 /// Run one load test against `cfg.url` and report on the measured window.
 pub async fn run_load(cfg: &LoadConfig, opts: RunOptions) -> anyhow::Result<LoadReport> {
-    let target = Target::parse(&cfg.url).context("--url")?;
+    let target = Target::parse(&cfg.url).context("--url")?.with_headers(&cfg.headers);
     let urls = Urls::new(cfg)?;
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let (bodies, seed_ids) = prepare(&build_client(cfg)?, &urls, cfg, &mut rng).await?;
@@ -219,6 +223,7 @@ pub async fn run_load(cfg: &LoadConfig, opts: RunOptions) -> anyhow::Result<Load
         connections: cfg.connections,
         rate: cfg.rate,
         mix: cfg.mix.clone(),
+        headers: cfg.headers.clone(),
         duration_secs: cfg.duration.as_secs_f64(),
         warmup_secs: cfg.warmup.as_secs_f64(),
         window_secs: window.as_secs_f64(),

@@ -114,6 +114,7 @@ fn config(url: &str, mode: Mode, rate: Option<f64>) -> LoadConfig {
         warmup: Duration::from_millis(100),
         mix: "orders=1,status=1,menu=1,live=1".parse().unwrap(),
         timeout: Duration::from_secs(10),
+        headers: Vec::new(),
     }
 }
 

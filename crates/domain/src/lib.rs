@@ -36,7 +36,7 @@ pub use app::{AppError, IntakeOutcome, Resource, Rushhour, RushhourConfig};
 pub use events::{LiveEvent, LiveEventKind, OrderPlacedV1, PlacedLineV1};
 pub use ids::{OrderId, StoreId};
 pub use jobs::{Job, JobId, JobQueue, JobState, NewJob};
-pub use menu::{Menu, MenuSnapshot, Station};
+pub use menu::{Coding, Menu, MenuSnapshot, Station};
 pub use money::Money;
 pub use order::{Action, Order, OrderLine, OrderStatus, TicketStatus, TransitionError};
 pub use ports::{

@@ -4,12 +4,16 @@
 //! `MenuSnapshot` is the immutable, pre-indexed and pre-rendered form that
 //! caches hold: intake looks items up by sku in O(1) and the menu endpoint
 //! returns the already-serialized JSON body with its ETag, so a cached read
-//! does no serialization at all.
+//! does no serialization at all. The body's compressed forms (gzip, brotli)
+//! are memoised on the snapshot too, made at most once each by the server
+//! that first serves them (`MenuSnapshot::encoded`), so they live and die
+//! with the snapshot in every cache.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use crate::ids::StoreId;
 
@@ -125,6 +129,33 @@ pub struct MenuSnapshot {
     pub json: Bytes,
     /// Strong ETag over `json`, quoted as HTTP wants it.
     pub etag: String,
+    /// `json` compressed, one slot per [`Coding`], each filled on first use.
+    encoded: [OnceLock<Bytes>; Coding::ALL.len()],
+}
+
+/// A compressed form of the rendered body that the snapshot can hold.
+///
+/// Named here, but compressed elsewhere: `crates/api` owns the codecs and
+/// their levels, so `domain` links no compression library and a snapshot
+/// built for pricing alone (the processors', the tests') never pays for
+/// one. Memoising on the snapshot rather than in a cache of the API's own
+/// keyed by ETag means the variants need no eviction policy of their own:
+/// they are dropped with the snapshot, on invalidation, TTL or eviction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Coding {
+    Gzip,
+    Brotli,
+}
+
+impl Coding {
+    pub const ALL: [Coding; 2] = [Coding::Gzip, Coding::Brotli];
+
+    fn slot(self) -> usize {
+        match self {
+            Coding::Gzip => 0,
+            Coding::Brotli => 1,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -169,7 +200,23 @@ impl MenuSnapshot {
             index,
             json: Bytes::from(json),
             etag,
+            encoded: Default::default(),
         }
+    }
+
+    /// `json` in `coding`, if it has been made already. Cheap: the serving
+    /// path asks this first and only goes to [`Self::encode`] (which may
+    /// block while another thread compresses) on a miss.
+    pub fn encoded(&self, coding: Coding) -> Option<&Bytes> {
+        self.encoded[coding.slot()].get()
+    }
+
+    /// `json` in `coding`, compressing it with `compress` on first use.
+    /// Concurrent first callers wait for one compression rather than each
+    /// doing their own; callers on an async runtime should call this off
+    /// its worker threads.
+    pub fn encode(&self, coding: Coding, compress: impl FnOnce(&[u8]) -> Vec<u8>) -> &Bytes {
+        self.encoded[coding.slot()].get_or_init(|| Bytes::from(compress(&self.json)))
     }
 
     pub fn item(&self, sku: &str) -> Option<&Item> {
@@ -337,5 +384,24 @@ mod tests {
         let mut m = demo_menu();
         m.items[0].available = false;
         assert_ne!(MenuSnapshot::new(m).etag, a.etag, "availability changes the ETag");
+    }
+
+    #[test]
+    fn encodings_are_made_once_per_snapshot_and_coding() {
+        let snap = MenuSnapshot::new(demo_menu());
+        assert!(snap.encoded(Coding::Brotli).is_none(), "nothing is compressed up front");
+        let mut calls = 0;
+        let first = snap
+            .encode(Coding::Brotli, |json| {
+                calls += 1;
+                json.iter().rev().copied().collect()
+            })
+            .clone();
+        let again = snap.encode(Coding::Brotli, |_| unreachable!("made once")).clone();
+        assert_eq!(calls, 1);
+        assert_eq!(again, first);
+        assert_eq!(snap.encoded(Coding::Brotli), Some(&first));
+        assert!(snap.encoded(Coding::Gzip).is_none(), "one slot per coding");
+        assert_eq!(first.len(), snap.json.len());
     }
 }

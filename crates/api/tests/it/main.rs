@@ -6,13 +6,15 @@
 //! shedding and deadlines, bodies without a declared length, lagging live
 //! subscribers, actions on orders not yet applied, readiness of a down
 //! backend, metric labels, OpenAPI completeness, streams ending on
-//! shutdown, and payment webhooks (signatures, redelivery, floods). The
-//! black-box HTTP tests of the ordinary paths live in the binary crate
-//! (`crates/rushhour/tests/it`); what they cover is not repeated here.
+//! shutdown, payment webhooks (signatures, redelivery, floods), and the
+//! menu's precompressed encodings. The black-box HTTP tests of the
+//! ordinary paths live in the binary crate (`crates/rushhour/tests/it`);
+//! what they cover is not repeated here.
 
 mod admin;
 mod admin_ops;
 mod auth;
+mod encodings;
 mod faults;
 mod floor;
 mod harness;

@@ -214,8 +214,10 @@ pub enum AdminError {
     JobNotDead(JobId),
     /// A running job is leased to a worker and cannot be discarded.
     JobRunning(JobId),
-    /// Another CPU profile of this process is being taken.
+    /// Another profile of the same kind of this process is being taken.
     ProfileRunning,
+    /// This process cannot take heap profiles (why).
+    ProfilingUnavailable(String),
 }
 
 impl From<ApiError> for AdminError {
@@ -257,6 +259,12 @@ impl IntoResponse for AdminError {
                 ErrorCode::ProfileRunning,
                 "Profile running",
                 "a profile of this process is already being taken; retry when it is done".to_owned(),
+            ),
+            AdminError::ProfilingUnavailable(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ProfilingUnavailable,
+                "Profiling unavailable",
+                why,
             ),
         };
         let problem = Problem {

@@ -120,8 +120,12 @@ error_codes! {
     JobsUnavailable = "jobs_unavailable",
     JobNotDead = "job_not_dead",
     JobRunning = "job_running",
-    /// `GET /v1/admin/profile/cpu` while another profile of this process runs.
+    /// `GET /v1/admin/profile/{cpu,heap}` while another profile of that
+    /// kind of this process runs.
     ProfileRunning = "profile_running",
+    /// `GET /v1/admin/profile/heap` on a process that does not allocate
+    /// through jemalloc's profiler (a build without it, a test binary).
+    ProfilingUnavailable = "profiling_unavailable",
     Overloaded = "overloaded",
     /// This client already has `http.max_streams_per_client` streams open.
     TooManyStreams = "too_many_streams",
@@ -760,6 +764,7 @@ mod tests {
             "job_not_dead",
             "job_running",
             "profile_running",
+            "profiling_unavailable",
             "overloaded",
             "too_many_streams",
             "streams_at_capacity",

@@ -177,8 +177,9 @@ pub struct OpsConfig {
     pub role: &'static str,
     /// `host-pid` (or the configured worker id), as the figures name it.
     pub instance: String,
-    /// Samples this process for `GET /v1/admin/profile/cpu`; `None`
-    /// answers 503.
+    /// Samples this process for `GET /v1/admin/profile/{cpu,heap}`;
+    /// `None` answers 503 (`unavailable` for the CPU,
+    /// `profiling_unavailable` for the heap).
     pub profiler: Option<Arc<dyn domain::ports::Profiler>>,
 }
 
@@ -432,7 +433,8 @@ pub fn router(app: Arc<Rushhour>, metrics: PrometheusHandle, config: ApiConfig) 
         .route("/v1/stores/{id}/board", get(events::store_board))
         .route("/v1/stores/{id}/pickup/events", get(events::pickup_events))
         // As long as the profile asked for (capped), not the request timeout.
-        .route("/v1/admin/profile/cpu", get(admin_profile::cpu));
+        .route("/v1/admin/profile/cpu", get(admin_profile::cpu))
+        .route("/v1/admin/profile/heap", get(admin_profile::heap));
 
     timed
         .merge(streams)

@@ -55,6 +55,7 @@ use crate::{
         admin_figures::snapshots,
         admin_figures::cache,
         admin_profile::cpu,
+        admin_profile::heap,
         admin_ops::schedules,
         admin_ops::run_schedule,
         admin_ops::dead_letters,

@@ -171,6 +171,7 @@ pub static RULES: &[Rule] = &[
     // Operators.
     rule(Method::GET, "/v1/admin/figures", Staff(Admin), Class::Admin),
     rule(Method::GET, "/v1/admin/profile/cpu", Staff(Admin), Class::Admin),
+    rule(Method::GET, "/v1/admin/profile/heap", Staff(Admin), Class::Admin),
     rule(Method::GET, "/v1/admin/snapshots", Staff(Admin), Class::Admin),
     rule(Method::GET, "/v1/admin/queues", Staff(Admin), Class::Admin),
     rule(Method::GET, "/v1/admin/jobs", Staff(Admin), Class::Admin),

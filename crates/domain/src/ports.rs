@@ -255,7 +255,7 @@ pub use orders::{
     OrderSummary, PaymentsApplied, PickupSnapshot, TicketsQuery, TicketsSnapshot,
 };
 pub use points::{PointsAward, PointsLedger};
-pub use profiling::Profiler;
+pub use profiling::{HeapFormat, HeapProfile, HeapWindow, Profiler};
 pub use reports::{DayRows, HourRow, PopularItem, PrepSample, ReportStore};
 pub use sessions::{LoginAttempts, SessionStore};
 pub use store::{Store, StoreBackend};

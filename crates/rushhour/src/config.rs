@@ -47,6 +47,7 @@ pub struct Config {
     pub observability: ObservabilitySection,
     pub backup: BackupSection,
     pub loyalty: LoyaltySection,
+    pub profiling: ProfilingSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -463,6 +464,15 @@ impl ObservabilitySection {
         dbkit::observe::set_enabled(self.count_queries);
         dbkit::observe::set_slow_query(Duration::from_millis(self.slow_query_ms));
     }
+}
+
+/// `[profiling]`: whether jemalloc's heap profiler samples from start
+/// (ADR 0011). Off, a heap profile records allocations for a window asked
+/// for; on, every heap profile covers everything live since start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilingSection {
+    pub heap: bool,
 }
 
 /// `[backup]`: where backups go and how many the schedule keeps.

@@ -10,6 +10,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc, with its heap profiler compiled in and off until asked
+/// (`GET /v1/admin/profile/heap`, ADR 0011; settings baked in by
+/// `.cargo/config.toml`). Without the `jemalloc` feature: the system
+/// allocator (the comparison build of scripts/bench-allocator.sh).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "rushhour",
@@ -68,7 +76,7 @@ enum Command {
     OptimizeDb(rushhour::db_cli::OptimizeArgs),
     /// Copy every database (and the generated secrets) into a timestamped folder, safely while serve runs.
     Backup(rushhour::db_cli::BackupArgs),
-    /// Save a CPU flamegraph (SVG) of a running instance, over its HTTP API with an admin key.
+    /// Save a CPU flamegraph (SVG) or, with --heap, a heap profile of a running instance, over its HTTP API with an admin key.
     Profile(rushhour::profile_cli::ProfileArgs),
     /// Verify a backup and restore it into the data directory (refused while an instance runs there).
     Restore(rushhour::db_cli::RestoreArgs),
@@ -102,6 +110,16 @@ fn main() -> anyhow::Result<()> {
     let traces = role.and_then(|r| cfg.telemetry.traces(r));
     let traces =
         telemetry::init(&cfg.telemetry.log_filter, format, traces.as_ref()).context("telemetry.otlp_endpoint")?;
+    #[cfg(feature = "jemalloc")]
+    profiling::declare_jemalloc_global();
+    // Heap profiling from start: before the runtime and the first request,
+    // so the profile covers everything the process holds.
+    if cfg.profiling.heap && matches!(role, Some("serve" | "api")) {
+        match profiling::keep_on_from_start() {
+            Ok(()) => tracing::info!("heap profiling on from start ([profiling] heap = true)"),
+            Err(why) => tracing::warn!(%why, "[profiling] heap = true, but heap profiling is unavailable"),
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,12 +228,8 @@ fn main() -> anyhow::Result<()> {
             Command::OptimizeDb(args) => rushhour::db_cli::optimize(&cfg, &args, &mut std::io::stdout()).await,
             Command::Backup(args) => rushhour::db_cli::run_backup(&cfg, &args, &mut std::io::stdout()).await,
             Command::Profile(args) => {
-                let (file, bytes) = rushhour::profile_cli::run(&args).await?;
-                println!(
-                    "CPU profile of {} s written to {} ({bytes} bytes)",
-                    args.seconds,
-                    file.display()
-                );
+                let taken = rushhour::profile_cli::run(&args).await?;
+                println!("{taken}");
                 Ok(())
             }
             Command::Restore(args) => rushhour::db_cli::restore(&cfg, &args, &mut std::io::stdout()).await,

@@ -356,7 +356,7 @@ pub fn api_config(cfg: &Config, built: &Built, shutdown: CancellationToken) -> a
             schedules: Some(schedule_book(cfg, built)?),
             role: "serve",
             instance: cfg.worker_id(),
-            profiler: Some(profiling::CpuProfiler::shared()),
+            profiler: Some(profiling::ProcessProfiler::shared()),
         },
         observe: cfg.observability.api(),
         ttls: api::CacheTtls {

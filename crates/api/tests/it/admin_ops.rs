@@ -489,3 +489,40 @@ async fn a_worker_serves_its_figures_to_admins_only() {
         .unwrap();
     assert_eq!(probe.status(), 200, "probes stay open");
 }
+
+/// The heap profile in this test binary, which allocates with the system
+/// allocator: with the real `profiling::ProcessProfiler` wired in, the
+/// route says 503 `profiling_unavailable` (why, in the detail) instead of
+/// answering an empty profile; without any profiler the same. Admins only;
+/// the query is checked first.
+#[tokio::test]
+async fn a_heap_profile_without_jemalloc_is_profiling_unavailable() {
+    let h = harness_with(|c| c.ops.profiler = Some(profiling::ProcessProfiler::shared())).await;
+    let unavailable = h
+        .as_role(Role::Admin, Method::GET, "/v1/admin/profile/heap?seconds=1", None)
+        .await
+        .problem(503, "profiling_unavailable");
+    assert!(
+        unavailable["detail"].as_str().unwrap().contains("jemalloc"),
+        "{unavailable}"
+    );
+    let pprof = h
+        .as_role(Role::Admin, Method::GET, "/v1/admin/profile/heap?format=pprof", None)
+        .await;
+    pprof.problem(503, "profiling_unavailable");
+    for bad in ["seconds=0", "seconds=601", "format=png", "window=5"] {
+        h.as_role(Role::Admin, Method::GET, &format!("/v1/admin/profile/heap?{bad}"), None)
+            .await
+            .problem(400, "invalid_query");
+    }
+    for role in [Role::Barista, Role::Manager] {
+        h.as_role(role, Method::GET, "/v1/admin/profile/heap", None)
+            .await
+            .problem(403, "forbidden");
+    }
+
+    let none = harness_with(|c| c.ops.profiler = None).await;
+    none.as_role(Role::Admin, Method::GET, "/v1/admin/profile/heap", None)
+        .await
+        .problem(503, "profiling_unavailable");
+}

@@ -241,7 +241,11 @@ async fn flush_claims(pool: Watched, topic: String, rx: flume::Receiver<Pending>
 }
 
 /// Insert `rows` (distinct keys); answers the keys this statement inserted.
-async fn insert_claims(pool: &Watched, topic: &str, rows: &[&Pending]) -> PortResult<std::collections::HashSet<String>> {
+async fn insert_claims(
+    pool: &Watched,
+    topic: &str,
+    rows: &[&Pending],
+) -> PortResult<std::collections::HashSet<String>> {
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO log_idempotency
              (topic, key, fingerprint, status, response, record_key, payload, created_at)

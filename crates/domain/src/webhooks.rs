@@ -108,10 +108,18 @@ pub fn encode_types(types: &[EventType]) -> String {
 }
 
 pub fn decode_types(s: &str) -> Result<Vec<EventType>, PortError> {
-    s.split(',')
-        .filter(|t| !t.is_empty())
-        .map(|t| EventType::parse(t).ok_or_else(|| PortError::Invalid(format!("unknown webhook event type {t:?}"))))
-        .collect()
+    s.split(',').filter(|t| !t.is_empty()).map(decode_type).collect()
+}
+
+/// A stored event type; `Invalid` when it is none we know (written by a
+/// newer binary, or damaged). Both store adapters read rows through it.
+pub fn decode_type(s: &str) -> Result<EventType, PortError> {
+    EventType::parse(s).ok_or_else(|| PortError::Invalid(format!("unknown webhook event type {s:?}")))
+}
+
+/// A stored delivery state, as [`decode_type`].
+pub fn decode_state(s: &str) -> Result<DeliveryState, PortError> {
+    DeliveryState::parse(s).ok_or_else(|| PortError::Invalid(format!("unknown delivery state {s:?}")))
 }
 
 /// A webhook subscriber. `Debug` leaves the secret out.

@@ -14,8 +14,7 @@ use async_trait::async_trait;
 use dbkit::observe::observed;
 use domain::ports::{PortResult, WebhookStore};
 use domain::webhooks::{
-    self, Attempt, Delivery, DeliveryState, EventType, NewSubscriber, OutboxEvent, Subscriber, SubscriberId,
-    SubscriberPatch,
+    self, Attempt, Delivery, DeliveryState, NewSubscriber, OutboxEvent, Subscriber, SubscriberId, SubscriberPatch,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -43,21 +42,16 @@ fn sub_row(r: &PgRow) -> Result<Subscriber, Error> {
 const DELIVERY_COLUMNS: &str = "subscriber_id, event_id, kind, order_id, store_id, occurred_at, state, attempts, \
                                 next_at, last_status, last_body, last_error, created_at, updated_at";
 
-fn kind(s: &str) -> Result<EventType, Error> {
-    EventType::parse(s).ok_or_else(|| Error::Invalid(format!("unknown webhook event type {s:?}")))
-}
-
 fn delivery_row(r: &PgRow) -> Result<Delivery, Error> {
     let state: &str = r.try_get(6)?;
     Ok(Delivery {
         subscriber: r.try_get(0)?,
         event_id: r.try_get(1)?,
-        kind: kind(r.try_get(2)?)?,
+        kind: webhooks::decode_type(r.try_get(2)?)?,
         order_id: r.try_get(3)?,
         store: r.try_get(4)?,
         occurred_at: r.try_get(5)?,
-        state: DeliveryState::parse(state)
-            .ok_or_else(|| Error::Invalid(format!("unknown delivery state {state:?}")))?,
+        state: webhooks::decode_state(state)?,
         attempts: u32_of("delivery attempts", i64::from(r.try_get::<i32, _>(7)?))?,
         next_at: r.try_get(8)?,
         last_status: r
@@ -178,7 +172,7 @@ impl WebhookStore for PgStore {
         let events = decode(&rows, |r| {
             Ok(OutboxEvent {
                 id: r.try_get(0)?,
-                kind: kind(r.try_get(1)?)?,
+                kind: webhooks::decode_type(r.try_get(1)?)?,
                 order_id: r.try_get(2)?,
                 store: r.try_get(3)?,
                 at: r.try_get(4)?,

@@ -8,8 +8,7 @@
 use async_trait::async_trait;
 use domain::ports::{PortResult, WebhookStore};
 use domain::webhooks::{
-    self, Attempt, Delivery, DeliveryState, EventType, NewSubscriber, OutboxEvent, Subscriber, SubscriberId,
-    SubscriberPatch,
+    self, Attempt, Delivery, DeliveryState, NewSubscriber, OutboxEvent, Subscriber, SubscriberId, SubscriberPatch,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -32,21 +31,16 @@ fn sub_row(r: &Row<'_>) -> Result<Subscriber, Error> {
 const DELIVERY_COLUMNS: &str = "subscriber_id, event_id, kind, order_id, store_id, occurred_at, state, attempts, \
                                 next_at, last_status, last_body, last_error, created_at, updated_at";
 
-fn kind(s: &str) -> Result<EventType, Error> {
-    EventType::parse(s).ok_or_else(|| Error::Invalid(format!("unknown webhook event type {s:?}")))
-}
-
 fn delivery_row(r: &Row<'_>) -> Result<Delivery, Error> {
     let state: String = r.get(6)?;
     Ok(Delivery {
         subscriber: r.get(0)?,
         event_id: r.get(1)?,
-        kind: kind(&r.get::<_, String>(2)?)?,
+        kind: webhooks::decode_type(&r.get::<_, String>(2)?)?,
         order_id: r.get(3)?,
         store: r.get(4)?,
         occurred_at: r.get(5)?,
-        state: DeliveryState::parse(&state)
-            .ok_or_else(|| Error::Invalid(format!("unknown delivery state {state:?}")))?,
+        state: webhooks::decode_state(&state)?,
         attempts: r.get(7)?,
         next_at: r.get(8)?,
         last_status: r.get(9)?,
@@ -160,7 +154,7 @@ impl WebhookStore for SqliteStore {
                 |r| {
                     Ok(OutboxEvent {
                         id: r.get(0)?,
-                        kind: kind(&r.get::<_, String>(1)?)?,
+                        kind: webhooks::decode_type(&r.get::<_, String>(1)?)?,
                         order_id: r.get(2)?,
                         store: r.get(3)?,
                         at: r.get(4)?,

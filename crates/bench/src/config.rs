@@ -391,6 +391,15 @@ pub fn resolve(url: &str, store: &str, timeout: Duration, o: &Overrides) -> anyh
     })
 }
 
+/// `KEY=VALUE` (the value may contain `=`), for flags that pass settings on.
+pub fn parse_key_value(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s.split_once('=').context("expected KEY=VALUE")?;
+    if k.is_empty() {
+        bail!("expected KEY=VALUE");
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
 /// Parse `10s`, `500ms`, `2m`, `1h`, `1.5s`, or a bare number of seconds.
 /// Hand-rolled rather than pulling in `humantime` for four units.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {

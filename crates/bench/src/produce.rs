@@ -43,6 +43,11 @@ pub struct ProduceArgs {
     /// Give every record a W3C `traceparent` header, as the Kafka log does.
     #[arg(long)]
     pub traceparent: bool,
+    /// A librdkafka producer setting, set after the defaults above
+    /// (repeatable), e.g. `--set max.in.flight.requests.per.connection=1`:
+    /// the same experiment as `[log.kafka]` on the Kafka log.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::config::parse_key_value)]
+    pub settings: Vec<(String, String)>,
     #[arg(long)]
     pub json: bool,
 }
@@ -66,15 +71,17 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
         .create_topics([&topic], &AdminOptions::new())
         .await
         .context("create the benchmark topic")?;
-    let producer: FutureProducer = base
-        .clone()
+    let mut producer = base.clone();
+    producer
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", args.linger_ms.to_string())
         .set("compression.type", &args.compression)
-        .set("message.timeout.ms", "10000")
-        .create()
-        .context("Kafka producer")?;
+        .set("message.timeout.ms", "10000");
+    for (key, value) in &args.settings {
+        producer.set(key, value);
+    }
+    let producer: FutureProducer = producer.create().context("Kafka producer")?;
     let payload: Arc<Vec<u8>> = Arc::new((0..args.record_bytes).map(|i| b'a' + (i % 26) as u8).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let warm = Instant::now() + Duration::from_secs(1);

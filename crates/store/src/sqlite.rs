@@ -19,12 +19,14 @@
 //! # Hot path
 //!
 //! `apply_batch` is what bounds the processors' drain rate: one `IMMEDIATE`
-//! transaction per batch, cached prepared statements, no per-row `SELECT`
-//! (a replay is detected by the order insert changing no row), and the
-//! row encoding done before the write is queued (see `rows::NewOrder`).
+//! transaction per batch, one `SELECT` per batch to find orders already
+//! applied (a replay), multi-row inserts of a few cached shapes (`batch`),
+//! and the row encoding done before the write is queued (see
+//! `rows::NewOrder`).
 //! A batch's payments add two statements whatever their number, and none
 //! when there are none (`ops::apply_payments`).
 
+mod batch;
 mod conn;
 mod fleet;
 use crate::error;
@@ -46,8 +48,8 @@ use domain::ops::{LoyaltyAccount, PerfSnapshot, PruneStats, Retention, SyncRun};
 use domain::order::{self, Action, Order, OrderStatus, TransitionError};
 use domain::ports::{
     AccountStore, ApplyBatch, BatchApplied, BoardSnapshot, DeadLetter, EventScope, MenuStore, OpsStore, OrderFilter,
-    OrderStore, OrderSummary, PaymentsApplied, PickupSnapshot, PortError, PortResult, StoreBackend, TicketsQuery,
-    TicketsSnapshot, system_now_ms,
+    OrderStore, OrderSummary, PickupSnapshot, PortError, PortResult, StoreBackend, TicketsQuery, TicketsSnapshot,
+    system_now_ms,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -289,7 +291,7 @@ impl OrderStore for SqliteStore {
         let group = group.to_owned();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut applied = insert_orders(&tx, &batch, now)?;
+            let mut applied = batch::insert_orders(&tx, &batch, now)?;
             if let Some(payments) = &payments {
                 applied.payments = ops::apply_payments(&tx, payments, now)?;
             }
@@ -700,129 +702,6 @@ fn ids(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Str
     }
     Ok(out)
 }
-
-/// Insert a batch's orders, lines and `status` events inside the caller's
-/// transaction. An order whose insert changes no row is already there (a
-/// replayed record): its lines and event were written the first time, so it
-/// is skipped entirely.
-fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Result<BatchApplied, Error> {
-    let mut order_stmt = c.prepare_cached(
-        "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-         placed_at, confirmed_at, rejected_at, name, trace) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-         ON CONFLICT (id) DO NOTHING",
-    )?;
-    let mut codes = PickupCodes::default();
-    let mut line_stmt = c.prepare_cached(
-        "INSERT INTO order_lines (order_id, line, sku, name, station, size, modifiers, qty, unit_price, \
-         line_total, ticket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    let mut applied = BatchApplied {
-        inserted: 0,
-        events: Vec::with_capacity(batch.len()),
-        payments: PaymentsApplied::default(),
-    };
-    for o in batch {
-        let (confirmed_at, rejected_at) = o.decided_at(now);
-        let changed = order_stmt.execute(params![
-            o.id_text,
-            o.store.0,
-            o.customer,
-            o.status.as_str(),
-            o.reject_reason,
-            UNPAID,
-            o.currency,
-            o.total,
-            o.placed_at,
-            confirmed_at,
-            rejected_at,
-            o.name,
-            o.trace,
-        ])?;
-        if changed == 0 {
-            continue;
-        }
-        applied.inserted += 1;
-        // Drawn only now that the insert proved the order new: a replayed
-        // order (no row changed) never reaches here, so it burns no number.
-        let code = if o.status == OrderStatus::Confirmed {
-            Some(codes.draw(c, &o.id_text, &o.store, o.placed_at)?)
-        } else {
-            None
-        };
-        let ticket = o.ticket();
-        for l in &o.lines {
-            line_stmt.execute(params![
-                o.id_text,
-                l.line,
-                l.sku,
-                l.name,
-                l.station,
-                l.size,
-                l.modifiers,
-                l.qty,
-                l.unit_price,
-                l.line_total,
-                ticket,
-            ])?;
-        }
-        applied.events.push(insert_event(
-            c,
-            EventDraft {
-                kind: LiveEventKind::Status,
-                order: o.id,
-                order_text: &o.id_text,
-                store: &o.store,
-                status: o.status,
-                ticket: None,
-                at: now,
-                pickup_code: code.as_deref(),
-                name: o.name.as_deref(),
-            },
-        )?);
-    }
-    Ok(applied)
-}
-
-/// Pickup codes drawn inside `apply_batch`'s transaction: the store's time
-/// zone is read once per store per batch, the counter bumped per order
-/// (the writer is single, so no two batches interleave here).
-#[derive(Default)]
-struct PickupCodes {
-    zones: std::collections::HashMap<String, String>,
-}
-
-impl PickupCodes {
-    fn draw(&mut self, c: &Connection, order: &str, store: &StoreId, placed_at: i64) -> Result<String, Error> {
-        let zone = match self.zones.get(&store.0) {
-            Some(z) => z.clone(),
-            None => {
-                // A store the menu sync has not brought in yet counts as UTC.
-                let z: String = c
-                    .prepare_cached("SELECT time_zone FROM stores WHERE id = ?1")?
-                    .query_row(params![store.0], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or_else(|| "UTC".to_owned());
-                self.zones.insert(store.0.clone(), z.clone());
-                z
-            }
-        };
-        let day = domain::pickup::local_day(&zone, placed_at);
-        let n: i64 = c
-            .prepare_cached(
-                "INSERT INTO pickup_counters (store_id, day, last) VALUES (?1, ?2, 1) \
-                 ON CONFLICT (store_id, day) DO UPDATE SET last = last + 1 RETURNING last",
-            )?
-            .query_row(params![store.0, day], |r| r.get(0))?;
-        let code = domain::pickup::PickupCode::nth(u32::try_from(n).unwrap_or(u32::MAX)).into_string();
-        c.prepare_cached("UPDATE orders SET pickup_code = ?1 WHERE id = ?2")?
-            .execute(params![code, order])?;
-        Ok(code)
-    }
-}
-
-/// Payment status of a freshly applied order; payments move it later.
-const UNPAID: &str = "unpaid";
 
 struct EventDraft<'a> {
     kind: LiveEventKind,

@@ -39,12 +39,12 @@
 //!   attempt counted, their place in the claim order kept), while running
 //!   ones get `shutdown_grace`.
 //!
-//! Throughput (measured by the `draining_many_noop_jobs` test with 100k
-//! jobs, dev build, SQLite queue at `synchronous=NORMAL`, two cores shared
-//! with other builds): about 30k no-op jobs/s at concurrency 1024; about 9k/s
-//! at the default concurrency of 8, where every claim round trip (~0.45 ms on
-//! SQLite) carries at most 8 jobs. The queue's single writer, not the
-//! runner, is the limit in both cases.
+//! Throughput (`rushhour bench jobs`, release build, 100k no-op jobs, two
+//! shared cores; docs/benchmarks.md has the run): with the default buffer,
+//! 51k jobs/s on SQLite and 14k/s on PostgreSQL at concurrency 8 (4.6× and
+//! 2.9× the runner without a buffer that came before), 84k/s and 26k/s at
+//! 64. On PostgreSQL the claim and complete statements, not the runner,
+//! are the limit.
 //!
 //! Failure policy: a handler's [`JobError::Retry`] (or a panic) queues the
 //! job again after [`backoff`] until its attempts are used up, then keeps it

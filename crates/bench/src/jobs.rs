@@ -9,13 +9,14 @@
 //! PostgreSQL, dropped at the end), N `noop` jobs enqueued through
 //! `JobQueue::enqueue` in chunks of 1000 (timed on its own: the enqueue
 //! rate), then `worker::spawn_runner` with one no-op handler on the
-//! `default` queue. The drain is timed from the runner's start until the
+//! `default` queue (`--prefetch` sets its buffer). The drain is timed from the runner's start until the
 //! queue's `counts()` shows nothing queued or running. Until every handler
 //! ran, the end is watched through an in-process counter (polled every
 //! 20 ms) rather than `counts()`, whose `GROUP BY` over the whole table would
 //! otherwise compete for the CPU it measures; after that, `counts()` is
 //! polled every 20 ms, so the last completions are committed before the
-//! clock stops.
+//! clock stops. Besides the rate it reports the queue calls the runner made
+//! (`worker::RunnerStats`): claims and jobs per claim, completes, heartbeats.
 
 use anyhow::Context;
 use domain::Clock;
@@ -89,6 +90,10 @@ pub struct JobsBenchArgs {
     /// Most jobs claimed per call [default: the runner's default].
     #[arg(long)]
     pub claim_batch: Option<usize>,
+    /// Prefetch buffer of the `default` queue: jobs claimed ahead of free
+    /// slots; 0 turns it off [default: `worker::default_prefetch`].
+    #[arg(long)]
+    pub prefetch: Option<usize>,
     /// Print one JSON line instead of text (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -101,6 +106,14 @@ pub struct JobsReport {
     pub jobs: usize,
     pub concurrency: usize,
     pub claim_batch: usize,
+    /// The `default` queue's prefetch buffer (0: off).
+    pub prefetch: usize,
+    /// Queue calls the runner made during the drain: claims (and jobs per
+    /// claim), completes, heartbeats.
+    pub claims: u64,
+    pub jobs_per_claim: f64,
+    pub completes: u64,
+    pub heartbeats: u64,
     /// Runner start until `counts()` showed 0 queued + 0 running.
     pub seconds: f64,
     pub jobs_per_sec: f64,
@@ -233,12 +246,16 @@ async fn drain(q: Arc<dyn JobQueue>, args: &JobsBenchArgs) -> anyhow::Result<Job
 
     // Drain.
     let defaults = RunnerConfig::default();
-    let config = RunnerConfig {
+    let mut config = RunnerConfig {
         concurrency: [(QUEUE.to_string(), args.concurrency)].into_iter().collect(),
         claim_batch: args.claim_batch.unwrap_or(defaults.claim_batch),
         ..defaults
     };
+    if let Some(n) = args.prefetch {
+        config.prefetch.insert(QUEUE.to_string(), n);
+    }
     let claim_batch = config.claim_batch;
+    let prefetch = config.prefetch_of(QUEUE);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     if let Some(b) = &bar {
@@ -247,8 +264,9 @@ async fn drain(q: Arc<dyn JobQueue>, args: &JobsBenchArgs) -> anyhow::Result<Job
         b.reset_eta();
     }
     let started = Instant::now();
-    worker::spawn_runner(q.clone(), registry, clock.clone(), config, &tracker, shutdown.clone());
+    let runner = worker::spawn_runner(q.clone(), registry, clock.clone(), config, &tracker, shutdown.clone());
     let outcome = watch(&*q, &*clock, &ran, args.jobs as u64, started, bar.as_ref()).await;
+    let stats = runner.stats();
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
@@ -263,6 +281,11 @@ async fn drain(q: Arc<dyn JobQueue>, args: &JobsBenchArgs) -> anyhow::Result<Job
         jobs: args.jobs,
         concurrency: args.concurrency,
         claim_batch,
+        prefetch,
+        claims: stats.claims,
+        jobs_per_claim: round1(stats.jobs_per_claim()),
+        completes: stats.completes,
+        heartbeats: stats.heartbeats,
         seconds: round3(seconds),
         jobs_per_sec: round1(args.jobs as f64 / seconds),
         handlers_seconds: round3(handlers),
@@ -324,19 +347,25 @@ async fn default_counts(q: &dyn JobQueue, now: i64) -> anyhow::Result<QueueCount
 fn render(r: &JobsReport) -> String {
     let sync = r.sqlite_sync.map(|s| format!(", synchronous={s}")).unwrap_or_default();
     format!(
-        "rushhour jobs on {}{sync}: {} no-op jobs, concurrency {}, claim batch {}\n\
+        "rushhour jobs on {}{sync}: {} no-op jobs, concurrency {}, claim batch {}, prefetch {}\n\
          \x20 enqueue  {:>9.1} jobs/s  ({:.2} s, chunks of {ENQUEUE_CHUNK})\n\
          \x20 drain    {:>9.1} jobs/s  ({:.2} s; last handler at {:.2} s)\n\
+         \x20 calls    {} claims ({:.1} jobs each), {} completes, {} heartbeats\n\
          \x20 result   {} done, {} dead\n",
         r.backend,
         r.jobs,
         r.concurrency,
         r.claim_batch,
+        r.prefetch,
         r.enqueue_per_sec,
         r.enqueue_seconds,
         r.jobs_per_sec,
         r.seconds,
         r.handlers_seconds,
+        r.claims,
+        r.jobs_per_claim,
+        r.completes,
+        r.heartbeats,
         r.done,
         r.dead,
     )

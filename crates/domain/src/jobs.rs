@@ -275,8 +275,11 @@ pub trait JobQueue: Send + Sync {
     /// `None`) keep it as dead.
     async fn fail(&self, id: JobId, worker: &str, error: &str, retry_at: Option<i64>, now: i64) -> PortResult<()>;
 
-    /// Give leased jobs back unrun (graceful shutdown): queued again, due
-    /// now, and the attempt does not count.
+    /// Give leased jobs back unrun (graceful shutdown, and the runner's
+    /// prefetch buffer): queued again, and the attempt does not count. A
+    /// job keeps its `run_at` (it was due when claimed, so it is due now)
+    /// and so its place in the claim order: a job given back is claimed
+    /// before the ones enqueued after it, as if it had never been taken.
     async fn release(&self, ids: &[JobId], worker: &str, now: i64) -> PortResult<()>;
 
     /// Enqueue `job` for the periodic schedule `schedule`'s time slot `slot`

@@ -400,7 +400,7 @@ impl JobQueue for PgQueue {
             return Ok(());
         }
         sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = $3, attempts = greatest(attempts - 1, 0), worker = NULL, \
+            "UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), worker = NULL, \
              lease_until = NULL, updated_at = $3 \
              WHERE id = ANY($1) AND state = 'running' AND worker = $2",
         )

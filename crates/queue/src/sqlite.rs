@@ -374,7 +374,7 @@ impl JobQueue for SqliteQueue {
         let worker = worker.to_owned();
         self.write(move |tx| {
             tx.prepare_cached(
-                "UPDATE jobs SET state = 'queued', run_at = ?3, attempts = max(attempts - 1, 0), worker = NULL, \
+                "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0), worker = NULL, \
                  lease_until = NULL, updated_at = ?3 \
                  WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'running' AND worker = ?2",
             )?

@@ -240,6 +240,10 @@ pub struct JobsSection {
     pub pickup_timeout_secs: u64,
     pub max_connections: u32,
     pub concurrency: std::collections::BTreeMap<String, usize>,
+    /// Prefetch buffer per queue (jobs claimed ahead of free slots); a queue
+    /// not listed gets `worker::default_prefetch`, 0 turns it off.
+    #[serde(default)]
+    pub prefetch: std::collections::BTreeMap<String, usize>,
     pub retention: RetentionSection,
 }
 

@@ -309,11 +309,14 @@ pub fn runner_config(cfg: &Config) -> worker::RunnerConfig {
     for (queue, n) in &j.concurrency {
         concurrency.insert(queue.clone(), (*n).max(1));
     }
+    let mut prefetch = worker::RunnerConfig::default().prefetch;
+    prefetch.extend(j.prefetch.iter().map(|(q, n)| (q.clone(), *n)));
     worker::RunnerConfig {
         worker_id: cfg.worker_id(),
         lease: Duration::from_secs(j.lease_secs),
         concurrency,
         claim_batch: j.claim_batch,
+        prefetch,
         backoff_base: Duration::from_millis(j.backoff_base_ms),
         backoff_max: Duration::from_secs(j.backoff_max_secs),
         shutdown_grace: Duration::from_secs(j.shutdown_grace_secs),

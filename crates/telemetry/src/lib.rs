@@ -93,6 +93,9 @@ pub mod names {
     pub const JOB_DURATION: &str = "job_duration_seconds";
     /// Jobs this process is running now, label `queue`.
     pub const JOBS_IN_FLIGHT: &str = "jobs_in_flight";
+    /// Jobs this process has claimed ahead of free slots and not started
+    /// yet (the runner's prefetch buffer), label `queue`.
+    pub const JOBS_BUFFERED: &str = "jobs_buffered";
     /// Jobs in the queue by state, labels `queue` and `state` (`queued`,
     /// `scheduled`, `running`, `done`, `dead`), polled from the queue.
     pub const JOBS: &str = "jobs";

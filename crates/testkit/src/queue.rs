@@ -41,6 +41,7 @@ macro_rules! queue_contract_cases {
             complete_only_by_the_holder,
             failed_jobs_retry_at_then_die,
             release_does_not_count_an_attempt,
+            release_keeps_the_claim_order,
             fire_enqueues_once_per_slot,
             get_and_list_filter_and_page,
             counts_split_scheduled_from_queued,
@@ -443,7 +444,7 @@ pub async fn failed_jobs_retry_at_then_die(q: Queues) {
     assert_eq!(i.last_error.as_deref(), Some("permanent"));
 }
 
-/// Released jobs are queued again, due now, and the attempt is not
+/// Released jobs are queued again, still due, and the attempt is not
 /// counted: a one-attempt job survives a release.
 pub async fn release_does_not_count_an_attempt(q: Queues) {
     let got = created(&q, &[job("a", "default").attempts(1), job("b", "default")], T0).await;
@@ -455,13 +456,48 @@ pub async fn release_does_not_count_an_attempt(q: Queues) {
     q.release(&[a, b], "w1", T0 + 5).await.unwrap();
     for id in [a, b] {
         let i = info(&q, id).await;
-        assert_eq!((i.state, i.attempts, i.run_at), (JobState::Queued, 0, T0 + 5));
+        assert_eq!(
+            (i.state, i.attempts, i.run_at),
+            (JobState::Queued, 0, T0),
+            "run_at kept"
+        );
         assert_eq!((i.worker, i.lease_until), (None, None));
     }
     let again = claim(&q, "default", "w2", 2, T0 + 5).await;
     assert_eq!(ids(&again), vec![a, b]);
     assert!(again.iter().all(|j| j.attempt == 1));
     q.release(&[], "w2", T0 + 6).await.unwrap();
+}
+
+/// A released job goes back to its place in the claim order (priority,
+/// `run_at`, id), ahead of jobs enqueued after it, and its attempt is not
+/// counted: the runner's prefetch buffer gives claimed-not-started jobs
+/// back this way on shutdown, and they must not lose their turn.
+pub async fn release_keeps_the_claim_order(q: Queues) {
+    let first = created(
+        &q,
+        &[
+            job("a", "default"),
+            job("b", "default"),
+            job("c", "default").priority(1),
+        ],
+        T0,
+    )
+    .await;
+    let (a, b, c) = (first[0], first[1], first[2]);
+    let claimed = claim(&q, "default", "w1", 3, T0).await;
+    assert_eq!(ids(&claimed), vec![c, a, b]);
+    // Enqueued while the first three are held, some at the same run_at.
+    let later = created(&q, &[job("d", "default"), job("e", "default").at(T0 + 1)], T0 + 1).await;
+    let (d, e) = (later[0], later[1]);
+    q.release(&[b, c, a], "w1", T0 + 50).await.unwrap();
+    for id in [a, b, c] {
+        let i = info(&q, id).await;
+        assert_eq!((i.state, i.attempts, i.run_at), (JobState::Queued, 0, T0));
+    }
+    let again = claim(&q, "default", "w2", 10, T0 + 60).await;
+    assert_eq!(ids(&again), vec![c, a, b, d, e], "the given-back jobs keep their turn");
+    assert!(again.iter().all(|j| j.attempt == 1), "no attempt was counted");
 }
 
 /// The first `fire` of a `(schedule, slot)` enqueues, every later one

@@ -8,10 +8,25 @@
 //!
 //! Shape of a running runner, per process:
 //! - one **claim loop per queue**, keeping up to that queue's concurrency
-//!   jobs in flight, each as its own tokio task. It claims as many jobs as it
-//!   has free slots (at most `claim_batch`) in one call, claims again at once
-//!   while batches come back full, and otherwise waits `idle_poll` (or for
-//!   [`RunnerHandle::notify`]).
+//!   jobs in flight, each as its own tokio task, fed from a bounded
+//!   **prefetch buffer** of jobs claimed but not started yet (their leases
+//!   are held and renewed like the running ones'). The claim runs beside
+//!   the handlers (the loop keeps reaping finished jobs and starting
+//!   buffered ones while a claim is out), at most one claim at a time.
+//!   It asks for `buffer + concurrency - held` jobs (at most `claim_batch`),
+//!   but only once that is at least half of `buffer + concurrency`, or
+//!   when it holds nothing at all: claims stay large whatever the
+//!   concurrency, and a lone job enqueued into an idle queue (with
+//!   [`RunnerHandle::notify`]) starts at once. It claims again as soon as
+//!   that holds while claims come back full, and otherwise waits
+//!   `idle_poll` (or for a notify).
+//!
+//!   Why a buffer: before it, a claim asked for the free slots only, so at
+//!   concurrency 8 every round trip carried at most 8 jobs and the runner
+//!   was bound by claim latency, not by the queue (docs/adr/0006-job-queue.md
+//!   has the figures). The rejected alternative, claiming as soon as one
+//!   slot frees (a buffer "topped up" job by job), makes claims tiny and
+//!   was slower than no buffer at all.
 //! - one **finisher** that buffers outcomes and marks finished jobs done with
 //!   ONE `complete` call per small batch. A call per job would cap a no-op
 //!   job at one query's worth of throughput; batching makes the per-job cost
@@ -20,12 +35,16 @@
 //!   `lease / 3`, and logs jobs whose lease was lost (another worker may be
 //!   running them now: delivery is at least once).
 //!
-//! Throughput (measured by the `draining_many_noop_jobs` test with 100k
-//! jobs, dev build, SQLite queue at `synchronous=NORMAL`, two cores shared
-//! with other builds): about 30k no-op jobs/s at concurrency 1024; about 9k/s
-//! at the default concurrency of 8, where every claim round trip (~0.45 ms on
-//! SQLite) carries at most 8 jobs. The queue's single writer, not the
-//! runner, is the limit in both cases.
+//! - on shutdown, buffered jobs are **given back at once** (`release`: no
+//!   attempt counted, their place in the claim order kept), while running
+//!   ones get `shutdown_grace`.
+//!
+//! Throughput (`rushhour bench jobs`, release build, 100k no-op jobs, two
+//! shared cores; docs/benchmarks.md has the run): with the default buffer,
+//! 51k jobs/s on SQLite and 14k/s on PostgreSQL at concurrency 8 (4.6× and
+//! 2.9× the runner without a buffer that came before), 84k/s and 26k/s at
+//! 64. On PostgreSQL the claim and complete statements, not the runner,
+//! are the limit.
 //!
 //! Failure policy: a handler's [`JobError::Retry`] (or a panic) queues the
 //! job again after [`backoff`] until its attempts are used up, then keeps it
@@ -225,6 +244,12 @@ pub struct RunnerConfig {
     pub concurrency: HashMap<String, usize>,
     /// Most jobs claimed in one call.
     pub claim_batch: usize,
+    /// Prefetch buffer per queue: jobs claimed ahead of free slots and held
+    /// (leased) until a slot frees. A queue not listed gets
+    /// [`default_prefetch`]; 0 turns the buffer off (claims then wait for
+    /// half the slots to free). A job in a buffer is not available to other
+    /// processes, so queues of long jobs (syncs) are better left small.
+    pub prefetch: HashMap<String, usize>,
     /// Wait between claims while a queue has nothing due.
     pub idle_poll: Duration,
     /// First retry delay ([`backoff`]); doubles per attempt up to `backoff_max`.
@@ -252,10 +277,64 @@ impl Default for RunnerConfig {
             lease: Duration::from_secs(30),
             concurrency,
             claim_batch: 256,
+            // Long, rare jobs: holding them in one process's buffer would
+            // keep them from an idle process in scale mode.
+            prefetch: [("sync", 0), ("maintenance", 0)]
+                .into_iter()
+                .map(|(q, n)| (q.to_string(), n))
+                .collect(),
             idle_poll: Duration::from_millis(200),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The prefetch buffer of `queue` (see `prefetch`).
+    pub fn prefetch_of(&self, queue: &str) -> usize {
+        let concurrency = self.concurrency.get(queue).copied().unwrap_or(0);
+        match self.prefetch.get(queue) {
+            Some(n) => *n,
+            None => default_prefetch(concurrency, self.claim_batch),
+        }
+    }
+}
+
+/// The buffer a queue gets unless configured: twice its concurrency, at
+/// least 64, and no more than one claim's worth (`claim_batch`). Twice the
+/// concurrency lets a claim of half the buffer be out while the slots still
+/// have work; 64 keeps claims large at low concurrency, where the round
+/// trip per job cost most.
+pub fn default_prefetch(concurrency: usize, claim_batch: usize) -> usize {
+    (2 * concurrency).max(64).min(claim_batch.max(1))
+}
+
+/// What a runner has asked of its queue since it started: the figures
+/// `rushhour bench jobs` reports beside the rate (how many jobs a claim
+/// carried is what the prefetch buffer is for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunnerStats {
+    /// `claim` calls, and the jobs they returned.
+    pub claims: u64,
+    pub claimed: u64,
+    /// `complete` calls, and the jobs they marked done.
+    pub completes: u64,
+    pub completed: u64,
+    /// `heartbeat` calls.
+    pub heartbeats: u64,
+    /// Jobs given back unrun (`release`) at shutdown: buffered or running.
+    pub released: u64,
+}
+
+impl RunnerStats {
+    /// Jobs per claim call (0 before the first claim).
+    pub fn jobs_per_claim(&self) -> f64 {
+        if self.claims == 0 {
+            0.0
+        } else {
+            self.claimed as f64 / self.claims as f64
         }
     }
 }
@@ -290,10 +369,20 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Dura
 }
 
 /// Talks to a running runner.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunnerHandle {
     worker_id: String,
     wakers: Arc<HashMap<String, Arc<Notify>>>,
+    shared: Arc<runner::Shared>,
+}
+
+impl fmt::Debug for RunnerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunnerHandle")
+            .field("worker_id", &self.worker_id)
+            .field("queues", &self.wakers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunnerHandle {
@@ -315,13 +404,19 @@ impl RunnerHandle {
     pub fn worker_id(&self) -> &str {
         &self.worker_id
     }
+
+    /// What the runner has asked of its queue so far.
+    pub fn stats(&self) -> RunnerStats {
+        self.shared.stats()
+    }
 }
 
 /// Start the runner on `tracker`: a claim loop per queue in
 /// `config.concurrency`, the finisher and the heartbeat. When `shutdown` is
-/// cancelled it stops claiming at once, gives running jobs up to
-/// `shutdown_grace`, flushes finished ones and releases the rest to the
-/// queue (their tasks are aborted); the tracker's tasks end after that.
+/// cancelled it stops claiming at once, gives buffered jobs back to the
+/// queue at once, gives running jobs up to `shutdown_grace`, flushes
+/// finished ones and releases the rest to the queue (their tasks are
+/// aborted); the tracker's tasks end after that.
 pub fn spawn_runner(
     queue: Arc<dyn JobQueue>,
     registry: Arc<Registry>,
@@ -346,16 +441,13 @@ pub fn spawn_runner(
         .map(|(q, _)| (q.clone(), Arc::new(Notify::new())))
         .collect();
     let wakers = Arc::new(wakers);
+    let shared = runner::Shared::new(queue, registry, clock, config);
     let handle = RunnerHandle {
-        worker_id: config.worker_id.clone(),
+        worker_id: shared.config.worker_id.clone(),
         wakers: wakers.clone(),
+        shared: shared.clone(),
     };
-    runner::spawn(
-        runner::Shared::new(queue, registry, clock, config),
-        wakers,
-        tracker,
-        shutdown,
-    );
+    runner::spawn(shared, wakers, tracker, shutdown);
     handle
 }
 
@@ -380,6 +472,11 @@ impl Runner {
     /// nothing was due.
     pub async fn run_once(&self) -> Result<usize, PortError> {
         runner::run_once(&self.shared).await
+    }
+
+    /// What the rounds have asked of the queue so far.
+    pub fn stats(&self) -> RunnerStats {
+        self.shared.stats()
     }
 }
 

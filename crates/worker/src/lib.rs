@@ -20,8 +20,8 @@ pub mod webhooks;
 pub use clock::TokioClock;
 pub use fleet::{Member, spawn_member};
 pub use jobs::{
-    JobError, JobHandler, JobKind, Registry, Runner, RunnerConfig, RunnerHandle, backoff, handler_fn,
-    spawn_queue_gauges, spawn_runner,
+    JobError, JobHandler, JobKind, Registry, Runner, RunnerConfig, RunnerHandle, RunnerStats, backoff,
+    default_prefetch, handler_fn, spawn_queue_gauges, spawn_runner,
 };
 pub use outbox::{Relay, spawn_relay};
 pub use processor::{PartitionWorker, ProcessorConfig, ProcessorStatus, spawn_processors};

@@ -2,20 +2,29 @@
 //! outcomes into few queue calls, and the heartbeat. `jobs.rs` documents the
 //! design; this file is its mechanics.
 //!
-//! Bookkeeping: each claim loop owns its running tasks (a `JoinSet`, so a
+//! Bookkeeping: each claim loop owns its prefetch buffer (a `VecDeque` of
+//! claimed jobs not started yet) and its running tasks (a `JoinSet`, so a
 //! handler's panic comes back through the task's join result, and shutdown
-//! can abort what is left). The jobs this process holds a lease on — running,
-//! or finished and waiting for the finisher — are in one shared map that the
-//! heartbeat reads; an entry leaves it once the queue has been told the
-//! outcome.
+//! can abort what is left). The jobs this process holds a lease on —
+//! buffered, running, or finished and waiting for the finisher — are in one
+//! shared map that the heartbeat reads; an entry leaves it once the queue
+//! has been told the outcome (or the job was given back).
+//!
+//! A claim is a boxed future the loop polls in its `select!` beside the
+//! running tasks, rather than a spawned task: the loop owns the buffer, so
+//! the claimed jobs land there without a channel, and on shutdown the loop
+//! awaits the claim that is out (dropping it could leave its jobs leased
+//! to nobody until their leases ran out, costing them an attempt).
 
-use super::{JobError, Registry, RunnerConfig, backoff};
+use super::{JobError, Registry, RunnerConfig, RunnerStats, backoff};
 use domain::Clock;
 use domain::jobs::{Job, JobId, JobQueue};
 use domain::ports::PortResult;
 use futures::StreamExt;
 use metrics::{Counter, Gauge, Histogram};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use telemetry::names;
@@ -45,6 +54,8 @@ const CLAIM_ERROR_MAX: Duration = Duration::from_secs(5);
 /// Where a held job stands, for the heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lease {
+    /// Claimed into the prefetch buffer, not started; its lease is extended.
+    Buffered,
     /// Running; its lease is extended.
     Held,
     /// Finished or being released; still extended until the queue has the
@@ -58,8 +69,27 @@ pub(super) struct Shared {
     queue: Arc<dyn JobQueue>,
     registry: Arc<Registry>,
     clock: Arc<dyn Clock>,
-    config: RunnerConfig,
+    pub(super) config: RunnerConfig,
     leases: Mutex<HashMap<JobId, Lease>>,
+    stats: Stats,
+}
+
+/// `RunnerStats` as counters the loops bump (relaxed: they are figures,
+/// not synchronisation).
+#[derive(Default)]
+struct Stats {
+    claims: AtomicU64,
+    claimed: AtomicU64,
+    completes: AtomicU64,
+    completed: AtomicU64,
+    heartbeats: AtomicU64,
+    released: AtomicU64,
+}
+
+impl Stats {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -67,6 +97,60 @@ impl Shared {
         // A panic while holding this lock cannot leave the map half-updated
         // (single inserts and removes), so a poisoned lock is still usable.
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn stats(&self) -> RunnerStats {
+        let s = &self.stats;
+        RunnerStats {
+            claims: s.claims.load(Ordering::Relaxed),
+            claimed: s.claimed.load(Ordering::Relaxed),
+            completes: s.completes.load(Ordering::Relaxed),
+            completed: s.completed.load(Ordering::Relaxed),
+            heartbeats: s.heartbeats.load(Ordering::Relaxed),
+            released: s.released.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One `claim` call, counted.
+    async fn claim(self: Arc<Self>, queue: String, max: usize) -> PortResult<Vec<Job>> {
+        let cfg = &self.config;
+        let now = self.clock.now_ms();
+        let jobs = self.queue.claim(&queue, &cfg.worker_id, max, cfg.lease, now).await?;
+        Stats::add(&self.stats.claims, 1);
+        Stats::add(&self.stats.claimed, jobs.len());
+        Ok(jobs)
+    }
+
+    /// Give jobs back unrun (`release`), with retries, then forget their
+    /// leases whatever the answer (a failed release leaves them to their
+    /// lease's end: at least once).
+    async fn release(&self, queue: &str, ids: &[JobId], what: &str) {
+        if ids.is_empty() {
+            return;
+        }
+        {
+            let mut leases = self.leases();
+            for id in ids {
+                if let Some(state) = leases.get_mut(id) {
+                    *state = Lease::Settling;
+                }
+            }
+        }
+        let worker = &self.config.worker_id;
+        let result = with_retries("release", || self.queue.release(ids, worker, self.clock.now_ms())).await;
+        match result {
+            Ok(()) => {
+                Stats::add(&self.stats.released, ids.len());
+                tracing::info!(queue = %queue, jobs = ids.len(), "gave back {what} at shutdown");
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue, jobs = ?ids, error = %e, "cannot give back {what} at shutdown; they run again once their leases expire")
+            }
+        }
+        let mut leases = self.leases();
+        for id in ids {
+            leases.remove(id);
+        }
     }
 }
 
@@ -94,6 +178,7 @@ impl Shared {
             clock,
             config,
             leases: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
         })
     }
 }
@@ -115,8 +200,7 @@ pub(super) async fn run_once(shared: &Arc<Shared>) -> PortResult<usize> {
     let mut ran = 0;
     for (queue, concurrency) in queues {
         let want = concurrency.min(cfg.claim_batch.max(1));
-        let now = shared.clock.now_ms();
-        let jobs = shared.queue.claim(queue, &cfg.worker_id, want, cfg.lease, now).await?;
+        let jobs = shared.clone().claim(queue.clone(), want).await?;
         if jobs.is_empty() {
             continue;
         }
@@ -124,9 +208,8 @@ pub(super) async fn run_once(shared: &Arc<Shared>) -> PortResult<usize> {
         // Room for every outcome, so settling never waits on a finisher.
         let (tx, mut rx) = mpsc::channel(jobs.len());
         let mut round = ClaimLoop::new(shared.clone(), queue.clone(), concurrency, Arc::new(Notify::new()), tx);
-        for job in jobs {
-            round.start(job).await;
-        }
+        round.hold(jobs);
+        round.fill().await;
         while let Some(r) = round.tasks.join_next_with_id().await {
             round.reap(r).await;
         }
@@ -215,8 +298,12 @@ impl KindMetrics {
 
 type TaskResult = Result<(TaskId, Result<(), JobError>), JoinError>;
 
+/// A claim that is out, and how many jobs it asked for.
+type Claim = (Pin<Box<dyn Future<Output = PortResult<Vec<Job>>> + Send>>, usize);
+
 enum Wake {
     Stop,
+    Claimed(PortResult<Vec<Job>>),
     Reaped(TaskResult),
     Poll,
 }
@@ -225,12 +312,17 @@ struct ClaimLoop {
     shared: Arc<Shared>,
     queue: String,
     concurrency: usize,
+    /// The prefetch buffer's bound, and the buffer: claimed, leased, not
+    /// started, in claim order.
+    prefetch: usize,
+    buffer: VecDeque<Job>,
     waker: Arc<Notify>,
     finish: mpsc::Sender<Finish>,
     tasks: JoinSet<Result<(), JobError>>,
     running: HashMap<TaskId, Running>,
     metrics: HashMap<String, KindMetrics>,
     in_flight: Gauge,
+    buffered: Gauge,
 }
 
 impl ClaimLoop {
@@ -242,16 +334,21 @@ impl ClaimLoop {
         finish: mpsc::Sender<Finish>,
     ) -> Self {
         let in_flight = metrics::gauge!(names::JOBS_IN_FLIGHT, "queue" => queue.clone());
+        let buffered = metrics::gauge!(names::JOBS_BUFFERED, "queue" => queue.clone());
+        let prefetch = shared.config.prefetch_of(&queue);
         Self {
             shared,
             queue,
             concurrency,
+            prefetch,
+            buffer: VecDeque::with_capacity(prefetch),
             waker,
             finish,
             tasks: JoinSet::new(),
             running: HashMap::new(),
             metrics: HashMap::new(),
             in_flight,
+            buffered,
         }
     }
 
@@ -261,6 +358,7 @@ impl ClaimLoop {
         // failed: no claim before this instant unless notified.
         let mut idle_until: Option<Instant> = None;
         let mut claim_error_delay = CLAIM_ERROR_BASE;
+        let mut claiming: Option<Claim> = None;
         loop {
             while let Some(r) = self.tasks.try_join_next_with_id() {
                 self.reap(r).await;
@@ -268,57 +366,119 @@ impl ClaimLoop {
             if shutdown.is_cancelled() {
                 break;
             }
-            let free = self.concurrency.saturating_sub(self.tasks.len());
-            if free > 0 && idle_until.is_none_or(|t| Instant::now() >= t) {
-                let want = free.min(cfg.claim_batch.max(1));
-                let now = self.shared.clock.now_ms();
-                match self
-                    .shared
-                    .queue
-                    .claim(&self.queue, &cfg.worker_id, want, cfg.lease, now)
-                    .await
-                {
-                    Ok(jobs) => {
-                        claim_error_delay = CLAIM_ERROR_BASE;
-                        let full = jobs.len() >= want;
-                        for job in jobs {
-                            self.start(job).await;
-                        }
-                        self.in_flight.set(self.tasks.len() as f64);
-                        if full {
-                            // More may be due right now.
-                            idle_until = None;
-                            continue;
-                        }
-                        idle_until = Some(Instant::now() + cfg.idle_poll);
-                    }
-                    Err(e) => {
-                        tracing::warn!(queue = %self.queue, error = %e, "cannot claim jobs; retrying");
-                        idle_until = Some(Instant::now() + claim_error_delay);
-                        claim_error_delay = (claim_error_delay * 2).min(CLAIM_ERROR_MAX);
-                    }
-                }
+            self.fill().await;
+            if claiming.is_none()
+                && idle_until.is_none_or(|t| Instant::now() >= t)
+                && let Some(want) = self.claim_size()
+            {
+                let claim = self.shared.clone().claim(self.queue.clone(), want);
+                claiming = Some((Box::pin(claim), want));
             }
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Stop,
+                r = async { claiming.as_mut().expect("guarded by the branch condition").0.as_mut().await },
+                    if claiming.is_some() => Wake::Claimed(r),
                 Some(r) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Reaped(r),
                 _ = self.waker.notified() => Wake::Poll,
                 _ = tokio::time::sleep_until(idle_until.unwrap_or_else(Instant::now)), if idle_until.is_some() => Wake::Poll,
             };
             match wake {
                 Wake::Stop => break,
+                Wake::Claimed(result) => {
+                    let want = claiming.take().map_or(0, |(_, want)| want);
+                    match result {
+                        Ok(jobs) => {
+                            claim_error_delay = CLAIM_ERROR_BASE;
+                            // A full claim: more may be due right now.
+                            idle_until = (jobs.len() < want).then(|| Instant::now() + cfg.idle_poll);
+                            self.hold(jobs);
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = %self.queue, error = %e, "cannot claim jobs; retrying");
+                            idle_until = Some(Instant::now() + claim_error_delay);
+                            claim_error_delay = (claim_error_delay * 2).min(CLAIM_ERROR_MAX);
+                        }
+                    }
+                }
                 Wake::Reaped(r) => self.reap(r).await,
                 Wake::Poll => idle_until = None,
             }
         }
+        // The claim that is out may have leased jobs already: take them in,
+        // so they are given back with the rest of the buffer.
+        if let Some((claim, _)) = claiming.take()
+            && let Ok(jobs) = claim.await
+        {
+            self.hold(jobs);
+        }
         self.drain(cfg.shutdown_grace).await;
+    }
+
+    /// How many jobs to claim now, if any: room for a full buffer and full
+    /// slots, at most `claim_batch`, but only once that is at least half
+    /// of it (claims stay large) or nothing is held at all (a lone job in
+    /// an idle queue starts at once). With the buffer off this waits for
+    /// half the slots to free rather than claiming one job per freed slot.
+    fn claim_size(&self) -> Option<usize> {
+        let batch = self.shared.config.claim_batch.max(1);
+        let target = self.concurrency + self.prefetch;
+        let held = self.tasks.len() + self.buffer.len();
+        let room = target.saturating_sub(held).min(batch);
+        let worth_it = target.div_ceil(2).min(batch);
+        (room > 0 && (room >= worth_it || held == 0)).then_some(room)
+    }
+
+    /// Take claimed jobs into the buffer (their leases are held from now:
+    /// the heartbeat extends them).
+    fn hold(&mut self, jobs: Vec<Job>) {
+        {
+            let mut leases = self.shared.leases();
+            for job in &jobs {
+                leases.insert(job.id, Lease::Buffered);
+            }
+        }
+        self.buffer.extend(jobs);
+        self.buffered.set(self.buffer.len() as f64);
+    }
+
+    /// Start buffered jobs while slots are free. A buffered job whose lease
+    /// was lost meanwhile (a stall longer than the lease) is dropped: its
+    /// new holder runs it.
+    async fn fill(&mut self) {
+        let mut started = false;
+        while self.tasks.len() < self.concurrency
+            && let Some(job) = self.buffer.pop_front()
+        {
+            let lost = {
+                let mut leases = self.shared.leases();
+                match leases.get_mut(&job.id) {
+                    Some(state @ Lease::Buffered) => {
+                        *state = Lease::Held;
+                        false
+                    }
+                    _ => {
+                        leases.remove(&job.id);
+                        true
+                    }
+                }
+            };
+            if lost {
+                tracing::warn!(job = job.id, queue = %self.queue, "a buffered job lost its lease before it started; dropping it");
+                continue;
+            }
+            self.start(job).await;
+            started = true;
+        }
+        if started {
+            self.buffered.set(self.buffer.len() as f64);
+            self.in_flight.set(self.tasks.len() as f64);
+        }
     }
 
     /// Run one claimed job as its own task (or settle it at once when no
     /// handler knows its kind).
     async fn start(&mut self, job: Job) {
-        self.shared.leases().insert(job.id, Lease::Held);
         let Some(kind) = self.shared.registry.kind(&job.kind) else {
             tracing::error!(job = job.id, kind = %job.kind, "unknown job kind; keeping the job dead");
             self.kind_metrics("unknown").dead.increment(1);
@@ -452,10 +612,14 @@ impl ClaimLoop {
         &self.metrics[kind]
     }
 
-    /// Shutdown: no more claims. Running jobs get `grace` to finish; the
-    /// rest are aborted and released to the queue (due now, the attempt not
-    /// counted).
+    /// Shutdown: no more claims. Buffered jobs are given back at once (no
+    /// attempt counted, their place in the claim order kept), so another
+    /// process can run them while this one finishes. Running jobs get
+    /// `grace` to finish; the rest are aborted and released the same way.
     async fn drain(&mut self, grace: Duration) {
+        let buffered: Vec<JobId> = self.buffer.drain(..).map(|j| j.id).collect();
+        self.buffered.set(0.0);
+        self.shared.release(&self.queue, &buffered, "buffered jobs").await;
         let deadline = Instant::now() + grace;
         while !self.tasks.is_empty() {
             match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
@@ -477,32 +641,7 @@ impl ClaimLoop {
             }
         }
         self.in_flight.set(0.0);
-        if release.is_empty() {
-            return;
-        }
-        {
-            let mut leases = self.shared.leases();
-            for id in &release {
-                if let Some(state) = leases.get_mut(id) {
-                    *state = Lease::Settling;
-                }
-            }
-        }
-        let (queue, worker) = (&self.shared.queue, &self.shared.config.worker_id);
-        let result = with_retries("release", || {
-            queue.release(&release, worker, self.shared.clock.now_ms())
-        })
-        .await;
-        match result {
-            Ok(()) => tracing::info!(queue = %self.queue, jobs = ?release, "released jobs still running at shutdown"),
-            Err(e) => {
-                tracing::error!(queue = %self.queue, jobs = ?release, error = %e, "cannot release jobs at shutdown; they run again once their leases expire")
-            }
-        }
-        let mut leases = self.shared.leases();
-        for id in &release {
-            leases.remove(id);
-        }
+        self.shared.release(&self.queue, &release, "jobs still running").await;
     }
 }
 
@@ -574,8 +713,14 @@ async fn flush(shared: &Shared, batch: &mut Vec<Finish>) {
             shared.queue.complete(&done, worker, shared.clock.now_ms())
         })
         .await;
-        if let Err(e) = result {
-            tracing::error!(jobs = done.len(), error = %e, "cannot mark jobs done; they run again once their leases expire");
+        match result {
+            Ok(()) => {
+                Stats::add(&shared.stats.completes, 1);
+                Stats::add(&shared.stats.completed, done.len());
+            }
+            Err(e) => {
+                tracing::error!(jobs = done.len(), error = %e, "cannot mark jobs done; they run again once their leases expire")
+            }
         }
     }
     futures::stream::iter(&fails)
@@ -622,6 +767,7 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             .await
         {
             Ok(held) => {
+                Stats::add(&shared.stats.heartbeats, 1);
                 if held.len() == ids.len() {
                     continue;
                 }
@@ -630,15 +776,19 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 {
                     let mut leases = shared.leases();
                     for id in ids.iter().filter(|id| !held.contains(id)) {
-                        if let Some(state @ Lease::Held) = leases.get_mut(id) {
+                        if let Some(state @ (Lease::Held | Lease::Buffered)) = leases.get_mut(id) {
+                            lost.push((*id, *state == Lease::Held));
                             *state = Lease::Lost;
-                            lost.push(*id);
                         }
                     }
                 }
-                for id in lost {
+                for (id, running) in lost {
                     metrics::counter!(names::JOB_LEASES_LOST).increment(1);
-                    tracing::warn!(job = id, worker = %cfg.worker_id, "lost the lease of a running job; another worker may run it again");
+                    if running {
+                        tracing::warn!(job = id, worker = %cfg.worker_id, "lost the lease of a running job; another worker may run it again");
+                    } else {
+                        tracing::warn!(job = id, worker = %cfg.worker_id, "lost the lease of a buffered job; it will not be started here");
+                    }
                 }
             }
             Err(e) => {

@@ -634,3 +634,161 @@ async fn draining_many_noop_jobs() {
         .collect();
     assert_eq!(counts["default"], 0);
 }
+
+/// A kind whose handler counts its starts, then waits for a permit of
+/// `gate` (none at first): the jobs it starts stay running until the test
+/// opens the gate.
+fn gated_kind(name: &'static str, started: Arc<AtomicUsize>, gate: Arc<tokio::sync::Semaphore>) -> JobKind {
+    JobKind::new(
+        name,
+        "default",
+        handler_fn(move |_| {
+            let (started, gate) = (started.clone(), gate.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.expect("the gate is never closed").forget();
+                Ok(())
+            }
+        }),
+    )
+}
+
+async fn running_count(queue: &dyn JobQueue) -> u64 {
+    queue.counts(T0).await.unwrap()[0].running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_claims_more_than_free_slots() {
+    let rig = rig();
+    let (started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
+    let mut reg = Registry::new();
+    reg.register(gated_kind("gated", started.clone(), gate.clone()));
+    let jobs: Vec<NewJob> = (0..20).map(|i| reg.new_job("gated", json!(i), T0)).collect();
+    rig.queue.enqueue(&jobs, T0).await.unwrap();
+    let mut cfg = config("w1", &[("default", 2)]);
+    cfg.prefetch.insert("default".into(), 8);
+    let r = start(&rig.queue, reg, ManualClock::new(T0), cfg);
+
+    // Two slots and a buffer of eight: one claim of ten, two of them run.
+    wait_until("two running and eight buffered", WAIT, || async {
+        started.load(Ordering::SeqCst) == 2 && running_count(&*rig.queue).await == 10
+    })
+    .await;
+    let stats = r.handle.stats();
+    assert_eq!((stats.claims, stats.claimed), (1, 10), "{stats:?}");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "the buffer does not raise the concurrency"
+    );
+
+    gate.add_permits(20);
+    wait_until("all 20 done", WAIT, || async {
+        rig.queue.counts(T0).await.unwrap()[0].done == 20
+    })
+    .await;
+    r.stop().await;
+    assert_eq!(started.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_jobs_are_given_back_at_shutdown_and_run_by_the_next_runner() {
+    let rig = rig();
+    let (started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
+    let mut reg = Registry::new();
+    reg.register(gated_kind("gated", started.clone(), gate.clone()));
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(enqueue(&*rig.queue, reg.new_job("gated", json!(i), T0)).await);
+    }
+    let clock = ManualClock::new(T0);
+    let mut cfg = config("w1", &[("default", 1)]);
+    cfg.prefetch.insert("default".into(), 4);
+    cfg.shutdown_grace = Duration::from_secs(60);
+    let r = start(&rig.queue, reg, clock.clone(), cfg);
+    wait_until("one running and four buffered", WAIT, || async {
+        started.load(Ordering::SeqCst) == 1 && running_count(&*rig.queue).await == 5
+    })
+    .await;
+
+    // Shutdown gives the buffered jobs back at once, while the running one
+    // still has its (long) grace.
+    r.shutdown.cancel();
+    wait_until("the four buffered jobs queued again", WAIT, || async {
+        let mut back = 0;
+        for id in &ids[1..5] {
+            let j = info(&*rig.queue, *id).await;
+            back += usize::from(j.state == JobState::Queued && j.attempts == 0 && j.worker.is_none());
+        }
+        back == 4
+    })
+    .await;
+    assert_eq!(
+        info(&*rig.queue, ids[0]).await.state,
+        JobState::Running,
+        "still in its grace"
+    );
+    assert_eq!(r.handle.stats().released, 4);
+    gate.add_permits(1);
+    let handle = r.handle.clone();
+    r.stop().await;
+    assert_eq!(info(&*rig.queue, ids[0]).await.state, JobState::Done);
+    assert_eq!(handle.stats().released, 4, "the running job finished within its grace");
+
+    // The next runner runs them, first attempt, in their original order.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let mut next = Registry::new();
+    next.register(JobKind::new(
+        "gated",
+        "default",
+        handler_fn(move |job| {
+            o.lock().unwrap().push((job.id, job.attempt));
+            async { Ok(()) }
+        }),
+    ));
+    let r2 = stepper(&rig.queue, next, clock, config("w2", &[("default", 1)]));
+    while r2.run_once().await.unwrap() > 0 {}
+    let expected: Vec<(i64, u32)> = ids[1..].iter().map(|id| (*id, 1)).collect();
+    assert_eq!(*order.lock().unwrap(), expected);
+}
+
+/// Drain `n` no-op jobs at `concurrency` with the given prefetch buffer
+/// (`None`: the default) and return the runner's queue calls.
+async fn drain_counting_claims(n: usize, concurrency: usize, prefetch: Option<usize>) -> worker::RunnerStats {
+    let rig = rig();
+    let mut reg = Registry::new();
+    reg.register(JobKind::new("noop", "default", handler_fn(|_| async { Ok(()) })));
+    let jobs: Vec<NewJob> = (0..n).map(|_| reg.new_job("noop", json!(null), T0)).collect();
+    rig.queue.enqueue(&jobs, T0).await.unwrap();
+    let mut cfg = config("w1", &[("default", concurrency)]);
+    if let Some(p) = prefetch {
+        cfg.prefetch.insert("default".into(), p);
+    }
+    let r = start(&rig.queue, reg, ManualClock::new(T0), cfg);
+    wait_until("every job done", WAIT, || async {
+        rig.queue.counts(T0).await.unwrap()[0].done == n as u64
+    })
+    .await;
+    let stats = r.handle.stats();
+    r.stop().await;
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffer_drains_a_low_concurrency_queue_in_fewer_claims() {
+    const N: usize = 300;
+    let off = drain_counting_claims(N, 2, Some(0)).await;
+    let on = drain_counting_claims(N, 2, None).await;
+    assert_eq!(worker::default_prefetch(2, 256), 64);
+    // Without a buffer a claim asks for the free slots (at most 2 here),
+    // so at least N/2 claims; with one, ~N/33 plus the idle polls.
+    assert!(off.claims >= (N / 2) as u64, "without a buffer: {off:?}");
+    assert!(
+        on.claims * 4 < off.claims,
+        "with the default buffer {on:?}, without {off:?}"
+    );
+    assert!(on.jobs_per_claim() > 4.0 * off.jobs_per_claim(), "{on:?} vs {off:?}");
+    // Completion is batched either way: far fewer calls than jobs.
+    assert!(on.completes < (N / 4) as u64, "{on:?}");
+}

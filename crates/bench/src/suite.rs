@@ -378,10 +378,11 @@ pub fn build_rows(
         None => drain_row.figure(None, Some(GOAL_DRAIN)).note("not measured"),
     });
     let idle = Row::new("rss_idle", "server memory (RSS), idle", "RSS", Unit::Mb);
-    let streams = |n: usize| {
+    let streams = |n: Option<usize>| {
+        let count = n.map_or_else(|| "many".to_owned(), |n| thousands(n as u64));
         Row::new(
             "rss_streams",
-            format!("server memory (RSS) with {} live-event streams", thousands(n as u64)),
+            format!("server memory (RSS) with {count} live-event streams"),
             "RSS",
             Unit::Mb,
         )
@@ -389,8 +390,8 @@ pub fn build_rows(
     match memory {
         Some(m) => {
             rows.push(idle.figure(Some(m.idle_bytes as f64 / MB), Some(GOAL_RSS_IDLE_MB)));
-            let mut row =
-                streams(m.streams_asked).figure(m.with_streams_bytes.map(|b| b as f64 / MB), Some(GOAL_RSS_STREAMS_MB));
+            let mut row = streams(Some(m.streams_asked))
+                .figure(m.with_streams_bytes.map(|b| b as f64 / MB), Some(GOAL_RSS_STREAMS_MB));
             if m.streams_open < m.streams_asked {
                 // Fewer streams than asked is not the figure the goal is
                 // about: no pass.
@@ -406,7 +407,11 @@ pub fn build_rows(
         }
         None => {
             rows.push(idle.figure(None, Some(GOAL_RSS_IDLE_MB)).note("not measured"));
-            rows.push(streams(0).figure(None, Some(GOAL_RSS_STREAMS_MB)).note("not measured"));
+            rows.push(
+                streams(None)
+                    .figure(None, Some(GOAL_RSS_STREAMS_MB))
+                    .note("not measured"),
+            );
         }
     }
     rows

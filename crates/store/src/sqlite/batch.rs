@@ -26,6 +26,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use domain::events::{LiveEvent, LiveEventKind};
 use domain::ids::StoreId;
@@ -100,14 +101,7 @@ pub(super) fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Res
                 &codes[i],
             ]);
         }
-        let sql = values_sql(
-            "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
-             placed_at, confirmed_at, rejected_at, name, trace, pickup_code) VALUES ",
-            14,
-            n,
-            "",
-        );
-        c.prepare_cached(&sql)?.execute(args.as_slice())?;
+        c.prepare_cached(ORDERS.sql(n))?.execute(args.as_slice())?;
         Ok(())
     })?;
 
@@ -134,14 +128,7 @@ pub(super) fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Res
                 &tickets[*i],
             ]);
         }
-        let sql = values_sql(
-            "INSERT INTO order_lines (order_id, line, sku, name, station, size, modifiers, qty, unit_price, \
-             line_total, ticket) VALUES ",
-            11,
-            n,
-            "",
-        );
-        c.prepare_cached(&sql)?.execute(args.as_slice())?;
+        c.prepare_cached(LINES.sql(n))?.execute(args.as_slice())?;
         Ok(())
     })?;
 
@@ -155,13 +142,7 @@ pub(super) fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Res
         for (o, status) in fresh[at..at + n].iter().zip(&statuses[at..at + n]) {
             args.extend_from_slice(&[&o.id_text, &o.store.0, &kind, status, &now]);
         }
-        let sql = values_sql(
-            "INSERT INTO events (order_id, store_id, kind, status, at) VALUES ",
-            5,
-            n,
-            " RETURNING order_id, id",
-        );
-        let mut stmt = c.prepare_cached(&sql)?;
+        let mut stmt = c.prepare_cached(EVENTS.sql(n))?;
         let mut rows = stmt.query(args.as_slice())?;
         while let Some(r) = rows.next()? {
             ids.insert(r.get(0)?, r.get(1)?);
@@ -195,8 +176,7 @@ fn existing_ids(c: &Connection, batch: &[NewOrder]) -> Result<HashSet<String>, E
     let mut found = HashSet::new();
     chunked(batch.len(), |at, n| {
         let args: Vec<&dyn ToSql> = batch[at..at + n].iter().map(|o| &o.id_text as &dyn ToSql).collect();
-        let marks = vec!["?"; n].join(", ");
-        let mut stmt = c.prepare_cached(&format!("SELECT id FROM orders WHERE id IN ({marks})"))?;
+        let mut stmt = c.prepare_cached(EXISTING.sql(n))?;
         let mut rows = stmt.query(args.as_slice())?;
         while let Some(r) = rows.next()? {
             found.insert(r.get(0)?);
@@ -219,20 +199,72 @@ fn chunked(total: usize, mut f: impl FnMut(usize, usize) -> Result<(), Error>) -
     Ok(())
 }
 
-/// `head` followed by `rows` groups of `columns` placeholders, then `tail`.
-fn values_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let group = format!("({})", vec!["?"; columns].join(", "));
-    let mut sql = String::with_capacity(head.len() + rows * (group.len() + 2) + tail.len());
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&group);
-    }
-    sql.push_str(tail);
-    sql
+/// One statement's text for each size in `CHUNKS`, built once per process:
+/// the hot path looks its shape up instead of formatting it per chunk.
+struct Shapes {
+    head: &'static str,
+    /// Placeholders per row: `(?, …, ?)` groups when `grouped`, else
+    /// single `?`s (an `IN` list).
+    columns: usize,
+    grouped: bool,
+    tail: &'static str,
+    built: OnceLock<[String; CHUNKS.len()]>,
 }
+
+impl Shapes {
+    const fn new(head: &'static str, columns: usize, grouped: bool, tail: &'static str) -> Self {
+        Self {
+            head,
+            columns,
+            grouped,
+            tail,
+            built: OnceLock::new(),
+        }
+    }
+
+    /// The text for `rows` rows; `rows` is one of `CHUNKS` (what `chunked`
+    /// hands out).
+    fn sql(&self, rows: usize) -> &str {
+        let built = self.built.get_or_init(|| CHUNKS.map(|n| self.build(n)));
+        let i = CHUNKS
+            .iter()
+            .position(|&n| n == rows)
+            .expect("statement sizes come from CHUNKS");
+        &built[i]
+    }
+
+    /// `head`, then `rows` groups of `columns` placeholders, then `tail`.
+    fn build(&self, rows: usize) -> String {
+        let one = if self.grouped {
+            format!("({})", vec!["?"; self.columns].join(", "))
+        } else {
+            "?".to_owned()
+        };
+        format!("{}{}{}", self.head, vec![one; rows].join(", "), self.tail)
+    }
+}
+
+static ORDERS: Shapes = Shapes::new(
+    "INSERT INTO orders (id, store_id, customer, status, reject_reason, payment_status, currency, total, \
+     placed_at, confirmed_at, rejected_at, name, trace, pickup_code) VALUES ",
+    14,
+    true,
+    "",
+);
+static LINES: Shapes = Shapes::new(
+    "INSERT INTO order_lines (order_id, line, sku, name, station, size, modifiers, qty, unit_price, \
+     line_total, ticket) VALUES ",
+    11,
+    true,
+    "",
+);
+static EVENTS: Shapes = Shapes::new(
+    "INSERT INTO events (order_id, store_id, kind, status, at) VALUES ",
+    5,
+    true,
+    " RETURNING order_id, id",
+);
+static EXISTING: Shapes = Shapes::new("SELECT id FROM orders WHERE id IN (", 1, false, ")");
 
 /// Pickup numbers drawn for one batch: each store's time zone and each
 /// `(store, local day)` counter are read once, the numbers handed out in

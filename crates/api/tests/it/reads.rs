@@ -126,4 +126,9 @@ async fn openapi_documents_every_route() {
     let ui = h.get("/docs/").await;
     assert_eq!(ui.status, 200);
     assert!(String::from_utf8_lossy(&ui.body).contains("swagger"));
+    // The UI loads the document the server serves (serialized once at start).
+    let init = h.get("/docs/swagger-initializer.js").await;
+    assert_eq!(init.status, 200);
+    assert!(String::from_utf8_lossy(&init.body).contains("\"/openapi.json\""));
+    assert_eq!(a.headers["content-type"], "application/json");
 }

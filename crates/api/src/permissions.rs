@@ -16,6 +16,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,12 +369,64 @@ impl utoipa::Modify for SecurityFromTable {
                     }
                 };
                 op.security = Some(security);
+                document_refusals(op, &method, rule);
                 let note = format!("**Access:** {who}. **Rate-limit class:** `{}`.", rule.class.as_str());
                 op.description = Some(match op.description.take() {
                     Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
                     _ => note,
                 });
             }
+        }
+    }
+}
+
+/// The refusals every operation of its kind can answer, added to its
+/// documented responses so the document lists every status the server
+/// sends (schemathesis checks that): 401 and 403 on staff and order-token
+/// routes (their pages answer HTML and document their own), and the JSON
+/// extractor's 400/413/415/422 on routes that take a JSON body (a signed
+/// callback reads its body itself and documents its own). A status already
+/// documented keeps its entry and gains the code in its description.
+fn document_refusals(op: &mut utoipa::openapi::path::Operation, method: &Method, rule: &Rule) {
+    let mut refusals: Vec<(&str, &str)> = Vec::new();
+    if matches!(rule.access, Access::Staff(_) | Access::OrderOrStaff(_)) && rule.class != Class::Pages {
+        refusals.push(("401", "unauthorized"));
+        refusals.push(("403", "forbidden"));
+        if !matches!(*method, Method::GET | Method::HEAD) {
+            refusals.push(("403", "csrf_failed"));
+        }
+    }
+    let json_body = op
+        .request_body
+        .as_ref()
+        .is_some_and(|b| matches!(b, RefOr::T(b) if b.content.contains_key("application/json")));
+    if json_body && rule.access != Access::Signed {
+        refusals.extend([
+            ("400", "malformed_json"),
+            ("413", "payload_too_large"),
+            ("415", "unsupported_media_type"),
+            ("422", "invalid_body"),
+        ]);
+    }
+    for (status, code) in refusals {
+        let entry = op.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .content(
+                        "application/problem+json",
+                        Content::new(Some(Ref::from_schema_name("Problem"))),
+                    )
+                    .build(),
+            )
+        });
+        if let RefOr::T(response) = entry
+            && !response.description.split(", ").any(|c| c == code)
+        {
+            response.description = if response.description.is_empty() {
+                code.to_owned()
+            } else {
+                format!("{}, {code}", response.description)
+            };
         }
     }
 }

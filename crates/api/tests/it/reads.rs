@@ -132,3 +132,47 @@ async fn openapi_documents_every_route() {
     assert!(String::from_utf8_lossy(&init.body).contains("\"/openapi.json\""));
     assert_eq!(a.headers["content-type"], "application/json");
 }
+
+/// Every refusal the server sends is in the document (what schemathesis
+/// checks): 401 and 403 on each staff and order-token API route, and the
+/// JSON extractor's 400/413/415/422 on each route taking a JSON body.
+#[tokio::test]
+async fn openapi_documents_the_refusals_of_every_route() {
+    let h = harness().await;
+    let doc = h.get("/openapi.json").await.json();
+    let (mut guarded_checked, mut bodies_checked) = (0, 0);
+    for rule in api::RULES {
+        let Some(op) = doc["paths"][rule.path].get(rule.method.as_str().to_lowercase()) else {
+            continue; // served by Swagger UI's router: checked by the test above
+        };
+        let responses = &op["responses"];
+        let guarded = matches!(rule.access, api::Access::Staff(_) | api::Access::OrderOrStaff(_));
+        if guarded && rule.class != api::Class::Pages {
+            for status in ["401", "403"] {
+                assert!(
+                    responses[status].is_object(),
+                    "{} {} lacks {status}",
+                    rule.method,
+                    rule.path
+                );
+            }
+            guarded_checked += 1;
+        }
+        let json_body = op["requestBody"]["content"]["application/json"].is_object();
+        if json_body && rule.access != api::Access::Signed {
+            for status in ["400", "413", "415", "422"] {
+                assert!(
+                    responses[status].is_object(),
+                    "{} {} lacks {status}",
+                    rule.method,
+                    rule.path
+                );
+            }
+            bodies_checked += 1;
+        }
+    }
+    assert!(
+        guarded_checked >= 20 && bodies_checked >= 5,
+        "{guarded_checked} guarded, {bodies_checked} bodies"
+    );
+}

@@ -145,29 +145,20 @@ async fn openapi_documents_the_refusals_of_every_route() {
         let Some(op) = doc["paths"][rule.path].get(rule.method.as_str().to_lowercase()) else {
             continue; // served by Swagger UI's router: checked by the test above
         };
-        let responses = &op["responses"];
+        let documents = |statuses: &[&str]| {
+            for status in statuses {
+                let documented = op["responses"][*status].is_object();
+                assert!(documented, "{} {} lacks {status}", rule.method, rule.path);
+            }
+        };
         let guarded = matches!(rule.access, api::Access::Staff(_) | api::Access::OrderOrStaff(_));
         if guarded && rule.class != api::Class::Pages {
-            for status in ["401", "403"] {
-                assert!(
-                    responses[status].is_object(),
-                    "{} {} lacks {status}",
-                    rule.method,
-                    rule.path
-                );
-            }
+            documents(&["401", "403"]);
             guarded_checked += 1;
         }
         let json_body = op["requestBody"]["content"]["application/json"].is_object();
         if json_body && rule.access != api::Access::Signed {
-            for status in ["400", "413", "415", "422"] {
-                assert!(
-                    responses[status].is_object(),
-                    "{} {} lacks {status}",
-                    rule.method,
-                    rule.path
-                );
-            }
+            documents(&["400", "413", "415", "422"]);
             bodies_checked += 1;
         }
     }

@@ -319,7 +319,6 @@ pub async fn login(
     tag = "sessions",
     responses(
         (status = 200, description = "The caller", body = SessionDto),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn current(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -352,7 +351,6 @@ pub async fn current(State(state): State<AppState>, caller: Caller) -> Result<Re
     tag = "sessions",
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -462,7 +460,6 @@ pub async fn list_keys(State(state): State<AppState>) -> Result<axum::Json<Vec<K
     responses(
         (status = 201, description = "Issued", body = IssuedKeyDto),
         (status = 404, description = "user_not_found", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn issue_key(

@@ -316,7 +316,6 @@ pub struct SyncJobRef {
     params(("what" = String, Path, description = "menu, accounts or all")),
     responses(
         (status = 202, description = "Enqueued (or already queued)", body = SyncEnqueued),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "sync_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -357,7 +356,6 @@ pub async fn sync(
     tag = "admin",
     responses(
         (status = 204, description = "Cleared"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -377,7 +375,6 @@ pub async fn clear_cache(State(state): State<AppState>, caller: Caller) -> Resul
     tag = "admin",
     responses(
         (status = 200, description = "Counts per queue", body = QueueList),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -397,7 +394,6 @@ pub async fn queues(State(state): State<AppState>) -> Result<axum::Json<QueueLis
     responses(
         (status = 200, description = "One page", body = JobPage),
         (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -426,7 +422,6 @@ pub async fn list_jobs(
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "job_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -445,7 +440,6 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<JobId>) -> Re
     responses(
         (status = 200, description = "The job, queued again", body = JobView),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "job_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "job_not_dead", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
@@ -483,7 +477,6 @@ pub async fn retry_job(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "job_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "job_running, invalid_transition (a done job)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),

@@ -261,8 +261,6 @@ fn ratio(hits: u64, misses: u64) -> Option<f64> {
     responses(
         (status = 200, description = "The figures", body = FiguresView),
         (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -341,8 +339,6 @@ pub async fn figures(
     responses(
         (status = 200, description = "Snapshots, newest first", body = SnapshotList),
         (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -370,8 +366,6 @@ pub async fn snapshots(
     tag = "admin",
     responses(
         (status = 200, description = "Per-store cache figures", body = CacheView),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -69,8 +69,6 @@ pub struct ScheduleRun {
     tag = "admin",
     responses(
         (status = 200, description = "The schedules", body = ScheduleList),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -112,8 +110,6 @@ pub async fn schedules(State(state): State<AppState>) -> Result<axum::Json<Sched
     params(("name" = String, Path, description = "Schedule name, e.g. menu_sync")),
     responses(
         (status = 202, description = "Enqueued (or already queued)", body = ScheduleRun),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, csrf_failed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "schedule_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
@@ -223,8 +219,6 @@ pub const MAX_LETTERS: u32 = 1000;
     responses(
         (status = 200, description = "Dead letters", body = DeadLetterList),
         (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -265,8 +259,6 @@ fn letter_id((group, partition, offset): (String, u32, u64)) -> LetterId {
     responses(
         (status = 200, description = "Re-driven", body = Replayed),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, csrf_failed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "dead_letter_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
@@ -308,8 +300,6 @@ pub async fn replay_dead_letter(
     responses(
         (status = 204, description = "Discarded"),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, csrf_failed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "dead_letter_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),
@@ -386,12 +376,6 @@ pub struct BulkDone {
     request_body = BulkRequest,
     responses(
         (status = 200, description = "Retried", body = BulkDone),
-        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, csrf_failed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -413,12 +397,6 @@ pub async fn bulk_retry(
     request_body = BulkRequest,
     responses(
         (status = 200, description = "Discarded", body = BulkDone),
-        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, csrf_failed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "jobs_unavailable, unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -468,8 +446,6 @@ async fn bulk(
     params(("id" = String, Path, description = "Store id")),
     responses(
         (status = 204, description = "Invalidated"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, csrf_failed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json"),

@@ -45,8 +45,6 @@ pub struct ProfileQuery {
     responses(
         (status = 200, description = "A flamegraph of the samples", body = String, content_type = "image/svg+xml"),
         (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "profile_running", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable (no profiler in this process)", body = Problem, content_type = "application/problem+json"),
@@ -116,8 +114,6 @@ pub struct HeapQuery {
             (Vec<u8> = "application/octet-stream"),
         )),
         (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "profile_running", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "profiling_unavailable (this process does not allocate through jemalloc's profiler), or unavailable", body = Problem, content_type = "application/problem+json"),

@@ -144,7 +144,6 @@ pub async fn order_events(
         (status = 200, description = "Server-Sent Events: `event: status|ticket`, `id:` the event id, `data:` a LiveEventDto as JSON",
             body = LiveEventDto, content_type = "text/event-stream"),
         (status = 400, description = "invalid_path, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
             body = Problem, content_type = "application/problem+json"),

@@ -473,8 +473,6 @@ impl ListQuery {
         (status = 400, description = "malformed_json, invalid_idempotency_key", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "body_timeout: the body did not arrive within the deadline; the connection closes",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_body, validation_failed, invalid_total, idempotency_key_reused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "overloaded, unavailable, timeout (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
@@ -652,7 +650,6 @@ pub struct CancelRequest {
     request_body(content = Option<CancelRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The cancelled order", body = OrderView),
-        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_body, validation_failed (reason too long)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
@@ -703,7 +700,6 @@ pub async fn cancel_order(
     params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found, line_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
     )
@@ -724,7 +720,6 @@ pub async fn start_line(
     params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found, line_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
     )
@@ -749,8 +744,6 @@ pub async fn finish_line(
     params(("id" = Uuid, Path, description = "Order id"), ("line" = u32, Path, description = "1-based line number")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found, line_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "not_ready: not yet applied by a processor (Retry-After)", body = Problem, content_type = "application/problem+json"),
@@ -772,7 +765,6 @@ pub async fn undo_line(
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
         (status = 200, description = "The picked-up order", body = OrderView),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
     )

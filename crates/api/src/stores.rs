@@ -257,9 +257,7 @@ async fn encode(
     request_body(content = AvailabilityRequest, content_type = "application/json"),
     responses(
         (status = 204, description = "Done"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "item_not_found", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn set_availability(
@@ -335,8 +333,6 @@ pub struct TicketsView {
     responses(
         (status = 200, description = "The snapshot", body = TicketsView),
         (status = 400, description = "invalid_path, invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -402,8 +398,6 @@ pub struct FiguresView {
     responses(
         (status = 200, description = "The figures", body = FiguresView),
         (status = 400, description = "invalid_path, invalid_query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -142,6 +142,17 @@ pub enum Unit {
     Mb,
 }
 
+impl Unit {
+    /// What follows a number in this unit.
+    fn suffix(self) -> &'static str {
+        match self {
+            Unit::Times => "×",
+            Unit::Ms => " ms",
+            Unit::Mb => " MB",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteReport {
     pub machine: Machine,
@@ -285,24 +296,28 @@ pub fn build_rows(
 ) -> Vec<Row> {
     let ok = |r: &LoadReport| r.overall.ok_rps;
     let live = ok(&runs.live);
+    // A run's throughput against the ceiling's.
+    let vs_live = |key, what: String, r: &LoadReport, unit, goal| {
+        Row::new(key, what, "÷ live", Unit::Times)
+            .run(r, unit)
+            .figure(ratio(ok(r), live), goal)
+    };
     let mut rows = vec![
         Row::new("live", "HTTP ceiling: GET /health/live", "reference", Unit::Times).run(&runs.live, "req/s"),
-        Row::new(
+        vs_live(
             "intake",
-            "durable intake on serve: POST /v1/orders",
-            "÷ live",
-            Unit::Times,
-        )
-        .run(&runs.intake, "202/s")
-        .figure(ratio(ok(&runs.intake), live), Some(GOAL_INTAKE)),
-        Row::new(
+            "durable intake on serve: POST /v1/orders".into(),
+            &runs.intake,
+            "202/s",
+            Some(GOAL_INTAKE),
+        ),
+        vs_live(
             "intake_api_only",
-            "intake alone: rushhour api, no processors",
-            "÷ live",
-            Unit::Times,
-        )
-        .run(&runs.intake_api_only, "202/s")
-        .figure(ratio(ok(&runs.intake_api_only), live), Some(GOAL_INTAKE_API_ONLY)),
+            "intake alone: rushhour api, no processors".into(),
+            &runs.intake_api_only,
+            "202/s",
+            Some(GOAL_INTAKE_API_ONLY),
+        ),
         Row::new(
             "fsync",
             "intake with fsync off (synchronous=normal)",
@@ -354,22 +369,20 @@ pub fn build_rows(
     });
     rows.extend([
         // No goal of its own: the uncompressed comparison for the next row.
-        Row::new(
+        vs_live(
             "menu",
             format!("cached menu, plain (identity): GET /v1/stores/{}/menu", runs.menu.store),
-            "÷ live",
-            Unit::Times,
-        )
-        .run(&runs.menu, "req/s")
-        .figure(ratio(ok(&runs.menu), live), None),
-        Row::new(
+            &runs.menu,
+            "req/s",
+            None,
+        ),
+        vs_live(
             "menu_br",
             format!("cached menu, {REAL_CLIENT_ENCODINGS}"),
-            "÷ live",
-            Unit::Times,
-        )
-        .run(&runs.menu_br, "req/s")
-        .figure(ratio(ok(&runs.menu_br), live), Some(GOAL_MENU)),
+            &runs.menu_br,
+            "req/s",
+            Some(GOAL_MENU),
+        ),
     ]);
     let drain_row = Row::new("drain", "processor drain vs raw SQLite insert", "÷ raw", Unit::Times);
     rows.push(match drain {
@@ -705,8 +718,7 @@ fn fmt_figure(row: &Row) -> String {
     };
     match row.figure_unit {
         Unit::Times => fmt_ratio(Some(f)),
-        Unit::Ms => format!("{:.1} ms", (f * 10.0).ceil() / 10.0),
-        Unit::Mb => format!("{:.1} MB", (f * 10.0).ceil() / 10.0),
+        unit => format!("{:.1}{}", (f * 10.0).ceil() / 10.0, unit.suffix()),
     }
 }
 
@@ -722,12 +734,7 @@ fn fmt_goal(row: &Row) -> String {
         Goal::AtLeast(g) => ("≥", g),
         Goal::AtMost(g) => ("≤", g),
     };
-    let unit = match row.figure_unit {
-        Unit::Times => "×",
-        Unit::Ms => " ms",
-        Unit::Mb => " MB",
-    };
-    format!("{sign} {g}{unit} ({})", row.figure_of)
+    format!("{sign} {g}{} ({})", row.figure_unit.suffix(), row.figure_of)
 }
 
 fn fmt_met(m: Option<bool>) -> &'static str {

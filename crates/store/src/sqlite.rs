@@ -724,10 +724,7 @@ fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
         "INSERT INTO events (order_id, store_id, kind, status, line, station, ticket, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    let (line, station, ticket) = match e.ticket {
-        Some((l, s, t)) => (Some(l), Some(s), Some(t)),
-        None => (None, None, None),
-    };
+    let (line, station, ticket) = e.ticket_columns();
     stmt.execute(params![
         e.order_text,
         e.store.0,
@@ -738,21 +735,37 @@ fn insert_event(c: &Connection, e: EventDraft<'_>) -> Result<LiveEvent, Error> {
         ticket.map(|t| t.as_str()),
         e.at,
     ])?;
-    Ok(LiveEvent {
-        // The connection is ours alone (the writer thread), so the last
-        // rowid is this insert's.
-        id: c.last_insert_rowid(),
-        kind: e.kind,
-        order_id: e.order,
-        store: e.store.clone(),
-        status: e.status,
-        line,
-        station,
-        ticket,
-        at: e.at,
-        pickup_code: e.pickup_code.map(str::to_owned),
-        name: e.name.map(str::to_owned),
-    })
+    // The connection is ours alone (the writer thread), so the last rowid
+    // is this insert's.
+    Ok(e.event(c.last_insert_rowid()))
+}
+
+impl EventDraft<'_> {
+    /// `line`, `station` and `ticket` as the row and the event hold them.
+    fn ticket_columns(&self) -> (Option<u32>, Option<domain::Station>, Option<domain::TicketStatus>) {
+        match self.ticket {
+            Some((l, s, t)) => (Some(l), Some(s), Some(t)),
+            None => (None, None, None),
+        }
+    }
+
+    /// The event as published, once the row has its id.
+    fn event(&self, id: i64) -> LiveEvent {
+        let (line, station, ticket) = self.ticket_columns();
+        LiveEvent {
+            id,
+            kind: self.kind,
+            order_id: self.order,
+            store: self.store.clone(),
+            status: self.status,
+            line,
+            station,
+            ticket,
+            at: self.at,
+            pickup_code: self.pickup_code.map(str::to_owned),
+            name: self.name.map(str::to_owned),
+        }
+    }
 }
 
 /// One lifecycle action in one `IMMEDIATE` transaction: taking the write

@@ -28,14 +28,14 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use domain::events::{LiveEvent, LiveEventKind};
+use domain::events::LiveEventKind;
 use domain::ids::StoreId;
 use domain::order::OrderStatus;
 use domain::ports::{BatchApplied, PaymentsApplied};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
-use super::Error;
 use super::rows::NewOrder;
+use super::{Error, EventDraft};
 
 /// Rows per statement, largest first. A batch of 100 orders with 3 lines
 /// each takes 4 order statements and 9 line statements.
@@ -154,19 +154,18 @@ pub(super) fn insert_orders(c: &Connection, batch: &[NewOrder], now: i64) -> Res
             .get(&o.id_text)
             .copied()
             .ok_or_else(|| Error::Invalid(format!("no event id came back for order {}", o.id_text)))?;
-        applied.events.push(LiveEvent {
-            id,
+        let draft = EventDraft {
             kind: LiveEventKind::Status,
-            order_id: o.id,
-            store: o.store.clone(),
+            order: o.id,
+            order_text: &o.id_text,
+            store: &o.store,
             status: o.status,
-            line: None,
-            station: None,
             ticket: None,
             at: now,
-            pickup_code: code,
-            name: o.name.clone(),
-        });
+            pickup_code: code.as_deref(),
+            name: o.name.as_deref(),
+        };
+        applied.events.push(draft.event(id));
     }
     Ok(applied)
 }

@@ -120,9 +120,11 @@ impl From<User> for UserDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
+    #[schema(schema_with = crate::schemas::username)]
     pub username: String,
     pub role: RoleDto,
-    /// At least 12 characters.
+    /// 12 to 1024 characters.
+    #[schema(schema_with = crate::schemas::password)]
     pub password: String,
 }
 
@@ -144,6 +146,7 @@ pub struct UserPatch {
     #[serde(default)]
     pub disabled: Option<bool>,
     #[serde(default)]
+    #[schema(schema_with = crate::schemas::new_password)]
     pub password: Option<String>,
 }
 
@@ -157,7 +160,6 @@ impl std::fmt::Debug for UserPatch {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct KeyDto {
     /// The visible start of the key; how it is named and revoked.
     #[schema(example = "rhk_3f9a1c2b")]
@@ -193,11 +195,13 @@ impl From<ApiKey> for KeyDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyRequest {
-    #[schema(example = "till 3")]
+    /// 1 to 100 characters once trimmed.
+    #[schema(schema_with = crate::schemas::key_name)]
     pub name: String,
     pub role: RoleDto,
     /// Limit the key to this store's routes.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::StoreSlug>)]
     pub store: Option<String>,
     /// Tie the key to a user: it stops working when they are disabled, and
     /// its role may not exceed theirs.
@@ -207,7 +211,6 @@ pub struct NewKeyRequest {
 
 /// A new key; `key` is shown this once and cannot be recovered.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct IssuedKeyDto {
     pub key: String,
     #[serde(flatten)]
@@ -261,6 +264,7 @@ pub struct AuditParams {
     pub actor: Option<String>,
     pub action: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

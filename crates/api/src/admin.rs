@@ -153,12 +153,15 @@ pub struct JobListQuery {
     /// Only this queue's jobs (`default`, `mail`, `sync`, `maintenance`, …).
     pub queue: Option<String>,
     /// Only jobs in this state: `queued`, `running`, `done` or `dead`.
+    #[param(schema_with = crate::schemas::job_state_filter)]
     pub state: Option<String>,
     /// Only jobs of this kind, e.g. `mail.receipt`.
     pub kind: Option<String>,
     /// `next_cursor` of the previous page: only jobs with a smaller id.
+    #[param(schema_with = crate::schemas::job_cursor)]
     pub before: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -166,7 +169,7 @@ impl JobListQuery {
     /// The filter to ask for, and the page size. The filter's `limit` is
     /// one more than the page, so the answer says whether another page
     /// exists without a count query.
-    fn filter(&self) -> Result<(JobFilter, u32), ApiError> {
+    pub fn filter(&self) -> Result<(JobFilter, u32), ApiError> {
         let bad = |m: String| ApiError::InvalidQuery(m);
         let limit = self.limit.unwrap_or(DEFAULT_JOB_PAGE);
         if !(1..=MAX_JOB_PAGE).contains(&limit) {
@@ -306,6 +309,17 @@ pub struct SyncJobRef {
     pub created: bool,
 }
 
+/// What `POST /v1/admin/sync/{what}` syncs (documents the path; the
+/// handler matches the strings and answers 404 `sync_not_found` otherwise).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SyncWhat {
+    Menu,
+    Accounts,
+    All,
+}
+
 /// Run the upstream sync in the background: `menu`, `accounts` or `all`.
 /// Answers 202 with the job ids (an already queued or running sync is not
 /// queued twice).
@@ -313,7 +327,7 @@ pub struct SyncJobRef {
     post,
     path = "/v1/admin/sync/{what}",
     tag = "admin",
-    params(("what" = String, Path, description = "menu, accounts or all")),
+    params(("what" = inline(SyncWhat), Path, description = "menu, accounts or all")),
     responses(
         (status = 202, description = "Enqueued (or already queued)", body = SyncEnqueued),
         (status = 404, description = "sync_not_found", body = Problem, content_type = "application/problem+json"),

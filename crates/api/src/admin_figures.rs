@@ -172,6 +172,7 @@ pub struct FiguresView {
 #[into_params(parameter_in = Query)]
 pub struct FiguresQuery {
     /// Seconds of `series` to return, 1 to 300 (default 300).
+    #[param(minimum = 1, maximum = 300)]
     pub window: Option<u32>,
 }
 
@@ -208,6 +209,7 @@ pub struct SnapshotList {
 #[into_params(parameter_in = Query)]
 pub struct SnapshotsQuery {
     /// How far back, 1 to 168 hours (default 48).
+    #[param(minimum = 1, maximum = 168)]
     pub hours: Option<u32>,
 }
 

@@ -195,6 +195,7 @@ pub struct DeadLetterList {
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -338,6 +339,7 @@ pub struct BulkRequest {
     /// `dead`, `scheduled` (queued, not yet due) or `ready` (queued, due).
     /// A retry without a state retries dead jobs; a discard without one
     /// discards every queued and dead job.
+    #[schema(schema_with = crate::schemas::bulk_state)]
     pub state: Option<String>,
     pub kind: Option<String>,
 }

@@ -32,6 +32,7 @@ pub const DEFAULT_SECONDS: u64 = 10;
 #[serde(deny_unknown_fields)]
 pub struct ProfileQuery {
     /// How long to sample, 1 to 60 seconds (default 10).
+    #[param(minimum = 1, maximum = 60)]
     pub seconds: Option<u64>,
 }
 
@@ -95,6 +96,7 @@ pub struct HeapQuery {
     /// When heap profiling is not on from start: how long to record
     /// allocations, 1 to 600 seconds (default 30); the profile shows those
     /// still live at the end. Ignored when it is on from start.
+    #[param(minimum = 1, maximum = 600)]
     pub seconds: Option<u64>,
     /// `svg` (default) or `pprof`.
     #[param(inline)]

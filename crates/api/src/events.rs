@@ -101,11 +101,11 @@ pub enum LiveEventKindDto {
     tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
+        ("Last-Event-ID" = Option<crate::schemas::LastEventIdValue>, Header, nullable = false, description = "Resume after this event id"),
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `event: status|ticket`, `id:` the event id, `data:` a LiveEventDto as JSON",
-            body = LiveEventDto, content_type = "text/event-stream"),
+            body = crate::schemas::LiveEventStream, content_type = "text/event-stream"),
         (status = 400, description = "invalid_path, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "order_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
@@ -134,15 +134,15 @@ pub async fn order_events(
     path = "/v1/stores/{id}/board",
     tag = "staff",
     params(
-        ("id" = String, Path, description = "Store slug"),
+        ("id" = crate::schemas::StoreSlug, Path, description = "Store slug"),
         AfterQuery,
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id (wins over `after`). Without \
+        ("Last-Event-ID" = Option<crate::schemas::LastEventIdValue>, Header, nullable = false, description = "Resume after this event id (wins over `after`). Without \
             either the board starts from now: first the events of today's open orders (placed in the last 24 hours, not finished), then an event \
             with only an `id:` (the position the stream resumes from), then live changes"),
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `event: status|ticket`, `id:` the event id, `data:` a LiveEventDto as JSON",
-            body = LiveEventDto, content_type = "text/event-stream"),
+            body = crate::schemas::LiveEventStream, content_type = "text/event-stream"),
         (status = 400, description = "invalid_path, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
@@ -161,7 +161,7 @@ pub async fn store_board(
     let (store, slot) = open_store_stream(&state, &caller, &id).await?;
     // The header wins: it is what a reconnecting EventSource sends, and it
     // is newer than the `after` its page was opened with.
-    let start = match after.or(q.after) {
+    let start = match after.or(q.after()?) {
         Some(after) => Start::After(after),
         None => Start::OpenTickets,
     };
@@ -174,7 +174,18 @@ pub async fn store_board(
 #[into_params(parameter_in = Query)]
 pub struct AfterQuery {
     /// An event id, e.g. a snapshot's `cursor`.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+}
+
+impl AfterQuery {
+    /// The event id to resume after; event ids are never negative.
+    fn after(&self) -> Result<Option<i64>, ApiError> {
+        match self.after {
+            Some(n) if n < 0 => Err(ApiError::InvalidQuery("after must be an event id (0 or more)".into())),
+            after => Ok(after),
+        }
+    }
 }
 
 /// One order on the public pickup board: its code, first name and where it
@@ -251,7 +262,7 @@ pub struct PickupBoard {
     get,
     path = "/v1/stores/{id}/pickup",
     tag = "stores",
-    params(("id" = String, Path, description = "Store slug")),
+    params(("id" = crate::schemas::StoreSlug, Path, description = "Store slug")),
     responses(
         (status = 200, description = "The board", body = PickupBoard),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),
@@ -296,14 +307,14 @@ pub async fn pickup_board(
     path = "/v1/stores/{id}/pickup/events",
     tag = "stores",
     params(
-        ("id" = String, Path, description = "Store slug"),
+        ("id" = crate::schemas::StoreSlug, Path, description = "Store slug"),
         AfterQuery,
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id (wins over `after`); \
+        ("Last-Event-ID" = Option<crate::schemas::LastEventIdValue>, Header, nullable = false, description = "Resume after this event id (wins over `after`); \
             without either the stream starts from now"),
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `event: pickup`, `id:` the event id, `data:` a PickupEntry as JSON",
-            body = PickupEntry, content_type = "text/event-stream"),
+            body = crate::schemas::PickupEventStream, content_type = "text/event-stream"),
         (status = 400, description = "invalid_path, invalid_query, invalid_last_event_id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "store_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too_many_streams: this client address has `http.max_streams_per_client` streams open (Retry-After)",
@@ -320,7 +331,7 @@ pub async fn pickup_events(
     Query(q): Query<AfterQuery>,
 ) -> Result<Response, ApiError> {
     let (store, slot) = open_store_stream(&state, &caller, &id).await?;
-    let after = match after.or(q.after) {
+    let after = match after.or(q.after()?) {
         Some(after) => after,
         // From now: the store's newest event, without replaying any.
         None => state.app.open_board(&store, 0).await?.cursor,

@@ -34,10 +34,61 @@ where
         if declared_length(req.headers()).is_some_and(|n| n > state.max_body_bytes as u64) {
             return Err(ApiError::PayloadTooLarge);
         }
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        match axum::Json::<Object<T>>::from_request(req, state).await {
+            Ok(axum::Json(Object(v))) => Ok(Json(v)),
             Err(r) => Err(json_rejection(r)),
         }
+    }
+}
+
+/// An integer field as JSON Schema reads `integer`: `2.0` is the integer
+/// 2 (schema validators, and clients in languages with one number type,
+/// send it so), while `2.5` is refused like any other non-integer.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct Visit;
+    impl serde::de::Visitor<'_> for Visit {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            // Within ±2^53 every whole f64 is exact, and beyond every
+            // quantity here is out of range anyway.
+            if v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_992.0 {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    d.deserialize_any(Visit)
+}
+
+/// Every request body of this API is a JSON object; serde's derive would
+/// also take a struct from an array of its fields in order (`[null,
+/// null]`), which the document does not allow, so anything but an object
+/// is refused here as 422 `invalid_body`.
+pub(crate) struct Object<T>(pub(crate) T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData)).map(Object)
     }
 }
 
@@ -119,13 +170,20 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// The prefix of the keys payment callbacks claim in the idempotency key
+/// space; no order's `Idempotency-Key` may start with it.
+pub const RESERVED_KEY_PREFIX: &str = "payment:";
+
 /// 1 to 255 visible ASCII characters (no spaces): enough for a UUID or a
 /// client's own scheme, small enough to index. The `payment:` prefix is
 /// reserved: payment webhooks claim `payment:{event id}` in the same key
 /// space, and an order must not be able to block one.
 pub fn parse_idempotency_key(v: &HeaderValue) -> Result<String, ApiError> {
     let b = v.as_bytes();
-    if (1..=255).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic()) && !b.starts_with(b"payment:") {
+    if (1..=255).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_graphic())
+        && !b.starts_with(RESERVED_KEY_PREFIX.as_bytes())
+    {
         // All bytes are ASCII, so this cannot fail.
         v.to_str()
             .map(str::to_owned)
@@ -209,6 +267,30 @@ fn opaque_tag(tag: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[serde(default)]
+        a: Option<i64>,
+        #[serde(default, deserialize_with = "whole_number")]
+        n: i64,
+    }
+
+    #[test]
+    fn bodies_are_objects_and_integers_may_be_written_as_whole_floats() {
+        let obj = |s: &str| serde_json::from_str::<Object<Sample>>(s).map(|Object(v)| v);
+        assert_eq!(obj(r#"{"a": 1}"#).unwrap().a, Some(1));
+        assert!(obj("[null, null]").is_err(), "a struct from an array");
+        assert!(obj("null").is_err());
+        assert!(obj(r#"{"b": 1}"#).is_err(), "deny_unknown_fields still holds");
+        assert_eq!(obj(r#"{"n": 2.0}"#).unwrap().n, 2);
+        assert_eq!(obj(r#"{"n": -3}"#).unwrap().n, -3);
+        assert!(obj(r#"{"n": 2.5}"#).is_err());
+        assert!(obj(r#"{"n": 1e300}"#).is_err());
+        assert!(obj(r#"{"n": "2"}"#).is_err());
+        assert!(obj(r#"{"n": 18446744073709551615}"#).is_err());
+    }
 
     #[test]
     fn idempotency_keys_are_visible_ascii_of_bounded_length() {

@@ -31,6 +31,7 @@ mod openapi;
 mod orders;
 mod permissions;
 mod protect;
+mod schemas;
 mod serve;
 mod stores;
 mod subscribers;
@@ -59,6 +60,20 @@ pub use permissions::{Access, Class, RULES, Rule};
 pub use serve::{ServeOptions, serve};
 pub use web::{Ageing, WebConfig};
 pub use webhooks::webhook_signature;
+
+/// The decoders behind the routes, reachable from the fuzz targets in
+/// `fuzz/` (CONTRIBUTING.md, "Fuzzing"). Not an API: the routes are; the
+/// items keep the names and behaviour the handlers use.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::accounts::AuditParams;
+    pub use crate::admin::JobListQuery;
+    pub use crate::events::AfterQuery;
+    pub use crate::extract::parse_last_event_id;
+    pub use crate::orders::{ListQuery, OrderView, PlaceOrderRequest};
+    pub use crate::subscribers::DeliveryQuery;
+    pub use crate::webhooks::{PaymentWebhook, decode as decode_payment, verify};
+}
 
 /// What the binary decides about the HTTP edge.
 #[derive(Clone)]

@@ -20,8 +20,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::AppState;
 use crate::permissions::SecurityFromTable;
 use crate::{
-    accounts, admin, admin_figures, admin_ops, admin_profile, error, events, health, loyalty, metrics, orders, stores,
-    subscribers, webhooks,
+    accounts, admin, admin_figures, admin_ops, admin_profile, error, events, health, loyalty, metrics, orders, schemas,
+    stores, subscribers, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -103,7 +103,20 @@ use crate::{
         page_ops,
         page_asset,
     ),
-    components(schemas(error::Problem, error::ErrorCode, error::FieldProblem)),
+    components(schemas(
+        error::Problem,
+        error::ErrorCode,
+        error::FieldProblem,
+        admin::SyncWhat,
+        events::LiveEventDto,
+        events::PickupEntry,
+        schemas::StoreSlug,
+        schemas::IdempotencyKeyValue,
+        schemas::LastEventIdValue,
+        schemas::EventIdValue,
+        schemas::LiveEventStream,
+        schemas::PickupEventStream,
+    )),
     modifiers(&SecurityFromTable),
     tags(
         (name = "orders", description = "Placing and following orders"),

@@ -31,33 +31,42 @@ use crate::stores::StationDto;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    #[schema(example = "demo-downtown")]
+    #[schema(value_type = crate::schemas::StoreSlug)]
     pub store: String,
-    /// Loyalty account or free-form customer reference.
+    /// Loyalty account or free-form customer reference: 1 to 128 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub customer: Option<String>,
     /// 1 to 50 lines.
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<LineRequest>,
-    /// A first name for the pickup board: 1 to 24 characters once trimmed.
+    /// A first name for the pickup board: 1 to 24 characters once trimmed,
+    /// none of them a control character.
     #[serde(default)]
-    #[schema(example = "Ada")]
+    #[schema(schema_with = crate::schemas::first_name)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
+    /// An item of the store's menu (`GET /v1/stores/{id}/menu`); any other
+    /// is refused with 422 `validation_failed` (`unknown_sku`, or
+    /// `unavailable` while the item is 86'd).
     #[schema(example = "latte")]
     pub sku: String,
-    /// Required when the item comes in several sizes.
+    /// One of the item's sizes (`unknown_size` otherwise); required when
+    /// the item comes in several.
     #[serde(default)]
     #[schema(example = "large")]
     pub size: Option<String>,
+    /// At most 10 of the item's modifiers (`unknown_modifier` otherwise).
     #[serde(default)]
-    #[schema(example = json!(["oat-milk"]))]
+    #[schema(example = json!(["oat-milk"]), max_items = 10)]
     pub modifiers: Vec<String>,
     /// 1 to 20.
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 20)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub qty: i64,
 }
 
@@ -390,25 +399,32 @@ pub const MAX_PAGE: u32 = 100;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only this store's orders.
+    /// Only this store's orders (empty: all stores).
+    #[param(pattern = r"^[a-z0-9-]{0,64}$", example = "demo-downtown")]
     pub store: Option<String>,
-    /// Only orders in this status (`placed`, `confirmed`, …).
+    /// Only orders in this status (empty: any).
+    #[param(schema_with = crate::schemas::status_filter)]
     pub status: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::schemas::order_cursor)]
     pub cursor: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// Only the order(s) with this pickup code (`A-042`; codes repeat per
-    /// day and store, so combine with `store` and `since`).
+    /// Only the order(s) with this pickup code (`A-042`, the letter in
+    /// either case; codes repeat per day and store, so combine with `store`
+    /// and `since`).
+    #[param(pattern = r"^([A-Za-z]-(00[1-9]|0[1-9][0-9]|[1-9][0-9]{2}))?$")]
     pub code: Option<String>,
     /// Only orders placed at or after this time: RFC 3339 or epoch ms.
+    #[param(schema_with = crate::schemas::instant_filter)]
     pub since: Option<String>,
 }
 
 impl ListQuery {
     /// The store filter to ask for. `limit` is one more than the page so
     /// the answer says whether another page exists without a count query.
-    fn filter(&self) -> Result<(OrderFilter, u32), ApiError> {
+    pub fn filter(&self) -> Result<(OrderFilter, u32), ApiError> {
         let bad = |m: String| ApiError::InvalidQuery(m);
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
@@ -463,11 +479,21 @@ impl ListQuery {
     path = "/v1/orders",
     tag = "orders",
     request_body(content = PlaceOrderRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<crate::schemas::IdempotencyKeyValue>, Header, nullable = false,
         description = "1–255 visible ASCII characters; a retry with the same key and body gets the original answer")),
     responses(
         (status = 202, description = "Durable; processing continues in the background", body = Receipt,
-            headers(("Location" = String, description = "/v1/orders/{id}"))),
+            headers(("Location" = String, description = "/v1/orders/{id}")),
+            links(
+                ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")),
+                    description = "The order, as it moves on")),
+                ("FollowOrder" = (operation_id = "order_events", parameters(("id" = "$response.body#/id")),
+                    description = "Its live events")),
+                ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")),
+                    description = "Cancel it while it is placed or confirmed")),
+                ("PickUpOrder" = (operation_id = "pick_up", parameters(("id" = "$response.body#/id")),
+                    description = "Hand it over once ready")),
+            )),
         (status = "2XX", description = "Replay of an earlier answer to the same Idempotency-Key", body = Receipt,
             headers(("Idempotent-Replayed" = String, description = "`true`"))),
         (status = 400, description = "malformed_json, invalid_idempotency_key", body = Problem, content_type = "application/problem+json"),
@@ -634,9 +660,9 @@ async fn act(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// Why (at most 200 characters), kept with the order.
+    /// Why (at most 200 characters once trimmed), kept with the order.
     #[serde(default)]
-    #[schema(example = "customer left")]
+    #[schema(schema_with = crate::schemas::cancel_reason)]
     pub reason: Option<String>,
 }
 
@@ -664,13 +690,17 @@ pub async fn cancel_order(
 ) -> Result<axum::Json<OrderView>, ApiError> {
     // The body is optional: a bare POST (what clients sent before reasons
     // existed) cancels without one.
+    // `null` is no reason too: the document's body is an optional object.
     let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CancelRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
-            _ => ApiError::MalformedJson(e.to_string()),
-        })?
+        serde_json::from_slice::<Option<crate::extract::Object<CancelRequest>>>(&body)
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+                _ => ApiError::MalformedJson(e.to_string()),
+            })?
+            .map(|crate::extract::Object(r)| r)
+            .unwrap_or_default()
     };
     if caller.principal.as_ref().is_some_and(|p| p.store.is_some()) {
         in_scope(&caller, state.app.order(id).await?.store.as_str())?;
@@ -793,10 +823,13 @@ pub fn parse_instant(s: &str) -> Option<i64> {
 
 /// Epoch milliseconds as RFC 3339 in UTC with millisecond precision, e.g.
 /// `2026-01-02T08:15:00.123Z`. Stored times are never before 1970 (they
-/// come from the system clock); a corrupt negative one renders as the epoch
-/// rather than panicking inside the formatter.
+/// come from the system clock); a corrupt negative one renders as the epoch,
+/// and one after the year 9999 (a log record from a foreign producer, found
+/// by the `log_record` fuzz target) as its last millisecond, rather than
+/// panicking inside the formatter, which has four-digit years only.
 pub fn rfc3339(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.clamp(0, LAST) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }
 
@@ -814,6 +847,10 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
         assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        // Beyond the formatter's four-digit years: the last it can say, not a panic.
+        assert_eq!(rfc3339(253_402_300_800_000), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use axum::http::Method;
 use domain::identity::Role;
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -383,7 +384,8 @@ impl utoipa::Modify for SecurityFromTable {
 /// The refusals every operation of its kind can answer, added to its
 /// documented responses so the document lists every status the server
 /// sends (schemathesis checks that): 401 and 403 on staff and order-token
-/// routes (their pages answer HTML and document their own), and the JSON
+/// routes (their pages answer HTML and document their own), the Path and
+/// Query extractors' 400 on routes with such parameters, and the JSON
 /// extractor's 400/413/415/422 on routes that take a JSON body (a signed
 /// callback reads its body itself and documents its own). A status already
 /// documented keeps its entry and gains the code in its description.
@@ -394,6 +396,22 @@ fn document_refusals(op: &mut utoipa::openapi::path::Operation, method: &Method,
         refusals.push(("403", "forbidden"));
         if !matches!(*method, Method::GET | Method::HEAD) {
             refusals.push(("403", "csrf_failed"));
+        }
+    }
+    // The Path and Query extractors answer a value that does not parse
+    // (`extract.rs`); pages render their own 404 page instead.
+    if rule.class != Class::Pages {
+        let takes = |at: ParameterIn| {
+            op.parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == at))
+        };
+        if takes(ParameterIn::Path) {
+            refusals.push(("400", "invalid_path"));
+        }
+        if takes(ParameterIn::Query) {
+            refusals.push(("400", "invalid_query"));
         }
     }
     let json_body = op

@@ -170,7 +170,7 @@ const STORE_LIST: &str = "";
     path = "/v1/stores/{id}/menu",
     tag = "stores",
     params(
-        ("id" = String, Path, description = "Store slug", example = "demo-downtown"),
+        ("id" = crate::schemas::StoreSlug, Path, description = "Store slug", example = "demo-downtown"),
         ("If-None-Match" = Option<String>, Header, description = "ETag(s) the client holds, of any encoding"),
         ("Accept-Encoding" = Option<String>, Header,
             description = "`br` and `gzip` are offered (brotli first at equal q); none, or identity, without the header",
@@ -251,7 +251,7 @@ async fn encode(
     path = "/v1/stores/{id}/items/{sku}/availability",
     tag = "staff",
     params(
-        ("id" = String, Path, description = "Store slug"),
+        ("id" = crate::schemas::StoreSlug, Path, description = "Store slug"),
         ("sku" = String, Path, description = "Item sku"),
     ),
     request_body(content = AvailabilityRequest, content_type = "application/json"),
@@ -280,9 +280,11 @@ pub async fn set_availability(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TicketsParams {
-    /// `barista` or `kitchen`; both when absent.
+    /// `barista` or `kitchen`; both when absent (or empty).
+    #[param(schema_with = crate::schemas::station_filter)]
     pub station: Option<String>,
     /// How far back `recent` looks, in seconds: 1 to 3600, default 900.
+    #[param(minimum = 1, maximum = 3600)]
     pub recent_secs: Option<u64>,
 }
 
@@ -329,7 +331,7 @@ pub struct TicketsView {
     get,
     path = "/v1/stores/{id}/tickets",
     tag = "staff",
-    params(("id" = String, Path, description = "Store slug"), TicketsParams),
+    params(("id" = crate::schemas::StoreSlug, Path, description = "Store slug"), TicketsParams),
     responses(
         (status = 200, description = "The snapshot", body = TicketsView),
         (status = 400, description = "invalid_path, invalid_query", body = Problem, content_type = "application/problem+json"),
@@ -357,6 +359,7 @@ pub async fn tickets(
 #[into_params(parameter_in = Query)]
 pub struct FiguresParams {
     /// `YYYY-MM-DD` in the store's time zone; today there by default.
+    #[param(schema_with = crate::schemas::date_filter)]
     pub date: Option<String>,
 }
 
@@ -374,6 +377,7 @@ pub struct HourFiguresView {
 /// and their time to ready (ready_at − placed_at): mean and nearest-rank
 /// 90th percentile, over the day and per hour.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StoreDayFigures)]
 pub struct FiguresView {
     pub store: String,
     #[schema(example = "2026-03-01")]
@@ -394,7 +398,7 @@ pub struct FiguresView {
     get,
     path = "/v1/stores/{id}/figures",
     tag = "staff",
-    params(("id" = String, Path, description = "Store slug"), FiguresParams),
+    params(("id" = crate::schemas::StoreSlug, Path, description = "Store slug"), FiguresParams),
     responses(
         (status = 200, description = "The figures", body = FiguresView),
         (status = 400, description = "invalid_path, invalid_query", body = Problem, content_type = "application/problem+json"),
@@ -466,7 +470,7 @@ pub struct PopularView {
     get,
     path = "/v1/stores/{id}/popular",
     tag = "stores",
-    params(("id" = String, Path, description = "Store slug")),
+    params(("id" = crate::schemas::StoreSlug, Path, description = "Store slug")),
     responses(
         (status = 200, description = "The best sellers", body = PopularView),
         (status = 400, description = "invalid_path", body = Problem, content_type = "application/problem+json"),

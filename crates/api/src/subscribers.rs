@@ -33,12 +33,13 @@ const MAX_PAGE: u32 = 500;
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookRequest {
     /// Where deliveries are POSTed: `https://…` (or `http://…`).
-    #[schema(example = "https://example.com/rushhour")]
+    #[schema(schema_with = crate::schemas::subscriber_url)]
     pub url: String,
     /// Any of `confirmed`, `ready`, `picked_up`, `cancelled`, `expired`, `paid`.
-    #[schema(example = json!(["confirmed", "ready"]))]
+    #[schema(schema_with = crate::schemas::subscriber_events)]
     pub events: Vec<String>,
-    /// Only this store's orders; every store when absent.
+    /// Only this store's orders (422 `unknown_store` if there is no such
+    /// store); every store when absent or empty.
     pub store: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -145,10 +146,13 @@ impl From<Delivery> for DeliveryDto {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Only `pending`, `delivered` or `dead` deliveries.
+    #[param(schema_with = crate::schemas::delivery_state_filter)]
     pub state: Option<String>,
     /// Only events older than this one (`evt_<n>` or `<n>`): the next page.
+    #[param(schema_with = crate::schemas::event_cursor)]
     pub before: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -385,7 +389,11 @@ pub async fn deliveries(
 /// `event_id < before`, so the row itself is the first one before
 /// `event + 1`.
 async fn delivery_of(store: &dyn WebhookStore, subscriber: i64, event: i64) -> Result<Option<Delivery>, ApiError> {
-    let rows = store.deliveries(subscriber, None, Some(event + 1), 1).await?;
+    // Saturating: `evt_9223372036854775807` is a well-formed id that no
+    // delivery has, not an overflow.
+    let rows = store
+        .deliveries(subscriber, None, Some(event.saturating_add(1)), 1)
+        .await?;
     Ok(rows.into_iter().find(|d| d.event_id == event))
 }
 
@@ -401,7 +409,7 @@ async fn delivery_of(store: &dyn WebhookStore, subscriber: i64, event: i64) -> R
     tag = "admin",
     params(
         ("id" = i64, Path, description = "Subscriber id"),
-        ("delivery" = String, Path, description = "The delivery's event id, `evt_<n>` (or `<n>`)"),
+        ("delivery" = crate::schemas::EventIdValue, Path, description = "The delivery's event id, `evt_<n>` (or `<n>`)"),
     ),
     responses(
         (status = 202, description = "Pending again", body = DeliveryDto),

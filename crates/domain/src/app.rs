@@ -452,7 +452,10 @@ pub fn fingerprint(draft: &OrderDraft) -> String {
     hex::encode(Sha256::digest(&canonical))
 }
 
-fn placed_view(p: &OrderPlacedV1) -> Order {
+/// An order as its log record shows it, before a processor applied it
+/// (read-your-writes). Public so the log-record fuzz target (`fuzz/`)
+/// drives the same view the API renders.
+pub fn placed_view(p: &OrderPlacedV1) -> Order {
     Order {
         id: p.order_id,
         store: p.store.clone(),

@@ -32,7 +32,7 @@ pub mod reports;
 pub mod sync;
 pub mod webhooks;
 
-pub use app::{AppError, IntakeOutcome, Resource, Rushhour, RushhourConfig};
+pub use app::{AppError, IntakeOutcome, MAX_CANCEL_REASON, Resource, Rushhour, RushhourConfig};
 pub use events::{LiveEvent, LiveEventKind, OrderPlacedV1, PlacedLineV1};
 pub use ids::{OrderId, StoreId};
 pub use jobs::{Job, JobId, JobQueue, JobState, NewJob};

@@ -16,6 +16,8 @@ use crate::money::Total;
 pub const MAX_LINES: usize = 50;
 pub const MAX_QTY: i64 = 20;
 pub const MAX_MODIFIERS: usize = 10;
+/// The longest customer reference, in characters.
+pub const MAX_CUSTOMER: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -430,12 +432,12 @@ pub fn price(draft: &OrderDraft, menu: &MenuSnapshot) -> Result<(Vec<OrderLine>,
         return Err(PricingError::Fields(errors));
     }
     if let Some(c) = &draft.customer
-        && (c.is_empty() || c.len() > 128)
+        && !(1..=MAX_CUSTOMER).contains(&c.chars().count())
     {
         errors.push(FieldError::new(
             "customer",
             "invalid",
-            "customer must be 1 to 128 characters",
+            format!("customer must be 1 to {MAX_CUSTOMER} characters"),
         ));
     }
     if let Some(n) = &draft.name

@@ -99,12 +99,15 @@ pub fn local_hour(time_zone: &str, at_ms: i64) -> u8 {
     ts.to_zoned(zone(time_zone)).hour() as u8
 }
 
+/// The longest first name on the pickup board, in characters.
+pub const MAX_NAME: usize = 24;
+
 /// A first name for the pickup board as the client sent it, trimmed: 1 to
-/// 24 characters and no control characters, or why not.
+/// [`MAX_NAME`] characters and no control characters, or why not.
 pub fn clean_name(raw: &str) -> Result<String, &'static str> {
     let name = raw.trim();
     let n = name.chars().count();
-    if n == 0 || n > 24 {
+    if n == 0 || n > MAX_NAME {
         return Err("name must be 1 to 24 characters");
     }
     if name.chars().any(char::is_control) {

@@ -332,7 +332,7 @@ pub fn validate(url: &str, events: &[EventType]) -> Result<(), SubscriberError> 
         .or_else(|| url.strip_prefix("http://"))
         .ok_or(SubscriberError::Url)?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if url.len() > MAX_URL || host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if url.chars().count() > MAX_URL || host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(SubscriberError::Url);
     }
     if events.is_empty() || events.contains(&EventType::Ping) {

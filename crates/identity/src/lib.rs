@@ -689,15 +689,17 @@ impl Identity {
 
     pub async fn issue_key(&self, actor: &Actor, req: KeyRequest) -> Result<IssuedKey, IdentityError> {
         let name = req.name.trim();
-        if name.is_empty() || name.len() > 100 {
-            return Err(IdentityError::InvalidInput(
-                "a key needs a name of 1 to 100 characters".into(),
-            ));
+        if name.is_empty() || name.chars().count() > MAX_KEY_NAME {
+            return Err(IdentityError::InvalidInput(format!(
+                "a key needs a name of 1 to {MAX_KEY_NAME} characters"
+            )));
         }
         if let Some(store) = &req.store
-            && (store.is_empty() || store.len() > 64)
+            && domain::StoreId::parse(store).is_none()
         {
-            return Err(IdentityError::InvalidInput("store must be 1 to 64 characters".into()));
+            return Err(IdentityError::InvalidInput(
+                "store must be a store id: 1 to 64 of a-z, 0-9 and '-'".into(),
+            ));
         }
         let user = match &req.user {
             Some(u) => {
@@ -789,6 +791,9 @@ fn any_admin(users: &[User]) -> bool {
 pub fn normalize_username(s: &str) -> String {
     s.trim().to_lowercase()
 }
+
+/// The longest API key name, in characters (once trimmed).
+pub const MAX_KEY_NAME: usize = 100;
 
 /// A username of 1 to 64 characters from `a-z 0-9 . _ - @`.
 pub fn valid_username(s: &str) -> Result<String, IdentityError> {

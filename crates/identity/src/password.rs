@@ -153,9 +153,9 @@ pub fn check_policy(password: &str) -> Result<(), IdentityError> {
             "a password needs at least {MIN_PASSWORD_LEN} characters"
         )));
     }
-    if password.len() > MAX_PASSWORD_LEN {
+    if chars > MAX_PASSWORD_LEN {
         return Err(IdentityError::WeakPassword(format!(
-            "a password may have at most {MAX_PASSWORD_LEN} bytes"
+            "a password may have at most {MAX_PASSWORD_LEN} characters"
         )));
     }
     Ok(())

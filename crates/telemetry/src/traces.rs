@@ -181,8 +181,10 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 }
 
 /// Parse a `traceparent`; `None` for anything malformed (a record written
-/// by a foreign producer, a client's junk header).
-fn parse(traceparent: &str) -> Option<SpanContext> {
+/// by a foreign producer, a client's junk header). Public only for the
+/// log-record fuzz target (`fuzz/`): a record's trace header reaches it.
+#[doc(hidden)]
+pub fn parse(traceparent: &str) -> Option<SpanContext> {
     let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
     let sc = cx.span().span_context().clone();

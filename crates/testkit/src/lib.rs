@@ -3,7 +3,8 @@
 //! plus fixtures, the one manual clock (`clock::ManualClock`), an
 //! in-process SMTP sink (`mail::SmtpSink`), an in-process webhook
 //! receiver (`receiver::Receiver`), a TLS-terminating proxy with a
-//! throwaway CA (`tls::TlsProxy`) and the service-gating helper.
+//! throwaway CA (`tls::TlsProxy`), a relay a test can cut to stage a
+//! backend outage (`outage::Outage`) and the service-gating helper.
 //!
 //! A suite is a set of `async fn`s taking a factory that builds a fresh,
 //! empty backend; an adapter crate's `tests/it` calls each one with its
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod eventlog;
 pub mod fixtures;
 pub mod mail;
+pub mod outage;
 pub mod pg;
 pub mod queue;
 pub mod ratelimit;

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
+use hyper::http::response::Parts;
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
@@ -29,6 +30,7 @@ use super::config::ExtraHeader;
 use super::stats::ErrorKind;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+static SIGNATURE: HeaderName = HeaderName::from_static("rushhour-signature");
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 static AGENT: HeaderValue = HeaderValue::from_static(concat!("rushhour-bench/", env!("CARGO_PKG_VERSION")));
 
@@ -85,6 +87,15 @@ impl Target {
         let headers = req.headers_mut();
         headers.insert(CONTENT_TYPE, JSON.clone());
         headers.insert(IDEMPOTENCY_KEY.clone(), key);
+        req
+    }
+
+    /// A payment provider's callback: JSON signed in `Rushhour-Signature`.
+    pub fn post_signed(&self, uri: Uri, body: Bytes, signature: HeaderValue) -> Request<Full<Bytes>> {
+        let mut req = self.request(Method::POST, uri, body);
+        let headers = req.headers_mut();
+        headers.insert(CONTENT_TYPE, JSON.clone());
+        headers.insert(SIGNATURE.clone(), signature);
         req
     }
 
@@ -152,6 +163,15 @@ impl Conn {
         }
         Ok((status, Bytes::new()))
     }
+
+    /// Send `req` and read the whole response, head included (`bench
+    /// chaos` reads `Idempotent-Replayed`).
+    pub async fn exchange_full(&mut self, req: Request<Full<Bytes>>) -> Result<(Parts, Bytes), ErrorKind> {
+        let resp = self.send.send_request(req).await.map_err(|_| ErrorKind::Transport)?;
+        let (head, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|_| ErrorKind::Body)?.to_bytes();
+        Ok((head, bytes))
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +204,14 @@ mod tests {
         assert_eq!(req.headers()[HOST], "h:1");
         assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(req.headers()["idempotency-key"], "k-1");
+        let req = t.post_signed(
+            Uri::from_static("/v1/webhooks/payments"),
+            Bytes::from_static(b"{}"),
+            HeaderValue::from_static("t=1,v1=00"),
+        );
+        assert_eq!(req.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(req.headers()["rushhour-signature"], "t=1,v1=00");
+        assert!(req.headers().get("idempotency-key").is_none());
         let req = t.get(Uri::from_static("/health/live"));
         assert_eq!(req.method(), Method::GET);
         assert!(req.headers().get(CONTENT_TYPE).is_none());

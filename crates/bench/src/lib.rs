@@ -1,8 +1,9 @@
 //! `rushhour bench`: the built-in HTTP load generator (closed and open
 //! loop, weighted mixes, presets from quiet to rush, HDR percentiles),
 //! `bench suite`, the one-run benchmark behind the numbers in
-//! `docs/benchmarks.md`, and the in-process benchmarks (`drain`, `jobs`,
-//! `produce`) with the raw baselines they are compared with.
+//! `docs/benchmarks.md`, `bench chaos` (`kill -9` under load, then every
+//! acknowledgement checked), and the in-process benchmarks (`drain`,
+//! `jobs`, `produce`) with the raw baselines they are compared with.
 //!
 //! The binary's `rushhour bench …` delegates here ([`BenchArgs`], [`run`]),
 //! so anyone with the binary can reproduce a published number and the
@@ -13,12 +14,14 @@
 //! Map: `config` (flags, presets, mixes; pure), `order` (valid random orders
 //! from the served menu), `client` (one hyper HTTP/1 connection per
 //! worker), `load` (the engine), `stats` (recording and the report),
-//! `suite` (servers, runs, ratios against the goals), `drain` (processor
+//! `suite` (servers, runs, ratios against the goals), `chaos` (kills under
+//! load, the ledger of answers, the checks), `drain` (processor
 //! drain vs `baseline`/`baseline_pg`), `jobs` (job-runner drain),
 //! `produce` (raw Kafka producer).
 
 pub mod baseline;
 pub mod baseline_pg;
+pub mod chaos;
 mod client;
 mod config;
 pub mod drain;
@@ -53,6 +56,11 @@ pub enum BenchCmd {
     /// intake, cached menu plain and compressed, group commit on/off,
     /// processor drain) against their goals, on servers it starts itself.
     Suite(SuiteArgs),
+    /// `kill -9` a server every few seconds under steady load (orders and
+    /// payment callbacks, retried as real clients do), then check that
+    /// every acknowledged order exists once and is confirmed and every
+    /// acknowledged payment was applied once; fails if not.
+    Chaos(chaos::ChaosArgs),
     /// In-process processor drain vs raw SQLite insert.
     Drain(drain::DrainArgs),
     /// Job runner drain: no-op jobs burned down per second on the SQLite or
@@ -127,8 +135,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; servers stopped"),
             }
         }
+        Some(BenchCmd::Chaos(c)) => run_chaos(&c).await,
         None => run_load_command(&args.load).await,
     }
+}
+
+async fn run_chaos(args: &chaos::ChaosArgs) -> anyhow::Result<()> {
+    // Dropping the run drops its server child, which is `kill_on_drop`.
+    let report = tokio::select! {
+        r = chaos::run(args) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; server stopped"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    let c = &report.checks;
+    if !report.passed {
+        anyhow::bail!(
+            "chaos run failed: orders lost {}, duplicated {}, unconfirmed {}; payments lost {}, duplicated {}, unapplied {}{}",
+            c.orders_lost,
+            c.orders_duplicated,
+            c.orders_unconfirmed,
+            c.payments_lost,
+            c.payments_duplicated,
+            c.payments_unapplied,
+            if report.settled_ms.is_none() {
+                "; the store had not applied everything within --settle"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 async fn run_load_command(args: &LoadArgs) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@
 //! run inherits another's backlog.
 
 mod probes;
-mod server;
+pub(crate) mod server;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -697,7 +697,7 @@ fn fmt_rate(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "—".to_owned(), |v| format!("{} {unit}", thousands(v.round() as u64)))
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

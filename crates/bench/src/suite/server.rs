@@ -1,20 +1,53 @@
-//! The servers the suite measures: children of this process, each on a
-//! free port with a fresh temporary data directory and a clean
-//! environment, started in one of the shapes the suite compares (`serve`
-//! with group commit on or off, fsync on or off; `api` alone).
+//! The servers the suite and the chaos runs measure: children of this
+//! process, each on a free port with a fresh temporary data directory and
+//! a clean environment, started in one of the shapes the suite compares
+//! (`serve` with group commit on or off, fsync on or off; `api` alone).
+//! `bench chaos` also kills one with SIGKILL and starts it again on the
+//! same port and data directory ([`Server::kill`], [`Server::respawn`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// How long a freshly started server may take to answer `/health/ready`
 /// (migrations and the demo seed run first).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Between two readiness polls. Short, because `bench chaos` reports the
+/// time from a kill to ready, and a poll interval is that figure's error.
+const READY_POLL: Duration = Duration::from_millis(10);
+
+/// Why a server could not be started, or did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spawning {}", exe.display())]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the readiness client")]
+    Client(#[source] reqwest::Error),
+    #[error("the server exited ({status}) before it was ready; its log:\n{log}")]
+    Exited { status: ExitStatus, log: String },
+    #[error("{url} not ready after {}s; server log:\n{log}", READY_TIMEOUT.as_secs())]
+    NotReady { url: String, log: String },
+    #[error("the server has exited")]
+    Gone,
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> ServerError {
+    move |source| ServerError::Io { what, source }
+}
 
 /// What to start: the subcommand and the settings that make this shape.
 #[derive(Debug, Clone)]
@@ -76,39 +109,32 @@ pub struct Server {
     pub url: String,
     /// `host:port`.
     pub addr: String,
+    exe: PathBuf,
+    shape: Shape,
+    extra_env: Vec<(String, String)>,
     data: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    pub async fn start(exe: &Path, shape: &Shape, extra_env: &[(String, String)]) -> anyhow::Result<Self> {
+    pub async fn start(exe: &Path, shape: &Shape, extra_env: &[(String, String)]) -> Result<Self, ServerError> {
         let dir = tempfile::Builder::new()
             .prefix("rushhour-bench-")
             .tempdir()
-            .context("creating a temporary data directory")?;
+            .map_err(io("creating a temporary data directory"))?;
         let data = dir.path().join("data");
-        std::fs::create_dir_all(&data)?;
+        std::fs::create_dir_all(&data).map_err(io("creating the data directory"))?;
         let log = dir.path().join("server.log");
-        let log_file = std::fs::File::create(&log)?;
         let addr = format!("127.0.0.1:{}", free_port()?);
-        let mut cmd = clean_command(exe);
-        cmd.arg(shape.command)
-            .arg("--addr")
-            .arg(&addr)
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUSHHOUR__TELEMETRY__LOG_FILTER", "warn")
-            .envs(shape.env.iter().copied())
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        let child = cmd.spawn().with_context(|| format!("spawning {}", exe.display()))?;
+        let child = spawn(exe, shape, extra_env, &addr, &data, &log)?;
         let mut server = Server {
             child,
             url: format!("http://{addr}"),
             addr,
+            exe: exe.to_owned(),
+            shape: shape.clone(),
+            extra_env: extra_env.to_vec(),
             data,
             log,
             _dir: dir,
@@ -118,8 +144,8 @@ impl Server {
     }
 
     /// The child's pid (for its RSS).
-    pub fn pid(&self) -> anyhow::Result<u32> {
-        self.child.id().context("the server has exited")
+    pub fn pid(&self) -> Result<u32, ServerError> {
+        self.child.id().ok_or(ServerError::Gone)
     }
 
     /// The embedded store's database file.
@@ -127,24 +153,30 @@ impl Server {
         self.data.join("rushhour.db")
     }
 
+    /// The embedded event log's database file.
+    pub fn log_db(&self) -> PathBuf {
+        self.data.join("log.db")
+    }
+
     /// Poll `/health/ready` until it answers 200, the child dies, or
     /// `READY_TIMEOUT` passes.
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+    pub async fn wait_ready(&mut self) -> Result<(), ServerError> {
         // reqwest has rustls but no crypto provider of its own (ADR 0008):
         // the process default must be ring before a client is built.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
-            .build()?;
+            .build()
+            .map_err(ServerError::Client)?;
         let url = format!("{}/health/ready", self.url);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "the server exited ({status}) before it was ready; its log:\n{}",
-                    self.log_tail()
-                );
+            if let Some(status) = self.child.try_wait().map_err(io("waiting for the server"))? {
+                return Err(ServerError::Exited {
+                    status,
+                    log: self.log_tail(),
+                });
             }
             if let Ok(resp) = client.get(&url).send().await
                 && resp.status() == reqwest::StatusCode::OK
@@ -152,28 +184,82 @@ impl Server {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "{url} not ready after {}s; server log:\n{}",
-                    READY_TIMEOUT.as_secs(),
-                    self.log_tail()
-                );
+                return Err(ServerError::NotReady {
+                    url,
+                    log: self.log_tail(),
+                });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(READY_POLL).await;
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// SIGKILL and reap. A graceful stop would only spend time draining a
-    /// backlog into a data directory that is deleted right after.
-    pub async fn stop(mut self) {
+    /// SIGKILL and reap, keeping the data directory: what `kill -9` does
+    /// to a server, for `bench chaos`. The process is gone when this
+    /// returns (its lock on the data directory with it).
+    pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+
+    /// Start the same server again, on the same address and data
+    /// directory, without waiting for it ([`Server::wait_ready`] does).
+    /// Its output is appended to the same log.
+    pub fn respawn(&mut self) -> Result<(), ServerError> {
+        self.child = spawn(
+            &self.exe,
+            &self.shape,
+            &self.extra_env,
+            &self.addr,
+            &self.data,
+            &self.log,
+        )?;
+        Ok(())
+    }
+
+    /// SIGKILL and reap. A graceful stop would only spend time draining a
+    /// backlog into a data directory that is deleted right after.
+    pub async fn stop(mut self) {
+        self.kill().await;
+    }
+}
+
+/// `exe <shape> --addr <addr> --data-dir <data>`, its output appended to
+/// `log`.
+fn spawn(
+    exe: &Path,
+    shape: &Shape,
+    extra_env: &[(String, String)],
+    addr: &str,
+    data: &Path,
+    log: &Path,
+) -> Result<Child, ServerError> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io("opening the server log"))?;
+    let mut cmd = clean_command(exe);
+    cmd.arg(shape.command)
+        .arg("--addr")
+        .arg(addr)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUSHHOUR__TELEMETRY__LOG_FILTER", "warn")
+        .envs(shape.env.iter().copied())
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().map_err(io("opening the server log"))?)
+        .stderr(log_file);
+    cmd.spawn().map_err(|source| ServerError::Spawn {
+        exe: exe.to_owned(),
+        source,
+    })
 }
 
 /// A command for a child of ours: killed if we drop it (error, Ctrl-C),
@@ -194,7 +280,7 @@ pub fn clean_command(exe: &Path) -> Command {
 /// Ask the OS for a free port. The listener is closed before the server
 /// binds it, a small race that only another process grabbing that very
 /// port could lose; if it does, the server fails to start and says so.
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+fn free_port() -> Result<u16, ServerError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
 }

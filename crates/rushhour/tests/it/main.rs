@@ -1,10 +1,12 @@
 //! Black-box tests of the whole application: the real wiring, real SQLite
 //! files and a real HTTP server on a loopback port, driven over HTTP — plus
-//! the crash test, which runs the real binary as a child and `kill -9`s it.
+//! the crash test, which runs the real binary as a child and `kill -9`s it,
+//! and the chaos run, which does so every two seconds under load.
 
 mod access;
 mod backup;
 mod browser;
+mod chaos;
 mod crash;
 mod http_errors;
 mod http_orders;

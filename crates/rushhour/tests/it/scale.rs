@@ -1499,6 +1499,18 @@ async fn postgres_outage_answers_503_within_a_second_and_recovers() {
 
 // ----------------------------------------------- 6. payments through Kafka
 
+/// `GET /v1/orders/{id}` as staff, as JSON.
+async fn order_view(client: &Client, base: &str, id: &str) -> Value {
+    let r = client
+        .get(format!("{base}/v1/orders/{id}"))
+        .bearer_auth(STAFF_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "GET /v1/orders/{id}");
+    r.json().await.unwrap()
+}
+
 /// A signed payment callback taken by a scale-mode `api` goes through the
 /// Kafka log to a separate `worker`, which applies it to its order once:
 /// the provider's redelivery is answered from the idempotency claim and
@@ -1543,15 +1555,7 @@ async fn payment_callbacks_through_kafka_are_applied_once() {
     if let Err(e) = confirmed(&client, &base, &id, deadline).await {
         panic!("{e}");
     }
-    let order: Value = client
-        .get(format!("{base}/v1/orders/{id}"))
-        .bearer_auth(STAFF_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order = order_view(&client, &base, &id).await;
     let now_s = domain::ports::system_now_ms() / 1000;
     let event_id = format!("evt_{}", scale.tag);
     let body = json!({"id": event_id, "type": "payment.succeeded", "order_id": id,
@@ -1580,15 +1584,7 @@ async fn payment_callbacks_through_kafka_are_applied_once() {
     );
 
     let paid = loop {
-        let v: Value = client
-            .get(format!("{base}/v1/orders/{id}"))
-            .bearer_auth(STAFF_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = order_view(&client, &base, &id).await;
         if v["payment_status"] == "paid" {
             break v;
         }

@@ -5,8 +5,9 @@
 //! and live events — driven over HTTP and checked in PostgreSQL directly.
 //!
 //! - Two apis and two workers keep every acknowledged order exactly once
-//!   when a worker is `kill -9`ed under load; both apis read each other's
-//!   orders and replay each other's idempotency keys.
+//!   when a worker and then an api are `kill -9`ed under load (clients
+//!   retry on the other api with the same key); both apis read each
+//!   other's orders and replay each other's idempotency keys.
 //! - A Redis restart under load costs clients nothing, and menu
 //!   invalidation works again once Redis is back.
 //! - A broker outage turns intake into fast 503s (problem+json with
@@ -398,14 +399,19 @@ struct Tally {
     accepted: Vec<Accepted>,
     /// 503 answers (each retried with the same key).
     unavailable: usize,
+    /// Requests without an answer (their api was killed; each retried with
+    /// the same key on the other api).
+    unanswered: usize,
     failures: Vec<String>,
 }
 
 /// How long one order is retried on 503 before the client gives up.
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
-/// One client: orders until `stop`, alternating between the apis; a 503 is
-/// retried with the same key on the other api, for up to `RETRY_FOR`.
+/// One client: orders until `stop`, alternating between the apis; a 503,
+/// or no answer at all (an api killed mid-request), is retried with the
+/// same key on the other api, for up to `RETRY_FOR`, as a load balancer
+/// and a retrying client would.
 async fn order_client(
     client: Client,
     bases: Arc<[String; 2]>,
@@ -457,7 +463,15 @@ async fn order_client(
                     r.status(),
                     r.text().await.unwrap_or_default()
                 ),
-                Err(e) => format!("key {key} on api{}: {e}", api + 1),
+                Err(e) => {
+                    tally.lock().unwrap().unanswered += 1;
+                    attempt += 1;
+                    if first.elapsed() < RETRY_FOR {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    format!("key {key} on api{}: no answer for {:?}: {e}", api + 1, first.elapsed())
+                }
             };
             tally.lock().unwrap().failures.push(failure);
             break;
@@ -467,8 +481,8 @@ async fn order_client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
-    let name = "two_apis_two_workers_survive_a_worker_kill_exactly_once";
+async fn two_apis_two_workers_survive_a_worker_and_an_api_kill_exactly_once() {
+    let name = "two_apis_two_workers_survive_a_worker_and_an_api_kill_exactly_once";
     let (Some(kafka), Some(pg), Some(redis)) = (
         testkit::service_url("RUSHHOUR_TEST_KAFKA_BROKERS", name),
         testkit::service_url("RUSHHOUR_TEST_POSTGRES_URL", name),
@@ -563,6 +577,19 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
     orphaned.sort_unstable();
     eprintln!("killed worker2 (SIGKILL, it held partitions {orphaned:?}) after {before_kill} accepted orders");
     tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Then an api, in turn: its requests in flight get no answer and are
+    // retried on the other api with the same key; it comes back on its
+    // port, as an orchestrator would restart it.
+    let before_api_kill = tally.lock().unwrap().accepted.len();
+    procs.kill("api1").await;
+    let api_killed_at = Instant::now();
+    eprintln!("killed api1 (SIGKILL) after {before_api_kill} accepted orders");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    procs.spawn("api1", scale.command("api", api_ports[0], "warn"), None);
+    ready(&client, &bases[0], "api1 (restarted)", &mut procs).await;
+    eprintln!("api1 ready again {:?} after its kill", api_killed_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         tokio::time::timeout(Duration::from_secs(60), c)
@@ -573,15 +600,24 @@ async fn two_apis_two_workers_survive_a_worker_kill_exactly_once() {
     let Tally {
         mut accepted,
         unavailable,
+        unanswered,
         failures,
     } = std::mem::take(&mut *tally.lock().unwrap());
     eprintln!(
-        "load: {} orders accepted ({before_kill} before the kill), {unavailable} answers 503 (retried), {} failures",
+        "load: {} orders accepted ({before_kill} before the worker kill, {before_api_kill} before the api kill), \
+         {unavailable} answers 503 and {unanswered} unanswered requests (retried), {} failures",
         accepted.len(),
         failures.len()
     );
     assert!(before_kill > 0, "no order was accepted before the kill");
-    assert!(accepted.len() > before_kill, "no order was accepted after the kill");
+    assert!(
+        before_api_kill > before_kill,
+        "no order was accepted after the worker kill"
+    );
+    assert!(
+        accepted.len() > before_api_kill,
+        "no order was accepted after the api kill"
+    );
     assert!(
         failures.is_empty(),
         "{} requests failed (only 503 is allowed, and is retried); first: {:#?}",

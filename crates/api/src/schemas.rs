@@ -2,10 +2,11 @@
 //! document states exactly what the server accepts (schemathesis fuzzes it
 //! in CI and fails on any difference either way).
 //!
-//! Each is written next to the parser whose rules it repeats, and a unit
-//! test below checks one against the other on edge cases: a trimmed name
-//! follows Rust's `str::trim` (Unicode `White_Space`), a filter left empty
-//! means "no filter", an instant is RFC 3339 or epoch milliseconds.
+//! Each names the parser whose rules it repeats. The contract run
+//! (`scripts/schemathesis.sh`) holds them to the server both ways; the unit
+//! tests below pin what a regex cannot be checked for here: the white and
+//! control classes against `str::trim` and `char::is_control`, the
+//! `Idempotency-Key` grammar, and every listed value against its parser.
 
 use std::borrow::Cow;
 
@@ -189,14 +190,23 @@ pub fn status_filter() -> RefOr<Schema> {
     one_of_or_empty(domain::OrderStatus::ALL.iter().map(|s| s.as_str()))
 }
 
+/// What `domain::JobState::parse` reads.
+const JOB_STATES: [&str; 4] = ["queued", "running", "done", "dead"];
+/// What `domain::Station::parse` reads.
+const STATIONS: [&str; 2] = ["barista", "kitchen"];
+/// What `domain::webhooks::DeliveryState::parse` reads.
+const DELIVERY_STATES: [&str; 3] = ["pending", "delivered", "dead"];
+/// What `domain::jobs::BulkState::parse` reads.
+const BULK_STATES: [&str; 3] = ["dead", "scheduled", "ready"];
+
 /// `state=` of the job list: a job state, or empty.
 pub fn job_state_filter() -> RefOr<Schema> {
-    one_of_or_empty(["queued", "running", "done", "dead"])
+    one_of_or_empty(JOB_STATES)
 }
 
 /// `station=` of a store's tickets: a station, or empty (both).
 pub fn station_filter() -> RefOr<Schema> {
-    one_of_or_empty(["barista", "kitchen"])
+    one_of_or_empty(STATIONS)
 }
 
 /// A positive `i64` as `str::parse` reads it (an optional `+`, leading
@@ -268,13 +278,13 @@ pub fn event_cursor() -> RefOr<Schema> {
 pub fn bulk_state() -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(string_or_null())
-        .enum_values(Some([Some("dead"), Some("scheduled"), Some("ready"), Some(""), None]))
+        .enum_values(Some(BULK_STATES.into_iter().chain([""]).map(Some).chain([None])))
         .into()
 }
 
 /// `state=` of the delivery log: a delivery state, or empty.
 pub fn delivery_state_filter() -> RefOr<Schema> {
-    one_of_or_empty(["pending", "delivered", "dead"])
+    one_of_or_empty(DELIVERY_STATES)
 }
 
 /// `cursor=` of the order list: an order id, or empty.
@@ -374,6 +384,22 @@ pub fn instant_filter() -> RefOr<Schema> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_value_parses_and_nothing_near_it_does() {
+        use domain::jobs::BulkState;
+        use domain::webhooks::DeliveryState;
+        assert!(JOB_STATES.iter().all(|s| domain::JobState::parse(s).is_some()));
+        assert!(STATIONS.iter().all(|s| domain::Station::parse(s).is_some()));
+        assert!(DELIVERY_STATES.iter().all(|s| DeliveryState::parse(s).is_some()));
+        assert!(BULK_STATES.iter().all(|s| BulkState::parse(s).is_some()));
+        for s in ["Queued", "queue", "", "Barista", "deleted"] {
+            assert!(domain::JobState::parse(s).is_none(), "{s}");
+            assert!(domain::Station::parse(s).is_none(), "{s}");
+            assert!(DeliveryState::parse(s).is_none(), "{s}");
+            assert!(BulkState::parse(s).is_none(), "{s}");
+        }
+    }
 
     #[test]
     fn the_idempotency_key_pattern_spells_out_the_reserved_prefix() {

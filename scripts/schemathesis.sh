@@ -36,10 +36,13 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 key="st-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+webhook_secret="whsec_st-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 
 # A fresh embedded server. The shared staff key acts as admin, so every
-# route is reachable; rate limits stay on (429 is a documented answer).
-env -u RUSHHOUR_CONFIG RUSHHOUR__AUTH__STAFF_KEY="$key" RUSHHOUR__TELEMETRY__LOG_FILTER=warn \
+# route is reachable; the webhook secret lets the hook sign payment
+# callbacks; rate limits stay on (429 is a documented answer).
+env -u RUSHHOUR_CONFIG RUSHHOUR__AUTH__STAFF_KEY="$key" RUSHHOUR__WEBHOOKS__SECRET="$webhook_secret" \
+  RUSHHOUR__TELEMETRY__LOG_FILTER=warn \
   "$BIN" serve --addr "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do
@@ -48,7 +51,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 
-export RUSHHOUR_ST_BASE="$base" RUSHHOUR_ST_KEY="$key"
+export RUSHHOUR_ST_BASE="$base" RUSHHOUR_ST_KEY="$key" RUSHHOUR_ST_WEBHOOK_SECRET="$webhook_secret"
 export SCHEMATHESIS_HOOKS="$PWD/scripts/schemathesis/hooks.py"
 status=0
 for seed in 1 "$(python3 -c 'import random; print(random.randrange(1, 2**31))')"; do

@@ -66,19 +66,21 @@ pub const MAX_EVENT_ID: usize = 128;
 pub struct PaymentWebhook {
     /// The provider's event id, 1 to 128 visible ASCII characters; the
     /// idempotency key of the callback.
-    #[schema(example = "evt_1PqR2s")]
+    #[schema(example = "evt_1PqR2s", pattern = r"^[\x21-\x7e]{1,128}$")]
     pub id: String,
     #[serde(rename = "type")]
     pub kind: PaymentEventType,
     pub order_id: Uuid,
     /// Minor units (cents), not negative.
-    #[schema(example = 1140)]
+    #[schema(example = 1140, minimum = 0)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub amount: i64,
     /// ISO 4217 code, three upper-case letters.
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: String,
-    /// When the provider created the event (Unix seconds).
-    #[schema(example = 1767341700)]
+    /// When the provider created the event (Unix seconds, 1 or more).
+    #[schema(example = 1767341700, minimum = 1)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub created: i64,
 }
 

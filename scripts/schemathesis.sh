@@ -5,7 +5,8 @@
 # body as documented, valid data accepted, invalid data refused, auth not
 # ignored) and stateful links on (it places orders, then reads and cancels
 # them through the links of the 202). Two runs: a fixed seed (reproducible)
-# and a random one (printed, so a failure can be replayed with `--seed`).
+# and a random one (printed, so a failure can be replayed with
+# RUSHHOUR_ST_SEEDS=<seed>).
 #
 #   scripts/schemathesis.sh PATH/TO/rushhour [EXAMPLES]
 #
@@ -54,7 +55,9 @@ done
 export RUSHHOUR_ST_BASE="$base" RUSHHOUR_ST_KEY="$key" RUSHHOUR_ST_WEBHOOK_SECRET="$webhook_secret"
 export SCHEMATHESIS_HOOKS="$PWD/scripts/schemathesis/hooks.py"
 status=0
-for seed in 1 "$(python3 -c 'import random; print(random.randrange(1, 2**31))')"; do
+# RUSHHOUR_ST_SEEDS replays given seeds instead (a failure prints its seed).
+seeds="${RUSHHOUR_ST_SEEDS:-1 $(python3 -c 'import random; print(random.randrange(1, 2**31))')}"
+for seed in $seeds; do
   echo "== schemathesis: seed $seed, $EXAMPLES examples per operation"
   "$VENV/bin/schemathesis" --config-file scripts/schemathesis/schemathesis.toml run "$base/openapi.json" \
     --checks all --max-examples "$EXAMPLES" --seed "$seed" --workers 2 --no-color || status=1

@@ -14,31 +14,43 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+/// A type standing for a schema built at run time, where the derive wants
+/// a type (tuple parameters, response bodies); `$name` is its component.
+macro_rules! runtime_schema {
+    ($(#[$doc:meta])* $ty:ident = $name:literal, $schema:expr) => {
+        $(#[$doc])*
+        pub struct $ty;
+
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                $schema
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
 /// A store's slug: 1 to 64 of `a-z`, `0-9` and `-` (`domain::StoreId`).
 #[derive(ToSchema)]
 #[schema(pattern = r"^[a-z0-9-]{1,64}$", example = "demo-downtown")]
 pub struct StoreSlug(#[allow(dead_code)] String);
 
-/// An `Idempotency-Key` (`crate::extract::parse_idempotency_key`): 1 to
-/// 255 visible ASCII characters, not starting with the `payment:` prefix
-/// that payment callbacks claim in the same key space.
-pub struct IdempotencyKeyValue;
-
-impl PartialSchema for IdempotencyKeyValue {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(idempotency_key_pattern()))
-            .examples(["3f1c9a7e-2b4d-4c8e-9f10-5a6b7c8d9e0f"])
-            .into()
-    }
-}
-
-impl ToSchema for IdempotencyKeyValue {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("IdempotencyKey")
-    }
-}
+runtime_schema!(
+    /// An `Idempotency-Key` (`crate::extract::parse_idempotency_key`): 1
+    /// to 255 visible ASCII characters, not starting with the `payment:`
+    /// prefix that payment callbacks claim in the same key space.
+    IdempotencyKeyValue = "IdempotencyKey",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(idempotency_key_pattern()))
+        .examples(["3f1c9a7e-2b4d-4c8e-9f10-5a6b7c8d9e0f"])
+        .into()
+);
 
 /// "Visible ASCII, 1 to 255, not `payment:…`" without a look-ahead (not
 /// every generator of test data supports one): a key either differs from
@@ -66,35 +78,32 @@ const WHITE: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u20
 /// Control characters (`char::is_control`, category Cc).
 const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
 
-/// Text that is 1 to `max` characters once trimmed, none a control
-/// character; white space around it is allowed (and trimmed).
-fn trimmed_pattern(max: usize) -> String {
-    // A visible first and last character: neither white nor control.
-    let edge = format!(r"[^{CONTROL}{WHITE}]");
-    format!(
-        r"^[{WHITE}]*{edge}(?:[^{CONTROL}]{{0,{inner}}}{edge})?[{WHITE}]*$",
-        inner = max - 2
-    )
+/// Text of 1 to `max` characters once trimmed (white space around it is
+/// allowed, and trimmed), none of them in the class `forbidden` (empty:
+/// any character); with `blank_ok`, nothing but white space too.
+fn trimmed(max: usize, forbidden: &str, blank_ok: bool) -> String {
+    // The first and last characters are neither white nor forbidden.
+    let edge = format!(r"[^{forbidden}{WHITE}]");
+    let inner = if forbidden.is_empty() {
+        r"[\s\S]".to_owned()
+    } else {
+        format!("[^{forbidden}]")
+    };
+    let text = format!(r"{edge}(?:{inner}{{0,{n}}}{edge})?", n = max - 2);
+    let text = if blank_ok { format!("(?:{text})?") } else { text };
+    format!(r"^[{WHITE}]*{text}[{WHITE}]*$")
 }
 
 /// A first name for the pickup board (`domain::pickup::clean_name`).
 pub fn first_name() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
         .schema_type(string_or_null())
-        .pattern(Some(trimmed_pattern(domain::pickup::MAX_NAME)))
+        .pattern(Some(trimmed(domain::pickup::MAX_NAME, CONTROL, false)))
         .examples(["Ada"])
         .description(Some(format!(
             "A first name for the pickup board: 1 to {} characters once trimmed, no control characters",
             domain::pickup::MAX_NAME
         )))
-}
-
-/// Text of at most `max` characters once trimmed (any characters inside);
-/// with `blank_ok`, nothing but white space too.
-fn trimmed_text(max: usize, blank_ok: bool) -> String {
-    let text = format!(r"[^{WHITE}](?:[\s\S]{{0,{inner}}}[^{WHITE}])?", inner = max - 2);
-    let text = if blank_ok { format!("(?:{text})?") } else { text };
-    format!(r"^[{WHITE}]*{text}[{WHITE}]*$")
 }
 
 /// A cancel reason (`App::cancel`): at most 200 characters once trimmed;
@@ -103,7 +112,7 @@ pub fn cancel_reason() -> impl Into<RefOr<Schema>> {
     let max = domain::MAX_CANCEL_REASON;
     ObjectBuilder::new()
         .schema_type(string_or_null())
-        .pattern(Some(trimmed_text(max, true)))
+        .pattern(Some(trimmed(max, "", true)))
         .examples(["customer left"])
         .description(Some(format!(
             "Why (at most {max} characters once trimmed), kept with the order"
@@ -115,7 +124,7 @@ pub fn cancel_reason() -> impl Into<RefOr<Schema>> {
 pub fn key_name() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(trimmed_text(identity::MAX_KEY_NAME, false)))
+        .pattern(Some(trimmed(identity::MAX_KEY_NAME, "", false)))
         .examples(["till 3"])
 }
 
@@ -130,17 +139,17 @@ pub fn username() -> impl Into<RefOr<Schema>> {
 
 /// A password (`identity::check_policy`): 12 to 1024 characters.
 pub fn password() -> impl Into<RefOr<Schema>> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(identity::MIN_PASSWORD_LEN))
-        .max_length(Some(identity::MAX_PASSWORD_LEN))
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+    password_as(Type::String.into())
 }
 
 /// [`password`], or `null` (no change).
 pub fn new_password() -> impl Into<RefOr<Schema>> {
+    password_as(string_or_null())
+}
+
+fn password_as(ty: SchemaType) -> ObjectBuilder {
     ObjectBuilder::new()
-        .schema_type(string_or_null())
+        .schema_type(ty)
         .min_length(Some(identity::MIN_PASSWORD_LEN))
         .max_length(Some(identity::MAX_PASSWORD_LEN))
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
@@ -174,10 +183,12 @@ fn string_or_null() -> SchemaType {
 /// A filter that an empty value switches off (what an HTML form sends for
 /// a field left blank).
 fn or_empty(schema: impl Into<RefOr<Schema>>) -> RefOr<Schema> {
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String).max_length(Some(0)))
-        .item(schema)
-        .into()
+    OneOfBuilder::new().item(empty()).item(schema).into()
+}
+
+/// The empty string: a filter left blank.
+fn empty() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).max_length(Some(0))
 }
 
 /// One of `values`, or empty.
@@ -221,50 +232,27 @@ pub fn job_cursor() -> RefOr<Schema> {
         .into()
 }
 
-/// A webhook event id as `domain::webhooks::parse_event_id` reads it:
-/// `evt_<n>` or `<n>`, `n` positive.
-pub fn event_id() -> RefOr<Schema> {
+runtime_schema!(
+    /// A webhook event id as `domain::webhooks::parse_event_id` reads it:
+    /// `evt_<n>` or `<n>`, `n` positive.
+    EventIdValue = "EventId",
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(format!("^(evt_)?{POSITIVE}$")))
         .examples(["evt_42"])
         .into()
-}
+);
 
-/// [`event_id`] as a type, for a path parameter.
-pub struct EventIdValue;
-
-impl PartialSchema for EventIdValue {
-    fn schema() -> RefOr<Schema> {
-        event_id()
-    }
-}
-
-impl ToSchema for EventIdValue {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("EventId")
-    }
-}
-
-/// A `Last-Event-ID` header (`crate::extract::parse_last_event_id`): an
-/// event id in decimal, or empty (from the start).
-pub struct LastEventIdValue;
-
-impl PartialSchema for LastEventIdValue {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(r"^[ \t]*(\+?[0-9]{1,18})?[ \t]*$"))
-            .examples(["42"])
-            .into()
-    }
-}
-
-impl ToSchema for LastEventIdValue {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("LastEventId")
-    }
-}
+runtime_schema!(
+    /// A `Last-Event-ID` header (`crate::extract::parse_last_event_id`):
+    /// an event id in decimal, or empty (from the start).
+    LastEventIdValue = "LastEventId",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^[ \t]*(\+?[0-9]{1,18})?[ \t]*$"))
+        .examples(["42"])
+        .into()
+);
 
 /// `before=` of the delivery log: an event id, or empty.
 pub fn event_cursor() -> RefOr<Schema> {
@@ -323,35 +311,17 @@ fn sse_event(events: &[&str], data: &str) -> RefOr<Schema> {
         .into()
 }
 
-/// An event of an order's or a board's stream.
-pub struct LiveEventStream;
+runtime_schema!(
+    /// An event of an order's or a board's stream.
+    LiveEventStream = "LiveEventStreamEvent",
+    sse_event(&["status", "ticket"], "LiveEventDto")
+);
 
-impl PartialSchema for LiveEventStream {
-    fn schema() -> RefOr<Schema> {
-        sse_event(&["status", "ticket"], "LiveEventDto")
-    }
-}
-
-impl ToSchema for LiveEventStream {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("LiveEventStreamEvent")
-    }
-}
-
-/// An event of the pickup board's stream.
-pub struct PickupEventStream;
-
-impl PartialSchema for PickupEventStream {
-    fn schema() -> RefOr<Schema> {
-        sse_event(&["pickup"], "PickupEntry")
-    }
-}
-
-impl ToSchema for PickupEventStream {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("PickupStreamEvent")
-    }
-}
+runtime_schema!(
+    /// An event of the pickup board's stream.
+    PickupEventStream = "PickupStreamEvent",
+    sse_event(&["pickup"], "PickupEntry")
+);
 
 /// `date=` of a store's figures: a calendar date, or empty (today).
 pub fn date_filter() -> RefOr<Schema> {
@@ -366,7 +336,7 @@ pub fn date_filter() -> RefOr<Schema> {
 /// or epoch milliseconds, or empty.
 pub fn instant_filter() -> RefOr<Schema> {
     OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String).max_length(Some(0)))
+        .item(empty())
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -423,7 +393,7 @@ mod tests {
     /// not need one to say what the pattern means.
     #[test]
     fn the_name_pattern_states_clean_names_rules() {
-        let p = trimmed_pattern(24);
+        let p = trimmed(24, CONTROL, false);
         assert!(p.starts_with('^') && p.ends_with('$'));
         assert!(p.contains("{0,22}"), "{p}");
         // Every character `str::trim` removes is in the white class.

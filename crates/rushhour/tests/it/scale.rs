@@ -1345,19 +1345,8 @@ async fn an_order_is_one_trace_from_the_api_to_the_worker_on_kafka() {
         .push(("RUSHHOUR__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.clone()));
     scale.extra.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
     scale.migrate().await;
-    let (api_port, worker_port) = (free_port(), free_port());
-    procs.spawn("api", scale.command("api", api_port, "warn"), None);
-    procs.spawn("worker", scale.command("worker", worker_port, "warn"), None);
     let client = client();
-    let base = format!("http://127.0.0.1:{api_port}");
-    ready(&client, &base, "api", &mut procs).await;
-    ready(
-        &client,
-        &format!("http://127.0.0.1:{worker_port}"),
-        "worker",
-        &mut procs,
-    )
-    .await;
+    let base = api_and_worker(&scale, &mut procs, &client).await;
 
     let res = client
         .post(format!("{base}/v1/orders"))
@@ -1535,6 +1524,17 @@ async fn postgres_outage_answers_503_within_a_second_and_recovers() {
 
 // ----------------------------------------------- 6. payments through Kafka
 
+/// One `api` and one `worker`, both ready; the api's base URL.
+async fn api_and_worker(scale: &Scale, procs: &mut Procs, client: &Client) -> String {
+    let (api_port, worker_port) = (free_port(), free_port());
+    procs.spawn("api", scale.command("api", api_port, "warn"), None);
+    procs.spawn("worker", scale.command("worker", worker_port, "warn"), None);
+    let base = format!("http://127.0.0.1:{api_port}");
+    ready(client, &base, "api", procs).await;
+    ready(client, &format!("http://127.0.0.1:{worker_port}"), "worker", procs).await;
+    base
+}
+
 /// `GET /v1/orders/{id}` as staff, as JSON.
 async fn order_view(client: &Client, base: &str, id: &str) -> Value {
     let r = client
@@ -1563,19 +1563,8 @@ async fn payment_callbacks_through_kafka_are_applied_once() {
     let _serial = SERIAL.lock().await;
     let scale = Scale::new(&pg, &kafka, "memory://");
     let mut procs = Procs::default();
-    let (api_port, worker_port) = (free_port(), free_port());
-    procs.spawn("api", scale.command("api", api_port, "warn"), None);
-    procs.spawn("worker", scale.command("worker", worker_port, "warn"), None);
     let client = client();
-    let base = format!("http://127.0.0.1:{api_port}");
-    ready(&client, &base, "api", &mut procs).await;
-    ready(
-        &client,
-        &format!("http://127.0.0.1:{worker_port}"),
-        "worker",
-        &mut procs,
-    )
-    .await;
+    let base = api_and_worker(&scale, &mut procs, &client).await;
 
     let r = client
         .post(format!("{base}/v1/orders"))

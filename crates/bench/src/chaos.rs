@@ -1,28 +1,31 @@
 //! `rushhour bench chaos`: `kill -9` under steady load, then proof that
 //! nothing acknowledged was lost or applied twice (issue 14).
 //!
-//! One embedded `serve` on a fresh data directory and a free port (started
-//! by `suite::server`, the suite's own process starter) takes orders at a
-//! steady rate and payment callbacks for some of them, retried by the
-//! clients with the same `Idempotency-Key` (and the same callback) until
-//! answered (`traffic.rs`). Every few seconds, at a time drawn around
-//! `--kill-every`, the server gets SIGKILL and is started again at once on
-//! the same port and files; the load never stops. After `--duration` the
-//! kills stop, the answers still owed are collected, the store is given
-//! `--settle` to apply everything, and every acknowledgement is checked
-//! against the event log, the store and the API (`verify.rs`). The report
-//! gives the figures (orders and callbacks acknowledged, kills, the time
-//! from each kill to `/health/ready` and to the first 202 again) and the
-//! check counts; lost, duplicated or unconfirmed anything fails the run.
+//! The processes (`cluster.rs`, started by `suite::server`, the suite's
+//! own process starter) are one embedded `serve` on a fresh data
+//! directory, or in scale mode `api`s and `worker`s over the PostgreSQL
+//! and Kafka the caller names. They take orders at a steady rate and
+//! payment callbacks for some of them, retried by the clients with the
+//! same `Idempotency-Key` (and the same callback) until answered, on the
+//! next api when there are several (`traffic.rs`). Every few seconds, at a
+//! time drawn around `--kill-every`, a process gets SIGKILL and is started
+//! again (embedded: the `serve`, on the same port and files; scale: an
+//! api and a worker in turn); the load never stops. After `--duration`
+//! the kills stop, the answers still owed are collected, the store is
+//! given `--settle` to apply everything, and every acknowledgement is
+//! checked against the log's idempotency claims, the store and the API
+//! (`verify.rs`). The report gives the figures (orders and callbacks
+//! acknowledged, kills, the time from each kill to `/health/ready`, to
+//! the first 202 from a restarted `serve` or api, and to a restarted
+//! worker's catching up) and the check counts; lost, duplicated or
+//! unconfirmed anything fails the run.
 //!
 //! Why a command and not only a test: the same run, for minutes, is how a
 //! release is soaked, and anyone with the binary can repeat a published
-//! figure. The CI test runs it short (`crates/rushhour/tests/it/chaos.rs`).
-//!
-//! Embedded mode only: scale mode (killing an `api` and a `worker` in turn
-//! over PostgreSQL and Kafka) needs process starters for those roles and
-//! checks that read PostgreSQL, and is not here yet.
+//! figure. The CI tests run it short, in both modes
+//! (`crates/rushhour/tests/it/chaos.rs`).
 
+mod cluster;
 mod traffic;
 mod verify;
 
@@ -37,16 +40,19 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use self::cluster::{Cluster, Victim, WORKER_RESTART_AFTER};
+pub use self::cluster::{Mode, Role, ScaleArgs};
 use self::traffic::{Kill, LoadShape, Traffic};
 pub use self::verify::Checks;
 use super::client::Target;
 use super::config::{DEFAULT_STORE, parse_duration, parse_key_value};
 use super::order::{BODY_POOL, OrderMenu};
-use super::suite::server::{Server, ServerError, Shape};
+use super::suite::server::ServerError;
 use super::suite::thousands;
 
-/// How long a restarted server may take to answer a 202 again before the
-/// run is abandoned: a server that does not come back is the finding.
+/// How long a killed process may take to be back (a 202 from a restarted
+/// `serve` or api; a restarted worker caught up) before the run is
+/// abandoned: a process that does not come back is the finding.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Each gap between kills is drawn uniformly within ± this share of
 /// `--kill-every`, so kills land at every phase of a group commit and a
@@ -55,18 +61,25 @@ const JITTER: f64 = 0.25;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChaosArgs {
+    /// embedded: one `serve` on SQLite, killed every time. scale: `api`
+    /// and `worker` processes over --postgres and --kafka, an api and a
+    /// worker killed in turn.
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub mode: Mode,
     /// How long kills go on under load; then the run settles and checks.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Mean time between two kills (each gap drawn ±25 % around it, and at
-    /// least half of it after the server answered again).
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    pub kill_every: Duration,
-    /// Orders per second offered, whatever the server does.
-    #[arg(long, default_value_t = 500.0)]
-    pub rate: f64,
-    /// Order clients, each with its own keep-alive connection (callback
-    /// senders: a quarter as many, at least two).
+    /// least half of it after the killed process was back) [default: 3s
+    /// embedded, 10s scale].
+    #[arg(long, value_parser = parse_duration)]
+    pub kill_every: Option<Duration>,
+    /// Orders per second offered, whatever the server does [default: 500
+    /// embedded, 200 scale].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Order clients, each with its own keep-alive connection to each
+    /// front process (callback senders: a quarter as many, at least two).
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
     /// Share of acknowledged orders that get a payment callback.
@@ -85,15 +98,18 @@ pub struct ChaosArgs {
     /// Store whose menu is ordered from.
     #[arg(long, default_value = DEFAULT_STORE)]
     pub store: String,
+    #[command(flatten)]
+    pub scale: ScaleArgs,
     /// Seed of the kill times, the order mix and the choice of callbacks
     /// (random if absent; the report gives it).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Executable to start the server from (default: this one).
+    /// Executable to start the servers from (default: this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
-    /// Extra environment for the server, e.g. RUSHHOUR__LOG__MAX_BATCH=256
-    /// (repeatable). Inherited RUSHHOUR_* variables are not passed on.
+    /// Extra environment for every server process, e.g.
+    /// RUSHHOUR__LOG__MAX_BATCH=256 (repeatable). Inherited RUSHHOUR_*
+    /// variables are not passed on.
     #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub server_env: Vec<(String, String)>,
     /// Print the report as JSON on stdout.
@@ -111,17 +127,17 @@ pub enum ChaosError {
     Exe(#[source] std::io::Error),
     #[error("starting the server")]
     Start(#[source] ServerError),
-    #[error("starting the server again after kill {kill}")]
+    #[error("starting {name} again after kill {kill}")]
     Restart {
         kill: usize,
+        name: String,
         #[source]
         source: ServerError,
     },
-    #[error(
-        "no 202 within {}s of kill {kill} (ready: {ready}); server log:\n{log}",
-        RECOVERY_TIMEOUT.as_secs()
-    )]
-    NoRecovery { kill: usize, ready: bool, log: String },
+    #[error("{what} within {}s of kill {kill}; logs:\n{log}", RECOVERY_TIMEOUT.as_secs())]
+    NoRecovery { kill: usize, what: String, log: String },
+    #[error("setting up the run: {0}")]
+    Setup(String),
     #[error("fetching the menu: {0}")]
     Menu(String),
     #[error("the server's URL: {0}")]
@@ -136,6 +152,12 @@ pub enum ChaosError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("reading {what}")]
+    Pg {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("a load client panicked")]
     Client(#[source] tokio::task::JoinError),
 }
@@ -143,16 +165,23 @@ pub enum ChaosError {
 /// Everything a run measured and found, serializable for `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosReport {
-    /// `embedded` (scale mode is not implemented yet).
-    pub mode: &'static str,
+    pub mode: Mode,
     pub settings: Settings,
     pub orders: Orders,
     pub payments: Payments,
     pub kills: usize,
+    /// Kills per role (`serve`; `api` and `worker`).
+    pub kills_by_role: std::collections::BTreeMap<String, usize>,
     /// Per kill, in order.
     pub recoveries: Vec<Recovery>,
+    /// Kill to the restarted `serve`'s or api's `/health/ready` (a
+    /// worker's is in its recovery, and includes the wait before its
+    /// restart).
     pub to_ready_ms: Option<Spread>,
+    /// Kill to the first 202 from the restarted `serve` or api.
     pub to_202_ms: Option<Spread>,
+    /// Kill of a worker to every order acknowledged before it confirmed.
+    pub to_caught_up_ms: Option<Spread>,
     /// From the end of the kills until the store had applied everything
     /// acknowledged; `None` if it had not within `--settle`.
     pub settled_ms: Option<u64>,
@@ -169,11 +198,18 @@ pub struct Settings {
     pub pay: f64,
     pub redeliver: f64,
     pub seed: u64,
+    /// Front processes (1 `serve`, or the `api`s) and workers.
+    pub apis: usize,
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Orders {
+    /// Every order answered 202, warm-up included.
     pub acknowledged: usize,
+    /// Orders placed before the load (scale mode: proof that the workers
+    /// cover every partition), checked like the rest.
+    pub warm_up: usize,
     /// 202s replayed from an earlier attempt's commit (the answer to that
     /// attempt was lost to a kill).
     pub replayed: u64,
@@ -195,12 +231,17 @@ pub struct Payments {
     pub refused: std::collections::BTreeMap<String, u64>,
 }
 
-/// One kill: when (seconds into the run) and how long the way back took.
+/// One kill: of what, when (seconds into the run) and how long the way
+/// back took.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Recovery {
+    pub role: Role,
+    /// `serve`, `api1`, `worker2`, …
+    pub process: String,
     pub at_secs: f64,
     pub to_ready_ms: Option<u64>,
     pub to_202_ms: Option<u64>,
+    pub to_caught_up_ms: Option<u64>,
 }
 
 /// Nearest-rank percentiles of a few figures, in milliseconds.
@@ -225,12 +266,29 @@ impl Spread {
 }
 
 impl ChaosArgs {
+    /// `--kill-every`, or the mode's default.
+    fn kill_every(&self) -> Duration {
+        self.kill_every.unwrap_or(match self.mode {
+            Mode::Embedded => Duration::from_secs(3),
+            Mode::Scale => Duration::from_secs(10),
+        })
+    }
+
+    /// `--rate`, or the mode's default.
+    fn rate(&self) -> f64 {
+        self.rate.unwrap_or(match self.mode {
+            Mode::Embedded => 500.0,
+            Mode::Scale => 200.0,
+        })
+    }
+
     fn check(&self) -> Result<(), ChaosError> {
         let share = |x: f64| (0.0..=1.0).contains(&x);
+        let rate = self.rate();
         match () {
             _ if self.duration.is_zero() => Err(ChaosError::Args("--duration must be longer than 0")),
-            _ if self.kill_every.is_zero() => Err(ChaosError::Args("--kill-every must be longer than 0")),
-            _ if !(self.rate.is_finite() && self.rate > 0.0) => Err(ChaosError::Args(
+            _ if self.kill_every().is_zero() => Err(ChaosError::Args("--kill-every must be longer than 0")),
+            _ if !(rate.is_finite() && rate > 0.0) => Err(ChaosError::Args(
                 "--rate must be a positive number of orders per second",
             )),
             _ if self.connections == 0 => Err(ChaosError::Args("--connections must be at least 1")),
@@ -260,23 +318,36 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut rng = SmallRng::seed_from_u64(seed);
     // The staff key reads orders back; the webhook secret signs callbacks.
-    // Fresh per run, given to the server rather than read from its files.
+    // Fresh per run, given to the servers rather than read from their files.
     let staff_key = random_secret(&mut rng);
     let secret = random_secret(&mut rng);
+    let run_tag = format!("{:08x}", rng.random::<u32>());
     let mut env = args.server_env.clone();
     env.push(("RUSHHOUR__AUTH__STAFF_KEY".into(), staff_key.clone()));
     env.push(("RUSHHOUR__WEBHOOKS__SECRET".into(), secret.clone()));
-    let mut server = Server::start(&exe, &Shape::serve(), &env)
-        .await
-        .map_err(ChaosError::Start)?;
-    eprintln!(
-        "chaos: serve on {} (seed {seed}); {} s of {} orders/s, kill -9 every ~{} s",
-        server.url,
-        args.duration.as_secs_f64(),
-        args.rate,
-        args.kill_every.as_secs_f64()
-    );
+    // Ready before the load: the `serve`, or the schema, the apis and
+    // then the workers one by one, each proven to cover every partition.
+    let mut cluster = match args.mode {
+        Mode::Embedded => Cluster::embedded(&exe, env).await?,
+        Mode::Scale => Cluster::scale(&exe, env, &args.scale, &run_tag, &mut rng).await?,
+    };
+    let outcome = run_on(&mut cluster, args, seed, &mut rng, &staff_key, secret, &run_tag).await;
+    cluster.stop().await;
+    outcome
+}
 
+/// The run proper, on a started cluster (stopped by the caller whatever
+/// happens here).
+async fn run_on(
+    cluster: &mut Cluster,
+    args: &ChaosArgs,
+    seed: u64,
+    rng: &mut SmallRng,
+    staff_key: &str,
+    secret: String,
+    run_tag: &str,
+) -> Result<ChaosReport, ChaosError> {
+    let urls = cluster.urls();
     // reqwest has rustls but no crypto provider of its own (ADR 0008);
     // `Server::start` installed ring.
     let http = reqwest::Client::builder()
@@ -284,18 +355,37 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
         .timeout(args.timeout)
         .build()
         .map_err(ChaosError::Http)?;
-    let menu = fetch_menu(&http, &server.url, &args.store).await?;
-    let bodies = menu.body_pool(&mut rng, BODY_POOL);
-    let target = Target::parse(&server.url).map_err(|e| ChaosError::Target(format!("{e:#}")))?;
+    let menu = fetch_menu(&http, &urls[0], &args.store).await?;
+    let bodies = menu.body_pool(rng, BODY_POOL);
+    let key_prefix = format!("chaos-{run_tag}-");
+    let mut warm = Vec::new();
+    for round in 0..cluster.workers_to_start() {
+        cluster.start_worker().await?;
+        warm.extend(cluster.warm_up(&http, &bodies, &key_prefix, round).await?);
+    }
+    let targets = urls
+        .iter()
+        .map(|u| Target::parse(u).map_err(|e| ChaosError::Target(format!("{e:#}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (rate, kill_every) = (args.rate(), args.kill_every());
+    eprintln!(
+        "chaos: {} ({}; seed {seed}); {} s of {rate} orders/s, kill -9 every ~{} s",
+        match args.mode {
+            Mode::Embedded => "serve".to_owned(),
+            Mode::Scale => format!("{} api(s) and {} worker(s)", urls.len(), args.scale.workers),
+        },
+        urls.join(", "),
+        args.duration.as_secs_f64(),
+        kill_every.as_secs_f64()
+    );
     let start = Instant::now();
-    let run_tag = format!("{:08x}", rng.random::<u32>());
     let traffic = Arc::new(Traffic::new(
-        target,
+        targets,
         bodies,
-        run_tag,
+        run_tag.to_owned(),
         secret,
         LoadShape {
-            rate: args.rate,
+            rate,
             pay: args.pay,
             redeliver: args.redeliver,
             timeout: args.timeout,
@@ -303,6 +393,9 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
         start,
         start + args.duration,
     ));
+    debug_assert_eq!(traffic.key_prefix(), key_prefix);
+    let warm_up = warm.len();
+    traffic.ledger().orders.extend(warm);
     let mut order_clients = JoinSet::new();
     for _ in 0..args.connections {
         order_clients.spawn(Arc::clone(&traffic).orders(rng.random()));
@@ -312,7 +405,7 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
         callback_clients.spawn(Arc::clone(&traffic).payments(rng.random()));
     }
 
-    kill_loop(&mut server, &traffic, args, &mut rng).await?;
+    let victims = kill_loop(cluster, &traffic, kill_every, rng).await?;
     tokio::time::sleep_until(traffic.phase_end()).await;
 
     // The schedule is over. Orders it held up and callbacks in flight get
@@ -335,7 +428,8 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
     }
     give_up.abort();
     let ledger = std::mem::take(&mut *traffic.ledger());
-    let settled = verify::settle(&server.store_db(), &ledger, deadline).await?;
+    let source = cluster.source();
+    let settled = verify::settle(&source, &ledger, deadline).await?;
     let settled_ms = settled.map(|_| millis(kills_ended.elapsed()));
     eprintln!(
         "chaos: checking {} orders and {} callbacks",
@@ -344,42 +438,48 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
     );
     let api = verify::Api {
         client: &http,
-        base: &server.url,
-        staff_key: &staff_key,
+        base: &urls[0],
+        staff_key,
     };
-    let checks = verify::check(
-        &server.log_db(),
-        &server.store_db(),
-        &ledger,
-        &traffic.key_prefix(),
-        &api,
-    )
-    .await?;
-    server.stop().await;
+    let checks = verify::check(&source, &ledger, &key_prefix, &api).await?;
 
     let recoveries: Vec<Recovery> = traffic
         .kills()
         .iter()
-        .map(|k| Recovery {
+        .zip(&victims)
+        .map(|(k, victim)| Recovery {
+            role: victim.role,
+            process: victim.name(),
             at_secs: (k.killed_at - start).as_secs_f64(),
             to_ready_ms: k.ready_at.map(|t| millis(t - k.killed_at)),
             to_202_ms: k.first_202_at.map(|t| millis(t - k.killed_at)),
+            to_caught_up_ms: k.caught_up_at.map(|t| millis(t - k.killed_at)),
         })
         .collect();
+    let mut kills_by_role = std::collections::BTreeMap::new();
+    for r in &recoveries {
+        *kills_by_role.entry(role_name(r.role).to_owned()).or_insert(0) += 1;
+    }
     let passed = checks.passed() && settled_ms.is_some();
     Ok(ChaosReport {
-        mode: "embedded",
+        mode: args.mode,
         settings: Settings {
             duration_secs: args.duration.as_secs_f64(),
-            kill_every_secs: args.kill_every.as_secs_f64(),
-            rate: args.rate,
+            kill_every_secs: kill_every.as_secs_f64(),
+            rate,
             connections: args.connections,
             pay: args.pay,
             redeliver: args.redeliver,
             seed,
+            apis: urls.len(),
+            workers: match args.mode {
+                Mode::Embedded => 0,
+                Mode::Scale => args.scale.workers,
+            },
         },
         orders: Orders {
             acknowledged: ledger.orders.len(),
+            warm_up,
             replayed: ledger.orders_replayed,
             retries: ledger.order_retries,
             unanswered: ledger.orders_unanswered.len(),
@@ -395,8 +495,15 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
             refused: ledger.payments_refused.clone(),
         },
         kills: recoveries.len(),
-        to_ready_ms: Spread::of(recoveries.iter().filter_map(|r| r.to_ready_ms)),
+        kills_by_role,
+        to_ready_ms: Spread::of(
+            recoveries
+                .iter()
+                .filter(|r| r.role != Role::Worker)
+                .filter_map(|r| r.to_ready_ms),
+        ),
         to_202_ms: Spread::of(recoveries.iter().filter_map(|r| r.to_202_ms)),
+        to_caught_up_ms: Spread::of(recoveries.iter().filter_map(|r| r.to_caught_up_ms)),
         recoveries,
         settled_ms,
         checks,
@@ -404,38 +511,68 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
     })
 }
 
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Serve => "serve",
+        Role::Api => "api",
+        Role::Worker => "worker",
+    }
+}
+
 /// Kill, restart, wait for the way back; until the chaos phase ends.
 async fn kill_loop(
-    server: &mut Server,
+    cluster: &mut Cluster,
     traffic: &Traffic,
-    args: &ChaosArgs,
+    kill_every: Duration,
     rng: &mut SmallRng,
-) -> Result<(), ChaosError> {
+) -> Result<Vec<Victim>, ChaosError> {
+    let mut victims = Vec::new();
     let phase_end = traffic.phase_end();
     let mut last_kill = traffic.start();
     let mut back_at = last_kill;
     loop {
-        let gap = args.kill_every.mul_f64(rng.random_range(1.0 - JITTER..=1.0 + JITTER));
-        let at = (last_kill + gap).max(back_at + args.kill_every / 2);
-        // The last kill leaves the load time to find the server back
+        let gap = kill_every.mul_f64(rng.random_range(1.0 - JITTER..=1.0 + JITTER));
+        let at = (last_kill + gap).max(back_at + kill_every / 2);
+        // The last kill leaves the load time to find the process back
         // before the schedule ends.
-        if at + args.kill_every / 2 >= phase_end {
-            return Ok(());
+        if at + kill_every / 2 >= phase_end {
+            return Ok(victims);
         }
         tokio::time::sleep_until(at).await;
         let n = traffic.kills().len() + 1;
+        let victim = cluster.victim(n - 1);
+        let name = victim.name();
+        // A worker is back once what was acknowledged before its kill is
+        // applied: the orders not confirmed yet at the kill.
+        let owed: Vec<uuid::Uuid> = match victim.role {
+            Role::Worker => {
+                let acked: Vec<uuid::Uuid> = traffic.ledger().orders.values().map(|a| a.id).collect();
+                cluster.unconfirmed(&acked).await?
+            }
+            Role::Serve | Role::Api => Vec::new(),
+        };
         let killed_at = Instant::now();
-        server.kill().await;
+        cluster.server(victim).kill().await;
         let dead_at = Instant::now();
         traffic.kills().push(Kill {
+            target: victim.target(),
             killed_at,
             dead_at,
             ready_at: None,
             first_202_at: None,
+            caught_up_at: None,
         });
-        server
-            .respawn()
-            .map_err(|source| ChaosError::Restart { kill: n, source })?;
+        victims.push(victim);
+        if victim.role == Role::Worker {
+            tokio::time::sleep_until(killed_at + WORKER_RESTART_AFTER).await;
+        }
+        let restart = |source| ChaosError::Restart {
+            kill: n,
+            name: name.clone(),
+            source,
+        };
+        let server = cluster.server(victim);
+        server.respawn().map_err(restart)?;
         let ready = tokio::time::timeout(RECOVERY_TIMEOUT, server.wait_ready()).await;
         match ready {
             Ok(Ok(())) => {
@@ -444,31 +581,60 @@ async fn kill_loop(
                     k.ready_at = Some(now);
                 }
             }
-            Ok(Err(source)) => return Err(ChaosError::Restart { kill: n, source }),
+            Ok(Err(source)) => return Err(restart(source)),
             Err(_) => {}
         }
-        let first_202 = first_202(traffic, killed_at + RECOVERY_TIMEOUT).await;
-        let Some(first_202) = first_202 else {
-            return Err(ChaosError::NoRecovery {
-                kill: n,
-                ready: matches!(ready, Ok(Ok(()))),
-                log: server.log_tail(),
-            });
+        let ready = matches!(ready, Ok(Ok(())));
+        let deadline = killed_at + RECOVERY_TIMEOUT;
+        let owed_n = owed.len();
+        let back = match victim.role {
+            Role::Serve | Role::Api => first_202(traffic, deadline)
+                .await
+                .ok_or_else(|| format!("no 202 from the restarted {name} (ready: {ready})")),
+            Role::Worker => {
+                let caught_up = cluster.confirmed_by(owed, deadline).await?;
+                if let (Some(at), Some(k)) = (caught_up, traffic.kills().last_mut()) {
+                    k.caught_up_at = Some(at);
+                }
+                caught_up.ok_or_else(|| {
+                    format!("{owed_n} orders owed at the kill of {name} not all confirmed (ready: {ready})")
+                })
+            }
+        };
+        let back = match back {
+            Ok(at) => at,
+            Err(what) => {
+                return Err(ChaosError::NoRecovery {
+                    kill: n,
+                    what,
+                    log: cluster.log_tails(),
+                });
+            }
         };
         let k = traffic.kills().last().cloned().expect("pushed above");
+        let ms = |t: Option<Instant>| t.map_or_else(|| "—".to_owned(), |t| millis(t - killed_at).to_string());
         eprintln!(
-            "chaos: kill {n} at {:.1} s: ready after {} ms, first 202 after {} ms",
+            "chaos: kill {n} ({name}) at {:.1} s: {}ready after {} ms, {} after {} ms",
             (killed_at - traffic.start()).as_secs_f64(),
-            k.ready_at
-                .map_or_else(|| "—".to_owned(), |t| millis(t - killed_at).to_string()),
-            millis(first_202 - killed_at),
+            if victim.role == Role::Worker {
+                format!("restarted after {} ms, ", WORKER_RESTART_AFTER.as_millis())
+            } else {
+                String::new()
+            },
+            ms(k.ready_at),
+            if victim.role == Role::Worker {
+                format!("the {owed_n} orders it owed confirmed")
+            } else {
+                "first 202".to_owned()
+            },
+            millis(back - killed_at),
         );
         last_kill = killed_at;
-        back_at = first_202;
+        back_at = back;
     }
 }
-
-/// The first 202 after the last kill, or `None` at `deadline`.
+/// The first 202 from the process of the last kill, or `None` at
+/// `deadline`.
 async fn first_202(traffic: &Traffic, deadline: Instant) -> Option<Instant> {
     loop {
         let notified = traffic.recovered.notified();
@@ -497,9 +663,13 @@ impl ChaosReport {
     /// The human-readable report.
     pub fn render(&self) -> String {
         let s = &self.settings;
+        let shape = match self.mode {
+            Mode::Embedded => "embedded: one serve".to_owned(),
+            Mode::Scale => format!("scale: {} api(s), {} worker(s)", s.apis, s.workers),
+        };
         let mut out = format!(
-            "rushhour bench chaos ({}): {:.0} s at {} orders/s over {} connections, kill -9 every ~{:.1} s (seed {})\n\n",
-            self.mode, s.duration_secs, s.rate, s.connections, s.kill_every_secs, s.seed
+            "rushhour bench chaos ({shape}): {:.0} s at {} orders/s over {} connections, kill -9 every ~{:.1} s (seed {})\n\n",
+            s.duration_secs, s.rate, s.connections, s.kill_every_secs, s.seed
         );
         let o = &self.orders;
         let p = &self.payments;
@@ -524,7 +694,13 @@ impl ChaosReport {
             p.skipped,
             refused(&p.refused),
         );
-        let _ = writeln!(out, "kills                  {:>8}", self.kills);
+        let by_role: Vec<String> = self.kills_by_role.iter().map(|(r, k)| format!("{k} {r}")).collect();
+        let _ = writeln!(
+            out,
+            "kills                  {:>8}  ({})",
+            self.kills,
+            by_role.join(", ")
+        );
         let spread = |s: &Option<Spread>| {
             s.map_or_else(
                 || "—".to_owned(),
@@ -532,17 +708,41 @@ impl ChaosReport {
             )
         };
         let _ = writeln!(out, "kill → /health/ready   {}", spread(&self.to_ready_ms));
+        if self.mode == Mode::Scale {
+            let _ = writeln!(
+                out,
+                "  (apis; a worker is restarted {} s after its kill, and is back once caught up)",
+                WORKER_RESTART_AFTER.as_secs()
+            );
+        }
         let _ = writeln!(out, "kill → first 202       {}", spread(&self.to_202_ms));
+        if self.mode == Mode::Scale {
+            let _ = writeln!(out, "worker kill → caught up {}", spread(&self.to_caught_up_ms));
+        }
         let each: Vec<String> = self
             .recoveries
             .iter()
             .map(|r| {
                 let ms = |v: Option<u64>| v.map_or_else(|| "—".to_owned(), |v| v.to_string());
-                format!("{:.1}s:{}/{}", r.at_secs, ms(r.to_ready_ms), ms(r.to_202_ms))
+                let back = if r.role == Role::Worker {
+                    r.to_caught_up_ms
+                } else {
+                    r.to_202_ms
+                };
+                let who = if self.mode == Mode::Scale {
+                    format!(" {}", r.process)
+                } else {
+                    String::new()
+                };
+                format!("{:.1}s{who}:{}/{}", r.at_secs, ms(r.to_ready_ms), ms(back))
             })
             .collect();
         if !each.is_empty() {
-            let _ = writeln!(out, "  each (at: ready/202 ms)  {}", each.join("  "));
+            let legend = match self.mode {
+                Mode::Embedded => "at: ready/202 ms",
+                Mode::Scale => "at, process: ready/202 or caught up, ms",
+            };
+            let _ = writeln!(out, "  each ({legend})  {}", each.join("  "));
         }
         let _ = writeln!(
             out,
@@ -555,7 +755,11 @@ impl ChaosReport {
         let c = &self.checks;
         let _ = writeln!(
             out,
-            "\nchecked against the log file, the store file and GET /v1/orders/{{id}}:"
+            "\nchecked against {} and GET /v1/orders/{{id}}:",
+            match self.mode {
+                Mode::Embedded => "the log file, the store file",
+                Mode::Scale => "the log's claims and the store in PostgreSQL",
+            }
         );
         let _ = writeln!(
             out,

@@ -57,9 +57,10 @@ pub enum BenchCmd {
     /// processor drain) against their goals, on servers it starts itself.
     Suite(SuiteArgs),
     /// `kill -9` a server every few seconds under steady load (orders and
-    /// payment callbacks, retried as real clients do), then check that
-    /// every acknowledged order exists once and is confirmed and every
-    /// acknowledged payment was applied once; fails if not.
+    /// payment callbacks, retried as real clients do): the embedded
+    /// `serve`, or in scale mode an `api` and a `worker` in turn. Then
+    /// check that every acknowledged order exists once and is confirmed
+    /// and every acknowledged payment was applied once; fails if not.
     Chaos(chaos::ChaosArgs),
     /// In-process processor drain vs raw SQLite insert.
     Drain(drain::DrainArgs),
@@ -141,10 +142,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn run_chaos(args: &chaos::ChaosArgs) -> anyhow::Result<()> {
-    // Dropping the run drops its server child, which is `kill_on_drop`.
+    // Dropping the run drops its server children, which are
+    // `kill_on_drop`; a scale run's schema and topics are then left behind
+    // (their names were printed at the start).
     let report = tokio::select! {
         r = chaos::run(args) => r?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; server stopped"),
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; servers stopped"),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

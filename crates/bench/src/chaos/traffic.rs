@@ -1,13 +1,15 @@
 //! The steady load of a chaos run, and the ledger of what it was told.
 //!
 //! Order clients take tickets off one schedule (ticket `n` is due at
-//! `n / rate` seconds), so the offered load stays the same whatever the
+//! `n / rate` seconds), sending ticket `n` to front process `n mod count`
+//! (the one `serve`, or each `api` in turn, as a load balancer would), so the offered load stays the same whatever the
 //! server does: while it is down, tickets pile up behind the clients
 //! retrying, and the backlog arrives as a burst once it is back, as a real
 //! rush's would. Every order carries its own `Idempotency-Key`, and a
 //! request that got no final answer (the connection broke, 5xx, 408, 429)
-//! is sent again with the same key and the same bytes until it gets one:
-//! exactly what a careful client does, and the only way an
+//! is sent again with the same key and the same bytes until it gets one,
+//! to the next front process (the same one in embedded mode): exactly what
+//! a careful client behind a load balancer does, and the only way an
 //! acknowledgement can be lost to a kill between the commit and the
 //! answer. Payment callbacks follow some acknowledged orders, signed
 //! afresh on every attempt as a provider would; some are delivered a
@@ -88,14 +90,21 @@ pub struct Ledger {
 /// One kill and the server's way back, for the recovery figures.
 #[derive(Debug, Clone)]
 pub struct Kill {
+    /// The front process killed (its index in the targets), whose first
+    /// 202 after the kill is its way back; `None` for a worker, which
+    /// answers no orders.
+    pub target: Option<usize>,
     /// Just before SIGKILL was sent.
     pub killed_at: Instant,
     /// Once the process was reaped: a request sent after this cannot have
     /// reached the killed process.
     pub dead_at: Instant,
     pub ready_at: Option<Instant>,
-    /// The first 202 to an order sent after `dead_at`.
+    /// The first 202 from `target` to an order sent after `dead_at`.
     pub first_202_at: Option<Instant>,
+    /// A worker's way back: every order acknowledged before the kill is
+    /// confirmed in the store.
+    pub caught_up_at: Option<Instant>,
 }
 
 /// A payment callback: its body is fixed when the order is acknowledged,
@@ -116,6 +125,8 @@ enum Answer {
         replayed: bool,
         body: Bytes,
         sent_at: Instant,
+        /// The front process that answered.
+        target: usize,
     },
     GaveUp,
 }
@@ -134,7 +145,8 @@ pub struct LoadShape {
 
 /// What the clients share: the schedule, the ledger, the kill records.
 pub struct Traffic {
-    target: Target,
+    /// The front processes: one `serve`, or every `api`.
+    targets: Vec<Target>,
     orders_uri: Uri,
     payments_uri: Uri,
     bodies: Vec<Bytes>,
@@ -171,6 +183,16 @@ struct Total {
     currency: String,
 }
 
+/// The order a 202's body describes.
+pub fn receipt(body: &[u8]) -> Option<Acked> {
+    let r: Receipt = serde_json::from_slice(body).ok()?;
+    Some(Acked {
+        id: r.id,
+        amount: r.total.amount,
+        currency: r.total.currency,
+    })
+}
+
 /// Locks survive a panicking client: the ledger is plain data, and a
 /// panic is reported through the client's task anyway.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -187,7 +209,7 @@ fn count(map: &mut BTreeMap<String, u64>, reason: String) {
 
 impl Traffic {
     pub fn new(
-        target: Target,
+        targets: Vec<Target>,
         bodies: Vec<Bytes>,
         run: String,
         secret: String,
@@ -196,8 +218,9 @@ impl Traffic {
         phase_end: Instant,
     ) -> Self {
         let (callbacks, queue) = mpsc::channel(CALLBACK_QUEUE);
+        assert!(!targets.is_empty(), "traffic needs a server to send to");
         Self {
-            target,
+            targets,
             orders_uri: Uri::from_static("/v1/orders"),
             payments_uri: Uri::from_static("/v1/webhooks/payments"),
             bodies,
@@ -247,7 +270,7 @@ impl Traffic {
     /// gets its final answer (or is counted unanswered).
     pub async fn orders(self: Arc<Self>, seed: u64) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut conn = None;
+        let mut conns = self.no_conns();
         loop {
             let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
             let due = self.start + Duration::from_secs_f64(ticket as f64 / self.shape.rate);
@@ -260,9 +283,8 @@ impl Traffic {
             let body = self.bodies[ticket as usize % self.bodies.len()].clone();
             let mut retries = 0;
             let answer = self
-                .until_answered(&mut conn, &mut retries, || {
-                    self.target
-                        .post_json(self.orders_uri.clone(), body.clone(), key_header.clone())
+                .until_answered(&mut conns, ticket as usize, &mut retries, |target| {
+                    target.post_json(self.orders_uri.clone(), body.clone(), key_header.clone())
                 })
                 .await;
             let callback = self.record_order(key, answer, retries);
@@ -278,7 +300,7 @@ impl Traffic {
     fn record_order(&self, key: String, answer: Answer, retries: u64) -> Option<Acked> {
         let mut ledger = self.ledger();
         ledger.order_retries += retries;
-        let (status, replayed, body, sent_at) = match answer {
+        let (status, replayed, body, sent_at, target) = match answer {
             Answer::GaveUp => {
                 ledger.orders_unanswered.push(key);
                 return None;
@@ -288,26 +310,23 @@ impl Traffic {
                 replayed,
                 body,
                 sent_at,
-            } => (status, replayed, body, sent_at),
+                target,
+            } => (status, replayed, body, sent_at, target),
         };
         if status != StatusCode::ACCEPTED {
             count(&mut ledger.orders_refused, format!("status {}", status.as_u16()));
             return None;
         }
-        let Ok(receipt) = serde_json::from_slice::<Receipt>(&body) else {
+        let Some(acked) = receipt(&body) else {
             count(&mut ledger.orders_refused, "202 without an order id".to_owned());
             return None;
-        };
-        let acked = Acked {
-            id: receipt.id,
-            amount: receipt.total.amount,
-            currency: receipt.total.currency,
         };
         ledger.orders_replayed += u64::from(replayed);
         ledger.orders.insert(key, acked.clone());
         drop(ledger);
         let mut kills = self.kills();
         if let Some(kill) = kills.last_mut()
+            && kill.target == Some(target)
             && kill.first_202_at.is_none()
             && sent_at >= kill.dead_at
         {
@@ -343,7 +362,8 @@ impl Traffic {
     /// One callback sender, until `stop_callbacks` and an empty queue.
     pub async fn payments(self: Arc<Self>, seed: u64) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut conn = None;
+        let mut conns = self.no_conns();
+        let mut sent = 0usize;
         loop {
             // Once stopped, what is still queued is sent (redeliveries
             // included), then the sender ends.
@@ -357,11 +377,12 @@ impl Traffic {
             };
             let Some(callback) = next else { return };
             let mut retries = 0;
+            sent += 1;
             let answer = self
-                .until_answered(&mut conn, &mut retries, || {
+                .until_answered(&mut conns, sent, &mut retries, |target| {
                     let t = domain::ports::system_now_ms() / 1000;
                     let signature = domain::webhooks::signature(self.secret.as_bytes(), t, &callback.body);
-                    self.target.post_signed(
+                    target.post_signed(
                         self.payments_uri.clone(),
                         callback.body.clone(),
                         HeaderValue::from_str(&signature).expect("signatures are ASCII"),
@@ -410,49 +431,62 @@ impl Traffic {
         }
     }
 
-    /// Send `make()` until a final answer comes back, reconnecting as
-    /// needed; give up only when the run says so.
+    /// A client's connections: one per front process, opened on first use.
+    fn no_conns(&self) -> Vec<Option<Conn>> {
+        self.targets.iter().map(|_| None).collect()
+    }
+
+    /// Send `make(target)` until a final answer comes back: the first
+    /// attempt to front process `first mod count`, each retry to the next
+    /// one (a load balancer's retry; always the same one in embedded
+    /// mode), reconnecting as needed; give up only when the run says so.
     async fn until_answered(
         &self,
-        conn: &mut Option<Conn>,
+        conns: &mut [Option<Conn>],
+        first: usize,
         retries: &mut u64,
-        make: impl Fn() -> Request<Full<Bytes>>,
+        make: impl Fn(&Target) -> Request<Full<Bytes>>,
     ) -> Answer {
         let timeout = self.shape.timeout;
-        let mut first = true;
+        let mut attempt = 0usize;
         loop {
             if self.give_up.is_cancelled() {
                 return Answer::GaveUp;
             }
-            if !std::mem::take(&mut first) {
+            if attempt > 0 {
                 *retries += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
                     _ = self.give_up.cancelled() => return Answer::GaveUp,
                 }
             }
-            let c = match conn {
+            let i = first.wrapping_add(attempt) % self.targets.len();
+            attempt += 1;
+            let target = &self.targets[i];
+            let c = match &mut conns[i] {
                 Some(c) => c,
-                None => match tokio::time::timeout(timeout, Conn::open(&self.target)).await {
-                    Ok(Ok(c)) => conn.insert(c),
+                slot @ None => match tokio::time::timeout(timeout, Conn::open(target)).await {
+                    Ok(Ok(c)) => slot.insert(c),
                     _ => continue,
                 },
             };
             let sent_at = Instant::now();
-            match tokio::time::timeout(timeout, c.exchange_full(make())).await {
+            match tokio::time::timeout(timeout, c.exchange_full(make(target))).await {
                 Ok(Ok((head, body))) if !retryable(head.status) => {
                     return Answer::Final {
                         status: head.status,
                         replayed: head.headers.contains_key("idempotent-replayed"),
                         body,
                         sent_at,
+                        target: i,
                     };
                 }
-                // A 503 while the server starts, or the like: same
-                // connection, same request, again.
+                // A 503 while the server starts, or the like: the same
+                // request again (on the same connection when it is the
+                // same process).
                 Ok(Ok(_)) => {}
-                // The connection broke (the server was killed) or hung.
-                _ => *conn = None,
+                // The connection broke (the process was killed) or hung.
+                _ => conns[i] = None,
             }
         }
     }

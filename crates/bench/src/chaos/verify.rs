@@ -1,19 +1,24 @@
 //! The checks a chaos run ends with: every acknowledgement the clients
 //! got is held to, from three independent places.
 //!
-//! - **The event log file** (`log.db`, read directly): an order's
-//!   idempotency claim is written on its record's row, so the rows
-//!   carrying one key are the orders that key produced. More than one is
-//!   a duplicated order; none for an acknowledged key, or another order
-//!   id than the one the client was given, is a lost one. The same for
-//!   each callback's claim (`payment:{event}`): a redelivery or a retry
-//!   after a kill must have been answered from the claim, never appended
-//!   again.
-//! - **The store file** (`rushhour.db`): each acknowledged order is there,
-//!   confirmed, with exactly one `status` live event (an order applied
-//!   twice would have two; one in the log and not here is unconfirmed,
-//!   not lost: the log is the source of truth, and the store lags it);
-//!   every store order answers an acknowledged key
+//! - **The event log's idempotency claims**: an order's claim names the
+//!   record it was answered for, so the records carrying one key are the
+//!   orders that key produced. More than one is a duplicated order; none
+//!   for an acknowledged key, or another order id than the one the client
+//!   was given, is a lost one. The same for each callback's claim
+//!   (`payment:{event}`): a redelivery or a retry after a kill must have
+//!   been answered from the claim, never appended again. Embedded, the
+//!   claim is written on the record's row in `log.db`, so that file is
+//!   read directly. In scale mode the claims are rows of PostgreSQL's
+//!   `log_idempotency` (one per key, by its primary key), and Kafka itself
+//!   may hold a record twice (an api killed between the broker's ack and
+//!   its mark re-appends it from the claim, with the same order id); so
+//!   "once" is judged where it matters, in the store, by the next point.
+//! - **The store** (`rushhour.db`, or the run's PostgreSQL schema): each
+//!   acknowledged order is there, confirmed, with exactly one `status`
+//!   live event (an order applied twice would have two; one in the log and
+//!   not here is unconfirmed, not lost: the log is the source of truth,
+//!   and the store lags it); every store order answers an acknowledged key
 //!   or a key that was never answered at all; each acknowledged callback
 //!   has its `payment_events` row (one per event id, by its primary key),
 //!   with outcome `applied`, and its order reads `paid`.
@@ -21,19 +26,20 @@
 //!   staff key shows every acknowledged order confirmed, and paid when it
 //!   was paid.
 //!
-//! Reading the files is what makes "once" checkable at all: no API lists
+//! Reading the stores is what makes "once" checkable at all: no API lists
 //! an order's log records or payment events, and a count from the API
 //! could only show that the store deduplicates, not that nothing was
-//! appended twice. The files are opened read-only while the server still
-//! runs (WAL readers never block its writer).
+//! appended twice. The SQLite files are opened read-only while the server
+//! still runs (WAL readers never block its writer).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -94,6 +100,87 @@ impl Checks {
             self.problems.push(what);
         }
     }
+}
+
+/// Where a run's log claims and store are read from.
+pub enum Source<'a> {
+    /// An embedded `serve`'s data directory.
+    Files { log_db: PathBuf, store_db: PathBuf },
+    /// Scale mode: the claim table (in the database's default schema,
+    /// rows of this run's `topic`) and the store in `schema`.
+    Postgres {
+        pool: &'a PgPool,
+        schema: &'a str,
+        topic: &'a str,
+    },
+}
+
+fn pg(what: &'static str) -> impl FnOnce(sqlx::Error) -> ChaosError {
+    move |source| ChaosError::Pg { what, source }
+}
+
+impl Source<'_> {
+    /// The store's orders, by id.
+    async fn orders(&self) -> Result<HashMap<String, StoreOrder>, ChaosError> {
+        match self {
+            Source::Files { store_db, .. } => store_orders(&open(store_db, "the store")?),
+            Source::Postgres { pool, schema, .. } => {
+                // The schema name is the run's own (`rh_chaos_<hex>`), not input.
+                let sql = format!("SELECT id::text, status, payment_status FROM \"{schema}\".orders");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(*pool)
+                    .await
+                    .map_err(pg("the store's orders"))?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get(0)?,
+                            StoreOrder {
+                                status: r.try_get(1)?,
+                                payment_status: r.try_get(2)?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(pg("the store's orders"))
+            }
+        }
+    }
+
+    /// What the claims and the store hold (everything but the API's views).
+    async fn read(&self) -> Result<Found, ChaosError> {
+        match self {
+            Source::Files { log_db, store_db } => read_files(log_db, store_db),
+            Source::Postgres { pool, schema, topic } => read_postgres(pool, schema, topic).await,
+        }
+    }
+}
+
+/// Which of `ids` the store has confirmed (or moved past): how a run
+/// sees a restarted worker catch up with the orders acknowledged before
+/// its kill.
+pub async fn confirmed_among(pool: &PgPool, schema: &str, ids: &[Uuid]) -> Result<HashSet<Uuid>, ChaosError> {
+    // A join on the unnested ids casts each id once; `id = ANY(CAST($1 AS
+    // text[])::uuid[])` cast the whole array again for every row scanned
+    // (measured: 285 s for 25,000 ids against 36,000 orders).
+    let sql = format!(
+        "SELECT o.id::text FROM \"{schema}\".orders o \
+         JOIN unnest(CAST($1 AS text[])) AS wanted(id) ON o.id = wanted.id::uuid \
+         WHERE o.status = ANY($2)"
+    );
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(DONE)
+        .fetch_all(pool)
+        .await
+        .map_err(pg("the store's orders"))?;
+    let mut done = HashSet::with_capacity(rows.len());
+    for r in &rows {
+        let id: String = r.try_get(0).map_err(pg("the store's orders"))?;
+        done.insert(Uuid::parse_str(&id).map_err(|e| ChaosError::Api(format!("order id {id}: {e}")))?);
+    }
+    Ok(done)
 }
 
 /// An order row as the checks need it.
@@ -157,11 +244,10 @@ fn pending(ledger: &Ledger, orders: &HashMap<String, StoreOrder>) -> usize {
 /// applied every acknowledged callback, or `deadline`. How long it took,
 /// or `None` if it did not happen by then (the checks then say what is
 /// missing).
-pub async fn settle(store_db: &Path, ledger: &Ledger, deadline: Instant) -> Result<Option<Duration>, ChaosError> {
+pub async fn settle(source: &Source<'_>, ledger: &Ledger, deadline: Instant) -> Result<Option<Duration>, ChaosError> {
     let start = Instant::now();
-    let conn = open(store_db, "the store")?;
     loop {
-        if pending(ledger, &store_orders(&conn)?) == 0 {
+        if pending(ledger, &source.orders().await?) == 0 {
             return Ok(Some(start.elapsed()));
         }
         if Instant::now() >= deadline {
@@ -221,13 +307,12 @@ pub(super) struct Found {
 /// Run every check. `key_prefix` is what each of the run's idempotency
 /// keys starts with.
 pub async fn check(
-    log_db: &Path,
-    store_db: &Path,
+    source: &Source<'_>,
     ledger: &Ledger,
     key_prefix: &str,
     api: &Api<'_>,
 ) -> Result<Checks, ChaosError> {
-    let mut found = read_files(log_db, store_db)?;
+    let mut found = source.read().await?;
     found.views = api_views(api, ledger).await?;
     Ok(judge(&found, ledger, key_prefix))
 }
@@ -274,6 +359,45 @@ fn read_files(log_db: &Path, store_db: &Path) -> Result<Found, ChaosError> {
         .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
         .map_err(db)?;
     found.payment_events = rows.collect::<Result<_, _>>().map_err(db)?;
+    Ok(found)
+}
+
+async fn read_postgres(pool: &PgPool, schema: &str, topic: &str) -> Result<Found, ChaosError> {
+    let mut found = Found::default();
+    let claims = sqlx::query("SELECT key, record_key FROM log_idempotency WHERE topic = $1")
+        .bind(topic)
+        .fetch_all(pool)
+        .await
+        .map_err(pg("the log's idempotency claims"))?;
+    for r in &claims {
+        let (claim, key): (String, String) = (
+            r.try_get(0).map_err(pg("a claim"))?,
+            r.try_get(1).map_err(pg("a claim"))?,
+        );
+        found.claims.entry(claim).or_default().push(key);
+    }
+    found.orders = Source::Postgres { pool, schema, topic }.orders().await?;
+    let sql =
+        format!("SELECT order_id::text, count(*) FROM \"{schema}\".events WHERE kind = 'status' GROUP BY order_id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .map_err(pg("the store's live events"))?;
+    found.status_events = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(pg("the store's live events"))?;
+    let sql = format!("SELECT event_id, order_id::text, outcome FROM \"{schema}\".payment_events");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .map_err(pg("the store's payment events"))?;
+    found.payment_events = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(pg("the store's payment events"))?;
     Ok(found)
 }
 

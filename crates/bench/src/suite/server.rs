@@ -1,7 +1,8 @@
 //! The servers the suite and the chaos runs measure: children of this
 //! process, each on a free port with a fresh temporary data directory and
 //! a clean environment, started in one of the shapes the suite compares
-//! (`serve` with group commit on or off, fsync on or off; `api` alone).
+//! (`serve` with group commit on or off, fsync on or off; `api` alone;
+//! `worker` for scale-mode chaos runs).
 //! `bench chaos` also kills one with SIGKILL and starts it again on the
 //! same port and data directory ([`Server::kill`], [`Server::respawn`]).
 
@@ -84,6 +85,14 @@ impl Shape {
     pub fn api_only() -> Self {
         Self {
             command: "api",
+            env: Vec::new(),
+        }
+    }
+
+    /// `rushhour worker`: the processors and job runners (scale mode).
+    pub fn worker() -> Self {
+        Self {
+            command: "worker",
             env: Vec::new(),
         }
     }

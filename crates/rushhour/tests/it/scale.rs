@@ -41,9 +41,10 @@ const STORE: &str = "demo-downtown";
 const PARTITIONS: u32 = 8;
 const TANSU_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/tansu.sh");
 
-/// One scale test at a time: each runs several processes and engines, and
-/// on two cores two of them at once would only measure each other.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One scale test at a time (the scale chaos run in `chaos.rs` too): each
+/// runs several processes and engines, and on two cores two of them at once
+/// would only measure each other.
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -342,9 +343,11 @@ struct Applied {
 async fn applied(pool: &sqlx::PgPool, schema: &str, ids: &[String]) -> Applied {
     use sqlx::Row;
     // The schema name is ours (a uuid), not input.
+    // The join casts each id once (`id = ANY(CAST($1 AS text[])::uuid[])`
+    // cast the whole array again for every row scanned).
     let sql = format!(
         "SELECT count(*) AS n, count(*) FILTER (WHERE status = 'confirmed') AS confirmed \
-         FROM \"{schema}\".orders WHERE id = ANY(CAST($1 AS text[])::uuid[])"
+         FROM \"{schema}\".orders o JOIN unnest(CAST($1 AS text[])) AS wanted(id) ON o.id = wanted.id::uuid"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)

@@ -357,7 +357,7 @@ async fn run_on(
         .map_err(ChaosError::Http)?;
     let menu = fetch_menu(&http, &urls[0], &args.store).await?;
     let bodies = menu.body_pool(rng, BODY_POOL);
-    let key_prefix = format!("chaos-{run_tag}-");
+    let key_prefix = traffic::key_prefix(run_tag);
     let mut warm = Vec::new();
     for round in 0..cluster.workers_to_start() {
         cluster.start_worker().await?;
@@ -393,7 +393,6 @@ async fn run_on(
         start,
         start + args.duration,
     ));
-    debug_assert_eq!(traffic.key_prefix(), key_prefix);
     let warm_up = warm.len();
     traffic.ledger().orders.extend(warm);
     let mut order_clients = JoinSet::new();

@@ -183,6 +183,11 @@ struct Total {
     currency: String,
 }
 
+/// The prefix of every idempotency key of run `run` (the warm-up's too).
+pub fn key_prefix(run: &str) -> String {
+    format!("chaos-{run}-")
+}
+
 /// The order a 202's body describes.
 pub fn receipt(body: &[u8]) -> Option<Acked> {
     let r: Receipt = serde_json::from_slice(body).ok()?;
@@ -243,7 +248,7 @@ impl Traffic {
 
     /// The prefix of every idempotency key this run sends.
     pub fn key_prefix(&self) -> String {
-        format!("chaos-{}-", self.run)
+        key_prefix(&self.run)
     }
 
     /// When the load started.

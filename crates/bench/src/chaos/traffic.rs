@@ -1,10 +1,10 @@
 //! The steady load of a chaos run, and the ledger of what it was told.
 //!
 //! Order clients take tickets off one schedule (ticket `n` is due at
-//! `n / rate` seconds), sending ticket `n` to front process `n mod count`
-//! (the one `serve`, or each `api` in turn, as a load balancer would), so the offered load stays the same whatever the
-//! server does: while it is down, tickets pile up behind the clients
-//! retrying, and the backlog arrives as a burst once it is back, as a real
+//! `n / rate` seconds, and goes to front process `n mod count`: the one
+//! `serve`, or each `api` in turn, as a load balancer would), so the
+//! offered load stays the same whatever the server does: while it is
+//! down, tickets pile up behind the clients retrying, and the backlog arrives as a burst once it is back, as a real
 //! rush's would. Every order carries its own `Idempotency-Key`, and a
 //! request that got no final answer (the connection broke, 5xx, 408, 429)
 //! is sent again with the same key and the same bytes until it gets one,

@@ -12,8 +12,9 @@
 //!   read directly. In scale mode the claims are rows of PostgreSQL's
 //!   `log_idempotency` (one per key, by its primary key), and Kafka itself
 //!   may hold a record twice (an api killed between the broker's ack and
-//!   its mark re-appends it from the claim, with the same order id); so
-//!   "once" is judged where it matters, in the store, by the next point.
+//!   marking the claim appended leaves it pending, and the retry appends
+//!   the record again from the claim, with the same order id); so "once"
+//!   is judged where it matters, in the store, by the next point.
 //! - **The store** (`rushhour.db`, or the run's PostgreSQL schema): each
 //!   acknowledged order is there, confirmed, with exactly one `status`
 //!   live event (an order applied twice would have two; one in the log and
@@ -39,6 +40,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -125,24 +127,17 @@ impl Source<'_> {
         match self {
             Source::Files { store_db, .. } => store_orders(&open(store_db, "the store")?),
             Source::Postgres { pool, schema, .. } => {
-                // The schema name is the run's own (`rh_chaos_<hex>`), not input.
                 let sql = format!("SELECT id::text, status, payment_status FROM \"{schema}\".orders");
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(*pool)
-                    .await
-                    .map_err(pg("the store's orders"))?;
-                rows.iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get(0)?,
-                            StoreOrder {
-                                status: r.try_get(1)?,
-                                payment_status: r.try_get(2)?,
-                            },
-                        ))
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(pg("the store's orders"))
+                pg_rows(pool, sql, &[], "the store's orders", |r| {
+                    Ok((
+                        r.try_get(0)?,
+                        StoreOrder {
+                            status: r.try_get(1)?,
+                            payment_status: r.try_get(2)?,
+                        },
+                    ))
+                })
+                .await
             }
         }
     }
@@ -362,42 +357,50 @@ fn read_files(log_db: &Path, store_db: &Path) -> Result<Found, ChaosError> {
     Ok(found)
 }
 
+/// Run `sql` with the text parameters `binds` and map each row with `f`.
+/// The SQL names only the run's own schema (`rh_chaos_<hex>`), never
+/// input.
+async fn pg_rows<C, T>(
+    pool: &PgPool,
+    sql: String,
+    binds: &[&str],
+    what: &'static str,
+    f: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
+) -> Result<C, ChaosError>
+where
+    C: FromIterator<T>,
+{
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        query = query.bind(*b);
+    }
+    let rows = query.fetch_all(pool).await.map_err(pg(what))?;
+    rows.iter().map(f).collect::<Result<C, _>>().map_err(pg(what))
+}
+
 async fn read_postgres(pool: &PgPool, schema: &str, topic: &str) -> Result<Found, ChaosError> {
     let mut found = Found::default();
-    let claims = sqlx::query("SELECT key, record_key FROM log_idempotency WHERE topic = $1")
-        .bind(topic)
-        .fetch_all(pool)
-        .await
-        .map_err(pg("the log's idempotency claims"))?;
-    for r in &claims {
-        let (claim, key): (String, String) = (
-            r.try_get(0).map_err(pg("a claim"))?,
-            r.try_get(1).map_err(pg("a claim"))?,
-        );
+    // The claims of every topic share the table.
+    let sql = "SELECT key, record_key FROM log_idempotency WHERE topic = $1".to_owned();
+    let claims: Vec<(String, String)> = pg_rows(pool, sql, &[topic], "the log's idempotency claims", |r| {
+        Ok((r.try_get(0)?, r.try_get(1)?))
+    })
+    .await?;
+    for (claim, key) in claims {
         found.claims.entry(claim).or_default().push(key);
     }
     found.orders = Source::Postgres { pool, schema, topic }.orders().await?;
     let sql =
         format!("SELECT order_id::text, count(*) FROM \"{schema}\".events WHERE kind = 'status' GROUP BY order_id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await
-        .map_err(pg("the store's live events"))?;
-    found.status_events = rows
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(pg("the store's live events"))?;
+    found.status_events = pg_rows(pool, sql, &[], "the store's live events", |r| {
+        Ok((r.try_get(0)?, r.try_get(1)?))
+    })
+    .await?;
     let sql = format!("SELECT event_id, order_id::text, outcome FROM \"{schema}\".payment_events");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await
-        .map_err(pg("the store's payment events"))?;
-    found.payment_events = rows
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(pg("the store's payment events"))?;
+    found.payment_events = pg_rows(pool, sql, &[], "the store's payment events", |r| {
+        Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?)))
+    })
+    .await?;
     Ok(found)
 }
 

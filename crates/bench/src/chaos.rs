@@ -40,7 +40,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use self::cluster::{Cluster, Victim, WORKER_RESTART_AFTER};
+use self::cluster::{Cluster, WORKER_RESTART_AFTER, random_hex};
 pub use self::cluster::{Mode, Role, ScaleArgs};
 use self::traffic::{Kill, LoadShape, Traffic};
 pub use self::verify::Checks;
@@ -304,10 +304,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn random_secret(rng: &mut SmallRng) -> String {
-    (0..24).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
-}
-
 /// Run one chaos run to its report.
 pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
     args.check()?;
@@ -319,8 +315,8 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, ChaosError> {
     let mut rng = SmallRng::seed_from_u64(seed);
     // The staff key reads orders back; the webhook secret signs callbacks.
     // Fresh per run, given to the servers rather than read from their files.
-    let staff_key = random_secret(&mut rng);
-    let secret = random_secret(&mut rng);
+    let staff_key = random_hex(&mut rng, 24);
+    let secret = random_hex(&mut rng, 24);
     let run_tag = format!("{:08x}", rng.random::<u32>());
     let mut env = args.server_env.clone();
     env.push(("RUSHHOUR__AUTH__STAFF_KEY".into(), staff_key.clone()));
@@ -404,7 +400,7 @@ async fn run_on(
         callback_clients.spawn(Arc::clone(&traffic).payments(rng.random()));
     }
 
-    let victims = kill_loop(cluster, &traffic, kill_every, rng).await?;
+    kill_loop(cluster, &traffic, kill_every, rng).await?;
     tokio::time::sleep_until(traffic.phase_end()).await;
 
     // The schedule is over. Orders it held up and callbacks in flight get
@@ -445,10 +441,9 @@ async fn run_on(
     let recoveries: Vec<Recovery> = traffic
         .kills()
         .iter()
-        .zip(&victims)
-        .map(|(k, victim)| Recovery {
-            role: victim.role,
-            process: victim.name(),
+        .map(|k| Recovery {
+            role: k.victim.role,
+            process: k.victim.name(),
             at_secs: (k.killed_at - start).as_secs_f64(),
             to_ready_ms: k.ready_at.map(|t| millis(t - k.killed_at)),
             to_202_ms: k.first_202_at.map(|t| millis(t - k.killed_at)),
@@ -457,7 +452,7 @@ async fn run_on(
         .collect();
     let mut kills_by_role = std::collections::BTreeMap::new();
     for r in &recoveries {
-        *kills_by_role.entry(role_name(r.role).to_owned()).or_insert(0) += 1;
+        *kills_by_role.entry(r.role.as_str().to_owned()).or_insert(0) += 1;
     }
     let passed = checks.passed() && settled_ms.is_some();
     Ok(ChaosReport {
@@ -510,22 +505,13 @@ async fn run_on(
     })
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Serve => "serve",
-        Role::Api => "api",
-        Role::Worker => "worker",
-    }
-}
-
 /// Kill, restart, wait for the way back; until the chaos phase ends.
 async fn kill_loop(
     cluster: &mut Cluster,
     traffic: &Traffic,
     kill_every: Duration,
     rng: &mut SmallRng,
-) -> Result<Vec<Victim>, ChaosError> {
-    let mut victims = Vec::new();
+) -> Result<(), ChaosError> {
     let phase_end = traffic.phase_end();
     let mut last_kill = traffic.start();
     let mut back_at = last_kill;
@@ -535,7 +521,7 @@ async fn kill_loop(
         // The last kill leaves the load time to find the process back
         // before the schedule ends.
         if at + kill_every / 2 >= phase_end {
-            return Ok(victims);
+            return Ok(());
         }
         tokio::time::sleep_until(at).await;
         let n = traffic.kills().len() + 1;
@@ -554,14 +540,13 @@ async fn kill_loop(
         cluster.server(victim).kill().await;
         let dead_at = Instant::now();
         traffic.kills().push(Kill {
-            target: victim.target(),
+            victim,
             killed_at,
             dead_at,
             ready_at: None,
             first_202_at: None,
             caught_up_at: None,
         });
-        victims.push(victim);
         if victim.role == Role::Worker {
             tokio::time::sleep_until(killed_at + WORKER_RESTART_AFTER).await;
         }

@@ -106,6 +106,17 @@ pub enum Role {
     Worker,
 }
 
+impl Role {
+    /// As the report names it (`kills_by_role`, the JSON `role`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 /// One process of the cluster: its role and its slot among its kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Victim {
@@ -123,9 +134,8 @@ impl Victim {
     /// `serve`, `api2`, `worker1`.
     pub fn name(self) -> String {
         match self.role {
-            Role::Serve => "serve".to_owned(),
-            Role::Api => format!("api{}", self.slot + 1),
-            Role::Worker => format!("worker{}", self.slot + 1),
+            Role::Serve => Role::Serve.as_str().to_owned(),
+            role => format!("{}{}", role.as_str(), self.slot + 1),
         }
     }
 }
@@ -170,7 +180,8 @@ pub struct Cluster {
     workers_wanted: usize,
 }
 
-fn random_hex(rng: &mut SmallRng, bytes: usize) -> String {
+/// `bytes` random bytes in hex: the run's secrets and keys.
+pub fn random_hex(rng: &mut SmallRng, bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
@@ -261,7 +272,8 @@ impl Cluster {
     }
 
     async fn migrate_and_start_apis(&mut self, apis: usize) -> Result<(), ChaosError> {
-        let dir = tempfile::tempdir().map_err(ChaosError::Exe)?;
+        let dir = tempfile::tempdir()
+            .map_err(|e| ChaosError::Setup(format!("a temporary directory for `rushhour migrate`: {e}")))?;
         let mut cmd = clean_command(&self.exe);
         cmd.arg("migrate")
             .arg("--data-dir")
@@ -272,7 +284,7 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = match tokio::time::timeout(MIGRATE_TIMEOUT, cmd.output()).await {
-            Ok(out) => out.map_err(ChaosError::Exe)?,
+            Ok(out) => out.map_err(|e| ChaosError::Setup(format!("running `rushhour migrate`: {e}")))?,
             Err(_) => {
                 return Err(ChaosError::Setup(format!(
                     "`rushhour migrate` took over {MIGRATE_TIMEOUT:?}"
@@ -343,18 +355,12 @@ impl Cluster {
         }
     }
 
-    /// The ids among `ids` not yet confirmed, polled until there are
-    /// none (the time it happened) or `deadline` (`None`). Scale mode only:
-    /// the embedded processors run in the `serve` a kill already restarts.
+    /// Poll until the store has confirmed every one of `ids`: when that
+    /// happened, or `None` at `deadline`. Scale mode only: embedded, the
+    /// processors run in the `serve` a kill already restarts.
     pub async fn confirmed_by(&self, mut ids: Vec<Uuid>, deadline: Instant) -> Result<Option<Instant>, ChaosError> {
-        let Some(s) = &self.scale else {
-            return Ok(Some(Instant::now()));
-        };
         loop {
-            if !ids.is_empty() {
-                let done = verify::confirmed_among(&s.pool, &s.schema, &ids).await?;
-                ids.retain(|id| !done.contains(id));
-            }
+            ids = self.unconfirmed(&ids).await?;
             if ids.is_empty() {
                 return Ok(Some(Instant::now()));
             }
@@ -368,7 +374,7 @@ impl Cluster {
     /// Those of `ids` the store has not confirmed yet (scale mode; none
     /// embedded).
     pub async fn unconfirmed(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, ChaosError> {
-        let Some(s) = &self.scale else {
+        let Some(s) = self.scale.as_ref().filter(|_| !ids.is_empty()) else {
             return Ok(Vec::new());
         };
         let done = verify::confirmed_among(&s.pool, &s.schema, ids).await?;
@@ -377,26 +383,13 @@ impl Cluster {
 
     /// The last lines of every process's log, named.
     pub fn log_tails(&self) -> String {
-        let named = self
-            .front
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (self.victim_name(Role::Api, i), s))
-            .chain(
-                self.workers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (self.victim_name(Role::Worker, i), s)),
-            );
+        let front = if self.scale.is_some() { Role::Api } else { Role::Serve };
+        let named = (self.front.iter().enumerate().map(|(slot, s)| (front, slot, s)))
+            .chain(self.workers.iter().enumerate().map(|(slot, s)| (Role::Worker, slot, s)));
         named
-            .map(|(name, s)| format!("--- {name}:\n{}", s.log_tail()))
+            .map(|(role, slot, s)| format!("--- {}:\n{}", Victim { role, slot }.name(), s.log_tail()))
             .collect::<Vec<_>>()
             .join("\n")
-    }
-
-    fn victim_name(&self, role: Role, slot: usize) -> String {
-        let role = if self.scale.is_none() { Role::Serve } else { role };
-        Victim { role, slot }.name()
     }
 
     /// Place [`WARMUP_ORDERS`] orders through the front processes and

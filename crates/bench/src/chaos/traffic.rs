@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::cluster::Victim;
 use crate::client::{Conn, Target};
 
 /// Pause before a retry. Short: a refused connect costs nothing, and the
@@ -90,10 +91,10 @@ pub struct Ledger {
 /// One kill and the server's way back, for the recovery figures.
 #[derive(Debug, Clone)]
 pub struct Kill {
-    /// The front process killed (its index in the targets), whose first
-    /// 202 after the kill is its way back; `None` for a worker, which
-    /// answers no orders.
-    pub target: Option<usize>,
+    /// The process killed. A `serve` or an api (a front process, whose
+    /// index in the targets is `victim.target()`) is back at its first
+    /// 202 after the kill; a worker answers no orders.
+    pub victim: Victim,
     /// Just before SIGKILL was sent.
     pub killed_at: Instant,
     /// Once the process was reaped: a request sent after this cannot have
@@ -331,7 +332,7 @@ impl Traffic {
         drop(ledger);
         let mut kills = self.kills();
         if let Some(kill) = kills.last_mut()
-            && kill.target == Some(target)
+            && kill.victim.target() == Some(target)
             && kill.first_202_at.is_none()
             && sent_at >= kill.dead_at
         {

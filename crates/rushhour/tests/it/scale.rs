@@ -1172,6 +1172,67 @@ async fn confirmed(client: &Client, base: &str, id: &str, deadline: Instant) -> 
     }
 }
 
+/// A scale-mode `serve` on a free port, ready; its base URL.
+async fn serve_ready(scale: &Scale, procs: &mut Procs, client: &Client) -> String {
+    let http_port = free_port();
+    procs.spawn("serve", scale.command("serve", http_port, "warn"), None);
+    let base = format!("http://127.0.0.1:{http_port}");
+    ready(client, &base, "serve", procs).await;
+    base
+}
+
+/// An order placed with `key`, answered 202 and confirmed within 30 s;
+/// its id. `when` names the moment in a failure.
+async fn place_confirmed(client: &Client, base: &str, key: String, when: &str) -> String {
+    let r = client
+        .post(format!("{base}/v1/orders"))
+        .header("Idempotency-Key", key)
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    if let Err(e) = confirmed(client, base, &id, Instant::now() + Duration::from_secs(30)).await {
+        panic!("{when}: {e}");
+    }
+    id
+}
+
+/// Once a backend is back (`since` says how): `post(key)` until a 202,
+/// 503s retried, each attempt under a new key `{prefix}-after-{n}`; the
+/// order's id and the attempts. Fails on any other answer, or at
+/// `deadline` (with `context()` in the message).
+async fn accepted_again(
+    post: impl Fn(String) -> reqwest::RequestBuilder,
+    prefix: &str,
+    procs: &mut Procs,
+    deadline: Instant,
+    since: &str,
+    context: impl Fn() -> String,
+) -> (String, u32) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match post(format!("{prefix}-after-{attempts}")).send().await {
+            Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+                return (id, attempts);
+            }
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {}
+            Ok(r) => panic!("POST after {since}: {} {}", r.status(), r.text().await.unwrap()),
+            Err(e) => panic!("POST after {since}: {e}"),
+        }
+        procs.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "intake still answers 503 30 s after {since} ({attempts} attempts){}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The end of tansu's own log (colours stripped), for failure messages.
 fn tansu_log_tail(dir: &Path) -> String {
     let log = std::fs::read_to_string(dir.join("tansu.log")).unwrap_or_default();
@@ -1227,25 +1288,21 @@ async fn kafka_outage_answers_503_within_a_second_and_recovers() {
     let kafka_port = free_port();
     let tansu_pid = start_tansu(tansu_dir.path(), kafka_port, &mut procs).await;
     let scale = Scale::new(&pg, &format!("127.0.0.1:{kafka_port}"), "memory://");
-    let http_port = free_port();
-    procs.spawn("serve", scale.command("serve", http_port, "warn"), None);
     let client = client();
-    let base = format!("http://127.0.0.1:{http_port}");
-    ready(&client, &base, "serve", &mut procs).await;
-
+    let base = serve_ready(&scale, &mut procs, &client).await;
+    place_confirmed(
+        &client,
+        &base,
+        format!("kafka-{}-before", scale.tag),
+        "before the outage",
+    )
+    .await;
     let post = |key: String| {
         client
             .post(format!("{base}/v1/orders"))
             .header("Idempotency-Key", key)
             .json(&order_body())
-            .send()
     };
-    let r = post(format!("kafka-{}-before", scale.tag)).await.unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
-    let before = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    if let Err(e) = confirmed(&client, &base, &before, Instant::now() + Duration::from_secs(30)).await {
-        panic!("before the outage: {e}");
-    }
 
     // The broker dies: intake answers 503 fast instead of hanging.
     kill_pid(tansu_pid);
@@ -1256,27 +1313,8 @@ async fn kafka_outage_answers_503_within_a_second_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for n in 0..3 {
-        let sent = Instant::now();
-        let r = post(format!("kafka-{}-outage-{n}", scale.tag))
-            .await
-            .expect("intake must answer during a broker outage");
-        let took = sent.elapsed();
-        let status = r.status();
-        let retry_after = r.headers().get("retry-after").cloned();
-        let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-        let text = r.text().await.unwrap();
-        eprintln!("POST during the broker outage #{n}: {status} in {took:?} (target 1 s): {text}");
-        assert_eq!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "POST with the broker down: {text}"
-        );
-        assert!(retry_after.is_some(), "503 without Retry-After");
-        assert_eq!(
-            content_type.as_deref(),
-            Some("application/problem+json"),
-            "503 content type"
-        );
+        let order = post(format!("kafka-{}-outage-{n}", scale.tag));
+        let took = during_outage(order, &format!("POST /v1/orders #{n}"), "broker").await;
         assert!(
             took < Duration::from_millis(1500),
             "the 503 took {took:?}; the target is 1 s (1.5 s allowed)"
@@ -1288,30 +1326,15 @@ async fn kafka_outage_answers_503_within_a_second_and_recovers() {
     start_tansu(tansu_dir.path(), kafka_port, &mut procs).await;
     let restarted = Instant::now();
     let deadline = restarted + Duration::from_secs(30);
-    let mut attempts = 0;
-    let after = loop {
-        attempts += 1;
-        let r = post(format!("kafka-{}-after-{attempts}", scale.tag)).await;
-        match r {
-            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                break r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-            }
-            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {}
-            Ok(r) => panic!(
-                "POST after the broker restart: {} {}",
-                r.status(),
-                r.text().await.unwrap()
-            ),
-            Err(e) => panic!("POST after the broker restart: {e}"),
-        }
-        procs.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "intake still answers 503 30 s after the broker restarted ({attempts} attempts); {}",
-            tansu_log_tail(tansu_dir.path())
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (after, attempts) = accepted_again(
+        post,
+        &format!("kafka-{}", scale.tag),
+        &mut procs,
+        deadline,
+        "the broker restarted",
+        || format!("; {}", tansu_log_tail(tansu_dir.path())),
+    )
+    .await;
     eprintln!(
         "intake accepted again {:?} after the broker restart ({attempts} attempts)",
         restarted.elapsed()
@@ -1395,8 +1418,9 @@ async fn through_relay(pg: &str) -> (std::net::SocketAddr, reqwest::Url) {
     (target, url)
 }
 
-/// What one request answered while the database was away.
-async fn during_outage(req: reqwest::RequestBuilder, what: &str) -> Duration {
+/// What one request answered while `backend` was away: 503
+/// problem+json with `Retry-After`; how long it took.
+async fn during_outage(req: reqwest::RequestBuilder, what: &str, backend: &str) -> Duration {
     let sent = Instant::now();
     let r = req
         .send()
@@ -1407,7 +1431,7 @@ async fn during_outage(req: reqwest::RequestBuilder, what: &str) -> Duration {
     let retry_after = r.headers().get("retry-after").cloned();
     let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
     let text = r.text().await.unwrap();
-    eprintln!("{what} during the PostgreSQL outage: {status} in {took:?} (target 1 s): {text}");
+    eprintln!("{what} during the {backend} outage: {status} in {took:?} (target 1 s): {text}");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {text}");
     assert!(retry_after.is_some(), "{what}: 503 without Retry-After");
     assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{what}");
@@ -1437,24 +1461,15 @@ async fn postgres_outage_answers_503_within_a_second_and_recovers() {
     url.set_port(Some(outage.port())).unwrap();
     let scale = Scale::new(url.as_str(), &kafka, "memory://");
     let mut procs = Procs::default();
-    let http_port = free_port();
-    procs.spawn("serve", scale.command("serve", http_port, "warn"), None);
     let client = client();
-    let base = format!("http://127.0.0.1:{http_port}");
-    ready(&client, &base, "serve", &mut procs).await;
-
+    let base = serve_ready(&scale, &mut procs, &client).await;
+    let before = place_confirmed(&client, &base, format!("pg-{}-before", scale.tag), "before the outage").await;
     let post = |key: String| {
         client
             .post(format!("{base}/v1/orders"))
             .header("Idempotency-Key", key)
             .json(&order_body())
     };
-    let r = post(format!("pg-{}-before", scale.tag)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
-    let before = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    if let Err(e) = confirmed(&client, &base, &before, Instant::now() + Duration::from_secs(30)).await {
-        panic!("before the outage: {e}");
-    }
 
     outage.cut();
     let cut_at = Instant::now();
@@ -1465,9 +1480,9 @@ async fn postgres_outage_answers_503_within_a_second_and_recovers() {
     while n < 3 || cut_at.elapsed() < Duration::from_secs(3) {
         n += 1;
         let order = post(format!("pg-{}-outage-{n}", scale.tag));
-        slowest = slowest.max(during_outage(order, &format!("POST /v1/orders #{n}")).await);
+        slowest = slowest.max(during_outage(order, &format!("POST /v1/orders #{n}"), "PostgreSQL").await);
         let read = client.get(format!("{base}/v1/orders/{before}")).bearer_auth(STAFF_KEY);
-        slowest = slowest.max(during_outage(read, &format!("GET /v1/orders/{{id}} #{n}")).await);
+        slowest = slowest.max(during_outage(read, &format!("GET /v1/orders/{{id}} #{n}"), "PostgreSQL").await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Readiness is a probe, not a problem: 503 and which backend is down.
@@ -1487,24 +1502,15 @@ async fn postgres_outage_answers_503_within_a_second_and_recovers() {
     outage.restore();
     let restored = Instant::now();
     let deadline = restored + Duration::from_secs(30);
-    let mut attempts = 0;
-    let after = loop {
-        attempts += 1;
-        match post(format!("pg-{}-after-{attempts}", scale.tag)).send().await {
-            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                break r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-            }
-            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {}
-            Ok(r) => panic!("POST after the outage: {} {}", r.status(), r.text().await.unwrap()),
-            Err(e) => panic!("POST after the outage: {e}"),
-        }
-        procs.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "intake still answers 503 30 s after PostgreSQL came back ({attempts} attempts)"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (after, attempts) = accepted_again(
+        post,
+        &format!("pg-{}", scale.tag),
+        &mut procs,
+        deadline,
+        "PostgreSQL came back",
+        String::new,
+    )
+    .await;
     eprintln!(
         "intake accepted again {:?} after PostgreSQL came back ({attempts} attempts)",
         restored.elapsed()
@@ -1569,20 +1575,8 @@ async fn payment_callbacks_through_kafka_are_applied_once() {
     let client = client();
     let base = api_and_worker(&scale, &mut procs, &client).await;
 
-    let r = client
-        .post(format!("{base}/v1/orders"))
-        .header("Idempotency-Key", format!("pay-{}", scale.tag))
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
-    let receipt: Value = r.json().await.unwrap();
-    let id = receipt["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
-    if let Err(e) = confirmed(&client, &base, &id, deadline).await {
-        panic!("{e}");
-    }
+    let id = place_confirmed(&client, &base, format!("pay-{}", scale.tag), "the order to pay").await;
     let order = order_view(&client, &base, &id).await;
     let now_s = domain::ports::system_now_ms() / 1000;
     let event_id = format!("evt_{}", scale.tag);
